@@ -1,0 +1,189 @@
+//! `ticket bench`: N clients, each on its own connection, booking distinct seats of fresh
+//! events as fast as the cluster commits them. Reports bookings/s, latency percentiles from
+//! an HDR histogram, errors by kind, and the longest gap in which no booking completed (the
+//! outage a failover causes).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::client::Client;
+use crate::config::Config;
+use crate::domain::SeatMap;
+
+pub struct BenchArgs {
+    pub clients: usize,
+    pub seconds: u64,
+    pub json: bool,
+    pub user: String,
+    pub password: String,
+}
+
+/// Rows × seats of each bench event: the largest event allowed.
+const ROWS: u32 = crate::limits::ROWS_MAX;
+const SEATS_PER_ROW: u32 = crate::limits::SEATS_PER_ROW_MAX;
+const SEATS_PER_EVENT: u64 = (ROWS * SEATS_PER_ROW) as u64;
+
+#[derive(Serialize, Debug)]
+pub struct Report {
+    pub clients: usize,
+    pub seconds: f64,
+    pub bookings: u64,
+    pub bookings_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_gap_ms: f64,
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// Seats handed out to clients, and the events that hold them (made as they are needed).
+struct Seats {
+    run: String,
+    next: AtomicU64,
+    events: Mutex<Vec<String>>,
+    labels: Vec<String>,
+    admin: Client,
+}
+
+impl Seats {
+    async fn next(&self) -> Result<(String, String), tonic::Status> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let event = (n / SEATS_PER_EVENT) as usize;
+        let seat = (n % SEATS_PER_EVENT) as u32;
+        let name = {
+            let mut events = self.events.lock().await;
+            while events.len() <= event {
+                let name = format!("bench-{}-{}", self.run, events.len());
+                self.admin
+                    .create_event(&name, ROWS, SEATS_PER_ROW, SEATS_PER_EVENT as u32)
+                    .await?;
+                events.push(name);
+            }
+            events[event].clone()
+        };
+        let row = &self.labels[(seat / SEATS_PER_ROW) as usize];
+        Ok((name, format!("{row}{}", seat % SEATS_PER_ROW + 1)))
+    }
+}
+
+struct ClientResult {
+    latencies_us: Histogram<u64>,
+    completions_us: Vec<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<Report> {
+    let mut admin = Client::from_config(config);
+    admin
+        .login(&args.user, &args.password)
+        .await
+        .map_err(|s| anyhow::anyhow!("logging in as {}: {}", args.user, super::explain(&s)))?;
+    let token = admin.token().unwrap_or_default().to_string();
+    let leader = admin.cluster_status().await.map(|s| s.leader).unwrap_or(0);
+    let seats = Arc::new(Seats {
+        run: crate::client::new_request_id()[..8].to_string(),
+        next: AtomicU64::new(0),
+        events: Mutex::new(Vec::new()),
+        labels: SeatMap::default_row_labels(ROWS),
+        admin,
+    });
+    // The first event exists before the clock starts.
+    let (first_event, _) = seats.next().await.map_err(|s| anyhow::anyhow!(super::explain(&s)))?;
+    seats.next.store(0, Ordering::Relaxed);
+    let _ = first_event;
+
+    let start = Instant::now();
+    let stop_at = start + Duration::from_secs(args.seconds);
+    let mut tasks = Vec::with_capacity(args.clients);
+    for _ in 0..args.clients {
+        let mut client = Client::from_config(config);
+        client.set_token(&args.user, &token)?;
+        if leader != 0 {
+            client.prefer(leader);
+        }
+        let seats = seats.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut result = ClientResult {
+                latencies_us: Histogram::new_with_bounds(1, 60_000_000, 3)
+                    .expect("valid histogram bounds"),
+                completions_us: Vec::new(),
+                errors: BTreeMap::new(),
+            };
+            while Instant::now() < stop_at {
+                let t0 = Instant::now();
+                let outcome = match seats.next().await {
+                    Ok((event, seat)) => client.reserve(&event, &[&seat]).await.map(|_| ()),
+                    Err(status) => Err(status),
+                };
+                let done = Instant::now();
+                match outcome {
+                    Ok(()) => {
+                        let _ = result.latencies_us.record((done - t0).as_micros() as u64);
+                        result.completions_us.push((done - start).as_micros() as u64);
+                    }
+                    Err(status) => {
+                        *result.errors.entry(format!("{:?}", status.code())).or_insert(0) += 1;
+                    }
+                }
+            }
+            result
+        }));
+    }
+    let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut completions = Vec::new();
+    let mut errors = BTreeMap::new();
+    for task in tasks {
+        let result = task.await?;
+        latencies.add(&result.latencies_us)?;
+        completions.extend(result.completions_us);
+        for (kind, n) in result.errors {
+            *errors.entry(kind).or_insert(0) += n;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    completions.sort_unstable();
+    let max_gap_us = completions
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(0);
+    let ms = |us: u64| us as f64 / 1000.0;
+    Ok(Report {
+        clients: args.clients,
+        seconds: elapsed,
+        bookings: latencies.len(),
+        bookings_per_sec: latencies.len() as f64 / elapsed,
+        p50_ms: ms(latencies.value_at_quantile(0.50)),
+        p99_ms: ms(latencies.value_at_quantile(0.99)),
+        p999_ms: ms(latencies.value_at_quantile(0.999)),
+        max_gap_ms: ms(max_gap_us),
+        errors,
+    })
+}
+
+pub fn print(report: &Report, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(report).unwrap_or_default());
+        return;
+    }
+    println!(
+        "{} clients, {:.1} s: {} bookings, {:.0} bookings/s",
+        report.clients, report.seconds, report.bookings, report.bookings_per_sec
+    );
+    println!(
+        "latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; longest gap without a booking {:.1} ms",
+        report.p50_ms, report.p99_ms, report.p999_ms, report.max_gap_ms
+    );
+    if report.errors.is_empty() {
+        println!("no errors");
+    }
+    for (kind, n) in &report.errors {
+        println!("errors {kind}: {n}");
+    }
+}

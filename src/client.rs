@@ -1,0 +1,276 @@
+//! The one client everything uses (the CLI, bench, tests; later the shell, scripts, the
+//! assistant and the page). It talks to any node of the cluster, goes straight to the leader
+//! once a reply names it, and when a node fails moves to another, retrying the same request
+//! with the same request id, so that a retry never books twice.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+
+use crate::config::Config;
+use crate::limits;
+use crate::pb::booking::v1 as pb;
+use crate::pb::booking::v1::booking_service_client::BookingServiceClient;
+use crate::server::api::LEADER_HEADER;
+
+pub use crate::pb::booking::v1::Consistency;
+
+type Stub = BookingServiceClient<Channel>;
+
+struct Target {
+    id: u64,
+    stub: Stub,
+}
+
+pub struct Client {
+    targets: Vec<Target>,
+    /// The node calls go to first: the last one that answered, or the leader a reply named.
+    current: AtomicUsize,
+    auth: Option<MetadataValue<Ascii>>,
+    user: Option<String>,
+    /// The longest one attempt may take (the server gives up on a write after
+    /// `QUORUM_WAIT_MS`), and the longest a call may take over all its retries.
+    attempt_timeout: Duration,
+    call_timeout: Duration,
+}
+
+/// Whether a failed attempt may be retried on another node with the same request id.
+fn retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown | Code::Aborted
+    )
+}
+
+pub fn new_request_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Client {
+    /// A client of the given nodes (id, address). Connections are made on first use.
+    pub fn new(nodes: &[(u64, SocketAddr)]) -> Client {
+        let targets = nodes
+            .iter()
+            .map(|&(id, addr)| {
+                // The address is a parsed SocketAddr, so this URI is always valid.
+                let channel = Endpoint::from_shared(format!("http://{addr}"))
+                    .expect("a socket address makes a valid URI")
+                    .connect_timeout(Duration::from_millis(500))
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                let stub = BookingServiceClient::new(channel)
+                    .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
+                    .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX);
+                Target { id, stub }
+            })
+            .collect();
+        Client {
+            targets,
+            current: AtomicUsize::new(0),
+            auth: None,
+            user: None,
+            attempt_timeout: Duration::from_millis(limits::QUORUM_WAIT_MS + 2_000),
+            call_timeout: Duration::from_secs(20),
+        }
+    }
+
+    pub fn from_config(config: &Config) -> Client {
+        let nodes: Vec<(u64, SocketAddr)> = config.nodes.iter().map(|n| (n.id, n.addr)).collect();
+        Client::new(&nodes)
+    }
+
+    /// Calls go to this node first.
+    pub fn prefer(&self, id: u64) {
+        if let Some(i) = self.targets.iter().position(|t| t.id == id) {
+            self.current.store(i, Ordering::Relaxed);
+        }
+    }
+
+    pub fn set_token(&mut self, user: &str, token: &str) -> Result<(), Status> {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| Status::invalid_argument("the token is not valid header text"))?;
+        self.auth = Some(value);
+        self.user = Some(user.to_string());
+        Ok(())
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.auth
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// Runs `rpc` against the current node, moving to the next on a retryable failure until
+    /// the call's deadline. The message is cloned per attempt; its request id stays the same.
+    async fn call<M, R, F, Fut>(&self, message: M, rpc: F) -> Result<R, Status>
+    where
+        M: Clone,
+        F: Fn(Stub, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let mut attempt = 0usize;
+        loop {
+            let i = self.current.load(Ordering::Relaxed) % self.targets.len();
+            let mut request = Request::new(message.clone());
+            if let Some(auth) = &self.auth {
+                request.metadata_mut().insert("authorization", auth.clone());
+            }
+            let stub = self.targets[i].stub.clone();
+            let result = match tokio::time::timeout(self.attempt_timeout, rpc(stub, request)).await {
+                Ok(result) => result,
+                Err(_) => Err(Status::deadline_exceeded("the node did not answer in time")),
+            };
+            match result {
+                Ok(response) => {
+                    if let Some(leader) = response
+                        .metadata()
+                        .get(LEADER_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok())
+                    {
+                        self.prefer(leader);
+                    }
+                    return Ok(response.into_inner());
+                }
+                Err(status) if retryable(&status) => {
+                    attempt += 1;
+                    // Next node; after a full round, pause briefly so an election can finish.
+                    self.current.store((i + 1) % self.targets.len(), Ordering::Relaxed);
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(status);
+                    }
+                    if attempt % self.targets.len() == 0 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                Err(status) => return Err(status),
+            }
+        }
+    }
+
+    /// Logs in and keeps the token for later calls.
+    pub async fn login(&mut self, user: &str, password: &str) -> Result<pb::LoginReply, Status> {
+        let message = pb::LoginRequest {
+            user: user.to_string(),
+            password: password.to_string(),
+        };
+        let reply = self
+            .call(message, |mut s, r| async move { s.login(r).await })
+            .await?;
+        self.set_token(&reply.user, &reply.token)?;
+        Ok(reply)
+    }
+
+    pub async fn add_user(&self, name: &str, password: &str, admin: bool) -> Result<pb::AddUserReply, Status> {
+        let role = if admin { pb::Role::Admin } else { pb::Role::Customer };
+        let message = pb::AddUserRequest {
+            request_id: new_request_id(),
+            name: name.to_string(),
+            password: password.to_string(),
+            role: role as i32,
+        };
+        self.call(message, |mut s, r| async move { s.add_user(r).await })
+            .await
+    }
+
+    pub async fn list_events(&self) -> Result<pb::ListEventsReply, Status> {
+        let message = pb::ListEventsRequest::default();
+        self.call(message, |mut s, r| async move { s.list_events(r).await })
+            .await
+    }
+
+    pub async fn create_event(
+        &self,
+        name: &str,
+        rows: u32,
+        seats_per_row: u32,
+        max_seats_per_user: u32,
+    ) -> Result<pb::CreateEventReply, Status> {
+        let message = pb::CreateEventRequest {
+            request_id: new_request_id(),
+            name: name.to_string(),
+            rows,
+            seats_per_row,
+            max_seats_per_user,
+            row_labels: Vec::new(),
+        };
+        self.call(message, |mut s, r| async move { s.create_event(r).await })
+            .await
+    }
+
+    pub async fn get_seats(&self, event: &str, consistency: Consistency) -> Result<pb::GetSeatsReply, Status> {
+        let message = pb::GetSeatsRequest {
+            event: event.to_string(),
+            consistency: consistency as i32,
+        };
+        self.call(message, |mut s, r| async move { s.get_seats(r).await })
+            .await
+    }
+
+    pub async fn reserve(&self, event: &str, seats: &[&str]) -> Result<pb::ReserveReply, Status> {
+        self.reserve_with_id(&new_request_id(), event, seats).await
+    }
+
+    /// Reserves with a request id of the caller's choosing (a retry must reuse it).
+    pub async fn reserve_with_id(
+        &self,
+        request_id: &str,
+        event: &str,
+        seats: &[&str],
+    ) -> Result<pb::ReserveReply, Status> {
+        let message = pb::ReserveRequest {
+            request_id: request_id.to_string(),
+            event: event.to_string(),
+            seats: seats.iter().map(|s| s.to_string()).collect(),
+        };
+        self.call(message, |mut s, r| async move { s.reserve(r).await })
+            .await
+    }
+
+    pub async fn cancel_seats(&self, event: &str, seats: &[&str]) -> Result<pb::CancelReply, Status> {
+        let message = pb::CancelRequest {
+            request_id: new_request_id(),
+            event: event.to_string(),
+            seats: seats.iter().map(|s| s.to_string()).collect(),
+            booking_id: String::new(),
+        };
+        self.call(message, |mut s, r| async move { s.cancel(r).await })
+            .await
+    }
+
+    pub async fn cancel_booking(&self, booking_id: &str) -> Result<pb::CancelReply, Status> {
+        let message = pb::CancelRequest {
+            request_id: new_request_id(),
+            event: String::new(),
+            seats: Vec::new(),
+            booking_id: booking_id.to_string(),
+        };
+        self.call(message, |mut s, r| async move { s.cancel(r).await })
+            .await
+    }
+
+    pub async fn my_bookings(&self) -> Result<pb::MyBookingsReply, Status> {
+        let message = pb::MyBookingsRequest::default();
+        self.call(message, |mut s, r| async move { s.my_bookings(r).await })
+            .await
+    }
+
+    pub async fn cluster_status(&self) -> Result<pb::ClusterStatusReply, Status> {
+        let message = pb::ClusterStatusRequest {};
+        self.call(message, |mut s, r| async move { s.cluster_status(r).await })
+            .await
+    }
+}

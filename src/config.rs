@@ -1,0 +1,394 @@
+//! `cluster.toml`: the nodes of a cluster, where they keep their data, Raft timing and
+//! security settings. Typed, every field documented, unknown keys refused. Every error names
+//! the file, the line and the key, so a typo is found at once.
+//!
+//! Relative paths resolve against the directory of the file itself, so a copy of the file
+//! in another folder describes a separate cluster with separate data.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::limits;
+
+/// A loaded and checked `cluster.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Each node keeps its store in `<data_dir>/node<ID>`.
+    pub data_dir: PathBuf,
+    pub raft: RaftConfig,
+    pub security: SecurityConfig,
+    pub nodes: Vec<NodeConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub id: u64,
+    /// The address peers and clients dial.
+    pub addr: SocketAddr,
+    /// The address the node binds; defaults to `addr`. Differs when a proxy or NAT sits
+    /// between the node and its peers.
+    pub listen: SocketAddr,
+}
+
+/// Raft timing and log compaction.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftConfig {
+    /// How often a leader sends heartbeats.
+    pub heartbeat_interval_ms: u64,
+    /// A follower that hears no leader for a random time in [min, max) starts an election.
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Take a snapshot (and compact the log) after this many entries since the last one.
+    pub snapshot_threshold: u64,
+    /// Entries kept in the log behind a snapshot, so a slightly lagging follower catches up
+    /// from the log instead of by a snapshot install.
+    pub keep_after_snapshot: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1_000,
+            snapshot_threshold: 20_000,
+            keep_after_snapshot: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// How long a login token stays valid.
+    pub token_ttl_secs: u64,
+    /// PBKDF2 rounds for new passwords; existing ones keep the rounds they were hashed with.
+    pub pbkdf2_iterations: u32,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            token_ttl_secs: 12 * 3600,
+            pbkdf2_iterations: limits::PBKDF2_ITERATIONS_DEFAULT,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<Spanned<String>>,
+    raft: Option<Spanned<RaftConfig>>,
+    security: Option<Spanned<SecurityConfig>>,
+    nodes: Spanned<Vec<RawNode>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: Spanned<u64>,
+    addr: Spanned<String>,
+    listen: Option<Spanned<String>>,
+}
+
+/// A problem with the file, located to its line and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: key `{key}`: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses `text` as if read from `path` (which anchors relative paths).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let locate = Locator { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            locate.error(span, None, e.message())
+        })?;
+
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let data_dir = match &raw.data_dir {
+            Some(dir) if dir.get_ref().is_empty() => {
+                return Err(locate.error(dir.span(), Some("data_dir"), "must not be empty"))
+            }
+            Some(dir) => base.join(dir.get_ref()),
+            None => base.join("data"),
+        };
+
+        let raft = match raw.raft {
+            Some(raft) => {
+                let span = raft.span();
+                let raft = raft.into_inner();
+                check_raft(&raft).map_err(|(key, msg)| locate.error(span, Some(key), &msg))?;
+                raft
+            }
+            None => RaftConfig::default(),
+        };
+        let security = match raw.security {
+            Some(security) => {
+                let span = security.span();
+                let security = security.into_inner();
+                if security.pbkdf2_iterations < limits::PBKDF2_ITERATIONS_MIN {
+                    let msg = format!("must be at least {}", limits::PBKDF2_ITERATIONS_MIN);
+                    return Err(locate.error(span, Some("security.pbkdf2_iterations"), &msg));
+                }
+                if security.token_ttl_secs == 0 {
+                    return Err(locate.error(span, Some("security.token_ttl_secs"), "must be > 0"));
+                }
+                security
+            }
+            None => SecurityConfig::default(),
+        };
+
+        if raw.nodes.get_ref().is_empty() {
+            return Err(locate.error(raw.nodes.span(), Some("nodes"), "name at least one node"));
+        }
+        let mut nodes = Vec::new();
+        let mut ids = BTreeMap::new();
+        let mut addrs = BTreeMap::new();
+        for (i, node) in raw.nodes.get_ref().iter().enumerate() {
+            let key = |field: &str| format!("nodes[{i}].{field}");
+            let id = *node.id.get_ref();
+            if id == 0 {
+                return Err(locate.error(node.id.span(), Some(&key("id")), "ids start at 1"));
+            }
+            if let Some(first) = ids.insert(id, i) {
+                let msg = format!("id {id} is already used by nodes[{first}]");
+                return Err(locate.error(node.id.span(), Some(&key("id")), &msg));
+            }
+            let addr = parse_addr(&node.addr)
+                .map_err(|msg| locate.error(node.addr.span(), Some(&key("addr")), &msg))?;
+            if let Some(first) = addrs.insert(addr, i) {
+                let msg = format!("address {addr} is already used by nodes[{first}]");
+                return Err(locate.error(node.addr.span(), Some(&key("addr")), &msg));
+            }
+            let listen = match &node.listen {
+                Some(listen) => parse_addr(listen)
+                    .map_err(|msg| locate.error(listen.span(), Some(&key("listen")), &msg))?,
+                None => addr,
+            };
+            nodes.push(NodeConfig { id, addr, listen });
+        }
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            data_dir,
+            raft,
+            security,
+            nodes,
+        })
+    }
+
+    pub fn node(&self, id: u64) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    pub fn node_data_dir(&self, id: u64) -> PathBuf {
+        self.data_dir.join(format!("node{id}"))
+    }
+
+    /// Whether every node of the cluster is on this machine (a loopback address).
+    pub fn all_local(&self) -> bool {
+        self.nodes.iter().all(|n| n.addr.ip().is_loopback())
+    }
+}
+
+fn parse_addr(addr: &Spanned<String>) -> Result<SocketAddr, String> {
+    addr.get_ref().parse().map_err(|_| {
+        format!(
+            "'{}' is not an address of the form IP:PORT, like 127.0.0.1:60051",
+            addr.get_ref()
+        )
+    })
+}
+
+fn check_raft(raft: &RaftConfig) -> Result<(), (&'static str, String)> {
+    if raft.heartbeat_interval_ms == 0 {
+        return Err(("raft.heartbeat_interval_ms", "must be > 0".into()));
+    }
+    if raft.election_timeout_min_ms <= raft.heartbeat_interval_ms {
+        return Err((
+            "raft.election_timeout_min_ms",
+            "must be greater than raft.heartbeat_interval_ms".into(),
+        ));
+    }
+    if raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
+        return Err((
+            "raft.election_timeout_max_ms",
+            "must be greater than raft.election_timeout_min_ms".into(),
+        ));
+    }
+    if raft.snapshot_threshold == 0 {
+        return Err(("raft.snapshot_threshold", "must be > 0".into()));
+    }
+    Ok(())
+}
+
+/// Turns byte spans into `file:line:column` and finds the key a span belongs to.
+struct Locator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn error(&self, span: Range<usize>, key: Option<&str>, message: &str) -> ConfigError {
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = self.text[line_start..start].chars().count() + 1;
+        let key = match key {
+            Some(key) => key.to_string(),
+            None => self.key_at(line_start, span),
+        };
+        ConfigError::Invalid {
+            path: self.path.display().to_string(),
+            line,
+            column,
+            key,
+            message: message.trim().to_string(),
+        }
+    }
+
+    /// The key written on the line of the error (`name = ...`), or the spanned text itself
+    /// when the span is a key (as for an unknown field).
+    fn key_at(&self, line_start: usize, span: Range<usize>) -> String {
+        let line_end = self.text[line_start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| line_start + i);
+        let line = &self.text[line_start..line_end];
+        if let Some(spanned) = self.text.get(span.clone()) {
+            let spanned = spanned.trim();
+            let is_key = !spanned.is_empty()
+                && spanned
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+            if is_key && line.trim_start().starts_with(spanned) {
+                return spanned.to_string();
+            }
+        }
+        match line.split_once('=') {
+            Some((key, _)) => key.trim().to_string(),
+            None => line.trim().trim_matches(['[', ']']).to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+data_dir = "state"
+
+[raft]
+heartbeat_interval_ms = 50
+
+[[nodes]]
+id = 1
+addr = "127.0.0.1:60051"
+
+[[nodes]]
+id = 2
+addr = "127.0.0.1:60052"
+listen = "0.0.0.0:60052"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("some/dir/cluster.toml"), text)
+    }
+
+    fn located(text: &str) -> (usize, String, String) {
+        match parse(text) {
+            Err(ConfigError::Invalid {
+                line, key, message, ..
+            }) => (line, key, message),
+            other => panic!("expected a located error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn good_file_parses_with_paths_relative_to_it() {
+        let config = parse(GOOD).expect("valid");
+        assert_eq!(config.data_dir, Path::new("some/dir/state"));
+        assert_eq!(config.raft.heartbeat_interval_ms, 50);
+        assert_eq!(config.raft.election_timeout_min_ms, 500);
+        assert_eq!(config.nodes.len(), 2);
+        assert_eq!(config.nodes[1].listen.to_string(), "0.0.0.0:60052");
+        assert_eq!(config.nodes[0].listen, config.nodes[0].addr);
+        assert_eq!(config.node_data_dir(2), Path::new("some/dir/state/node2"));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = GOOD.replace("listen =", "lisen =");
+        let (line, key, message) = located(&text);
+        assert_eq!((line, key.as_str()), (14, "lisen"));
+        assert!(message.contains("unknown field"), "{message}");
+    }
+
+    #[test]
+    fn duplicate_id_and_address_are_refused() {
+        let text = GOOD.replace("id = 2", "id = 1");
+        let (line, key, message) = located(&text);
+        assert_eq!((line, key.as_str()), (12, "nodes[1].id"));
+        assert!(message.contains("already used"), "{message}");
+
+        let text = GOOD.replace("60052\"\nlisten", "60051\"\nlisten");
+        let (line, key, _) = located(&text);
+        assert_eq!((line, key.as_str()), (13, "nodes[1].addr"));
+    }
+
+    #[test]
+    fn unparsable_address_and_wrong_type_are_located() {
+        let text = GOOD.replace("127.0.0.1:60052", "localhost:http");
+        let (line, key, message) = located(&text);
+        assert_eq!((line, key.as_str()), (13, "nodes[1].addr"));
+        assert!(message.contains("IP:PORT"), "{message}");
+
+        let text = GOOD.replace("heartbeat_interval_ms = 50", "heartbeat_interval_ms = \"fast\"");
+        let (line, key, _) = located(&text);
+        assert_eq!((line, key.as_str()), (5, "heartbeat_interval_ms"));
+    }
+
+    #[test]
+    fn broken_syntax_and_bad_timing_are_located() {
+        let (line, _, _) = located("data_dir = \"x\"\n[[nodes]\nid = 1\n");
+        assert_eq!(line, 2);
+        let text = GOOD.replace("heartbeat_interval_ms = 50", "heartbeat_interval_ms = 5000");
+        let (_, key, _) = located(&text);
+        assert_eq!(key, "raft.election_timeout_min_ms");
+    }
+}

@@ -1,0 +1,255 @@
+//! The booking state machine as openraft sees it, and its snapshots.
+//!
+//! The state lives in memory behind a lock that is never held across an await. It is made
+//! durable by the log (replayed on start up to the saved commit index) and by snapshots,
+//! which are written to the node's redb database with a checksum and replace the previous
+//! one. The request-id table is part of the state and so of every snapshot.
+
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, BasicNode, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend,
+    RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
+};
+use redb::{Database, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{decode, encode, Entry, LogId, NodeId, StorageError, TypeConfig};
+use crate::domain::{Outcome, State};
+
+const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+const SNAPSHOT_META: &str = "meta";
+const SNAPSHOT_DATA: &str = "data";
+
+/// The state with what openraft needs to know about it.
+#[derive(Serialize, Deserialize, Default, Clone, Debug)]
+pub struct Applied {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership<NodeId, BasicNode>,
+    pub state: State,
+}
+
+/// Cheap to clone: clones share the state. The snapshot builder is such a clone.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    db: Arc<Database>,
+    applied: RwLock<Applied>,
+    /// The last applied log index, for readers waiting to catch up to a read index.
+    applied_index: watch::Sender<u64>,
+    snapshots_built: AtomicU64,
+}
+
+fn storage_error(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl ToString) -> StorageError {
+    StorageIOError::new(subject, verb, AnyError::error(e.to_string())).into()
+}
+
+impl StateMachineStore {
+    /// Loads the latest snapshot, if any, checking its checksum.
+    pub fn open(db: Arc<Database>) -> Result<StateMachineStore, StorageError> {
+        let err = |e: &dyn ToString| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e.to_string());
+        {
+            let txn = db.begin_write().map_err(|e| err(&e))?;
+            txn.open_table(SNAPSHOT).map_err(|e| err(&e))?;
+            txn.commit().map_err(|e| err(&e))?;
+        }
+        let applied = match read_snapshot(&db)? {
+            Some((_, data)) => decode::<Applied>(&data).map_err(|e| {
+                storage_error(
+                    ErrorSubject::Snapshot(None),
+                    ErrorVerb::Read,
+                    format!("the stored snapshot is corrupt ({e}); refusing to start"),
+                )
+            })?,
+            None => Applied::default(),
+        };
+        let index = applied.last_applied.map_or(0, |id| id.index);
+        Ok(StateMachineStore {
+            shared: Arc::new(Shared {
+                db,
+                applied: RwLock::new(applied),
+                applied_index: watch::Sender::new(index),
+                snapshots_built: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Read access to the applied state. Hold it briefly: apply waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
+        // apply never panics half-way through a change, so a poisoned lock is still whole.
+        self.shared.applied.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        *self.shared.applied_index.borrow()
+    }
+
+    /// Waits until the state has applied `index`, or the deadline passes.
+    pub async fn wait_applied(&self, index: u64, deadline: tokio::time::Instant) -> bool {
+        let mut rx = self.shared.applied_index.subscribe();
+        let result = tokio::time::timeout_at(deadline, rx.wait_for(|&applied| applied >= index)).await;
+        matches!(result, Ok(Ok(_)))
+    }
+
+    fn set_applied_index(&self, index: u64) {
+        // send_replace: an installed snapshot may move the index anywhere; waiters re-check.
+        self.shared.applied_index.send_replace(index);
+    }
+}
+
+fn read_snapshot(db: &Database) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    let err = |e: &dyn ToString| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e.to_string());
+    let txn = db.begin_read().map_err(|e| err(&e))?;
+    let table = txn.open_table(SNAPSHOT).map_err(|e| err(&e))?;
+    let meta = table.get(SNAPSHOT_META).map_err(|e| err(&e))?;
+    let data = table.get(SNAPSHOT_DATA).map_err(|e| err(&e))?;
+    Ok(match (meta, data) {
+        (Some(meta), Some(data)) => Some((meta.value().to_vec(), data.value().to_vec())),
+        _ => None,
+    })
+}
+
+/// Replaces the stored snapshot, durably (one transaction, fsynced on commit).
+async fn write_snapshot(
+    db: Arc<Database>,
+    meta: &SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+) -> Result<(), StorageError> {
+    let err = |e: &dyn ToString| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e.to_string());
+    let meta = encode(meta).map_err(|e| err(&e))?;
+    tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        {
+            let mut table = txn.open_table(SNAPSHOT)?;
+            table.insert(SNAPSHOT_META, meta.as_slice())?;
+            table.insert(SNAPSHOT_DATA, data.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| err(&e))?
+    .map_err(|e| err(&e))
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let err = |e: &dyn ToString| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e.to_string());
+        // Encoding under the read lock is a memory copy: apply waits only that long.
+        let (data, last_log_id, membership) = {
+            let applied = self.read();
+            let data = encode(&*applied).map_err(|e| err(&e))?;
+            (data, applied.last_applied, applied.membership.clone())
+        };
+        let n = self.shared.snapshots_built.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match last_log_id {
+            Some(id) => format!("{}-{}-{n}", id.leader_id.term, id.index),
+            None => format!("0-0-{n}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership: membership,
+            snapshot_id,
+        };
+        write_snapshot(self.shared.db.clone(), &meta, data.clone()).await?;
+        tracing::info!(index = ?last_log_id.map(|id| id.index), bytes = data.len(), "snapshot built");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = StateMachineStore;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError> {
+        let applied = self.read();
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries = entries.into_iter();
+        let mut outcomes = Vec::with_capacity(entries.size_hint().0);
+        let last = {
+            let mut applied = self.shared.applied.write().unwrap_or_else(|e| e.into_inner());
+            for entry in entries {
+                applied.last_applied = Some(entry.log_id);
+                let outcome = match entry.payload {
+                    EntryPayload::Blank => Outcome::Noop,
+                    EntryPayload::Normal(command) => {
+                        applied.state.apply(entry.log_id.index, &command)
+                    }
+                    EntryPayload::Membership(membership) => {
+                        applied.membership =
+                            StoredMembership::new(Some(entry.log_id), membership);
+                        Outcome::Noop
+                    }
+                };
+                outcomes.push(outcome);
+            }
+            applied.last_applied
+        };
+        if let Some(last) = last {
+            self.set_applied_index(last.index);
+        }
+        Ok(outcomes)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let mut installed: Applied = decode(&data).map_err(|e| {
+            storage_error(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Read,
+                format!("received a corrupt snapshot: {e}"),
+            )
+        })?;
+        installed.last_applied = meta.last_log_id;
+        installed.membership = meta.last_membership.clone();
+        write_snapshot(self.shared.db.clone(), meta, data).await?;
+        let index = meta.last_log_id.map_or(0, |id| id.index);
+        *self.shared.applied.write().unwrap_or_else(|e| e.into_inner()) = installed;
+        self.set_applied_index(index);
+        tracing::info!(index, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let Some((meta, data)) = read_snapshot(&self.shared.db)? else {
+            return Ok(None);
+        };
+        let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta).map_err(|e| {
+            storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e)
+        })?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}

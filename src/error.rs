@@ -1,0 +1,60 @@
+//! The client API's errors, and the one place they become gRPC status codes.
+
+use tonic::{Code, Status};
+
+use crate::domain::Rejection;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// No leader or no quorum right now: the request may be retried with the same id.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> ApiError {
+        let message = rejection.to_string();
+        match rejection {
+            Rejection::NotBootstrapped => ApiError::Unavailable(message),
+            Rejection::UnknownEvent(_)
+            | Rejection::UnknownSeat { .. }
+            | Rejection::UnknownBooking(_)
+            | Rejection::UnknownUser(_) => ApiError::NotFound(message),
+            Rejection::SeatsTaken { .. }
+            | Rejection::SeatNotReserved { .. }
+            | Rejection::LimitReached { .. }
+            | Rejection::UserExists(_)
+            | Rejection::EventExists(_)
+            | Rejection::TooManyEvents(_)
+            | Rejection::TooManyUsers(_) => ApiError::FailedPrecondition(message),
+            Rejection::NotOwner(_) | Rejection::NotAdmin => ApiError::PermissionDenied(message),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Status {
+        let (code, message) = match error {
+            ApiError::InvalidArgument(m) => (Code::InvalidArgument, m),
+            ApiError::Unauthenticated(m) => (Code::Unauthenticated, m),
+            ApiError::PermissionDenied(m) => (Code::PermissionDenied, m),
+            ApiError::NotFound(m) => (Code::NotFound, m),
+            ApiError::FailedPrecondition(m) => (Code::FailedPrecondition, m),
+            ApiError::Unavailable(m) => (Code::Unavailable, m),
+            ApiError::Internal(m) => (Code::Internal, m),
+        };
+        Status::new(code, message)
+    }
+}

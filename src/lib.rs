@@ -1,0 +1,27 @@
+//! # ticket: a replicated seat-booking system
+//!
+//! # Layout
+//! - [`limits`]: every bound, named, with their relations checked at compile time.
+//! - [`config`]: `cluster.toml`, typed and checked; errors name the file, line and key.
+//! - [`domain`]: the booking state machine. Pure and deterministic: no I/O, no clock.
+//! - [`consensus`]: openraft wiring: log store with group commit, state machine and
+//!   snapshots in redb, the peer network.
+//! - [`server`]: the node daemon: the client API, forwarding to the leader, read index,
+//!   health, reflection, bootstrap and shutdown.
+//! - [`error`]: the API's errors and their one mapping to gRPC status codes.
+//! - [`client`]: the one client everything above the server uses: any node, retries with
+//!   the same request id, failover.
+//! - [`cli`]: the subcommands of the `ticket` binary (`up`, `status`, `user add`, `bench`).
+//!
+//! Layering runs one way: `domain` ← `consensus` ← `server`; `client` ← `cli`. Nothing above
+//! `server` touches the store or openraft.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod consensus;
+pub mod domain;
+pub mod error;
+pub mod limits;
+pub mod pb;
+pub mod server;

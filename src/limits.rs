@@ -1,0 +1,53 @@
+//! Every bound of the system, named in one place. Relations between them are checked at
+//! compile time so that changing one cannot silently break another.
+
+/// User, event and row names: `[A-Za-z0-9_-]`, at most this long.
+pub const NAME_LEN_MAX: usize = 64;
+/// A client's request id (any printable ASCII), at most this long.
+pub const REQUEST_ID_LEN_MAX: usize = 64;
+/// A seat id such as `A12` or `AB200`.
+pub const SEAT_ID_LEN_MAX: usize = 16;
+/// A booking id such as `bk-1234`.
+pub const BOOKING_ID_LEN_MAX: usize = 32;
+/// Seats in one reserve or cancel request.
+pub const SEATS_PER_REQUEST_MAX: usize = 16;
+pub const PASSWORD_LEN_MIN: usize = 6;
+pub const PASSWORD_LEN_MAX: usize = 256;
+
+pub const ROWS_MAX: u32 = 500;
+pub const SEATS_PER_ROW_MAX: u32 = 200;
+pub const SEATS_PER_EVENT_MAX: u32 = ROWS_MAX * SEATS_PER_ROW_MAX;
+pub const EVENTS_MAX: usize = 1_000;
+pub const USERS_MAX: usize = 1_000_000;
+/// The per-user limit an event gets when its creator names none.
+pub const SEATS_PER_USER_DEFAULT: u32 = 10;
+
+/// Request ids remembered for exactly-once retries; the oldest is forgotten first.
+pub const DEDUPE_ENTRIES_MAX: usize = 200_000;
+
+/// PBKDF2 rounds for a new password when cluster.toml names none (OWASP's 2023 figure for
+/// PBKDF2-HMAC-SHA256), and the fewest cluster.toml may ask for.
+pub const PBKDF2_ITERATIONS_DEFAULT: u32 = 600_000;
+pub const PBKDF2_ITERATIONS_MIN: u32 = 10_000;
+
+/// Largest gRPC message either side accepts: a seat map of the largest event, or a snapshot
+/// chunk, with room to spare. tonic's default of 4 MiB is too small for the former.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Snapshot bytes sent per InstallSnapshot call.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+/// Log entries in one AppendEntries, and so the largest group one follower fsync covers.
+pub const APPEND_ENTRIES_MAX: u64 = 4_096;
+/// Write operations the log writer folds into one transaction and one fsync.
+pub const LOG_WRITE_BATCH_MAX: usize = 4_096;
+
+/// How long a write or a read barrier may wait for a leader or a quorum before the client is
+/// told UNAVAILABLE (and may retry with the same request id).
+pub const QUORUM_WAIT_MS: u64 = 5_000;
+/// How long one node waits for another's answer to a status probe.
+pub const STATUS_PROBE_MS: u64 = 500;
+
+const _: () = assert!(SEATS_PER_REQUEST_MAX as u32 <= SEATS_PER_ROW_MAX);
+const _: () = assert!(SEATS_PER_USER_DEFAULT as usize <= SEATS_PER_REQUEST_MAX);
+const _: () = assert!(PBKDF2_ITERATIONS_MIN <= PBKDF2_ITERATIONS_DEFAULT);
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES < GRPC_MESSAGE_BYTES_MAX as u64 / 2);
+const _: () = assert!(EVENTS_MAX * (SEATS_PER_EVENT_MAX as usize) <= u32::MAX as usize);

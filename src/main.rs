@@ -1,0 +1,156 @@
+//! The `ticket` binary: parses the command line, sets up logging, and hands over to
+//! `ticket::cli` or `ticket::server`. Nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ticket::cli;
+use ticket::client::Client;
+use ticket::config::Config;
+
+#[derive(Parser)]
+#[command(name = "ticket", version, about = "A replicated seat-booking system")]
+struct Cli {
+    /// The cluster's description.
+    #[arg(long, global = true, default_value = "cluster.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one node of the cluster (the daemon).
+    Node {
+        /// Its id in cluster.toml.
+        #[arg(long)]
+        id: u64,
+    },
+    /// Start every node of cluster.toml on this machine; Ctrl-C stops them.
+    Up,
+    /// Show the cluster as its nodes report it.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCmd,
+    },
+    /// Measure booking throughput and latency against the running cluster.
+    Bench {
+        /// Concurrent clients, each on its own connection.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long)]
+        json: bool,
+        /// An admin (bench creates its own events); the password comes from TICKET_PASSWORD,
+        /// --password-stdin or the terminal.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user. The password is read without echo, from --password-stdin, or from
+    /// TICKET_PASSWORD.
+    Add {
+        name: String,
+        /// Make the user an admin. The first admin of a cluster needs no login; later ones
+        /// need --as ADMIN.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        password_stdin: bool,
+        /// Act as this admin (its password from TICKET_ADMIN_PASSWORD or the terminal).
+        #[arg(long = "as")]
+        acting_admin: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let node_id = match &cli.command {
+        Cmd::Node { id } => Some(*id),
+        _ => None,
+    };
+    cli::logging::init(node_id);
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // A node serves many connections; the CLI commands are light and run on one thread.
+    let runtime = match node_id.is_some() || matches!(cli.command, Cmd::Bench { .. }) {
+        true => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        false => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
+    match command {
+        Cmd::Node { id } => ticket::server::run(config, id, ticket::server::signal()).await,
+        Cmd::Up => cli::up::run(&config).await,
+        Cmd::Status { json } => cli::status::run(&Client::from_config(&config), json).await,
+        Cmd::User {
+            command:
+                UserCmd::Add {
+                    name,
+                    admin,
+                    password_stdin,
+                    acting_admin,
+                },
+        } => {
+            let args = cli::user::AddUser {
+                name,
+                admin,
+                password_stdin,
+                acting_admin,
+            };
+            cli::user::add(Client::from_config(&config), args).await
+        }
+        Cmd::Bench {
+            clients,
+            seconds,
+            json,
+            user,
+            password_stdin,
+        } => {
+            let password =
+                cli::read_password(&format!("Password of {user}: "), password_stdin, "TICKET_PASSWORD", false)?;
+            let args = cli::bench::BenchArgs {
+                clients,
+                seconds,
+                json,
+                user,
+                password,
+            };
+            let report = cli::bench::run(&config, args).await?;
+            cli::bench::print(&report, json);
+            Ok(())
+        }
+    }
+}

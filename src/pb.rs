@@ -1,0 +1,16 @@
+//! Code generated from `proto/` at build time.
+
+pub mod booking {
+    pub mod v1 {
+        tonic::include_proto!("booking.v1");
+    }
+}
+
+pub mod raft {
+    pub mod v1 {
+        tonic::include_proto!("raft.v1");
+    }
+}
+
+/// The encoded descriptors of every proto file, for the gRPC reflection service.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("descriptor");

@@ -1,0 +1,456 @@
+//! The client API (`booking.v1.BookingService`): check the request's shape and token here,
+//! then propose (writes) or wait for a read barrier (reads). Any node serves every call.
+
+use std::sync::Arc;
+
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+
+use super::node::{now_ms, Consistency, Node, Written};
+use crate::domain::auth;
+use crate::domain::state::DEMO_EVENT;
+use crate::domain::{
+    validate, BookingView, CancelTarget, Command, EventSpec, EventView, Outcome, Role, SeatMap,
+};
+use crate::error::ApiError;
+use crate::limits;
+use crate::pb::booking::v1 as pb;
+use crate::pb::booking::v1::booking_service_server::BookingService;
+
+/// The response header naming the leader that took a write, so clients can go there next.
+pub const LEADER_HEADER: &str = "x-ticket-leader";
+
+pub struct Api {
+    node: Arc<Node>,
+    /// What an unknown user's login is checked against, so that it costs as much as a known
+    /// user's and does not reveal which names exist.
+    decoy: crate::domain::PasswordHash,
+}
+
+impl Api {
+    pub fn new(node: Arc<Node>) -> Api {
+        let decoy = auth::hash_password("decoy", node.config.security.pbkdf2_iterations);
+        Api { node, decoy }
+    }
+
+    fn token<T>(request: &Request<T>) -> Result<Option<String>, ApiError> {
+        let Some(value) = request.metadata().get("authorization") else {
+            return Ok(None);
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::Unauthenticated("the authorization header is not text".into()))?;
+        let token = value.strip_prefix("Bearer ").ok_or_else(|| {
+            ApiError::Unauthenticated("the authorization header must be 'Bearer <token>'".into())
+        })?;
+        Ok(Some(token.trim().to_string()))
+    }
+
+    /// The logged-in user; UNAUTHENTICATED without a valid token.
+    fn user<T>(&self, request: &Request<T>) -> Result<String, ApiError> {
+        match Self::token(request)? {
+            Some(token) => self.node.check_token(&token),
+            None => Err(ApiError::Unauthenticated(
+                "log in first: this needs a token (authorization: Bearer <token>)".into(),
+            )),
+        }
+    }
+
+    /// The logged-in user if there is a token; a bad token is still an error.
+    fn optional_user<T>(&self, request: &Request<T>) -> Result<Option<String>, ApiError> {
+        Self::token(request)?
+            .map(|token| self.node.check_token(&token))
+            .transpose()
+    }
+
+    async fn write(&self, command: Command) -> Result<Written, ApiError> {
+        self.node.write(command).await
+    }
+}
+
+fn consistency(value: i32) -> Consistency {
+    match pb::Consistency::try_from(value) {
+        Ok(pb::Consistency::Stale) => Consistency::Stale,
+        _ => Consistency::Linearizable,
+    }
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::InvalidArgument(message)
+}
+
+fn with_leader<T>(message: T, leader: u64) -> Response<T> {
+    let mut response = Response::new(message);
+    response
+        .metadata_mut()
+        .insert(LEADER_HEADER, MetadataValue::from(leader));
+    response
+}
+
+fn unexpected(outcome: Outcome) -> ApiError {
+    match outcome {
+        Outcome::Rejected(rejection) => rejection.into(),
+        other => ApiError::Internal(format!("unexpected outcome {other:?}")),
+    }
+}
+
+fn event_pb(view: EventView) -> pb::Event {
+    pb::Event {
+        name: view.name,
+        rows: view.rows,
+        seats_per_row: view.seats_per_row,
+        max_seats_per_user: view.max_seats_per_user,
+        free: view.free,
+        taken: view.taken,
+    }
+}
+
+fn booking_pb(view: BookingView) -> pb::Booking {
+    pb::Booking {
+        id: view.id,
+        event: view.event,
+        seats: view.seats,
+        user: view.user,
+        created_at_ms: view.created_at_ms,
+    }
+}
+
+#[tonic::async_trait]
+impl BookingService for Api {
+    async fn login(
+        &self,
+        request: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginReply>, Status> {
+        let pb::LoginRequest { user, password } = request.into_inner();
+        validate::name("user", &user).map_err(invalid)?;
+        // Linearizable, so a user added a moment ago through another node can log in here.
+        self.node.read_barrier(Consistency::Linearizable).await?;
+        let (stored, key) = {
+            let applied = self.node.sm.read();
+            let key = applied.state.token_key().copied();
+            (applied.state.user(&user).cloned(), key)
+        };
+        let key = key.ok_or_else(|| ApiError::Unavailable("the cluster is still starting".into()))?;
+        let checked = stored
+            .as_ref()
+            .map_or_else(|| self.decoy.clone(), |u| u.password.clone());
+        let matches = tokio::task::spawn_blocking(move || auth::verify_password(&password, &checked))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let Some(stored) = stored.filter(|_| matches) else {
+            tracing::info!(user, "login refused");
+            return Err(ApiError::Unauthenticated("wrong user name or password".into()).into());
+        };
+        let expires_at = now_ms() / 1000 + self.node.config.security.token_ttl_secs;
+        let token = auth::sign_token(&key, &user, expires_at);
+        let role = match stored.role {
+            Role::Admin => pb::Role::Admin,
+            Role::Customer => pb::Role::Customer,
+        };
+        Ok(Response::new(pb::LoginReply {
+            token,
+            user,
+            role: role as i32,
+            expires_at,
+        }))
+    }
+
+    async fn add_user(
+        &self,
+        request: Request<pb::AddUserRequest>,
+    ) -> Result<Response<pb::AddUserReply>, Status> {
+        let actor = self.optional_user(&request)?;
+        let pb::AddUserRequest {
+            request_id,
+            name,
+            password,
+            role,
+        } = request.into_inner();
+        validate::request_id(&request_id).map_err(invalid)?;
+        validate::name("user", &name).map_err(invalid)?;
+        validate::password(&password).map_err(invalid)?;
+        let role = match pb::Role::try_from(role) {
+            Ok(pb::Role::Admin) => Role::Admin,
+            Ok(pb::Role::Customer) => Role::Customer,
+            Err(_) => return Err(invalid(format!("unknown role {role}")).into()),
+        };
+        let iterations = self.node.config.security.pbkdf2_iterations;
+        let password = tokio::task::spawn_blocking(move || auth::hash_password(&password, iterations))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let written = self
+            .write(Command::AddUser {
+                request_id,
+                actor,
+                name,
+                role,
+                password,
+            })
+            .await?;
+        match written.outcome {
+            Outcome::UserAdded => Ok(with_leader(
+                pb::AddUserReply {
+                    applied_index: written.index,
+                },
+                written.leader,
+            )),
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsReply>, Status> {
+        let index = self
+            .node
+            .read_barrier(consistency(request.get_ref().consistency))
+            .await?;
+        let events = {
+            let applied = self.node.sm.read();
+            applied.state.events().map(|e| event_pb(e.view())).collect()
+        };
+        Ok(Response::new(pb::ListEventsReply {
+            events,
+            applied_index: index,
+        }))
+    }
+
+    async fn create_event(
+        &self,
+        request: Request<pb::CreateEventRequest>,
+    ) -> Result<Response<pb::CreateEventReply>, Status> {
+        let actor = self.user(&request)?;
+        let r = request.into_inner();
+        validate::request_id(&r.request_id).map_err(invalid)?;
+        validate::name("event", &r.name).map_err(invalid)?;
+        validate::event_shape(r.rows, r.seats_per_row, &r.row_labels).map_err(invalid)?;
+        let row_labels = if r.row_labels.is_empty() {
+            SeatMap::default_row_labels(r.rows)
+        } else {
+            r.row_labels
+        };
+        let max_seats_per_user = match r.max_seats_per_user {
+            0 => limits::SEATS_PER_USER_DEFAULT,
+            n => n,
+        };
+        let spec = EventSpec {
+            name: r.name,
+            row_labels,
+            seats_per_row: r.seats_per_row,
+            max_seats_per_user,
+        };
+        let written = self
+            .write(Command::CreateEvent {
+                request_id: r.request_id,
+                actor,
+                spec,
+                now_ms: now_ms(),
+            })
+            .await?;
+        match written.outcome {
+            Outcome::EventCreated(view) => Ok(with_leader(
+                pb::CreateEventReply {
+                    event: Some(event_pb(view)),
+                    applied_index: written.index,
+                },
+                written.leader,
+            )),
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    async fn get_seats(
+        &self,
+        request: Request<pb::GetSeatsRequest>,
+    ) -> Result<Response<pb::GetSeatsReply>, Status> {
+        let viewer = self.optional_user(&request)?;
+        let r = request.into_inner();
+        let event_name = if r.event.is_empty() {
+            DEMO_EVENT.to_string()
+        } else {
+            r.event
+        };
+        validate::name("event", &event_name).map_err(invalid)?;
+        let index = self.node.read_barrier(consistency(r.consistency)).await?;
+        let applied = self.node.sm.read();
+        let state = &applied.state;
+        let event = state
+            .event(&event_name)
+            .ok_or_else(|| ApiError::NotFound(format!("no event named '{event_name}'")))?;
+        let is_admin = state.is_admin(viewer.as_deref());
+        let seats = (0..event.map.len())
+            .map(|i| {
+                let holder = state.holder(event, i);
+                let mine = holder.is_some_and(|(_, user)| Some(user) == viewer.as_deref());
+                let status = match holder {
+                    None => pb::SeatStatus::Free,
+                    Some(_) if mine => pb::SeatStatus::Mine,
+                    Some(_) => pb::SeatStatus::Taken,
+                };
+                // Who holds a seat is told only to the holder and to admins.
+                let (holder, booking_id) = match holder {
+                    Some((number, user)) if mine || is_admin => {
+                        (user.to_string(), crate::domain::state::booking_id(number))
+                    }
+                    _ => (String::new(), String::new()),
+                };
+                pb::Seat {
+                    id: event.map.id(i),
+                    row: event.map.row_of(i).to_string(),
+                    status: status as i32,
+                    holder,
+                    booking_id,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::GetSeatsReply {
+            event: Some(event_pb(event.view())),
+            seats,
+            applied_index: index,
+        }))
+    }
+
+    async fn reserve(
+        &self,
+        request: Request<pb::ReserveRequest>,
+    ) -> Result<Response<pb::ReserveReply>, Status> {
+        let actor = self.user(&request)?;
+        let r = request.into_inner();
+        validate::request_id(&r.request_id).map_err(invalid)?;
+        let event = if r.event.is_empty() {
+            DEMO_EVENT.to_string()
+        } else {
+            r.event
+        };
+        validate::name("event", &event).map_err(invalid)?;
+        let seats = validate::seats(&r.seats).map_err(invalid)?;
+        let written = self
+            .write(Command::Reserve {
+                request_id: r.request_id,
+                actor,
+                event,
+                seats,
+                now_ms: now_ms(),
+            })
+            .await?;
+        match written.outcome {
+            Outcome::Reserved(booking) => Ok(with_leader(
+                pb::ReserveReply {
+                    booking: Some(booking_pb(booking)),
+                    applied_index: written.index,
+                },
+                written.leader,
+            )),
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::CancelReply>, Status> {
+        let actor = self.user(&request)?;
+        let r = request.into_inner();
+        validate::request_id(&r.request_id).map_err(invalid)?;
+        let target = match (r.booking_id.is_empty(), r.seats.is_empty()) {
+            (false, true) => {
+                validate::booking_id(&r.booking_id).map_err(invalid)?;
+                CancelTarget::Booking(r.booking_id)
+            }
+            (true, false) => {
+                let event = if r.event.is_empty() {
+                    DEMO_EVENT.to_string()
+                } else {
+                    r.event
+                };
+                validate::name("event", &event).map_err(invalid)?;
+                let seats = validate::seats(&r.seats).map_err(invalid)?;
+                CancelTarget::Seats { event, seats }
+            }
+            (true, true) => return Err(invalid("name seats or a booking id to cancel".into()).into()),
+            (false, false) => {
+                return Err(invalid("name seats or a booking id, not both".into()).into())
+            }
+        };
+        let written = self
+            .write(Command::Cancel {
+                request_id: r.request_id,
+                actor,
+                target,
+                now_ms: now_ms(),
+            })
+            .await?;
+        match written.outcome {
+            Outcome::Cancelled { event, seats } => Ok(with_leader(
+                pb::CancelReply {
+                    seats,
+                    event,
+                    applied_index: written.index,
+                },
+                written.leader,
+            )),
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    async fn my_bookings(
+        &self,
+        request: Request<pb::MyBookingsRequest>,
+    ) -> Result<Response<pb::MyBookingsReply>, Status> {
+        let user = self.user(&request)?;
+        let index = self
+            .node
+            .read_barrier(consistency(request.get_ref().consistency))
+            .await?;
+        let bookings = self.node.sm.read().state.bookings_of(&user);
+        Ok(Response::new(pb::MyBookingsReply {
+            bookings: bookings.into_iter().map(booking_pb).collect(),
+            applied_index: index,
+        }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusReply>, Status> {
+        let states = self.node.probe_all().await;
+        let mut reply = pb::ClusterStatusReply::default();
+        for (id, state) in states {
+            let addr = self
+                .node
+                .config
+                .node(id)
+                .map(|n| n.addr.to_string())
+                .unwrap_or_default();
+            let status = match state {
+                Some(s) => {
+                    // The leader of the highest term anyone reports.
+                    if s.role == "leader" && s.term >= reply.term {
+                        reply.leader = s.id;
+                    }
+                    reply.term = reply.term.max(s.term);
+                    pb::NodeStatus {
+                        id,
+                        addr,
+                        role: s.role,
+                        term: s.term,
+                        last_log_index: s.last_log_index,
+                        applied_index: s.applied_index,
+                        reachable: true,
+                        leader: s.leader,
+                    }
+                }
+                None => pb::NodeStatus {
+                    id,
+                    addr,
+                    role: "unreachable".into(),
+                    reachable: false,
+                    ..Default::default()
+                },
+            };
+            reply.nodes.push(status);
+        }
+        Ok(Response::new(reply))
+    }
+}

@@ -1,0 +1,285 @@
+//! One node's handle on the cluster: propose a write (forwarding it to the leader when this
+//! node is a follower), wait for a linearizable read, check a token, report status.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::consensus::network::Peers;
+use crate::consensus::{decode, encode, LogStore, NodeId, Raft, StateMachineStore};
+use crate::domain::auth;
+use crate::domain::{Command, Outcome};
+use crate::error::ApiError;
+use crate::limits;
+use crate::pb::raft::v1::{Blob, Empty, NodeState};
+
+pub struct Node {
+    pub id: NodeId,
+    pub config: Config,
+    pub raft: Raft,
+    pub sm: StateMachineStore,
+    pub log: LogStore,
+    pub peers: Arc<Peers>,
+}
+
+/// A write's result as a follower receives it from the leader over the Forward RPC.
+#[derive(Serialize, Deserialize, Debug)]
+pub enum Proposed {
+    Done { outcome: Outcome, index: u64 },
+    NotLeader(Option<NodeId>),
+    Unavailable(String),
+}
+
+/// A committed and applied write.
+#[derive(Debug)]
+pub struct Written {
+    pub outcome: Outcome,
+    pub index: u64,
+    /// The leader that took it: clients use it to go there directly next time.
+    pub leader: NodeId,
+}
+
+/// How up to date a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    Linearizable,
+    Stale,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Node {
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    fn addr_of(&self, id: NodeId) -> Option<String> {
+        self.config.node(id).map(|n| n.addr.to_string())
+    }
+
+    /// Waits (until `deadline`) for any leader to be known and returns it.
+    async fn wait_for_leader(&self, deadline: Instant) -> Option<NodeId> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await
+            .ok()
+            .and_then(|m| m.current_leader)
+    }
+
+    /// Proposes on this node, which believes it is the leader.
+    pub async fn propose_here(&self, command: Command) -> Proposed {
+        match self.raft.client_write(command).await {
+            Ok(reply) => Proposed::Done {
+                outcome: reply.data,
+                index: reply.log_id.index,
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
+                Proposed::NotLeader(to.leader_id)
+            }
+            Err(e) => Proposed::Unavailable(e.to_string()),
+        }
+    }
+
+    async fn forward(&self, leader: NodeId, command: &Command, deadline: Instant) -> Proposed {
+        let Some(addr) = self.addr_of(leader) else {
+            return Proposed::Unavailable(format!("leader {leader} is not in cluster.toml"));
+        };
+        let mut client = match self.peers.client(leader, &addr) {
+            Ok(client) => client,
+            Err(e) => return Proposed::Unavailable(e),
+        };
+        let data = match encode(command) {
+            Ok(data) => data,
+            Err(e) => return Proposed::Unavailable(e.to_string()),
+        };
+        let call = client.forward(Blob { data });
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(reply)) => decode(&reply.into_inner().data)
+                .unwrap_or_else(|e| Proposed::Unavailable(format!("bad reply from the leader: {e}"))),
+            Ok(Err(status)) => Proposed::Unavailable(format!("leader {leader}: {}", status.message())),
+            Err(_) => Proposed::Unavailable(format!("leader {leader} did not answer in time")),
+        }
+    }
+
+    /// Commits a command through whichever node leads, and returns its outcome once applied.
+    /// A command whose fate is unknown (the leader changed under it) is retried; the request
+    /// id makes that safe: the state machine applies one request id at most once.
+    pub async fn write(&self, command: Command) -> Result<Written, ApiError> {
+        let deadline = Instant::now() + Duration::from_millis(limits::QUORUM_WAIT_MS);
+        let mut hint = self.leader();
+        let mut last_problem = String::from("no leader is known");
+        loop {
+            let proposed = match hint {
+                Some(leader) if leader == self.id => self.propose_here(command.clone()).await,
+                Some(leader) => self.forward(leader, &command, deadline).await,
+                None => Proposed::NotLeader(None),
+            };
+            match proposed {
+                Proposed::Done { outcome, index } => {
+                    return Ok(Written {
+                        outcome,
+                        index,
+                        leader: hint.unwrap_or(self.id),
+                    })
+                }
+                Proposed::NotLeader(next) if next.is_some() && next != hint => hint = next,
+                Proposed::NotLeader(_) => hint = None,
+                Proposed::Unavailable(why) => {
+                    last_problem = why;
+                    hint = None;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ApiError::Unavailable(format!(
+                    "the cluster could not commit this within {} s ({last_problem}); \
+                     it may or may not have happened: retry with the same request id",
+                    limits::QUORUM_WAIT_MS / 1000
+                )));
+            }
+            if hint.is_none() {
+                // A short pause lets an election finish instead of spinning on a stale view.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                hint = self.wait_for_leader(deadline).await;
+            }
+        }
+    }
+
+    /// On the leader: confirms leadership with a quorum and returns the index a linearizable
+    /// read must see applied.
+    pub async fn read_index_here(&self) -> Result<u64, Proposed> {
+        match self.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map_or(0, |id| id.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
+                Err(Proposed::NotLeader(to.leader_id))
+            }
+            Err(e) => Err(Proposed::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn read_index_at(&self, leader: NodeId, deadline: Instant) -> Result<u64, Proposed> {
+        let addr = self
+            .addr_of(leader)
+            .ok_or_else(|| Proposed::Unavailable(format!("leader {leader} is unknown")))?;
+        let mut client = self.peers.client(leader, &addr).map_err(Proposed::Unavailable)?;
+        match tokio::time::timeout_at(deadline, client.read_index(Empty {})).await {
+            Ok(Ok(reply)) => Ok(reply.into_inner().index),
+            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
+                Err(Proposed::NotLeader(status.message().parse().ok()))
+            }
+            Ok(Err(status)) => Err(Proposed::Unavailable(status.message().to_string())),
+            Err(_) => Err(Proposed::Unavailable(format!("leader {leader} did not answer in time"))),
+        }
+    }
+
+    /// Returns once this node's state reflects every write acknowledged before the call
+    /// (read index: a round trip to the leader, which confirms it still leads, then waiting
+    /// to apply up to its commit index). A stale read returns at once.
+    pub async fn read_barrier(&self, consistency: Consistency) -> Result<u64, ApiError> {
+        if consistency == Consistency::Stale {
+            return Ok(self.sm.applied_index());
+        }
+        let deadline = Instant::now() + Duration::from_millis(limits::QUORUM_WAIT_MS);
+        let mut hint = self.leader();
+        let mut last_problem = String::from("no leader is known");
+        loop {
+            let index = match hint {
+                Some(leader) if leader == self.id => self.read_index_here().await,
+                Some(leader) => self.read_index_at(leader, deadline).await,
+                None => Err(Proposed::NotLeader(None)),
+            };
+            match index {
+                Ok(index) => {
+                    if self.sm.wait_applied(index, deadline).await {
+                        return Ok(self.sm.applied_index());
+                    }
+                    return Err(ApiError::Unavailable(
+                        "this node is too far behind the leader to answer now; retry".into(),
+                    ));
+                }
+                Err(Proposed::NotLeader(next)) if next.is_some() && next != hint => hint = next,
+                Err(Proposed::NotLeader(_)) => hint = None,
+                Err(Proposed::Unavailable(why)) => {
+                    last_problem = why;
+                    hint = None;
+                }
+                Err(Proposed::Done { .. }) => hint = None,
+            }
+            if Instant::now() >= deadline {
+                return Err(ApiError::Unavailable(format!(
+                    "no quorum confirmed a read within {} s ({last_problem}); retry",
+                    limits::QUORUM_WAIT_MS / 1000
+                )));
+            }
+            if hint.is_none() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                hint = self.wait_for_leader(deadline).await;
+            }
+        }
+    }
+
+    /// The user a bearer token names, if its signature and expiry hold.
+    pub fn check_token(&self, token: &str) -> Result<String, ApiError> {
+        let key = self.sm.read().state.token_key().copied().ok_or_else(|| {
+            ApiError::Unavailable("this node has not yet learned the cluster's signing key; retry".into())
+        })?;
+        let now = now_ms() / 1000;
+        auth::verify_token(&key, token, now)
+            .map(|claims| claims.user)
+            .map_err(|e| ApiError::Unauthenticated(e.to_string()))
+    }
+
+    /// This node as it sees itself.
+    pub fn local_state(&self) -> NodeState {
+        let m = self.raft.metrics().borrow().clone();
+        NodeState {
+            id: self.id,
+            role: role_name(m.state).to_string(),
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |id| id.index),
+            leader: m.current_leader.unwrap_or(0),
+            has_state: !self.log.is_empty(),
+        }
+    }
+
+    /// Every configured node's state; `None` for one that did not answer in time.
+    pub async fn probe_all(&self) -> Vec<(NodeId, Option<NodeState>)> {
+        let probes = self.config.nodes.iter().map(|n| async move {
+            if n.id == self.id {
+                return (n.id, Some(self.local_state()));
+            }
+            let Ok(mut client) = self.peers.client(n.id, &n.addr.to_string()) else {
+                return (n.id, None);
+            };
+            let call = client.node_status(Empty {});
+            let state = tokio::time::timeout(Duration::from_millis(limits::STATUS_PROBE_MS), call)
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .map(|r| r.into_inner());
+            (n.id, state)
+        });
+        futures::future::join_all(probes).await
+    }
+}
+
+pub fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
