@@ -43,7 +43,11 @@ pub struct Client {
 fn retryable(status: &Status) -> bool {
     matches!(
         status.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown | Code::Aborted
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::Aborted
     )
 }
 
@@ -129,7 +133,8 @@ impl Client {
                 request.metadata_mut().insert("authorization", auth.clone());
             }
             let stub = self.targets[i].stub.clone();
-            let result = match tokio::time::timeout(self.attempt_timeout, rpc(stub, request)).await {
+            let result = match tokio::time::timeout(self.attempt_timeout, rpc(stub, request)).await
+            {
                 Ok(result) => result,
                 Err(_) => Err(Status::deadline_exceeded("the node did not answer in time")),
             };
@@ -148,7 +153,8 @@ impl Client {
                 Err(status) if retryable(&status) => {
                     attempt += 1;
                     // Next node; after a full round, pause briefly so an election can finish.
-                    self.current.store((i + 1) % self.targets.len(), Ordering::Relaxed);
+                    self.current
+                        .store((i + 1) % self.targets.len(), Ordering::Relaxed);
                     if tokio::time::Instant::now() >= deadline {
                         return Err(status);
                     }
@@ -174,8 +180,17 @@ impl Client {
         Ok(reply)
     }
 
-    pub async fn add_user(&self, name: &str, password: &str, admin: bool) -> Result<pb::AddUserReply, Status> {
-        let role = if admin { pb::Role::Admin } else { pb::Role::Customer };
+    pub async fn add_user(
+        &self,
+        name: &str,
+        password: &str,
+        admin: bool,
+    ) -> Result<pb::AddUserReply, Status> {
+        let role = if admin {
+            pb::Role::Admin
+        } else {
+            pb::Role::Customer
+        };
         let message = pb::AddUserRequest {
             request_id: new_request_id(),
             name: name.to_string(),
@@ -211,7 +226,11 @@ impl Client {
             .await
     }
 
-    pub async fn get_seats(&self, event: &str, consistency: Consistency) -> Result<pb::GetSeatsReply, Status> {
+    pub async fn get_seats(
+        &self,
+        event: &str,
+        consistency: Consistency,
+    ) -> Result<pb::GetSeatsReply, Status> {
         let message = pb::GetSeatsRequest {
             event: event.to_string(),
             consistency: consistency as i32,
@@ -240,7 +259,11 @@ impl Client {
             .await
     }
 
-    pub async fn cancel_seats(&self, event: &str, seats: &[&str]) -> Result<pb::CancelReply, Status> {
+    pub async fn cancel_seats(
+        &self,
+        event: &str,
+        seats: &[&str],
+    ) -> Result<pb::CancelReply, Status> {
         let message = pb::CancelRequest {
             request_id: new_request_id(),
             event: event.to_string(),

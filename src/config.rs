@@ -378,7 +378,10 @@ listen = "0.0.0.0:60052"
         assert_eq!((line, key.as_str()), (13, "nodes[1].addr"));
         assert!(message.contains("IP:PORT"), "{message}");
 
-        let text = GOOD.replace("heartbeat_interval_ms = 50", "heartbeat_interval_ms = \"fast\"");
+        let text = GOOD.replace(
+            "heartbeat_interval_ms = 50",
+            "heartbeat_interval_ms = \"fast\"",
+        );
         let (line, key, _) = located(&text);
         assert_eq!((line, key.as_str()), (5, "heartbeat_interval_ms"));
     }

@@ -91,8 +91,12 @@ fn main() -> ExitCode {
     };
     // A node serves many connections; the CLI commands are light and run on one thread.
     let runtime = match node_id.is_some() || matches!(cli.command, Cmd::Bench { .. }) {
-        true => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
-        false => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        true => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        false => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
     };
     let runtime = match runtime {
         Ok(runtime) => runtime,
@@ -139,8 +143,12 @@ async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
             user,
             password_stdin,
         } => {
-            let password =
-                cli::read_password(&format!("Password of {user}: "), password_stdin, "TICKET_PASSWORD", false)?;
+            let password = cli::read_password(
+                &format!("Password of {user}: "),
+                password_stdin,
+                "TICKET_PASSWORD",
+                false,
+            )?;
             let args = cli::bench::BenchArgs {
                 clients,
                 seconds,

@@ -94,7 +94,10 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<Report> {
         admin,
     });
     // The first event exists before the clock starts.
-    let (first_event, _) = seats.next().await.map_err(|s| anyhow::anyhow!(super::explain(&s)))?;
+    let (first_event, _) = seats
+        .next()
+        .await
+        .map_err(|s| anyhow::anyhow!(super::explain(&s)))?;
     seats.next.store(0, Ordering::Relaxed);
     let _ = first_event;
 
@@ -125,10 +128,15 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<Report> {
                 match outcome {
                     Ok(()) => {
                         let _ = result.latencies_us.record((done - t0).as_micros() as u64);
-                        result.completions_us.push((done - start).as_micros() as u64);
+                        result
+                            .completions_us
+                            .push((done - start).as_micros() as u64);
                     }
                     Err(status) => {
-                        *result.errors.entry(format!("{:?}", status.code())).or_insert(0) += 1;
+                        *result
+                            .errors
+                            .entry(format!("{:?}", status.code()))
+                            .or_insert(0) += 1;
                     }
                 }
             }

@@ -11,7 +11,12 @@ use std::io::{BufRead, IsTerminal};
 
 /// Reads a password: from stdin when asked to, else from `env` when set, else from the
 /// terminal without echo (twice when `confirm`, to catch typos).
-pub fn read_password(prompt: &str, from_stdin: bool, env: &str, confirm: bool) -> anyhow::Result<String> {
+pub fn read_password(
+    prompt: &str,
+    from_stdin: bool,
+    env: &str,
+    confirm: bool,
+) -> anyhow::Result<String> {
     if from_stdin {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;

@@ -64,7 +64,10 @@ impl LocalCluster {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                anyhow::bail!("no leader within {} s; see the node logs", timeout.as_secs());
+                anyhow::bail!(
+                    "no leader within {} s; see the node logs",
+                    timeout.as_secs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -128,7 +131,9 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     for (id, log) in &cluster.logs {
         println!("node{id} logs to {}", log.display());
     }
-    println!("\nThe cluster is up. In another terminal: `ticket user add NAME` or `ticket status`.");
+    println!(
+        "\nThe cluster is up. In another terminal: `ticket user add NAME` or `ticket status`."
+    );
     println!("Ctrl-C stops every node.");
     tokio::select! {
         _ = crate::server::signal() => {}

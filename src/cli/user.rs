@@ -12,7 +12,12 @@ pub struct AddUser {
 
 pub async fn add(mut client: Client, args: AddUser) -> anyhow::Result<()> {
     if let Some(admin) = &args.acting_admin {
-        let password = super::read_password(&format!("Password of {admin}: "), false, "TICKET_ADMIN_PASSWORD", false)?;
+        let password = super::read_password(
+            &format!("Password of {admin}: "),
+            false,
+            "TICKET_ADMIN_PASSWORD",
+            false,
+        )?;
         client
             .login(admin, &password)
             .await

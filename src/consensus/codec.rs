@@ -56,7 +56,10 @@ mod tests {
         for i in 0..bytes.len() {
             let mut corrupt = bytes.clone();
             corrupt[i] ^= 0x10;
-            assert!(decode::<(String, u64, Vec<u8>)>(&corrupt).is_err(), "byte {i}");
+            assert!(
+                decode::<(String, u64, Vec<u8>)>(&corrupt).is_err(),
+                "byte {i}"
+            );
         }
         let back: (String, u64, Vec<u8>) = decode(&bytes).expect("decode");
         assert_eq!(back, ("seat".to_string(), 42, vec![1, 2, 3]));

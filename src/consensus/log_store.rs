@@ -41,7 +41,18 @@ pub struct LogStore {
 
 struct Shared {
     view: Mutex<View>,
-    writer: mpsc::Sender<Op>,
+    writer: Option<mpsc::Sender<Op>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Shared {
+    /// Lets the writer finish what is queued, then waits for it (it closes the database).
+    fn drop(&mut self) {
+        self.writer.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What the log holds, including what is queued but not yet on disk.
@@ -81,7 +92,8 @@ impl LogStore {
     /// Loads the log from `db` (checking every entry's checksum and that there is no hole)
     /// and starts the writer thread.
     pub fn open(db: Arc<Database>) -> Result<LogStore, StorageError> {
-        let read_err = |e: &dyn ToString| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e.to_string());
+        let read_err =
+            |e: &dyn ToString| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e.to_string());
         let mut view = View::default();
         {
             let txn = db.begin_write().map_err(|e| read_err(&e))?;
@@ -102,7 +114,10 @@ impl LogStore {
             storage_error(
                 ErrorSubject::Store,
                 ErrorVerb::Read,
-                format!("the stored {what} is corrupt ({}); refusing to start", e.to_string()),
+                format!(
+                    "the stored {what} is corrupt ({}); refusing to start",
+                    e.to_string()
+                ),
             )
         };
         if let Some(bytes) = get_meta(VOTE)? {
@@ -119,10 +134,13 @@ impl LogStore {
         for item in log.iter().map_err(|e| read_err(&e))? {
             let (index, bytes) = item.map_err(|e| read_err(&e))?;
             let index = index.value();
-            let entry: Entry = decode(bytes.value())
-                .map_err(|e| corrupt(&format!("log entry {index}"), &e))?;
+            let entry: Entry =
+                decode(bytes.value()).map_err(|e| corrupt(&format!("log entry {index}"), &e))?;
             if expected.is_some_and(|want| want != index) || entry.log_id.index != index {
-                return Err(corrupt("log", &format!("hole or misplaced entry at index {index}")));
+                return Err(corrupt(
+                    "log",
+                    &format!("hole or misplaced entry at index {index}"),
+                ));
             }
             expected = Some(index + 1);
             view.entries.insert(index, entry);
@@ -132,14 +150,15 @@ impl LogStore {
         drop(txn);
 
         let (writer, queue) = mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || write_loop(&db, queue))
             .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
         Ok(LogStore {
             shared: Arc::new(Shared {
                 view: Mutex::new(view),
-                writer,
+                writer: Some(writer),
+                thread: Some(thread),
             }),
         })
     }
@@ -151,10 +170,15 @@ impl LogStore {
     }
 
     fn send(&self, op: Op) -> Result<(), StorageError> {
-        self.shared
-            .writer
-            .send(op)
-            .map_err(|_| storage_error(ErrorSubject::Store, ErrorVerb::Write, "the log writer stopped"))
+        let stopped = || {
+            storage_error(
+                ErrorSubject::Store,
+                ErrorVerb::Write,
+                "the log writer stopped",
+            )
+        };
+        let writer = self.shared.writer.as_ref().ok_or_else(stopped)?;
+        writer.send(op).map_err(|_| stopped())
     }
 
     async fn send_and_wait(
@@ -167,7 +191,11 @@ impl LogStore {
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(storage_error(subject, ErrorVerb::Write, e)),
-            Err(_) => Err(storage_error(subject, ErrorVerb::Write, "the log writer stopped")),
+            Err(_) => Err(storage_error(
+                subject,
+                ErrorVerb::Write,
+                "the log writer stopped",
+            )),
         }
     }
 

@@ -126,7 +126,9 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let network = |e: &dyn std::fmt::Display| RPCError::Network(NetworkError::new(&AnyError::error(e.to_string())));
+        let network = |e: &dyn std::fmt::Display| {
+            RPCError::Network(NetworkError::new(&AnyError::error(e.to_string())))
+        };
         let client = match &self.client {
             Ok(client) => client.clone(),
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error(e)))),

@@ -11,8 +11,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, BasicNode, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend,
-    RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
+    AnyError, BasicNode, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
+    SnapshotMeta, StorageIOError, StoredMembership,
 };
 use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -54,7 +54,9 @@ fn storage_error(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl ToStrin
 impl StateMachineStore {
     /// Loads the latest snapshot, if any, checking its checksum.
     pub fn open(db: Arc<Database>) -> Result<StateMachineStore, StorageError> {
-        let err = |e: &dyn ToString| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e.to_string());
+        let err = |e: &dyn ToString| {
+            storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e.to_string())
+        };
         {
             let txn = db.begin_write().map_err(|e| err(&e))?;
             txn.open_table(SNAPSHOT).map_err(|e| err(&e))?;
@@ -84,7 +86,10 @@ impl StateMachineStore {
     /// Read access to the applied state. Hold it briefly: apply waits for it.
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
         // apply never panics half-way through a change, so a poisoned lock is still whole.
-        self.shared.applied.read().unwrap_or_else(|e| e.into_inner())
+        self.shared
+            .applied
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn applied_index(&self) -> u64 {
@@ -94,7 +99,8 @@ impl StateMachineStore {
     /// Waits until the state has applied `index`, or the deadline passes.
     pub async fn wait_applied(&self, index: u64, deadline: tokio::time::Instant) -> bool {
         let mut rx = self.shared.applied_index.subscribe();
-        let result = tokio::time::timeout_at(deadline, rx.wait_for(|&applied| applied >= index)).await;
+        let result =
+            tokio::time::timeout_at(deadline, rx.wait_for(|&applied| applied >= index)).await;
         matches!(result, Ok(Ok(_)))
     }
 
@@ -105,7 +111,9 @@ impl StateMachineStore {
 }
 
 fn read_snapshot(db: &Database) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
-    let err = |e: &dyn ToString| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e.to_string());
+    let err = |e: &dyn ToString| {
+        storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e.to_string())
+    };
     let txn = db.begin_read().map_err(|e| err(&e))?;
     let table = txn.open_table(SNAPSHOT).map_err(|e| err(&e))?;
     let meta = table.get(SNAPSHOT_META).map_err(|e| err(&e))?;
@@ -122,7 +130,13 @@ async fn write_snapshot(
     meta: &SnapshotMeta<NodeId, BasicNode>,
     data: Vec<u8>,
 ) -> Result<(), StorageError> {
-    let err = |e: &dyn ToString| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e.to_string());
+    let err = |e: &dyn ToString| {
+        storage_error(
+            ErrorSubject::Snapshot(None),
+            ErrorVerb::Write,
+            e.to_string(),
+        )
+    };
     let meta = encode(meta).map_err(|e| err(&e))?;
     tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
@@ -141,7 +155,13 @@ async fn write_snapshot(
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let err = |e: &dyn ToString| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e.to_string());
+        let err = |e: &dyn ToString| {
+            storage_error(
+                ErrorSubject::Snapshot(None),
+                ErrorVerb::Write,
+                e.to_string(),
+            )
+        };
         // Encoding under the read lock is a memory copy: apply waits only that long.
         let (data, last_log_id, membership) = {
             let applied = self.read();
@@ -185,7 +205,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let entries = entries.into_iter();
         let mut outcomes = Vec::with_capacity(entries.size_hint().0);
         let last = {
-            let mut applied = self.shared.applied.write().unwrap_or_else(|e| e.into_inner());
+            let mut applied = self
+                .shared
+                .applied
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             for entry in entries {
                 applied.last_applied = Some(entry.log_id);
                 let outcome = match entry.payload {
@@ -194,8 +218,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         applied.state.apply(entry.log_id.index, &command)
                     }
                     EntryPayload::Membership(membership) => {
-                        applied.membership =
-                            StoredMembership::new(Some(entry.log_id), membership);
+                        applied.membership = StoredMembership::new(Some(entry.log_id), membership);
                         Outcome::Noop
                     }
                 };
@@ -234,7 +257,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         installed.membership = meta.last_membership.clone();
         write_snapshot(self.shared.db.clone(), meta, data).await?;
         let index = meta.last_log_id.map_or(0, |id| id.index);
-        *self.shared.applied.write().unwrap_or_else(|e| e.into_inner()) = installed;
+        *self
+            .shared
+            .applied
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = installed;
         self.set_applied_index(index);
         tracing::info!(index, "snapshot installed");
         Ok(())
@@ -244,9 +271,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let Some((meta, data)) = read_snapshot(&self.shared.db)? else {
             return Ok(None);
         };
-        let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta).map_err(|e| {
-            storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e)
-        })?;
+        let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta)
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
         Ok(Some(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

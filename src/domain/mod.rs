@@ -143,7 +143,10 @@ pub enum Outcome {
     UserAdded,
     EventCreated(EventView),
     Reserved(BookingView),
-    Cancelled { event: String, seats: Vec<String> },
+    Cancelled {
+        event: String,
+        seats: Vec<String>,
+    },
     Rejected(Rejection),
 }
 

@@ -120,12 +120,13 @@ impl State {
             } => self
                 .reserve(index, actor, event, seats, *now_ms)
                 .map_or_else(Outcome::Rejected, Outcome::Reserved),
-            Command::Cancel { actor, target, .. } => self
-                .cancel(actor, target)
-                .map_or_else(Outcome::Rejected, |(event, seats)| Outcome::Cancelled {
-                    event,
-                    seats,
-                }),
+            Command::Cancel { actor, target, .. } => {
+                self.cancel(actor, target)
+                    .map_or_else(Outcome::Rejected, |(event, seats)| Outcome::Cancelled {
+                        event,
+                        seats,
+                    })
+            }
         };
         if let Some(key) = key {
             self.dedupe.insert(key, outcome.clone());
@@ -402,7 +403,11 @@ impl State {
             let distinct: BTreeSet<_> = booking.seats.iter().collect();
             assert_eq!(distinct.len(), booking.seats.len());
             for &seat in &booking.seats {
-                assert_eq!(event.holders[seat as usize], Some(*number), "seat has two holders");
+                assert_eq!(
+                    event.holders[seat as usize],
+                    Some(*number),
+                    "seat has two holders"
+                );
             }
         }
     }
@@ -446,5 +451,369 @@ impl BookingRecord {
             user: self.user.clone(),
             created_at_ms: self.created_at_ms,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash() -> PasswordHash {
+        PasswordHash {
+            salt: [0; 16],
+            iterations: 1,
+            hash: [0; 32],
+        }
+    }
+
+    /// A seeded state with an admin, two customers and a 2×5 event with a limit of 3.
+    fn state() -> State {
+        let mut s = State::default();
+        let mut i = 0;
+        let mut apply = |s: &mut State, c: Command| {
+            i += 1;
+            s.apply(i, &c)
+        };
+        apply(
+            &mut s,
+            Command::Bootstrap {
+                token_key: [1; 32],
+                now_ms: 0,
+            },
+        );
+        for (name, role) in [
+            ("root", Role::Admin),
+            ("ana", Role::Customer),
+            ("bo", Role::Customer),
+        ] {
+            let actor = (role == Role::Admin).then(|| "nobody".to_string());
+            let add = Command::AddUser {
+                request_id: format!("add-{name}"),
+                actor,
+                name: name.into(),
+                role,
+                password: hash(),
+            };
+            assert_eq!(apply(&mut s, add), Outcome::UserAdded);
+        }
+        let spec = EventSpec {
+            name: "show".into(),
+            row_labels: vec!["A".into(), "B".into()],
+            seats_per_row: 5,
+            max_seats_per_user: 3,
+        };
+        let create = Command::CreateEvent {
+            request_id: "e".into(),
+            actor: "root".into(),
+            spec,
+            now_ms: 0,
+        };
+        assert!(matches!(apply(&mut s, create), Outcome::EventCreated(_)));
+        s
+    }
+
+    fn reserve(actor: &str, id: &str, seats: &[&str]) -> Command {
+        Command::Reserve {
+            request_id: id.into(),
+            actor: actor.into(),
+            event: "show".into(),
+            seats: seats.iter().map(|s| s.to_string()).collect(),
+            now_ms: 7,
+        }
+    }
+
+    fn cancel(actor: &str, id: &str, target: CancelTarget) -> Command {
+        Command::Cancel {
+            request_id: id.into(),
+            actor: actor.into(),
+            target,
+            now_ms: 8,
+        }
+    }
+
+    fn seats(event: &str, seats: &[&str]) -> CancelTarget {
+        CancelTarget::Seats {
+            event: event.into(),
+            seats: seats.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn bootstrap_makes_the_demo_event_once() {
+        let mut s = State::default();
+        assert_eq!(
+            s.apply(
+                1,
+                &Command::Bootstrap {
+                    token_key: [1; 32],
+                    now_ms: 0
+                }
+            ),
+            Outcome::Bootstrapped
+        );
+        let again = Command::Bootstrap {
+            token_key: [2; 32],
+            now_ms: 0,
+        };
+        assert_eq!(s.apply(2, &again), Outcome::AlreadyBootstrapped);
+        assert_eq!(s.token_key(), Some(&[1; 32]), "the first key stays");
+        let demo = s.event(DEMO_EVENT).expect("demo");
+        assert_eq!(demo.map.id(0), "S1");
+        assert_eq!(demo.map.id(9), "S10");
+    }
+
+    #[test]
+    fn a_reservation_is_all_or_nothing() {
+        let mut s = state();
+        assert!(matches!(
+            s.apply(100, &reserve("ana", "r1", &["A1"])),
+            Outcome::Reserved(_)
+        ));
+        let before = s.clone();
+        let outcome = s.apply(101, &reserve("bo", "r2", &["A2", "A1", "A3"]));
+        assert_eq!(
+            outcome,
+            Outcome::Rejected(Rejection::SeatsTaken {
+                event: "show".into(),
+                seats: vec!["A1".into()]
+            })
+        );
+        // Only the dedupe table learned something.
+        assert_eq!(s.events, before.events);
+        assert_eq!(s.bookings, before.bookings);
+        let outcome = s.apply(102, &reserve("bo", "r3", &["A2", "B9"]));
+        assert!(matches!(
+            outcome,
+            Outcome::Rejected(Rejection::UnknownSeat { .. })
+        ));
+        assert_eq!(s.events, before.events);
+    }
+
+    #[test]
+    fn booking_ids_come_from_the_log_index() {
+        let mut s = state();
+        let Outcome::Reserved(b) = s.apply(42, &reserve("ana", "r", &["b5", "A1"])) else {
+            panic!("not reserved")
+        };
+        assert_eq!(b.id, "bk-42");
+        assert_eq!(b.seats, vec!["B5", "A1"]);
+        assert_eq!(b.created_at_ms, 7);
+    }
+
+    #[test]
+    fn the_per_user_limit_counts_across_requests() {
+        let mut s = state();
+        assert!(matches!(
+            s.apply(100, &reserve("ana", "r1", &["A1", "A2"])),
+            Outcome::Reserved(_)
+        ));
+        let outcome = s.apply(101, &reserve("ana", "r2", &["A3", "A4"]));
+        assert_eq!(
+            outcome,
+            Outcome::Rejected(Rejection::LimitReached {
+                event: "show".into(),
+                limit: 3,
+                held: 2,
+                requested: 2
+            })
+        );
+        assert!(matches!(
+            s.apply(102, &reserve("ana", "r3", &["A3"])),
+            Outcome::Reserved(_)
+        ));
+        // Cancelling gives room back.
+        assert!(matches!(
+            s.apply(103, &cancel("ana", "c1", seats("show", &["A1"]))),
+            Outcome::Cancelled { .. }
+        ));
+        assert!(matches!(
+            s.apply(104, &reserve("ana", "r4", &["A4"])),
+            Outcome::Reserved(_)
+        ));
+        // Someone else is not limited by ana's seats.
+        assert!(matches!(
+            s.apply(105, &reserve("bo", "r5", &["B1", "B2", "B3"])),
+            Outcome::Reserved(_)
+        ));
+    }
+
+    #[test]
+    fn only_the_holder_or_an_admin_may_cancel() {
+        let mut s = state();
+        s.apply(100, &reserve("ana", "r1", &["A1", "A2"]));
+        let before = s.clone();
+        let refused = s.apply(101, &cancel("bo", "c1", seats("show", &["A1"])));
+        assert!(matches!(refused, Outcome::Rejected(Rejection::NotOwner(_))));
+        let refused = s.apply(
+            102,
+            &cancel("bo", "c2", CancelTarget::Booking("bk-100".into())),
+        );
+        assert!(matches!(refused, Outcome::Rejected(Rejection::NotOwner(_))));
+        assert_eq!(s.bookings, before.bookings);
+        // Partial cancel by the holder keeps the rest of the booking.
+        let done = s.apply(103, &cancel("ana", "c3", seats("show", &["A2"])));
+        assert_eq!(
+            done,
+            Outcome::Cancelled {
+                event: "show".into(),
+                seats: vec!["A2".into()]
+            }
+        );
+        assert_eq!(s.booking(100).expect("still there").seats, vec!["A1"]);
+        // An admin cancels the whole booking.
+        let done = s.apply(
+            104,
+            &cancel("root", "c4", CancelTarget::Booking("bk-100".into())),
+        );
+        assert_eq!(
+            done,
+            Outcome::Cancelled {
+                event: "show".into(),
+                seats: vec!["A1".into()]
+            }
+        );
+        assert!(s.bookings_of("ana").is_empty());
+        assert_eq!(s.event("show").expect("show").taken, 0);
+    }
+
+    #[test]
+    fn a_repeated_request_id_returns_the_first_outcome() {
+        let mut s = state();
+        let first = s.apply(100, &reserve("ana", "same", &["A1"]));
+        let second = s.apply(101, &reserve("ana", "same", &["A2"]));
+        assert_eq!(first, second);
+        assert_eq!(s.bookings_of("ana").len(), 1);
+        // The same id from another user is another request.
+        assert!(matches!(
+            s.apply(102, &reserve("bo", "same", &["A2"])),
+            Outcome::Reserved(_)
+        ));
+        // A rejection is remembered too: a retry does not suddenly succeed after a cancel.
+        let refused = s.apply(103, &reserve("bo", "late", &["A1"]));
+        s.apply(104, &cancel("ana", "c", seats("show", &["A1"])));
+        assert_eq!(s.apply(105, &reserve("bo", "late", &["A1"])), refused);
+    }
+
+    #[test]
+    fn the_dedupe_table_is_bounded_oldest_first() {
+        let mut d = Dedupe::default();
+        for i in 0..limits::DEDUPE_ENTRIES_MAX + 10 {
+            d.insert(("u".into(), i.to_string()), Outcome::Noop);
+        }
+        assert_eq!(d.outcomes.len(), limits::DEDUPE_ENTRIES_MAX);
+        assert!(d.get(&("u".into(), "0".into())).is_none());
+        assert!(d
+            .get(&("u".into(), (limits::DEDUPE_ENTRIES_MAX + 9).to_string()))
+            .is_some());
+    }
+
+    #[test]
+    fn admins_are_made_by_admins_except_the_first() {
+        let mut s = State::default();
+        let add = |name: &str, actor: Option<&str>, role| Command::AddUser {
+            request_id: format!("a-{name}"),
+            actor: actor.map(str::to_string),
+            name: name.into(),
+            role,
+            password: hash(),
+        };
+        assert_eq!(
+            s.apply(1, &add("first", None, Role::Admin)),
+            Outcome::UserAdded
+        );
+        assert_eq!(
+            s.apply(2, &add("sneaky", None, Role::Admin)),
+            Outcome::Rejected(Rejection::NotAdmin)
+        );
+        assert_eq!(
+            s.apply(3, &add("cust", None, Role::Customer)),
+            Outcome::UserAdded
+        );
+        assert_eq!(
+            s.apply(4, &add("sneaky2", Some("cust"), Role::Admin)),
+            Outcome::Rejected(Rejection::NotAdmin)
+        );
+        assert_eq!(
+            s.apply(5, &add("second", Some("first"), Role::Admin)),
+            Outcome::UserAdded
+        );
+        let mut again = add("cust", None, Role::Customer);
+        if let Command::AddUser { request_id, .. } = &mut again {
+            *request_id = "another-request".into();
+        }
+        assert_eq!(
+            s.apply(6, &again),
+            Outcome::Rejected(Rejection::UserExists("cust".into()))
+        );
+        // Only admins create events.
+        let spec = EventSpec {
+            name: "x".into(),
+            row_labels: vec!["A".into()],
+            seats_per_row: 1,
+            max_seats_per_user: 1,
+        };
+        let by_customer = Command::CreateEvent {
+            request_id: "e".into(),
+            actor: "cust".into(),
+            spec,
+            now_ms: 0,
+        };
+        assert_eq!(
+            s.apply(7, &by_customer),
+            Outcome::Rejected(Rejection::NotAdmin)
+        );
+    }
+
+    /// Apply is a function of the log: replaying the same commands gives the same state,
+    /// byte for byte, whatever the seat and user mix.
+    #[test]
+    fn replaying_the_same_log_gives_the_same_state() {
+        let mut log = Vec::new();
+        let users = ["ana", "bo", "root"];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for i in 0..2_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let user = users[(x % 3) as usize];
+            let a = format!("{}{}", ["A", "B"][(x >> 8) as usize % 2], (x >> 16) % 5 + 1);
+            let b = format!(
+                "{}{}",
+                ["A", "B"][(x >> 24) as usize % 2],
+                (x >> 32) % 5 + 1
+            );
+            let id = format!("r{}", (x >> 40) % 500);
+            let command = match x % 4 {
+                0 => cancel(user, &id, seats("show", &[&a])),
+                1 => cancel(
+                    user,
+                    &id,
+                    CancelTarget::Booking(format!("bk-{}", 100 + (x >> 12) % (i + 1))),
+                ),
+                _ => reserve(user, &id, &[&a, &b]),
+            };
+            log.push(command);
+        }
+        let run = || {
+            let mut s = state();
+            let outcomes: Vec<Outcome> = log
+                .iter()
+                .enumerate()
+                .map(|(i, c)| s.apply(100 + i as u64, c))
+                .collect();
+            s.check_invariants();
+            (s, outcomes)
+        };
+        let (a, outcomes_a) = run();
+        let (b, outcomes_b) = run();
+        assert_eq!(outcomes_a, outcomes_b);
+        assert_eq!(
+            postcard::to_allocvec(&a).expect("encode"),
+            postcard::to_allocvec(&b).expect("encode")
+        );
+        assert!(outcomes_a.iter().any(|o| matches!(o, Outcome::Reserved(_))));
+        assert!(outcomes_a
+            .iter()
+            .any(|o| matches!(o, Outcome::Cancelled { .. })));
     }
 }

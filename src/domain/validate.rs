@@ -83,7 +83,10 @@ pub fn seats(values: &[String]) -> Result<Vec<String>, Invalid> {
         if value.len() > limits::SEAT_ID_LEN_MAX {
             return Err(format!(
                 "the seat id '{}…' is too long; the most is {} characters",
-                value.chars().take(limits::SEAT_ID_LEN_MAX).collect::<String>(),
+                value
+                    .chars()
+                    .take(limits::SEAT_ID_LEN_MAX)
+                    .collect::<String>(),
                 limits::SEAT_ID_LEN_MAX
             ));
         }
@@ -103,7 +106,9 @@ pub fn seats(values: &[String]) -> Result<Vec<String>, Invalid> {
 
 pub fn booking_id(value: &str) -> Result<(), Invalid> {
     if value.is_empty() || value.len() > limits::BOOKING_ID_LEN_MAX {
-        return Err(format!("'{value}' is not a booking id (they look like bk-12)"));
+        return Err(format!(
+            "'{value}' is not a booking id (they look like bk-12)"
+        ));
     }
     Ok(())
 }
@@ -124,16 +129,11 @@ pub fn event_shape(rows: u32, seats_per_row: u32, row_labels: &[String]) -> Resu
     }
     if !row_labels.is_empty() {
         if row_labels.len() != rows as usize {
-            return Err(format!(
-                "{} row labels for {rows} rows",
-                row_labels.len()
-            ));
+            return Err(format!("{} row labels for {rows} rows", row_labels.len()));
         }
         let mut seen = std::collections::BTreeSet::new();
         for label in row_labels {
-            if label.is_empty()
-                || label.len() > 4
-                || !label.chars().all(|c| c.is_ascii_uppercase())
+            if label.is_empty() || label.len() > 4 || !label.chars().all(|c| c.is_ascii_uppercase())
             {
                 return Err(format!(
                     "row label '{label}' must be 1 to 4 capital letters"
@@ -153,11 +153,18 @@ mod tests {
 
     #[test]
     fn seats_are_normalised_and_duplicates_refused() {
-        assert_eq!(seats(&["s2".into(), "A10".into()]), Ok(vec!["S2".into(), "A10".into()]));
-        assert!(seats(&["S2".into(), "s2".into()]).unwrap_err().contains("twice"));
+        assert_eq!(
+            seats(&["s2".into(), "A10".into()]),
+            Ok(vec!["S2".into(), "A10".into()])
+        );
+        assert!(seats(&["S2".into(), "s2".into()])
+            .unwrap_err()
+            .contains("twice"));
         assert!(seats(&[]).is_err());
         assert!(seats(&["".into()]).is_err());
-        assert!(seats(&["x".repeat(10_000)]).unwrap_err().contains("too long"));
+        assert!(seats(&["x".repeat(10_000)])
+            .unwrap_err()
+            .contains("too long"));
         let many: Vec<String> = (1..=10_000).map(|i| format!("A{i}")).collect();
         assert!(seats(&many).unwrap_err().contains("10000 seats"));
         assert!(seats(&["2A".into()]).is_err());

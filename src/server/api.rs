@@ -37,9 +37,9 @@ impl Api {
         let Some(value) = request.metadata().get("authorization") else {
             return Ok(None);
         };
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::Unauthenticated("the authorization header is not text".into()))?;
+        let value = value.to_str().map_err(|_| {
+            ApiError::Unauthenticated("the authorization header is not text".into())
+        })?;
         let token = value.strip_prefix("Bearer ").ok_or_else(|| {
             ApiError::Unauthenticated("the authorization header must be 'Bearer <token>'".into())
         })?;
@@ -130,13 +130,15 @@ impl BookingService for Api {
             let key = applied.state.token_key().copied();
             (applied.state.user(&user).cloned(), key)
         };
-        let key = key.ok_or_else(|| ApiError::Unavailable("the cluster is still starting".into()))?;
+        let key =
+            key.ok_or_else(|| ApiError::Unavailable("the cluster is still starting".into()))?;
         let checked = stored
             .as_ref()
             .map_or_else(|| self.decoy.clone(), |u| u.password.clone());
-        let matches = tokio::task::spawn_blocking(move || auth::verify_password(&password, &checked))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let matches =
+            tokio::task::spawn_blocking(move || auth::verify_password(&password, &checked))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
         let Some(stored) = stored.filter(|_| matches) else {
             tracing::info!(user, "login refused");
             return Err(ApiError::Unauthenticated("wrong user name or password".into()).into());
@@ -175,9 +177,10 @@ impl BookingService for Api {
             Err(_) => return Err(invalid(format!("unknown role {role}")).into()),
         };
         let iterations = self.node.config.security.pbkdf2_iterations;
-        let password = tokio::task::spawn_blocking(move || auth::hash_password(&password, iterations))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let password =
+            tokio::task::spawn_blocking(move || auth::hash_password(&password, iterations))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
         let written = self
             .write(Command::AddUser {
                 request_id,
@@ -368,7 +371,9 @@ impl BookingService for Api {
                 let seats = validate::seats(&r.seats).map_err(invalid)?;
                 CancelTarget::Seats { event, seats }
             }
-            (true, true) => return Err(invalid("name seats or a booking id to cancel".into()).into()),
+            (true, true) => {
+                return Err(invalid("name seats or a booking id to cancel".into()).into())
+            }
             (false, false) => {
                 return Err(invalid("name seats or a booking id, not both".into()).into())
             }
@@ -439,6 +444,7 @@ impl BookingService for Api {
                         applied_index: s.applied_index,
                         reachable: true,
                         leader: s.leader,
+                        snapshot_index: s.snapshot_index,
                     }
                 }
                 None => pb::NodeStatus {

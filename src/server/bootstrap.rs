@@ -28,7 +28,10 @@ pub async fn initialize_if_new_cluster(node: &Node) {
         .map(|(id, _)| id)
         .collect();
     if !peers_with_state.is_empty() {
-        tracing::info!(?peers_with_state, "joining an existing cluster; waiting for its leader");
+        tracing::info!(
+            ?peers_with_state,
+            "joining an existing cluster; waiting for its leader"
+        );
         return;
     }
     let members: BTreeMap<u64, BasicNode> = node

@@ -51,15 +51,20 @@ fn raft_config(config: &Config) -> anyhow::Result<openraft::Config> {
 }
 
 /// Runs node `id` of `config` until `shutdown` resolves.
-pub async fn run(config: Config, id: NodeId, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    id: NodeId,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let me = config
         .node(id)
         .with_context(|| format!("{} has no node with id {id}", config.path.display()))?
         .clone();
     let dir = config.node_data_dir(id);
-    let db = consensus::open_db(&dir)?;
-    let log = LogStore::open(db.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let sm = StateMachineStore::open(db).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let log = LogStore::open(consensus::open_db(&dir, "log.redb")?)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sm = StateMachineStore::open(consensus::open_db(&dir, "snapshot.redb")?)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let fresh = log.is_empty();
     let peers = Arc::new(Peers::new());
     let raft = Raft::new(
@@ -84,9 +89,7 @@ pub async fn run(config: Config, id: NodeId, shutdown: impl Future<Output = ()>)
         .await
         .with_context(|| format!("cannot listen on {}: is another node using it?", me.listen))?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<BookingServiceServer<api::Api>>()
-        .await;
+    health.set_serving::<BookingServiceServer<api::Api>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
         .build_v1()

@@ -105,9 +105,12 @@ impl Node {
         };
         let call = client.forward(Blob { data });
         match tokio::time::timeout_at(deadline, call).await {
-            Ok(Ok(reply)) => decode(&reply.into_inner().data)
-                .unwrap_or_else(|e| Proposed::Unavailable(format!("bad reply from the leader: {e}"))),
-            Ok(Err(status)) => Proposed::Unavailable(format!("leader {leader}: {}", status.message())),
+            Ok(Ok(reply)) => decode(&reply.into_inner().data).unwrap_or_else(|e| {
+                Proposed::Unavailable(format!("bad reply from the leader: {e}"))
+            }),
+            Ok(Err(status)) => {
+                Proposed::Unavailable(format!("leader {leader}: {}", status.message()))
+            }
             Err(_) => Proposed::Unavailable(format!("leader {leader} did not answer in time")),
         }
     }
@@ -171,14 +174,19 @@ impl Node {
         let addr = self
             .addr_of(leader)
             .ok_or_else(|| Proposed::Unavailable(format!("leader {leader} is unknown")))?;
-        let mut client = self.peers.client(leader, &addr).map_err(Proposed::Unavailable)?;
+        let mut client = self
+            .peers
+            .client(leader, &addr)
+            .map_err(Proposed::Unavailable)?;
         match tokio::time::timeout_at(deadline, client.read_index(Empty {})).await {
             Ok(Ok(reply)) => Ok(reply.into_inner().index),
             Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
                 Err(Proposed::NotLeader(status.message().parse().ok()))
             }
             Ok(Err(status)) => Err(Proposed::Unavailable(status.message().to_string())),
-            Err(_) => Err(Proposed::Unavailable(format!("leader {leader} did not answer in time"))),
+            Err(_) => Err(Proposed::Unavailable(format!(
+                "leader {leader} did not answer in time"
+            ))),
         }
     }
 
@@ -231,7 +239,9 @@ impl Node {
     /// The user a bearer token names, if its signature and expiry hold.
     pub fn check_token(&self, token: &str) -> Result<String, ApiError> {
         let key = self.sm.read().state.token_key().copied().ok_or_else(|| {
-            ApiError::Unavailable("this node has not yet learned the cluster's signing key; retry".into())
+            ApiError::Unavailable(
+                "this node has not yet learned the cluster's signing key; retry".into(),
+            )
         })?;
         let now = now_ms() / 1000;
         auth::verify_token(&key, token, now)
@@ -250,6 +260,7 @@ impl Node {
             applied_index: m.last_applied.map_or(0, |id| id.index),
             leader: m.current_leader.unwrap_or(0),
             has_state: !self.log.is_empty(),
+            snapshot_index: m.snapshot.map_or(0, |id| id.index),
         }
     }
 

@@ -45,7 +45,8 @@ impl Raft for PeerService {
     async fn forward(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         let command: Command = decode(&request.into_inner().data).map_err(undecodable)?;
         let proposed = self.node.propose_here(command).await;
-        let data = crate::consensus::encode(&proposed).map_err(|e| Status::internal(e.to_string()))?;
+        let data =
+            crate::consensus::encode(&proposed).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(Blob { data }))
     }
 

@@ -1,0 +1,273 @@
+//! A cluster of real `ticket node` processes on free loopback ports, in a temporary
+//! directory, for the integration tests. Every wait polls a condition against a deadline.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use ticket::client::Client;
+use ticket::config::Config;
+use ticket::pb::booking::v1::ClusterStatusReply;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ticket");
+pub const ADMIN_PASSWORD: &str = "admin-secret";
+
+/// Settings a test may change from the defaults below.
+#[derive(Clone)]
+pub struct Options {
+    pub nodes: usize,
+    pub snapshot_threshold: u64,
+    pub keep_after_snapshot: u64,
+    pub token_ttl_secs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            nodes: 3,
+            snapshot_threshold: 20_000,
+            keep_after_snapshot: 1_000,
+            token_ttl_secs: 3_600,
+        }
+    }
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub config: Config,
+    children: BTreeMap<u64, Child>,
+}
+
+/// Ports the OS says are free now (bound to port 0, then released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+pub fn config_text(ports: &[u16], options: &Options) -> String {
+    let mut text = format!(
+        "data_dir = \"data\"\n\n[raft]\nheartbeat_interval_ms = 50\nelection_timeout_min_ms = 300\n\
+         election_timeout_max_ms = 600\nsnapshot_threshold = {}\nkeep_after_snapshot = {}\n\n\
+         [security]\ntoken_ttl_secs = {}\npbkdf2_iterations = 10000\n",
+        options.snapshot_threshold, options.keep_after_snapshot, options.token_ttl_secs
+    );
+    for (i, port) in ports.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[nodes]]\nid = {}\naddr = \"127.0.0.1:{port}\"\n",
+            i + 1
+        ));
+    }
+    text
+}
+
+impl TestCluster {
+    /// Writes cluster.toml and starts every node.
+    pub fn start(options: Options) -> TestCluster {
+        let mut cluster = TestCluster::configure(options);
+        let ids: Vec<u64> = cluster.config.nodes.iter().map(|n| n.id).collect();
+        for id in ids {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// Writes cluster.toml without starting anything.
+    pub fn configure(options: Options) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports = free_ports(options.nodes);
+        let config_path = dir.path().join("cluster.toml");
+        std::fs::write(&config_path, config_text(&ports, &options)).expect("write config");
+        let config = Config::load(&config_path).expect("valid test config");
+        TestCluster {
+            dir,
+            config_path,
+            config,
+            children: BTreeMap::new(),
+        }
+    }
+
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}.log"))
+    }
+
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
+    }
+
+    pub fn node_command(&self, id: u64) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("node")
+            .arg("--id")
+            .arg(id.to_string())
+            .stdin(Stdio::null())
+            .env("RUST_LOG", "warn,ticket=info");
+        command
+    }
+
+    pub fn start_node(&mut self, id: u64) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .expect("open node log");
+        let child = self
+            .node_command(id)
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn ticket node");
+        self.children.insert(id, child);
+    }
+
+    pub fn pid(&self, id: u64) -> u32 {
+        self.children[&id].id()
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.children.remove(&id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits up to `within` for the exit; returns its status and how long it took.
+    pub fn terminate(&mut self, id: u64, within: Duration) -> (ExitStatus, Duration) {
+        let mut child = self.children.remove(&id).expect("node is running");
+        let started = Instant::now();
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > within {
+                let _ = child.kill();
+                panic!("node {id} did not exit within {within:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn addr(&self, id: u64) -> SocketAddr {
+        self.config.node(id).expect("node in config").addr
+    }
+
+    /// A client of every node.
+    pub fn client(&self) -> Client {
+        Client::from_config(&self.config)
+    }
+
+    /// A client of one node only: it never moves to another.
+    pub fn node_client(&self, id: u64) -> Client {
+        Client::new(&[(id, self.addr(id))])
+    }
+
+    /// Polls the cluster until `check` accepts its status.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&ClusterStatusReply) -> bool,
+    ) -> ClusterStatusReply {
+        let client = self.client();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(status) = client.cluster_status().await {
+                if check(&status) {
+                    return status;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for a leader, and for the cluster's seeding (token key, demo event).
+    pub async fn wait_leader(&self, timeout: Duration) -> u64 {
+        let status = self
+            .wait_status("a leader", timeout, |s| s.leader != 0)
+            .await;
+        status.leader
+    }
+
+    /// Makes the first admin (once) and returns a client logged in as it.
+    pub async fn admin(&self) -> Client {
+        let mut client = self.client();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match client.add_user("admin", ADMIN_PASSWORD, true).await {
+                Ok(_) => break,
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => break, // exists
+                Err(s) if Instant::now() < deadline => {
+                    let _ = s;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(s) => panic!("cannot add the admin: {s}"),
+            }
+        }
+        client
+            .login("admin", ADMIN_PASSWORD)
+            .await
+            .expect("admin login");
+        client
+    }
+
+    /// Registers a customer and returns a client logged in as it.
+    pub async fn customer(&self, name: &str) -> Client {
+        let mut client = self.client();
+        client
+            .add_user(name, "password1", false)
+            .await
+            .expect("add customer");
+        client
+            .login(name, "password1")
+            .await
+            .expect("customer login");
+        client
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for (_, child) in self.children.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls an async condition until it holds or the deadline passes.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
