@@ -63,7 +63,7 @@ impl StateMachineStore {
             txn.commit().map_err(|e| err(&e))?;
         }
         let applied = match read_snapshot(&db)? {
-            Some((_, data)) => decode::<Applied>(&data).map_err(|e| {
+            Some(stored) => decode::<Applied>(&stored.data).map_err(|e| {
                 storage_error(
                     ErrorSubject::Snapshot(None),
                     ErrorVerb::Read,
@@ -110,7 +110,13 @@ impl StateMachineStore {
     }
 }
 
-fn read_snapshot(db: &Database) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+/// A stored snapshot: its encoded metadata and its encoded data.
+struct StoredSnapshot {
+    meta: Vec<u8>,
+    data: Vec<u8>,
+}
+
+fn read_snapshot(db: &Database) -> Result<Option<StoredSnapshot>, StorageError> {
     let err = |e: &dyn ToString| {
         storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e.to_string())
     };
@@ -119,7 +125,10 @@ fn read_snapshot(db: &Database) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageErr
     let meta = table.get(SNAPSHOT_META).map_err(|e| err(&e))?;
     let data = table.get(SNAPSHOT_DATA).map_err(|e| err(&e))?;
     Ok(match (meta, data) {
-        (Some(meta), Some(data)) => Some((meta.value().to_vec(), data.value().to_vec())),
+        (Some(meta), Some(data)) => Some(StoredSnapshot {
+            meta: meta.value().to_vec(),
+            data: data.value().to_vec(),
+        }),
         _ => None,
     })
 }
@@ -268,7 +277,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let Some((meta, data)) = read_snapshot(&self.shared.db)? else {
+        let Some(StoredSnapshot { meta, data }) = read_snapshot(&self.shared.db)? else {
             return Ok(None);
         };
         let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta)
