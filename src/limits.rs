@@ -35,8 +35,20 @@ pub const PBKDF2_ITERATIONS_MIN: u32 = 10_000;
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Snapshot bytes sent per InstallSnapshot call.
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+/// The largest encoded command: a reserve or cancel of the most seats with the longest ids is
+/// under 600 bytes; an event with the most row labels is under 3 KiB. A unit test holds every
+/// kind of command to it.
+pub const COMMAND_BYTES_MAX: usize = 4 * 1024;
+/// Commands gathered into one log entry (one append, one fsync, one AppendEntries for all).
+pub const COMMANDS_PER_ENTRY_MAX: usize = 128;
+/// Log entries the leader has handed to Raft and not yet seen applied. openraft 0.9 appends
+/// (and fsyncs) one entry at a time, so a few in flight keep the disk busy while the next
+/// entry gathers commands.
+pub const ENTRIES_IN_FLIGHT_MAX: usize = 4;
+/// Commands waiting for a place in an entry; past this, callers wait (back-pressure).
+pub const COMMANDS_QUEUED_MAX: usize = 8_192;
 /// Log entries in one AppendEntries, and so the largest group one follower fsync covers.
-pub const APPEND_ENTRIES_MAX: u64 = 4_096;
+pub const APPEND_ENTRIES_MAX: u64 = 64;
 /// Write operations the log writer folds into one transaction and one fsync.
 pub const LOG_WRITE_BATCH_MAX: usize = 4_096;
 
@@ -50,4 +62,10 @@ const _: () = assert!(SEATS_PER_REQUEST_MAX as u32 <= SEATS_PER_ROW_MAX);
 const _: () = assert!(SEATS_PER_USER_DEFAULT as usize <= SEATS_PER_REQUEST_MAX);
 const _: () = assert!(PBKDF2_ITERATIONS_MIN <= PBKDF2_ITERATIONS_DEFAULT);
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES < GRPC_MESSAGE_BYTES_MAX as u64 / 2);
+// The fullest AppendEntries fits a gRPC message with room to spare.
+const _: () = assert!(
+    APPEND_ENTRIES_MAX as usize * COMMANDS_PER_ENTRY_MAX * COMMAND_BYTES_MAX
+        <= GRPC_MESSAGE_BYTES_MAX / 2
+);
+const _: () = assert!(COMMANDS_PER_ENTRY_MAX <= COMMANDS_QUEUED_MAX);
 const _: () = assert!(EVENTS_MAX * (SEATS_PER_EVENT_MAX as usize) <= u32::MAX as usize);

@@ -18,13 +18,13 @@ pub mod state_machine;
 
 use std::io::Cursor;
 
-use crate::domain::{Command, Outcome};
+use crate::domain::{Batch, Outcome};
 
 openraft::declare_raft_types!(
     /// The types this application runs openraft with.
     pub TypeConfig:
-        D = Command,
-        R = Outcome,
+        D = Batch,
+        R = Vec<Outcome>,
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,

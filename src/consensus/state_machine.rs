@@ -206,7 +206,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((applied.last_applied, applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Outcome>>, StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -222,13 +222,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             for entry in entries {
                 applied.last_applied = Some(entry.log_id);
                 let outcome = match entry.payload {
-                    EntryPayload::Blank => Outcome::Noop,
-                    EntryPayload::Normal(command) => {
-                        applied.state.apply(entry.log_id.index, &command)
+                    // Leader blanks and membership changes carry no commands.
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Normal(batch) => {
+                        batch.iter().map(|c| applied.state.apply(c)).collect()
                     }
                     EntryPayload::Membership(membership) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        Outcome::Noop
+                        Vec::new()
                     }
                 };
                 outcomes.push(outcome);

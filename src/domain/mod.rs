@@ -56,7 +56,7 @@ pub enum CancelTarget {
     Booking(String),
 }
 
-/// One entry of the replicated log.
+/// One change to the replicated state.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Once per cluster: the key every node signs and checks tokens with, and the demo
@@ -112,6 +112,11 @@ impl Command {
     }
 }
 
+/// One entry of the replicated log: the commands that reached the leader together, applied
+/// in order, each with its own outcome. Gathering them into one entry lets them share one
+/// append, one fsync and one AppendEntries (see `server::proposer`).
+pub type Batch = Vec<Command>;
+
 /// A booking as the outside sees it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct BookingView {
@@ -136,17 +141,12 @@ pub struct EventView {
 /// What applying a command did. Every command gets exactly one.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// For log entries that are not commands (leader blanks, membership changes).
-    Noop,
     Bootstrapped,
     AlreadyBootstrapped,
     UserAdded,
     EventCreated(EventView),
     Reserved(BookingView),
-    Cancelled {
-        event: String,
-        seats: Vec<String>,
-    },
+    Cancelled { event: String, seats: Vec<String> },
     Rejected(Rejection),
 }
 
@@ -188,4 +188,70 @@ pub enum Rejection {
     TooManyEvents(usize),
     #[error("the cluster already has {0} users, the most it keeps")]
     TooManyUsers(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits;
+
+    /// `limits::COMMAND_BYTES_MAX` bounds the size of a log entry and so of an AppendEntries:
+    /// the largest command of every kind that validation lets through must fit it.
+    #[test]
+    fn the_largest_command_of_each_kind_fits_the_command_bound() {
+        let name = "n".repeat(limits::NAME_LEN_MAX);
+        let request_id = "r".repeat(limits::REQUEST_ID_LEN_MAX);
+        let seats: Vec<String> = (0..limits::SEATS_PER_REQUEST_MAX)
+            .map(|_| "S".repeat(limits::SEAT_ID_LEN_MAX))
+            .collect();
+        let password = PasswordHash {
+            salt: [0xff; 16],
+            iterations: u32::MAX,
+            hash: [0xff; 32],
+        };
+        let largest = [
+            Command::Bootstrap {
+                token_key: [0xff; 32],
+                now_ms: u64::MAX,
+            },
+            Command::AddUser {
+                request_id: request_id.clone(),
+                actor: Some(name.clone()),
+                name: name.clone(),
+                role: Role::Admin,
+                password,
+            },
+            Command::CreateEvent {
+                request_id: request_id.clone(),
+                actor: name.clone(),
+                spec: EventSpec {
+                    name: name.clone(),
+                    row_labels: vec!["ZZZZ".into(); limits::ROWS_MAX as usize],
+                    seats_per_row: u32::MAX,
+                    max_seats_per_user: u32::MAX,
+                },
+                now_ms: u64::MAX,
+            },
+            Command::Reserve {
+                request_id: request_id.clone(),
+                actor: name.clone(),
+                event: name.clone(),
+                seats: seats.clone(),
+                now_ms: u64::MAX,
+            },
+            Command::Cancel {
+                request_id,
+                actor: name.clone(),
+                target: CancelTarget::Seats { event: name, seats },
+                now_ms: u64::MAX,
+            },
+        ];
+        for command in largest {
+            let bytes = postcard::to_allocvec(&command).expect("encode").len();
+            assert!(
+                bytes <= limits::COMMAND_BYTES_MAX,
+                "{bytes} bytes: {command:?}"
+            );
+        }
+    }
 }

@@ -71,12 +71,14 @@ pub struct State {
     token_key: Option<[u8; 32]>,
     users: BTreeMap<String, User>,
     events: BTreeMap<String, EventRecord>,
-    /// By booking number (the log index of the reserve that made it).
+    /// By booking number, given out in commit order.
     bookings: BTreeMap<u64, BookingRecord>,
+    /// The number of the last booking made; 0 before the first.
+    last_booking: u64,
     dedupe: Dedupe,
 }
 
-/// `bk-<log index>`: unique because one log entry makes at most one booking.
+/// `bk-<booking number>`.
 pub fn booking_id(number: u64) -> String {
     format!("bk-{number}")
 }
@@ -86,8 +88,9 @@ pub fn parse_booking_id(id: &str) -> Option<u64> {
 }
 
 impl State {
-    /// Applies one committed command. `index` is its log index: deterministic on every node.
-    pub fn apply(&mut self, index: u64, command: &Command) -> Outcome {
+    /// Applies one committed command. Every node applies the same commands in the same order,
+    /// so every node reaches the same state and gives the same outcome.
+    pub fn apply(&mut self, command: &Command) -> Outcome {
         let key = command.dedupe_key();
         if let Some(first) = key.as_ref().and_then(|key| self.dedupe.get(key)) {
             return first.clone();
@@ -118,7 +121,7 @@ impl State {
                 now_ms,
                 ..
             } => self
-                .reserve(index, actor, event, seats, *now_ms)
+                .reserve(actor, event, seats, *now_ms)
                 .map_or_else(Outcome::Rejected, Outcome::Reserved),
             Command::Cancel { actor, target, .. } => {
                 self.cancel(actor, target)
@@ -214,7 +217,6 @@ impl State {
 
     fn reserve(
         &mut self,
-        index: u64,
         actor: &str,
         event_name: &str,
         seats: &[String],
@@ -249,8 +251,10 @@ impl State {
                 requested,
             });
         }
+        self.last_booking += 1;
+        let number = self.last_booking;
         for &i in &indices {
-            event.holders[i as usize] = Some(index);
+            event.holders[i as usize] = Some(number);
         }
         event.taken += requested;
         *event.held.entry(actor.to_string()).or_insert(0) += requested;
@@ -260,8 +264,8 @@ impl State {
             seats: indices,
             created_at_ms: now_ms,
         };
-        let view = booking.view(index, &event.map);
-        self.bookings.insert(index, booking);
+        let view = booking.view(number, &event.map);
+        self.bookings.insert(number, booking);
         Ok(view)
     }
 
@@ -469,11 +473,7 @@ mod tests {
     /// A seeded state with an admin, two customers and a 2×5 event with a limit of 3.
     fn state() -> State {
         let mut s = State::default();
-        let mut i = 0;
-        let mut apply = |s: &mut State, c: Command| {
-            i += 1;
-            s.apply(i, &c)
-        };
+        let apply = |s: &mut State, c: Command| s.apply(&c);
         apply(
             &mut s,
             Command::Bootstrap {
@@ -542,20 +542,17 @@ mod tests {
     fn bootstrap_makes_the_demo_event_once() {
         let mut s = State::default();
         assert_eq!(
-            s.apply(
-                1,
-                &Command::Bootstrap {
-                    token_key: [1; 32],
-                    now_ms: 0
-                }
-            ),
+            s.apply(&Command::Bootstrap {
+                token_key: [1; 32],
+                now_ms: 0
+            }),
             Outcome::Bootstrapped
         );
         let again = Command::Bootstrap {
             token_key: [2; 32],
             now_ms: 0,
         };
-        assert_eq!(s.apply(2, &again), Outcome::AlreadyBootstrapped);
+        assert_eq!(s.apply(&again), Outcome::AlreadyBootstrapped);
         assert_eq!(s.token_key(), Some(&[1; 32]), "the first key stays");
         let demo = s.event(DEMO_EVENT).expect("demo");
         assert_eq!(demo.map.id(0), "S1");
@@ -566,11 +563,11 @@ mod tests {
     fn a_reservation_is_all_or_nothing() {
         let mut s = state();
         assert!(matches!(
-            s.apply(100, &reserve("ana", "r1", &["A1"])),
+            s.apply(&reserve("ana", "r1", &["A1"])),
             Outcome::Reserved(_)
         ));
         let before = s.clone();
-        let outcome = s.apply(101, &reserve("bo", "r2", &["A2", "A1", "A3"]));
+        let outcome = s.apply(&reserve("bo", "r2", &["A2", "A1", "A3"]));
         assert_eq!(
             outcome,
             Outcome::Rejected(Rejection::SeatsTaken {
@@ -581,7 +578,7 @@ mod tests {
         // Only the dedupe table learned something.
         assert_eq!(s.events, before.events);
         assert_eq!(s.bookings, before.bookings);
-        let outcome = s.apply(102, &reserve("bo", "r3", &["A2", "B9"]));
+        let outcome = s.apply(&reserve("bo", "r3", &["A2", "B9"]));
         assert!(matches!(
             outcome,
             Outcome::Rejected(Rejection::UnknownSeat { .. })
@@ -590,24 +587,30 @@ mod tests {
     }
 
     #[test]
-    fn booking_ids_come_from_the_log_index() {
+    fn bookings_are_numbered_in_commit_order() {
         let mut s = state();
-        let Outcome::Reserved(b) = s.apply(42, &reserve("ana", "r", &["b5", "A1"])) else {
+        let Outcome::Reserved(b) = s.apply(&reserve("ana", "r", &["b5", "A1"])) else {
             panic!("not reserved")
         };
-        assert_eq!(b.id, "bk-42");
+        assert_eq!(b.id, "bk-1");
         assert_eq!(b.seats, vec!["B5", "A1"]);
         assert_eq!(b.created_at_ms, 7);
+        // A rejection uses no number; the next booking gets the next one.
+        s.apply(&reserve("bo", "r2", &["A1"]));
+        let Outcome::Reserved(b) = s.apply(&reserve("bo", "r3", &["A2"])) else {
+            panic!("not reserved")
+        };
+        assert_eq!(b.id, "bk-2");
     }
 
     #[test]
     fn the_per_user_limit_counts_across_requests() {
         let mut s = state();
         assert!(matches!(
-            s.apply(100, &reserve("ana", "r1", &["A1", "A2"])),
+            s.apply(&reserve("ana", "r1", &["A1", "A2"])),
             Outcome::Reserved(_)
         ));
-        let outcome = s.apply(101, &reserve("ana", "r2", &["A3", "A4"]));
+        let outcome = s.apply(&reserve("ana", "r2", &["A3", "A4"]));
         assert_eq!(
             outcome,
             Outcome::Rejected(Rejection::LimitReached {
@@ -618,21 +621,21 @@ mod tests {
             })
         );
         assert!(matches!(
-            s.apply(102, &reserve("ana", "r3", &["A3"])),
+            s.apply(&reserve("ana", "r3", &["A3"])),
             Outcome::Reserved(_)
         ));
         // Cancelling gives room back.
         assert!(matches!(
-            s.apply(103, &cancel("ana", "c1", seats("show", &["A1"]))),
+            s.apply(&cancel("ana", "c1", seats("show", &["A1"]))),
             Outcome::Cancelled { .. }
         ));
         assert!(matches!(
-            s.apply(104, &reserve("ana", "r4", &["A4"])),
+            s.apply(&reserve("ana", "r4", &["A4"])),
             Outcome::Reserved(_)
         ));
         // Someone else is not limited by ana's seats.
         assert!(matches!(
-            s.apply(105, &reserve("bo", "r5", &["B1", "B2", "B3"])),
+            s.apply(&reserve("bo", "r5", &["B1", "B2", "B3"])),
             Outcome::Reserved(_)
         ));
     }
@@ -640,18 +643,15 @@ mod tests {
     #[test]
     fn only_the_holder_or_an_admin_may_cancel() {
         let mut s = state();
-        s.apply(100, &reserve("ana", "r1", &["A1", "A2"]));
+        s.apply(&reserve("ana", "r1", &["A1", "A2"]));
         let before = s.clone();
-        let refused = s.apply(101, &cancel("bo", "c1", seats("show", &["A1"])));
+        let refused = s.apply(&cancel("bo", "c1", seats("show", &["A1"])));
         assert!(matches!(refused, Outcome::Rejected(Rejection::NotOwner(_))));
-        let refused = s.apply(
-            102,
-            &cancel("bo", "c2", CancelTarget::Booking("bk-100".into())),
-        );
+        let refused = s.apply(&cancel("bo", "c2", CancelTarget::Booking("bk-1".into())));
         assert!(matches!(refused, Outcome::Rejected(Rejection::NotOwner(_))));
         assert_eq!(s.bookings, before.bookings);
         // Partial cancel by the holder keeps the rest of the booking.
-        let done = s.apply(103, &cancel("ana", "c3", seats("show", &["A2"])));
+        let done = s.apply(&cancel("ana", "c3", seats("show", &["A2"])));
         assert_eq!(
             done,
             Outcome::Cancelled {
@@ -659,12 +659,9 @@ mod tests {
                 seats: vec!["A2".into()]
             }
         );
-        assert_eq!(s.booking(100).expect("still there").seats, vec!["A1"]);
+        assert_eq!(s.booking(1).expect("still there").seats, vec!["A1"]);
         // An admin cancels the whole booking.
-        let done = s.apply(
-            104,
-            &cancel("root", "c4", CancelTarget::Booking("bk-100".into())),
-        );
+        let done = s.apply(&cancel("root", "c4", CancelTarget::Booking("bk-1".into())));
         assert_eq!(
             done,
             Outcome::Cancelled {
@@ -679,26 +676,26 @@ mod tests {
     #[test]
     fn a_repeated_request_id_returns_the_first_outcome() {
         let mut s = state();
-        let first = s.apply(100, &reserve("ana", "same", &["A1"]));
-        let second = s.apply(101, &reserve("ana", "same", &["A2"]));
+        let first = s.apply(&reserve("ana", "same", &["A1"]));
+        let second = s.apply(&reserve("ana", "same", &["A2"]));
         assert_eq!(first, second);
         assert_eq!(s.bookings_of("ana").len(), 1);
         // The same id from another user is another request.
         assert!(matches!(
-            s.apply(102, &reserve("bo", "same", &["A2"])),
+            s.apply(&reserve("bo", "same", &["A2"])),
             Outcome::Reserved(_)
         ));
         // A rejection is remembered too: a retry does not suddenly succeed after a cancel.
-        let refused = s.apply(103, &reserve("bo", "late", &["A1"]));
-        s.apply(104, &cancel("ana", "c", seats("show", &["A1"])));
-        assert_eq!(s.apply(105, &reserve("bo", "late", &["A1"])), refused);
+        let refused = s.apply(&reserve("bo", "late", &["A1"]));
+        s.apply(&cancel("ana", "c", seats("show", &["A1"])));
+        assert_eq!(s.apply(&reserve("bo", "late", &["A1"])), refused);
     }
 
     #[test]
     fn the_dedupe_table_is_bounded_oldest_first() {
         let mut d = Dedupe::default();
         for i in 0..limits::DEDUPE_ENTRIES_MAX + 10 {
-            d.insert(("u".into(), i.to_string()), Outcome::Noop);
+            d.insert(("u".into(), i.to_string()), Outcome::UserAdded);
         }
         assert_eq!(d.outcomes.len(), limits::DEDUPE_ENTRIES_MAX);
         assert!(d.get(&("u".into(), "0".into())).is_none());
@@ -718,23 +715,23 @@ mod tests {
             password: hash(),
         };
         assert_eq!(
-            s.apply(1, &add("first", None, Role::Admin)),
+            s.apply(&add("first", None, Role::Admin)),
             Outcome::UserAdded
         );
         assert_eq!(
-            s.apply(2, &add("sneaky", None, Role::Admin)),
+            s.apply(&add("sneaky", None, Role::Admin)),
             Outcome::Rejected(Rejection::NotAdmin)
         );
         assert_eq!(
-            s.apply(3, &add("cust", None, Role::Customer)),
+            s.apply(&add("cust", None, Role::Customer)),
             Outcome::UserAdded
         );
         assert_eq!(
-            s.apply(4, &add("sneaky2", Some("cust"), Role::Admin)),
+            s.apply(&add("sneaky2", Some("cust"), Role::Admin)),
             Outcome::Rejected(Rejection::NotAdmin)
         );
         assert_eq!(
-            s.apply(5, &add("second", Some("first"), Role::Admin)),
+            s.apply(&add("second", Some("first"), Role::Admin)),
             Outcome::UserAdded
         );
         let mut again = add("cust", None, Role::Customer);
@@ -742,7 +739,7 @@ mod tests {
             *request_id = "another-request".into();
         }
         assert_eq!(
-            s.apply(6, &again),
+            s.apply(&again),
             Outcome::Rejected(Rejection::UserExists("cust".into()))
         );
         // Only admins create events.
@@ -759,7 +756,7 @@ mod tests {
             now_ms: 0,
         };
         assert_eq!(
-            s.apply(7, &by_customer),
+            s.apply(&by_customer),
             Outcome::Rejected(Rejection::NotAdmin)
         );
     }
@@ -788,7 +785,7 @@ mod tests {
                 1 => cancel(
                     user,
                     &id,
-                    CancelTarget::Booking(format!("bk-{}", 100 + (x >> 12) % (i + 1))),
+                    CancelTarget::Booking(format!("bk-{}", 1 + (x >> 12) % (i + 1))),
                 ),
                 _ => reserve(user, &id, &[&a, &b]),
             };
@@ -796,11 +793,7 @@ mod tests {
         }
         let run = || {
             let mut s = state();
-            let outcomes: Vec<Outcome> = log
-                .iter()
-                .enumerate()
-                .map(|(i, c)| s.apply(100 + i as u64, c))
-                .collect();
+            let outcomes: Vec<Outcome> = log.iter().map(|c| s.apply(c)).collect();
             s.check_invariants();
             (s, outcomes)
         };

@@ -68,7 +68,7 @@ pub async fn seed_when_leader(node: Arc<Node>) {
                 token_key: rand::random(),
                 now_ms: now_ms(),
             };
-            match node.raft.client_write(seed).await {
+            match node.raft.client_write(vec![seed]).await {
                 Ok(reply) => tracing::info!(outcome = ?reply.data, "seeded the cluster"),
                 Err(e) => tracing::warn!(error = %e, "seeding failed; will retry"),
             }

@@ -10,6 +10,7 @@ pub mod api;
 mod bootstrap;
 pub mod node;
 mod peer;
+mod proposer;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -76,10 +77,12 @@ pub async fn run(
     )
     .await
     .context("starting raft")?;
+    let proposer = proposer::Proposer::start(raft.clone());
     let node = Arc::new(Node {
         id,
         config,
         raft,
+        proposer,
         sm,
         log,
         peers,

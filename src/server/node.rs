@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::proposer::Proposer;
 use crate::config::Config;
 use crate::consensus::network::Peers;
 use crate::consensus::{decode, encode, LogStore, NodeId, Raft, StateMachineStore};
@@ -25,6 +26,7 @@ pub struct Node {
     pub sm: StateMachineStore,
     pub log: LogStore,
     pub peers: Arc<Peers>,
+    pub proposer: Proposer,
 }
 
 /// A write's result as a follower receives it from the leader over the Forward RPC.
@@ -77,18 +79,10 @@ impl Node {
             .and_then(|m| m.current_leader)
     }
 
-    /// Proposes on this node, which believes it is the leader.
+    /// Proposes on this node, which believes it is the leader; concurrent commands share a
+    /// log entry (see `proposer`).
     pub async fn propose_here(&self, command: Command) -> Proposed {
-        match self.raft.client_write(command).await {
-            Ok(reply) => Proposed::Done {
-                outcome: reply.data,
-                index: reply.log_id.index,
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
-                Proposed::NotLeader(to.leader_id)
-            }
-            Err(e) => Proposed::Unavailable(e.to_string()),
-        }
+        self.proposer.propose(command).await
     }
 
     async fn forward(&self, leader: NodeId, command: &Command, deadline: Instant) -> Proposed {

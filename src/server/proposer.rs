@@ -1,0 +1,112 @@
+//! Group commit at the Raft level: concurrent writes share one log entry.
+//!
+//! openraft 0.9 appends each `client_write` on its own and waits for its fsync before it
+//! takes the next, so one command per entry caps a leader at one command per fsync. Here the
+//! commands that reach this node while earlier entries are in flight are gathered into the
+//! next entry (up to `COMMANDS_PER_ENTRY_MAX`): one append, one fsync and one AppendEntries
+//! for all of them, and each gets its own outcome back. At most `ENTRIES_IN_FLIGHT_MAX`
+//! entries are in flight, so the next one fills while the disk and the followers work.
+//!
+//! What it does not do: decide who leads. A node that is not the leader answers every command
+//! of the entry with `NotLeader`, and `Node::write` forwards them.
+
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::node::Proposed;
+use crate::consensus::Raft;
+use crate::domain::Command;
+use crate::limits;
+
+struct Pending {
+    command: Command,
+    reply: oneshot::Sender<Proposed>,
+}
+
+/// Cheap to clone; clones feed the same queue.
+#[derive(Clone)]
+pub struct Proposer {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Proposer {
+    /// Starts the task that gathers commands into entries and proposes them to `raft`.
+    pub fn start(raft: Raft) -> Proposer {
+        let (queue, pending) = mpsc::channel(limits::COMMANDS_QUEUED_MAX);
+        tokio::spawn(gather(raft, pending));
+        Proposer { queue }
+    }
+
+    /// Proposes one command on this node and waits for its outcome once applied.
+    pub async fn propose(&self, command: Command) -> Proposed {
+        let (reply, outcome) = oneshot::channel();
+        let stopped = || Proposed::Unavailable("this node is shutting down".into());
+        if self.queue.send(Pending { command, reply }).await.is_err() {
+            return stopped();
+        }
+        outcome.await.unwrap_or_else(|_| stopped())
+    }
+}
+
+async fn gather(raft: Raft, mut pending: mpsc::Receiver<Pending>) {
+    let in_flight = Arc::new(Semaphore::new(limits::ENTRIES_IN_FLIGHT_MAX));
+    while let Some(first) = pending.recv().await {
+        // Wait for a place first: whatever arrives meanwhile joins this entry.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(limits::COMMANDS_PER_ENTRY_MAX);
+        batch.push(first);
+        while batch.len() < limits::COMMANDS_PER_ENTRY_MAX {
+            match pending.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let (commands, replies): (Vec<Command>, Vec<_>) =
+                batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+            let result = raft.client_write(commands).await;
+            drop(permit);
+            answer(result, replies);
+        });
+    }
+}
+
+type WriteResult = Result<
+    openraft::raft::ClientWriteResponse<crate::consensus::TypeConfig>,
+    RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>,
+>;
+
+/// Hands each command of an entry its own outcome.
+fn answer(result: WriteResult, replies: Vec<oneshot::Sender<Proposed>>) {
+    match result {
+        Ok(written) => {
+            let index = written.log_id.index;
+            let mut outcomes = written.data.into_iter();
+            for reply in replies {
+                // apply answers every command of an entry; a missing outcome is a bug, and
+                // saying "unavailable" lets the client retry with its request id.
+                let proposed = match outcomes.next() {
+                    Some(outcome) => Proposed::Done { outcome, index },
+                    None => Proposed::Unavailable("the entry came back short".into()),
+                };
+                let _ = reply.send(proposed);
+            }
+        }
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
+            for reply in replies {
+                let _ = reply.send(Proposed::NotLeader(to.leader_id));
+            }
+        }
+        Err(e) => {
+            let why = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Proposed::Unavailable(why.clone()));
+            }
+        }
+    }
+}
