@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::config::Config;
@@ -104,13 +104,16 @@ pub async fn run(
         .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX);
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
+    // The builder's tcp_nodelay applies only to listeners tonic binds itself: without it here,
+    // Nagle's algorithm and delayed ACKs hold small replies back for up to 40 ms.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = Server::builder()
         .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(booking)
         .add_service(peer)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(incoming, async {
             let _ = stopped.await;
         });
     let server = tokio::spawn(server);
