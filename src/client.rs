@@ -84,6 +84,14 @@ impl Client {
         }
     }
 
+    /// Gives up on a call (over all its retries) after `timeout`; the call's outcome is then
+    /// unknown to the caller, as after any timeout.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Client {
+        self.call_timeout = timeout;
+        self.attempt_timeout = self.attempt_timeout.min(timeout);
+        self
+    }
+
     pub fn from_config(config: &Config) -> Client {
         let nodes: Vec<(u64, SocketAddr)> = config.nodes.iter().map(|n| (n.id, n.addr)).collect();
         Client::new(&nodes)
@@ -264,8 +272,19 @@ impl Client {
         event: &str,
         seats: &[&str],
     ) -> Result<pb::CancelReply, Status> {
+        self.cancel_seats_with_id(&new_request_id(), event, seats)
+            .await
+    }
+
+    /// Cancels seats with a request id of the caller's choosing (a retry must reuse it).
+    pub async fn cancel_seats_with_id(
+        &self,
+        request_id: &str,
+        event: &str,
+        seats: &[&str],
+    ) -> Result<pb::CancelReply, Status> {
         let message = pb::CancelRequest {
-            request_id: new_request_id(),
+            request_id: request_id.to_string(),
             event: event.to_string(),
             seats: seats.iter().map(|s| s.to_string()).collect(),
             booking_id: String::new(),
@@ -275,8 +294,18 @@ impl Client {
     }
 
     pub async fn cancel_booking(&self, booking_id: &str) -> Result<pb::CancelReply, Status> {
+        self.cancel_booking_with_id(&new_request_id(), booking_id)
+            .await
+    }
+
+    /// Cancels a booking with a request id of the caller's choosing.
+    pub async fn cancel_booking_with_id(
+        &self,
+        request_id: &str,
+        booking_id: &str,
+    ) -> Result<pb::CancelReply, Status> {
         let message = pb::CancelRequest {
-            request_id: new_request_id(),
+            request_id: request_id.to_string(),
             event: String::new(),
             seats: Vec::new(),
             booking_id: booking_id.to_string(),

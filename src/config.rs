@@ -30,7 +30,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeConfig {
     pub id: u64,
-    /// The address peers and clients dial.
+    /// The address this node is dialed at: its advertised address. Each node dials its peers
+    /// at the addresses its own copy of the file gives, so a node's copy may route a peer
+    /// through a proxy.
     pub addr: SocketAddr,
     /// The address the node binds; defaults to `addr`. Differs when a proxy or NAT sits
     /// between the node and its peers.
@@ -96,6 +98,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawNode {
     id: Spanned<u64>,
+    #[serde(alias = "advertise")]
     addr: Spanned<String>,
     listen: Option<Spanned<String>>,
 }
@@ -217,6 +220,14 @@ impl Config {
 
     pub fn node_data_dir(&self, id: u64) -> PathBuf {
         self.data_dir.join(format!("node{id}"))
+    }
+
+    /// Where each node is dialed, by id.
+    pub fn peer_addrs(&self) -> BTreeMap<u64, String> {
+        self.nodes
+            .iter()
+            .map(|n| (n.id, n.addr.to_string()))
+            .collect()
     }
 
     /// Whether every node of the cluster is on this machine (a loopback address).

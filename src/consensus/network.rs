@@ -87,11 +87,15 @@ fn client(channel: Channel) -> RaftClient<Channel> {
 /// openraft's view of the network.
 pub struct Network {
     peers: std::sync::Arc<Peers>,
+    /// Where this node dials each peer, from its own cluster.toml. The addresses stored in
+    /// the membership are what the first node saw at bootstrap; the local file wins, so a
+    /// node can reach a peer through a proxy or a new address without a membership change.
+    addrs: BTreeMap<NodeId, String>,
 }
 
 impl Network {
-    pub fn new(peers: std::sync::Arc<Peers>) -> Network {
-        Network { peers }
+    pub fn new(peers: std::sync::Arc<Peers>, addrs: BTreeMap<NodeId, String>) -> Network {
+        Network { peers, addrs }
     }
 }
 
@@ -101,7 +105,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
         PeerConnection {
             target,
-            client: self.peers.client(target, &node.addr),
+            client: self
+                .peers
+                .client(target, self.addrs.get(&target).unwrap_or(&node.addr)),
         }
     }
 }

@@ -71,7 +71,7 @@ pub async fn run(
     let raft = Raft::new(
         id,
         Arc::new(raft_config(&config)?),
-        Network::new(peers.clone()),
+        Network::new(peers.clone(), config.peer_addrs()),
         log.clone(),
         sm.clone(),
     )
@@ -125,8 +125,17 @@ pub async fn run(
     tokio::spawn(bootstrap::seed_when_leader(node.clone()));
     tokio::spawn(bootstrap::log_role_changes(node.clone()));
 
-    shutdown.await;
-    tracing::info!("shutting down: no new requests; finishing those in flight");
+    // A storage failure (a full disk, a failed fsync) stops openraft for good: exit with the
+    // reason, so that a supervisor restarts the node once the disk is fixed, rather than
+    // leave a process that answers every request with UNAVAILABLE.
+    let failure = tokio::select! {
+        _ = shutdown => None,
+        why = fatal(node.raft.clone()) => Some(why),
+    };
+    match &failure {
+        None => tracing::info!("shutting down: no new requests; finishing those in flight"),
+        Some(why) => tracing::error!(error = %why, "raft stopped on a fatal error; shutting down"),
+    }
     let _ = stop_serving.send(());
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(Ok(Ok(()))) => {}
@@ -141,7 +150,26 @@ pub async fn run(
         tracing::warn!("raft did not stop in time");
     }
     tracing::info!("stopped");
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some(why) => Err(anyhow::anyhow!(
+            "node {id} stopped: {why}; nothing unpersisted was acknowledged. \
+             Fix the cause (free disk space, check the disk) and start it again"
+        )),
+    }
+}
+
+/// Resolves with the reason once openraft stops on a fatal error.
+async fn fatal(raft: Raft) -> String {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(e) = &metrics.borrow_and_update().running_state {
+            return e.to_string();
+        }
+        if metrics.changed().await.is_err() {
+            return "raft stopped".into();
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

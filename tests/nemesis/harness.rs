@@ -1,0 +1,648 @@
+//! A 3-node cluster of real `ticket node` processes with a proxy on every peer link, the
+//! clients that load it while a nemesis injects faults, and the final read after healing.
+//!
+//! Each node reads its own copy of cluster.toml, in which every peer's address is the proxy
+//! for that one link (node A dialing node B), so a link can be cut, slowed or lossy on its
+//! own. Clients dial the nodes directly.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use ticket::client::{Client, Consistency};
+use ticket::config::Config;
+use ticket::pb::booking::v1::{GetSeatsReply, SeatStatus};
+use tonic::Code;
+
+use super::checker::{self, CancelTarget, Event, History, Op, Outcome, Snapshot};
+use super::proxy::Link;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ticket");
+pub const EVENT: &str = "nem";
+const ROWS: u32 = 4;
+const SEATS_PER_ROW: u32 = 10;
+const ADMIN_PASSWORD: &str = "admin-secret";
+const USER_PASSWORD: &str = "password1";
+/// The election timeout the nodes run with, in ms (min; max is twice that).
+pub const ELECTION_TIMEOUT_MS: u64 = 300;
+/// How long a client waits for one operation, retries included.
+const CALL_TIMEOUT: Duration = Duration::from_millis(1_500);
+
+pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr"))
+        .collect()
+}
+
+pub struct Settings {
+    pub snapshot_threshold: u64,
+    pub keep_after_snapshot: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            snapshot_threshold: 2_000,
+            keep_after_snapshot: 200,
+        }
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub ids: Vec<u64>,
+    pub listen: BTreeMap<u64, SocketAddr>,
+    pub links: BTreeMap<(u64, u64), Link>,
+    pub client_config: Config,
+    children: BTreeMap<u64, Child>,
+    paused: BTreeSet<u64>,
+}
+
+fn settings_text(settings: &Settings) -> String {
+    format!(
+        "data_dir = \"data\"\n\n[raft]\nheartbeat_interval_ms = 50\n\
+         election_timeout_min_ms = {ELECTION_TIMEOUT_MS}\nelection_timeout_max_ms = {}\n\
+         snapshot_threshold = {}\nkeep_after_snapshot = {}\n\n\
+         [security]\ntoken_ttl_secs = 3600\npbkdf2_iterations = 10000\n",
+        ELECTION_TIMEOUT_MS * 2,
+        settings.snapshot_threshold,
+        settings.keep_after_snapshot
+    )
+}
+
+impl Cluster {
+    /// Writes the configuration files and starts every node.
+    pub async fn start(settings: Settings) -> Cluster {
+        let mut cluster = Cluster::configure(settings).await;
+        for id in cluster.ids.clone() {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// Writes one cluster.toml per node (peers behind proxies) and one for clients, and
+    /// starts the proxies; no node yet.
+    pub async fn configure(settings: Settings) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ids = vec![1, 2, 3];
+        let listen: BTreeMap<u64, SocketAddr> =
+            ids.iter().copied().zip(free_addrs(ids.len())).collect();
+        let mut links = BTreeMap::new();
+        for &from in &ids {
+            for &to in &ids {
+                if from != to {
+                    links.insert((from, to), Link::start(listen[&to]).await);
+                }
+            }
+        }
+        let base = settings_text(&settings);
+        for &me in &ids {
+            let mut text = base.clone();
+            for &id in &ids {
+                let addr = if id == me {
+                    listen[&id]
+                } else {
+                    links[&(me, id)].addr
+                };
+                text.push_str(&format!("\n[[nodes]]\nid = {id}\naddr = \"{addr}\"\n"));
+            }
+            std::fs::write(dir.path().join(format!("node{me}.toml")), text).expect("write");
+        }
+        let mut text = base;
+        for &id in &ids {
+            let addr = listen[&id];
+            text.push_str(&format!("\n[[nodes]]\nid = {id}\naddr = \"{addr}\"\n"));
+        }
+        let client_path = dir.path().join("client.toml");
+        std::fs::write(&client_path, text).expect("write");
+        let client_config = Config::load(&client_path).expect("client config");
+        Cluster {
+            dir,
+            ids,
+            listen,
+            links,
+            client_config,
+            children: BTreeMap::new(),
+            paused: BTreeSet::new(),
+        }
+    }
+
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join("data").join(format!("node{id}"))
+    }
+
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}.log"))
+    }
+
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
+    }
+
+    pub fn start_node(&mut self, id: u64) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .expect("open log");
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(self.dir.path().join(format!("node{id}.toml")))
+            .args(["node", "--id", &id.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone"))
+            .stderr(log)
+            .env("RUST_LOG", "warn,ticket=info")
+            .spawn()
+            .expect("spawn node");
+        self.children.insert(id, child);
+    }
+
+    pub fn is_running(&self, id: u64) -> bool {
+        self.children.contains_key(&id)
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, id: u64) {
+        self.paused.remove(&id);
+        if let Some(mut child) = self.children.remove(&id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    pub fn stop(&mut self, id: u64) {
+        if let Some(mut child) = self.children.remove(&id) {
+            signal(&child, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().expect("wait").is_none() {
+                assert!(Instant::now() < deadline, "node {id} ignored SIGTERM");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// Waits for a node to exit on its own: whether it exited with success, or `None` if it
+    /// still runs at the deadline.
+    pub async fn wait_exit(&mut self, id: u64, timeout: Duration) -> Option<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.children.get_mut(&id).expect("node was started");
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.children.remove(&id);
+                return Some(status.success());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn pause(&mut self, id: u64) {
+        if let Some(child) = self.children.get(&id) {
+            signal(child, libc::SIGSTOP);
+            self.paused.insert(id);
+        }
+    }
+
+    pub fn resume(&mut self, id: u64) {
+        if let Some(child) = self.children.get(&id) {
+            signal(child, libc::SIGCONT);
+        }
+        self.paused.remove(&id);
+    }
+
+    /// Cuts both directions between two nodes.
+    pub fn cut(&self, a: u64, b: u64) {
+        self.links[&(a, b)].cut();
+        self.links[&(b, a)].cut();
+    }
+
+    pub fn slow_all(&self, delay_ms: u64, loss_per_mille: u64) {
+        for link in self.links.values() {
+            link.slow(delay_ms, loss_per_mille);
+        }
+    }
+
+    /// Ends every fault: links healed, paused nodes resumed, stopped nodes restarted.
+    pub fn heal(&mut self) {
+        for link in self.links.values() {
+            link.heal();
+        }
+        for id in self.paused.clone() {
+            self.resume(id);
+        }
+        for id in self.ids.clone() {
+            if !self.is_running(id) {
+                self.start_node(id);
+            }
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::from_config(&self.client_config)
+    }
+
+    pub fn node_client(&self, id: u64) -> Client {
+        Client::new(&[(id, self.listen[&id])])
+    }
+
+    /// The leader the cluster reports, if any answers.
+    pub async fn leader(&self) -> Option<u64> {
+        let status = self.client().cluster_status().await.ok()?;
+        (status.leader != 0).then_some(status.leader)
+    }
+
+    /// Polls until every node answers, one leads, and all have applied the same index.
+    pub async fn wait_converged(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(status) = self.client().cluster_status().await {
+                let first = status.nodes.first().map(|n| n.applied_index);
+                let converged = status.leader != 0
+                    && status.nodes.iter().all(|n| n.reachable)
+                    && status.nodes.iter().all(|n| Some(n.applied_index) == first);
+                if converged {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not converge within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Makes the admin, the users c0..c(n-1) and the event; returns the admin's token.
+    pub async fn prepare(&self, users: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut admin = self.client();
+        loop {
+            match admin.add_user("admin", ADMIN_PASSWORD, true).await {
+                Ok(_) => break,
+                Err(s) if s.code() == Code::FailedPrecondition => break,
+                Err(s) => {
+                    assert!(Instant::now() < deadline, "cannot add the admin: {s}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        admin
+            .login("admin", ADMIN_PASSWORD)
+            .await
+            .expect("admin login");
+        admin
+            .create_event(EVENT, ROWS, SEATS_PER_ROW, ROWS * SEATS_PER_ROW)
+            .await
+            .expect("event");
+        for i in 0..users {
+            admin
+                .add_user(&format!("c{i}"), USER_PASSWORD, false)
+                .await
+                .expect("add user");
+        }
+        admin.token().expect("token").to_string()
+    }
+
+    pub fn seat_ids() -> Vec<String> {
+        let rows = ticket::domain::SeatMap::default_row_labels(ROWS);
+        (0..ROWS * SEATS_PER_ROW)
+            .map(|i| {
+                format!(
+                    "{}{}",
+                    rows[(i / SEATS_PER_ROW) as usize],
+                    i % SEATS_PER_ROW + 1
+                )
+            })
+            .collect()
+    }
+
+    /// The final state, once healed: a linearizable read, and each node's own state once it
+    /// has applied at least as far.
+    pub async fn final_states(&self, admin_token: &str) -> (Snapshot, BTreeMap<u64, Snapshot>) {
+        self.wait_converged(Duration::from_secs(60)).await;
+        let mut admin = self.client();
+        admin.set_token("admin", admin_token).expect("token");
+        let reply = admin
+            .get_seats(EVENT, Consistency::Linearizable)
+            .await
+            .expect("final read");
+        let final_state = snapshot(&reply);
+        let mut by_node = BTreeMap::new();
+        for &id in &self.ids {
+            let mut client = self.node_client(id);
+            client.set_token("admin", admin_token).expect("token");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let state = loop {
+                if let Ok(reply) = client.get_seats(EVENT, Consistency::Stale).await {
+                    if reply.applied_index >= final_state.applied_index {
+                        break snapshot(&reply);
+                    }
+                }
+                assert!(Instant::now() < deadline, "node {id} did not catch up");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            by_node.insert(id, state);
+        }
+        (final_state, by_node)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal(child: &Child, signal: i32) {
+    // SAFETY: kill(2) on a child this process spawned and has not reaped.
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+}
+
+pub fn snapshot(reply: &GetSeatsReply) -> Snapshot {
+    Snapshot {
+        applied_index: reply.applied_index,
+        held: reply
+            .seats
+            .iter()
+            .filter(|s| s.status != SeatStatus::Free as i32)
+            .map(|s| {
+                let holding = checker::Holding {
+                    user: s.holder.clone(),
+                    booking: s.booking_id.clone(),
+                };
+                (s.id.clone(), holding)
+            })
+            .collect(),
+    }
+}
+
+/// A refusal means it did not happen; anything else may or may not have.
+fn classify<T>(result: Result<T, tonic::Status>) -> Outcome<T> {
+    match result {
+        Ok(value) => Outcome::Ok(value),
+        Err(s) => match s.code() {
+            Code::InvalidArgument
+            | Code::NotFound
+            | Code::FailedPrecondition
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::AlreadyExists
+            | Code::OutOfRange => Outcome::Failed(format!("{:?}: {}", s.code(), s.message())),
+            _ => Outcome::Unknown(format!("{:?}: {}", s.code(), s.message())),
+        },
+    }
+}
+
+/// The shared clock and log of a run.
+pub struct Recorder {
+    start: Instant,
+    events: Mutex<Vec<Event>>,
+}
+
+impl Recorder {
+    pub fn new() -> Arc<Recorder> {
+        Arc::new(Recorder {
+            start: Instant::now(),
+            events: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    fn record(&self, client: usize, invoke: u64, op: Op) {
+        let complete = self.now();
+        self.events.lock().expect("lock").push(Event {
+            client,
+            invoke,
+            complete,
+            op,
+        });
+    }
+
+    pub fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.events.lock().expect("lock"))
+    }
+}
+
+/// One client's loop until `until`: a seeded mix of multi-seat reservations, cancels, retries
+/// of the same request id, and reads (linearizable and stale).
+pub async fn client_loop(
+    cluster_ids: Vec<(u64, SocketAddr)>,
+    i: usize,
+    seed: u64,
+    admin_token: String,
+    recorder: Arc<Recorder>,
+    until: Instant,
+) {
+    let mut rng = StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let user = format!("c{i}");
+    // A short deadline, as an impatient client has: calls caught in a fault end unknown.
+    let mut me = Client::new(&cluster_ids).with_call_timeout(CALL_TIMEOUT);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(s) = me.login(&user, USER_PASSWORD).await {
+        assert!(Instant::now() < deadline, "{user} cannot log in: {s}");
+    }
+    let mut reader = Client::new(&cluster_ids).with_call_timeout(CALL_TIMEOUT);
+    reader.set_token("admin", &admin_token).expect("token");
+    let seats = Cluster::seat_ids();
+    let mut held: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut last_reserve: Option<(String, Vec<String>)> = None;
+    let mut n = 0u64;
+    while Instant::now() < until {
+        n += 1;
+        let roll = rng.random_range(0..100);
+        let invoke = recorder.now();
+        match roll {
+            0..=39 => {
+                let count = rng.random_range(1..=3);
+                let mut wanted: Vec<String> = Vec::new();
+                while wanted.len() < count {
+                    let seat = seats[rng.random_range(0..seats.len())].clone();
+                    if !wanted.contains(&seat) {
+                        wanted.push(seat);
+                    }
+                }
+                let request_id = format!("{user}-{n}");
+                last_reserve = Some((request_id.clone(), wanted.clone()));
+                reserve(
+                    &me,
+                    &recorder,
+                    i,
+                    &user,
+                    &request_id,
+                    wanted,
+                    &mut held,
+                    invoke,
+                )
+                .await;
+            }
+            40..=49 => {
+                if let Some((request_id, wanted)) = last_reserve.clone() {
+                    reserve(
+                        &me,
+                        &recorder,
+                        i,
+                        &user,
+                        &request_id,
+                        wanted,
+                        &mut held,
+                        invoke,
+                    )
+                    .await;
+                }
+            }
+            50..=69 => {
+                let target = match held.keys().next().cloned() {
+                    Some(booking) if rng.random_bool(0.5) => CancelTarget::Booking(booking),
+                    Some(booking) => {
+                        let seats = &held[&booking];
+                        CancelTarget::Seats(vec![seats[rng.random_range(0..seats.len())].clone()])
+                    }
+                    None => {
+                        CancelTarget::Seats(vec![seats[rng.random_range(0..seats.len())].clone()])
+                    }
+                };
+                let request_id = format!("{user}-{n}");
+                let result = match &target {
+                    CancelTarget::Booking(b) => me.cancel_booking_with_id(&request_id, b).await,
+                    CancelTarget::Seats(s) => {
+                        let s: Vec<&str> = s.iter().map(String::as_str).collect();
+                        me.cancel_seats_with_id(&request_id, EVENT, &s).await
+                    }
+                };
+                let result = classify(result.map(|r| r.seats));
+                if let Outcome::Ok(freed) = &result {
+                    for seats in held.values_mut() {
+                        seats.retain(|s| !freed.contains(s));
+                    }
+                    held.retain(|_, seats| !seats.is_empty());
+                }
+                recorder.record(
+                    i,
+                    invoke,
+                    Op::Cancel {
+                        user: user.clone(),
+                        request_id,
+                        target,
+                        result,
+                    },
+                );
+            }
+            70..=89 => {
+                let result = reader.get_seats(EVENT, Consistency::Linearizable).await;
+                let op = Op::Read {
+                    linearizable: true,
+                    result: classify(result.map(|r| snapshot(&r))),
+                };
+                recorder.record(i, invoke, op);
+            }
+            _ => {
+                let (id, addr) = cluster_ids[rng.random_range(0..cluster_ids.len())];
+                let mut node = Client::new(&[(id, addr)]).with_call_timeout(CALL_TIMEOUT);
+                node.set_token("admin", &admin_token).expect("token");
+                let result = node.get_seats(EVENT, Consistency::Stale).await;
+                let op = Op::Read {
+                    linearizable: false,
+                    result: classify(result.map(|r| snapshot(&r))),
+                };
+                recorder.record(i, invoke, op);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn reserve(
+    me: &Client,
+    recorder: &Recorder,
+    i: usize,
+    user: &str,
+    request_id: &str,
+    wanted: Vec<String>,
+    held: &mut BTreeMap<String, Vec<String>>,
+    invoke: u64,
+) {
+    let seats: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    let result = me.reserve_with_id(request_id, EVENT, &seats).await;
+    let result = classify(result.map(|r| r.booking.map(|b| b.id).unwrap_or_default()));
+    if let Outcome::Ok(booking) = &result {
+        held.insert(booking.clone(), wanted.clone());
+    }
+    recorder.record(
+        i,
+        invoke,
+        Op::Reserve {
+            user: user.to_string(),
+            request_id: request_id.to_string(),
+            seats: wanted,
+            result,
+        },
+    );
+}
+
+/// Prints the summary line and the history around each violation; returns the violations.
+pub fn judge(name: &str, seed: u64, history: &History) -> Vec<checker::Violation> {
+    let violations = checker::check(history);
+    if let Ok(path) = std::env::var("NEMESIS_DUMP") {
+        let mut text = String::new();
+        for (i, e) in history.events.iter().enumerate() {
+            text.push_str(&format!("#{i} {e:?}\n"));
+        }
+        text.push_str(&format!("final {:?}\n", history.final_state));
+        let _ = std::fs::write(path, text);
+    }
+    let c = history.counts();
+    println!(
+        "nemesis {name}: ops={} ok={} failed={} unknown={} violations={} seed={seed}",
+        c.ops,
+        c.ok,
+        c.failed,
+        c.unknown,
+        violations.len()
+    );
+    for v in violations.iter().take(10) {
+        println!("{}", history.excerpt(v));
+    }
+    violations
+}
+
+/// Waits a fault's length. The schedule is timed on purpose; nothing synchronises on it.
+pub async fn hold_for(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+pub fn seed() -> u64 {
+    std::env::var("NEMESIS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random)
+}
+
+/// Seconds of load per scenario (NEMESIS_SECONDS; 60 by default).
+pub fn load_seconds() -> u64 {
+    std::env::var("NEMESIS_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
+}
