@@ -113,6 +113,18 @@ impl Client {
         Ok(())
     }
 
+    /// Forgets the token.
+    pub fn logout(&mut self) {
+        self.auth = None;
+        self.user = None;
+    }
+
+    /// The node calls go to first: the one that answered last, or the leader a reply named.
+    pub fn current_node(&self) -> u64 {
+        let i = self.current.load(Ordering::Relaxed) % self.targets.len();
+        self.targets[i].id
+    }
+
     pub fn token(&self) -> Option<&str> {
         self.auth
             .as_ref()

@@ -12,8 +12,9 @@
 //! - [`client`]: the one client everything above the server uses: any node, retries with
 //!   the same request id, failover.
 //! - [`cli`]: the subcommands of the `ticket` binary (`up`, `status`, `user add`, `bench`).
+//! - [`shell`]: the booking shell (reedline), interactive or driven by `-c`, `-f` and stdin.
 //!
-//! Layering runs one way: `domain` ← `consensus` ← `server`; `client` ← `cli`. Nothing above
+//! Layering runs one way: `domain` ← `consensus` ← `server`; `client` ← `cli` / `shell`. Nothing above
 //! `server` touches the store or openraft.
 
 pub mod cli;
@@ -25,3 +26,4 @@ pub mod error;
 pub mod limits;
 pub mod pb;
 pub mod server;
+pub mod shell;

@@ -15,12 +15,30 @@ struct Cli {
     /// The cluster's description.
     #[arg(long, global = true, default_value = "cluster.toml")]
     config: PathBuf,
+    /// Shell: run this command and exit (repeatable; stops at the first failure).
+    #[arg(short = 'c', value_name = "CMD")]
+    commands: Vec<String>,
+    /// Shell: run the commands of this file, one a line, and exit.
+    #[arg(short = 'f', value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Shell: print every reply as one JSON object a line.
+    #[arg(long)]
+    json: bool,
+    /// Shell: answer yes to confirmations (without a terminal they are refused otherwise).
+    #[arg(long)]
+    yes: bool,
+    /// Shell: read the login password from the first line of stdin.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Without a subcommand, `ticket` opens the booking shell.
     #[command(subcommand)]
-    command: Cmd,
+    command: Option<Cmd>,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Open the booking shell (the default).
+    Shell,
     /// Run one node of the cluster (the daemon).
     Node {
         /// Its id in cluster.toml.
@@ -78,7 +96,7 @@ enum UserCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let node_id = match &cli.command {
-        Cmd::Node { id } => Some(*id),
+        Some(Cmd::Node { id }) => Some(*id),
         _ => None,
     };
     cli::logging::init(node_id);
@@ -90,7 +108,7 @@ fn main() -> ExitCode {
         }
     };
     // A node serves many connections; the CLI commands are light and run on one thread.
-    let runtime = match node_id.is_some() || matches!(cli.command, Cmd::Bench { .. }) {
+    let runtime = match node_id.is_some() || matches!(cli.command, Some(Cmd::Bench { .. })) {
         true => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
@@ -105,7 +123,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command, config)) {
+    let shell = ticket::shell::ShellOptions {
+        commands: cli.commands,
+        file: cli.file,
+        json: cli.json,
+        yes: cli.yes,
+        password_stdin: cli.password_stdin,
+    };
+    let command = cli.command.unwrap_or(Cmd::Shell);
+    if let Cmd::Shell = command {
+        return match runtime.block_on(ticket::shell::run(&config, shell)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match runtime.block_on(dispatch(command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -116,6 +152,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
     match command {
+        Cmd::Shell => Ok(()),
         Cmd::Node { id } => ticket::server::run(config, id, ticket::server::signal()).await,
         Cmd::Up => cli::up::run(&config).await,
         Cmd::Status { json } => cli::status::run(&Client::from_config(&config), json).await,

@@ -1,0 +1,350 @@
+//! The shell's commands: one typed enum, parsed from a line. The table `COMMANDS` is the one
+//! list that help, completion and highlighting read.
+
+/// A parsed shell command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cmd {
+    Help(Option<String>),
+    Login(Option<String>),
+    Logout,
+    Whoami,
+    Events,
+    Use(String),
+    Seats(Option<String>),
+    Reserve(Vec<String>),
+    CancelSeats(Vec<String>),
+    CancelBooking(String),
+    Bookings,
+    Status,
+    Ask(String),
+    History,
+    Quit,
+    EventCreate {
+        name: String,
+        rows: u32,
+        seats_per_row: u32,
+        max_per_user: u32,
+    },
+    UserAdd {
+        name: String,
+        admin: bool,
+    },
+}
+
+/// Name, usage and what it does, for `help` and completion.
+pub struct CommandHelp {
+    pub name: &'static str,
+    pub usage: &'static str,
+    pub about: &'static str,
+}
+
+pub const COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "help",
+        usage: "help [COMMAND]",
+        about: "list the commands, or explain one",
+    },
+    CommandHelp {
+        name: "login",
+        usage: "login [USER]",
+        about: "log in (the password is never echoed); the token works on every node",
+    },
+    CommandHelp {
+        name: "logout",
+        usage: "logout",
+        about: "forget the token",
+    },
+    CommandHelp {
+        name: "whoami",
+        usage: "whoami",
+        about: "who is logged in, and the event in use",
+    },
+    CommandHelp {
+        name: "events",
+        usage: "events",
+        about: "every event with its free and taken seats",
+    },
+    CommandHelp {
+        name: "use",
+        usage: "use EVENT",
+        about: "make EVENT the one seats, reserve and cancel act on",
+    },
+    CommandHelp {
+        name: "seats",
+        usage: "seats [EVENT]",
+        about: "the seat map by row: free, mine, taken (alias: get)",
+    },
+    CommandHelp {
+        name: "get",
+        usage: "get [EVENT]",
+        about: "the same as seats, as the prototype called it",
+    },
+    CommandHelp {
+        name: "reserve",
+        usage: "reserve SEAT...",
+        about: "reserve every listed seat, or none of them",
+    },
+    CommandHelp {
+        name: "cancel",
+        usage: "cancel SEAT...|BOOKING",
+        about: "cancel seats, or a whole booking (bk-N); asks first",
+    },
+    CommandHelp {
+        name: "bookings",
+        usage: "bookings",
+        about: "your bookings",
+    },
+    CommandHelp {
+        name: "status",
+        usage: "status",
+        about: "the nodes, the leader, the term and each node's lag",
+    },
+    CommandHelp {
+        name: "ask",
+        usage: "ask QUESTION",
+        about: "ask the assistant in plain language",
+    },
+    CommandHelp {
+        name: "history",
+        usage: "history",
+        about: "the commands you typed (Ctrl-R searches them)",
+    },
+    CommandHelp {
+        name: "event",
+        usage: "event create NAME --rows N --seats-per-row M [--max-per-user K]",
+        about: "admin: create an event",
+    },
+    CommandHelp {
+        name: "user",
+        usage: "user add NAME [--admin]",
+        about: "add a user (a customer needs no login; an admin needs an admin, except the first)",
+    },
+    CommandHelp {
+        name: "quit",
+        usage: "quit",
+        about: "leave the shell (also exit, Ctrl-D)",
+    },
+    CommandHelp {
+        name: "exit",
+        usage: "exit",
+        about: "leave the shell",
+    },
+];
+
+/// Splits a line into words; double quotes group words, a backslash escapes the next character.
+pub fn split(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                word.extend(chars.next());
+                in_word = true;
+            }
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quoted {
+        return Err("a quote is not closed".into());
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+fn usage(name: &str) -> String {
+    let usage = COMMANDS
+        .iter()
+        .find(|c| c.name == name)
+        .map_or(name, |c| c.usage);
+    format!("usage: {usage}")
+}
+
+fn number(flag: &str, value: Option<&String>) -> Result<u32, String> {
+    let value = value.ok_or_else(|| format!("{flag} needs a number"))?;
+    value
+        .parse()
+        .map_err(|_| format!("{flag} takes a whole number, not '{value}'"))
+}
+
+/// Parses one line. `Ok(None)` for a blank line or a comment.
+pub fn parse(line: &str) -> Result<Option<Cmd>, String> {
+    let words = split(line.trim())?;
+    let Some((name, args)) = words.split_first() else {
+        return Ok(None);
+    };
+    if name.starts_with('#') {
+        return Ok(None);
+    }
+    let name = name.to_ascii_lowercase();
+    let one = |args: &[String]| -> Result<String, String> {
+        match args {
+            [one] => Ok(one.clone()),
+            _ => Err(usage(&name)),
+        }
+    };
+    let cmd = match name.as_str() {
+        "help" | "?" => Cmd::Help(args.first().cloned()),
+        "login" => match args {
+            [] => Cmd::Login(None),
+            [user] => Cmd::Login(Some(user.clone())),
+            _ => return Err(usage("login")),
+        },
+        "logout" => Cmd::Logout,
+        "whoami" => Cmd::Whoami,
+        "events" => Cmd::Events,
+        "use" => Cmd::Use(one(args)?),
+        "seats" | "get" => match args {
+            [] => Cmd::Seats(None),
+            [event] => Cmd::Seats(Some(event.clone())),
+            _ => return Err(usage("seats")),
+        },
+        "reserve" | "book" if !args.is_empty() => Cmd::Reserve(args.to_vec()),
+        "cancel" => match args {
+            [] => return Err(usage("cancel")),
+            [one] if one.to_ascii_lowercase().starts_with("bk-") => {
+                Cmd::CancelBooking(one.to_ascii_lowercase())
+            }
+            seats => Cmd::CancelSeats(seats.to_vec()),
+        },
+        "bookings" => Cmd::Bookings,
+        "status" => Cmd::Status,
+        "ask" if !args.is_empty() => Cmd::Ask(args.join(" ")),
+        "history" => Cmd::History,
+        "quit" | "exit" => Cmd::Quit,
+        "event" => match args {
+            [sub, name, rest @ ..] if sub == "create" => {
+                let (mut rows, mut seats_per_row, mut max_per_user) = (None, None, 0);
+                let mut flags = rest.iter();
+                while let Some(flag) = flags.next() {
+                    match flag.as_str() {
+                        "--rows" => rows = Some(number(flag, flags.next())?),
+                        "--seats-per-row" => seats_per_row = Some(number(flag, flags.next())?),
+                        "--max-per-user" => max_per_user = number(flag, flags.next())?,
+                        other => return Err(format!("unknown option {other}; {}", usage("event"))),
+                    }
+                }
+                Cmd::EventCreate {
+                    name: name.clone(),
+                    rows: rows.ok_or_else(|| usage("event"))?,
+                    seats_per_row: seats_per_row.ok_or_else(|| usage("event"))?,
+                    max_per_user,
+                }
+            }
+            _ => return Err(usage("event")),
+        },
+        "user" => match args {
+            [sub, name] if sub == "add" => Cmd::UserAdd {
+                name: name.clone(),
+                admin: false,
+            },
+            [sub, name, flag] if sub == "add" && flag == "--admin" => Cmd::UserAdd {
+                name: name.clone(),
+                admin: true,
+            },
+            _ => return Err(usage("user")),
+        },
+        "reserve" | "book" | "ask" => return Err(usage(&name)),
+        other => {
+            let known = COMMANDS.iter().find(|c| c.name.starts_with(other));
+            return Err(match known {
+                Some(c) => format!(
+                    "unknown command '{other}'; did you mean '{}'? (help lists them)",
+                    c.name
+                ),
+                None => format!("unknown command '{other}' (help lists them)"),
+            });
+        }
+    };
+    Ok(Some(cmd))
+}
+
+/// Whether `word` names a command (for highlighting).
+pub fn is_command(word: &str) -> bool {
+    let word = word.to_ascii_lowercase();
+    COMMANDS.iter().any(|c| c.name == word) || matches!(word.as_str(), "book" | "?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prototype_commands_parse() {
+        assert_eq!(
+            parse("login user1"),
+            Ok(Some(Cmd::Login(Some("user1".into()))))
+        );
+        assert_eq!(parse("get"), Ok(Some(Cmd::Seats(None))));
+        assert_eq!(
+            parse("reserve S2"),
+            Ok(Some(Cmd::Reserve(vec!["S2".into()])))
+        );
+        assert_eq!(
+            parse("cancel S2"),
+            Ok(Some(Cmd::CancelSeats(vec!["S2".into()])))
+        );
+        assert_eq!(
+            parse("cancel BK-12"),
+            Ok(Some(Cmd::CancelBooking("bk-12".into())))
+        );
+        assert_eq!(
+            parse("ask \"Is seat S2 available?\""),
+            Ok(Some(Cmd::Ask("Is seat S2 available?".into())))
+        );
+        assert_eq!(parse("  # a comment"), Ok(None));
+        assert_eq!(parse(""), Ok(None));
+    }
+
+    #[test]
+    fn admin_commands_parse_their_options() {
+        assert_eq!(
+            parse("event create gala --rows 3 --seats-per-row 10"),
+            Ok(Some(Cmd::EventCreate {
+                name: "gala".into(),
+                rows: 3,
+                seats_per_row: 10,
+                max_per_user: 0
+            }))
+        );
+        assert!(parse("event create gala --rows x --seats-per-row 10")
+            .unwrap_err()
+            .contains("whole number"));
+        assert!(parse("event create gala --rows 3")
+            .unwrap_err()
+            .starts_with("usage"));
+        assert_eq!(
+            parse("user add ana --admin"),
+            Ok(Some(Cmd::UserAdd {
+                name: "ana".into(),
+                admin: true
+            }))
+        );
+    }
+
+    #[test]
+    fn mistakes_get_a_usage_or_a_suggestion() {
+        assert!(parse("reserve").unwrap_err().contains("reserve SEAT"));
+        assert!(parse("use").unwrap_err().contains("use EVENT"));
+        assert!(parse("bookigns").unwrap_err().contains("unknown command"));
+        assert!(parse("stat").unwrap_err().contains("did you mean 'status'"));
+        assert!(parse("ask \"open").unwrap_err().contains("quote"));
+    }
+}

@@ -1,0 +1,144 @@
+//! The booking shell: `ticket` with no subcommand (or `ticket shell`).
+//!
+//! Interactive at a terminal: a reedline editor with persistent history (Ctrl-R searches it),
+//! Tab completion of commands, events and the current event's seats, hints from history, and
+//! known commands highlighted apart from unknown ones. Non-interactive, as `psql` and
+//! `redis-cli` are: `-c CMD` (repeatable), `-f FILE`, or commands piped on stdin; it stops at
+//! the first failure with a non-zero exit status, prints plain text (or `--json`, one object a
+//! line), and never prompts.
+//!
+//! If no node of `cluster.toml` answers and every node is on this machine, the interactive
+//! shell starts the local cluster itself (as `ticket up` does) and stops it on exit.
+//!
+//! What it does not do: talk to the cluster except through [`crate::client::Client`].
+
+pub mod command;
+mod editor;
+mod render;
+mod session;
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::up::LocalCluster;
+use crate::client::Client;
+use crate::config::Config;
+pub use session::{Mode, Reply, Session};
+
+pub struct ShellOptions {
+    /// `-c`: commands to run, in order, instead of reading any.
+    pub commands: Vec<String>,
+    /// `-f`: a file of commands, one a line.
+    pub file: Option<PathBuf>,
+    pub json: bool,
+    pub yes: bool,
+    pub password_stdin: bool,
+}
+
+/// Runs the shell; returns whether every command succeeded.
+pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool> {
+    let scripted = !options.commands.is_empty() || options.file.is_some();
+    let interactive = !scripted && std::io::stdin().is_terminal();
+    let mode = Mode {
+        interactive,
+        yes: options.yes,
+        password_stdin: options.password_stdin,
+        colour: interactive && std::io::stdout().is_terminal() && !options.json,
+    };
+    let client = Client::from_config(config);
+    // Kept alive for the whole session: dropping it stops the nodes it started.
+    let _local = if interactive {
+        start_local_cluster_if_needed(config).await?
+    } else {
+        None
+    };
+    let mut session = Session::new(client, mode);
+    if interactive {
+        editor::run(&mut session, options.json, config).await?;
+        return Ok(true);
+    }
+    let lines: Vec<String> = match (&options.file, scripted) {
+        (Some(file), _) => std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        (None, true) => options.commands.clone(),
+        (None, false) => std::io::stdin()
+            .lock()
+            .lines()
+            .map_while(Result::ok)
+            .collect(),
+    };
+    for (n, line) in lines.iter().enumerate() {
+        if !run_line(&mut session, line, options.json).await {
+            if let Some(file) = &options.file {
+                eprintln!("stopped at {}:{}", file.display(), n + 1);
+            }
+            return Ok(false);
+        }
+        if session.done {
+            break;
+        }
+    }
+    Ok(true)
+}
+
+/// Parses and runs one line, printing its reply; returns whether it succeeded.
+pub async fn run_line(session: &mut Session, line: &str, json: bool) -> bool {
+    let cmd = match command::parse(line) {
+        Ok(Some(cmd)) => cmd,
+        Ok(None) => return true,
+        Err(message) => {
+            print_error(&message, json);
+            return false;
+        }
+    };
+    match session.run(cmd).await {
+        Ok(reply) => {
+            if json {
+                println!("{}", reply.json);
+            } else if !reply.text.is_empty() {
+                println!("{}", reply.text);
+            }
+            true
+        }
+        Err(message) => {
+            print_error(&message, json);
+            false
+        }
+    }
+}
+
+fn print_error(message: &str, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "error": message }));
+    } else {
+        eprintln!("error: {message}");
+    }
+}
+
+async fn start_local_cluster_if_needed(config: &Config) -> anyhow::Result<Option<LocalCluster>> {
+    let probe = Client::from_config(config).with_call_timeout(Duration::from_secs(2));
+    if probe.cluster_status().await.is_ok() {
+        return Ok(None);
+    }
+    if !config.all_local() {
+        anyhow::bail!(
+            "no node of {} answered: is the cluster running?",
+            config.path.display()
+        );
+    }
+    println!(
+        "No node answered; starting the local cluster of {} ...",
+        config.path.display()
+    );
+    let mut cluster = LocalCluster::start(config)?;
+    cluster.wait_ready(&probe, Duration::from_secs(20)).await?;
+    for (id, log) in &cluster.logs {
+        println!("node{id} logs to {}", log.display());
+    }
+    println!("It stops when you leave the shell.");
+    Ok(Some(cluster))
+}

@@ -1,0 +1,69 @@
+//! The seat map, for a person (by row, coloured at a terminal, with a legend) and for a
+//! script (JSON).
+
+use nu_ansi_term::Color;
+use serde_json::{json, Value};
+
+use crate::pb::booking::v1::{GetSeatsReply, SeatStatus};
+
+fn status(code: i32) -> SeatStatus {
+    SeatStatus::try_from(code).unwrap_or(SeatStatus::Taken)
+}
+
+/// One line per row: `A  [ 1] [ 2] ...`, each seat marked by shape as well as colour: `.`
+/// free, `#` taken, `*` mine.
+pub fn seat_map(reply: &GetSeatsReply, colour: bool) -> String {
+    let event = reply.event.clone().unwrap_or_default();
+    let mut out = format!(
+        "{}: {} free, {} taken (applied index {})\n",
+        event.name, event.free, event.taken, reply.applied_index
+    );
+    let mut row = String::new();
+    for seat in &reply.seats {
+        if seat.row != row {
+            if !row.is_empty() {
+                out.push('\n');
+            }
+            row.clone_from(&seat.row);
+            out.push_str(&format!("{row:<4}"));
+        }
+        let number = &seat.id[seat.row.len()..];
+        let (mark, paint) = match status(seat.status) {
+            SeatStatus::Free => ('.', Color::Green),
+            SeatStatus::Mine => ('*', Color::Cyan),
+            SeatStatus::Taken => ('#', Color::Red),
+        };
+        let cell = format!("{mark}{number:<3}");
+        if colour {
+            out.push_str(&paint.paint(cell).to_string());
+        } else {
+            out.push_str(&cell);
+        }
+        out.push(' ');
+    }
+    out.push_str("\nlegend: .free  *mine  #taken");
+    out
+}
+
+pub fn seats_json(reply: &GetSeatsReply) -> Value {
+    let seats: Vec<Value> = reply
+        .seats
+        .iter()
+        .map(|s| {
+            let state = match status(s.status) {
+                SeatStatus::Free => "free",
+                SeatStatus::Mine => "mine",
+                SeatStatus::Taken => "taken",
+            };
+            json!({ "id": s.id, "row": s.row, "status": state, "holder": s.holder, "booking_id": s.booking_id })
+        })
+        .collect();
+    let event = reply.event.clone().unwrap_or_default();
+    json!({
+        "event": event.name,
+        "free": event.free,
+        "taken": event.taken,
+        "applied_index": reply.applied_index,
+        "seats": seats,
+    })
+}

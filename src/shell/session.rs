@@ -1,0 +1,369 @@
+//! One shell session: who is logged in, which event is in use, and how each command runs
+//! against the cluster through [`crate::client::Client`]. Every command gives a [`Reply`]: the
+//! text a person reads and the JSON a script reads.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+use super::command::{Cmd, COMMANDS};
+use super::render;
+use crate::cli::{explain, read_password, status};
+use crate::client::{Client, Consistency};
+use crate::domain::state::DEMO_EVENT;
+use crate::pb::booking::v1 as pb;
+
+/// What a command printed, for a person and for a script.
+pub struct Reply {
+    pub text: String,
+    pub json: Value,
+}
+
+impl Reply {
+    fn new(text: impl Into<String>, json: Value) -> Reply {
+        Reply {
+            text: text.into(),
+            json,
+        }
+    }
+}
+
+/// What completion may offer, refreshed as the session learns it.
+#[derive(Default)]
+pub struct Known {
+    pub events: Vec<String>,
+    pub seats: Vec<String>,
+}
+
+/// How the session talks to the person at the other end.
+pub struct Mode {
+    /// Colours and prompts: a person at a terminal.
+    pub interactive: bool,
+    /// `--yes`: confirm what would be asked.
+    pub yes: bool,
+    /// `--password-stdin`: the next line of stdin is the password.
+    pub password_stdin: bool,
+    pub colour: bool,
+}
+
+pub struct Session {
+    pub client: Client,
+    pub event: String,
+    pub mode: Mode,
+    pub known: Arc<Mutex<Known>>,
+    /// Set by `quit`.
+    pub done: bool,
+}
+
+impl Session {
+    pub fn new(client: Client, mode: Mode) -> Session {
+        Session {
+            client,
+            event: DEMO_EVENT.to_string(),
+            mode,
+            known: Arc::default(),
+            done: false,
+        }
+    }
+
+    /// `user@event node N> ` (or `event node N> ` before login).
+    pub fn prompt(&self) -> String {
+        let node = self.client.current_node();
+        match self.client.user() {
+            Some(user) => format!("{user}@{} node{node}", self.event),
+            None => format!("{} node{node}", self.event),
+        }
+    }
+
+    /// Runs one command. An error is a message for a person; nothing else failed.
+    pub async fn run(&mut self, cmd: Cmd) -> Result<Reply, String> {
+        let fail = |s: tonic::Status| explain(&s);
+        match cmd {
+            Cmd::Help(topic) => help(topic.as_deref()),
+            Cmd::Quit => {
+                self.done = true;
+                Ok(Reply::new("", json!({"quit": true})))
+            }
+            Cmd::Login(user) => self.login(user).await,
+            Cmd::Logout => {
+                let user = self.client.user().map(str::to_string);
+                self.client.logout();
+                Ok(Reply::new("logged out", json!({ "logged_out": user })))
+            }
+            Cmd::Whoami => {
+                let user = self.client.user().map(str::to_string);
+                let text = match &user {
+                    Some(user) => format!("{user}, using event {}", self.event),
+                    None => format!("not logged in, using event {}", self.event),
+                };
+                Ok(Reply::new(
+                    text,
+                    json!({ "user": user, "event": self.event }),
+                ))
+            }
+            Cmd::Events => {
+                let reply = self.client.list_events().await.map_err(fail)?;
+                self.remember_events(&reply.events);
+                let mut text = format!(
+                    "{:<20} {:>6} {:>6} {:>6}\n",
+                    "event", "seats", "free", "taken"
+                );
+                for e in &reply.events {
+                    let marker = if e.name == self.event { " *" } else { "" };
+                    text.push_str(&format!(
+                        "{:<20} {:>6} {:>6} {:>6}{marker}\n",
+                        e.name,
+                        e.rows * e.seats_per_row,
+                        e.free,
+                        e.taken
+                    ));
+                }
+                let events: Vec<Value> = reply.events.iter().map(event_json).collect();
+                Ok(Reply::new(text.trim_end(), json!({ "events": events })))
+            }
+            Cmd::Use(event) => {
+                let seats = self
+                    .client
+                    .get_seats(&event, Consistency::Linearizable)
+                    .await
+                    .map_err(fail)?;
+                self.event = event;
+                self.remember_seats(&seats);
+                Ok(Reply::new(
+                    format!("using event {}", self.event),
+                    json!({ "event": self.event }),
+                ))
+            }
+            Cmd::Seats(event) => {
+                let event = event.unwrap_or_else(|| self.event.clone());
+                let reply = self
+                    .client
+                    .get_seats(&event, Consistency::Linearizable)
+                    .await
+                    .map_err(fail)?;
+                self.remember_seats(&reply);
+                let text = render::seat_map(&reply, self.mode.colour);
+                Ok(Reply::new(text, render::seats_json(&reply)))
+            }
+            Cmd::Reserve(seats) => {
+                let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
+                let reply = self
+                    .client
+                    .reserve(&self.event, &seats)
+                    .await
+                    .map_err(fail)?;
+                let booking = reply.booking.unwrap_or_default();
+                Ok(Reply::new(
+                    format!(
+                        "reserved {} in {} (booking {})",
+                        booking.seats.join(", "),
+                        booking.event,
+                        booking.id
+                    ),
+                    json!({ "booking": booking_json(&booking), "applied_index": reply.applied_index }),
+                ))
+            }
+            Cmd::CancelSeats(seats) => {
+                let what = format!("Cancel {} in {}?", seats.join(", "), self.event);
+                self.confirm(&what)?;
+                let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
+                let reply = self
+                    .client
+                    .cancel_seats(&self.event, &seats)
+                    .await
+                    .map_err(fail)?;
+                Ok(cancelled(reply))
+            }
+            Cmd::CancelBooking(booking) => {
+                self.confirm(&format!("Cancel booking {booking}?"))?;
+                let reply = self.client.cancel_booking(&booking).await.map_err(fail)?;
+                Ok(cancelled(reply))
+            }
+            Cmd::Bookings => {
+                let reply = self.client.my_bookings().await.map_err(fail)?;
+                let text = if reply.bookings.is_empty() {
+                    "no bookings".to_string()
+                } else {
+                    reply
+                        .bookings
+                        .iter()
+                        .map(|b| format!("{:<10} {:<16} {}", b.id, b.event, b.seats.join(", ")))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                let bookings: Vec<Value> = reply.bookings.iter().map(booking_json).collect();
+                Ok(Reply::new(text, json!({ "bookings": bookings })))
+            }
+            Cmd::Status => {
+                let reply = self.client.cluster_status().await.map_err(fail)?;
+                Ok(Reply::new(
+                    status::render(&reply).trim_end(),
+                    status::to_json(&reply),
+                ))
+            }
+            Cmd::Ask(question) => Ok(Reply::new(
+                "The assistant is not part of this build yet; `help` lists what the shell can do.",
+                json!({ "question": question, "answer": null }),
+            )),
+            Cmd::History => Err("history is kept by the interactive shell only".into()),
+            Cmd::EventCreate {
+                name,
+                rows,
+                seats_per_row,
+                max_per_user,
+            } => {
+                let reply = self
+                    .client
+                    .create_event(&name, rows, seats_per_row, max_per_user)
+                    .await
+                    .map_err(fail)?;
+                let event = reply.event.unwrap_or_default();
+                Ok(Reply::new(
+                    format!(
+                        "created {} with {} seats in {} rows",
+                        event.name,
+                        event.rows * event.seats_per_row,
+                        event.rows
+                    ),
+                    json!({ "event": event_json(&event) }),
+                ))
+            }
+            Cmd::UserAdd { name, admin } => {
+                let password = read_password(
+                    &format!("Password for {name}: "),
+                    false,
+                    "TICKET_NEW_PASSWORD",
+                    true,
+                )
+                .map_err(|e| e.to_string())?;
+                self.client
+                    .add_user(&name, &password, admin)
+                    .await
+                    .map_err(fail)?;
+                let role = if admin { "admin" } else { "customer" };
+                Ok(Reply::new(
+                    format!("added {role} {name}"),
+                    json!({ "user": name, "role": role }),
+                ))
+            }
+        }
+    }
+
+    async fn login(&mut self, user: Option<String>) -> Result<Reply, String> {
+        let user = match user {
+            Some(user) => user,
+            None if self.mode.interactive => {
+                print!("User: ");
+                let _ = std::io::stdout().flush();
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .map_err(|e| e.to_string())?;
+                line.trim().to_string()
+            }
+            None => return Err("usage: login USER".into()),
+        };
+        let password = read_password(
+            &format!("Password for {user}: "),
+            self.mode.password_stdin,
+            "TICKET_PASSWORD",
+            false,
+        )
+        .map_err(|e| e.to_string())?;
+        let reply = self
+            .client
+            .login(&user, &password)
+            .await
+            .map_err(|s| explain(&s))?;
+        let role = match pb::Role::try_from(reply.role) {
+            Ok(pb::Role::Admin) => "admin",
+            _ => "customer",
+        };
+        Ok(Reply::new(
+            format!("logged in as {user} ({role})"),
+            json!({ "user": user, "role": role, "expires_at": reply.expires_at }),
+        ))
+    }
+
+    /// Asks before a change that cannot be taken back; `--yes` answers for the person, and
+    /// without a terminal nobody can, so it refuses.
+    fn confirm(&self, question: &str) -> Result<(), String> {
+        if self.mode.yes {
+            return Ok(());
+        }
+        if !self.mode.interactive || !std::io::stdin().is_terminal() {
+            return Err(format!(
+                "{question} Refused: confirm with --yes when not at a terminal"
+            ));
+        }
+        print!("{question} [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| e.to_string())?;
+        match answer.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => Ok(()),
+            _ => Err("not cancelled".into()),
+        }
+    }
+
+    fn remember_events(&self, events: &[pb::Event]) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.events = events.iter().map(|e| e.name.clone()).collect();
+    }
+
+    fn remember_seats(&self, reply: &pb::GetSeatsReply) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.seats = reply.seats.iter().map(|s| s.id.clone()).collect();
+    }
+}
+
+fn help(topic: Option<&str>) -> Result<Reply, String> {
+    match topic {
+        None => {
+            let mut text = String::from("commands:\n");
+            for c in COMMANDS {
+                text.push_str(&format!("  {:<58} {}\n", c.usage, c.about));
+            }
+            text.push_str("Tab completes commands, events and seats; Ctrl-R searches history.");
+            let names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
+            Ok(Reply::new(text, json!({ "commands": names })))
+        }
+        Some(name) => {
+            let c = COMMANDS
+                .iter()
+                .find(|c| c.name == name.to_ascii_lowercase())
+                .ok_or_else(|| format!("no command '{name}' (help lists them)"))?;
+            Ok(Reply::new(
+                format!("{}\n  {}", c.usage, c.about),
+                json!({ "command": c.name, "usage": c.usage, "about": c.about }),
+            ))
+        }
+    }
+}
+
+fn cancelled(reply: pb::CancelReply) -> Reply {
+    Reply::new(
+        format!("cancelled {} in {}", reply.seats.join(", "), reply.event),
+        json!({ "event": reply.event, "seats": reply.seats, "applied_index": reply.applied_index }),
+    )
+}
+
+fn event_json(e: &pb::Event) -> Value {
+    json!({
+        "name": e.name,
+        "rows": e.rows,
+        "seats_per_row": e.seats_per_row,
+        "max_seats_per_user": e.max_seats_per_user,
+        "free": e.free,
+        "taken": e.taken,
+    })
+}
+
+fn booking_json(b: &pb::Booking) -> Value {
+    json!({ "id": b.id, "event": b.event, "seats": b.seats, "user": b.user, "created_at_ms": b.created_at_ms })
+}

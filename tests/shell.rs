@@ -1,0 +1,203 @@
+//! The shell driven without a terminal, as a script drives it: `-c`, `-f`, stdin, `--json`,
+//! and exit codes, against a real cluster.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{Options, TestCluster, BIN};
+
+fn ticket(cluster: &TestCluster, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cluster.config_path)
+        .args(args)
+        .env("TICKET_PASSWORD", "mysecret")
+        .env("TICKET_NEW_PASSWORD", "mysecret")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ticket");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect()
+}
+
+async fn cluster_with_user1() -> TestCluster {
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    cluster.admin().await;
+    cluster
+        .client()
+        .add_user("user1", "mysecret", false)
+        .await
+        .expect("user1");
+    cluster
+}
+
+/// Goal: the prototype's demo flow runs from `-c`, one JSON reply a line, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_flow_runs_from_dash_c_with_json_replies() {
+    let cluster = cluster_with_user1().await;
+    let args = [
+        "--json",
+        "--yes",
+        "-c",
+        "login user1",
+        "-c",
+        "get",
+        "-c",
+        "reserve S2",
+        "-c",
+        "bookings",
+        "-c",
+        "cancel S2",
+        "-c",
+        "seats",
+        "-c",
+        "status",
+        "-c",
+        "events",
+        "-c",
+        "whoami",
+    ];
+    let out = ticket(&cluster, &args, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replies = json_lines(&out);
+    assert_eq!(replies.len(), 9, "{replies:?}");
+    assert_eq!(replies[0]["user"], "user1");
+    assert_eq!(replies[1]["seats"].as_array().expect("seats").len(), 10);
+    assert_eq!(replies[2]["booking"]["seats"][0], "S2");
+    assert_eq!(
+        replies[3]["bookings"].as_array().expect("bookings").len(),
+        1
+    );
+    assert_eq!(replies[4]["seats"][0], "S2");
+    let s2 = &replies[5]["seats"][1];
+    assert_eq!(
+        (s2["id"].as_str(), s2["status"].as_str()),
+        (Some("S2"), Some("free"))
+    );
+    assert!(replies[6]["leader"].as_u64().is_some());
+    assert!(replies[7]["events"]
+        .as_array()
+        .is_some_and(|e| !e.is_empty()));
+    assert_eq!(replies[8]["event"], "demo");
+}
+
+/// Goal: piped commands run in order; the first failure stops the rest and exits non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piped_commands_stop_at_the_first_failure_with_a_nonzero_exit() {
+    let cluster = cluster_with_user1().await;
+    let out = ticket(
+        &cluster,
+        &[],
+        "login user1\nreserve S4\nreserve S4\nreserve S5\n",
+    );
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("reserved S4"), "{stdout}");
+    assert!(
+        stderr.contains("already reserved") && stderr.contains("S4"),
+        "{stderr}"
+    );
+    // S5 was never tried.
+    let seats = cluster
+        .client()
+        .get_seats("demo", ticket::client::Consistency::Linearizable)
+        .await
+        .expect("seats");
+    let s5 = seats.seats.iter().find(|s| s.id == "S5").expect("S5");
+    assert_eq!(s5.status, ticket::pb::booking::v1::SeatStatus::Free as i32);
+    // Plain output when piped: no terminal colour codes.
+    assert!(!stdout.contains('\u{1b}'), "{stdout}");
+}
+
+/// Goal: without a terminal a confirmation is refused, not prompted; `--yes` gives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_without_yes_is_refused_when_not_at_a_terminal() {
+    let cluster = cluster_with_user1().await;
+    let out = ticket(
+        &cluster,
+        &["-c", "login user1", "-c", "reserve S6", "-c", "cancel S6"],
+        "",
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    let out = ticket(
+        &cluster,
+        &["--yes", "-c", "login user1", "-c", "cancel S6"],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Goal: a file of commands runs like piped ones; an unknown command names itself and the
+/// line it stopped at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_file_runs_and_reports_where_it_stopped() {
+    let cluster = cluster_with_user1().await;
+    let file = cluster.dir.path().join("flow.txt");
+    std::fs::write(
+        &file,
+        "# the demo\nlogin user1\nreserve S8\nbogus\nreserve S9\n",
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf-8");
+    let out = ticket(&cluster, &["-f", path], "");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown command 'bogus'"), "{stderr}");
+    assert!(stderr.contains("flow.txt:4"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reserved S8"));
+}
+
+/// Goal: errors are JSON too under `--json`, and a wrong password fails cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_json_under_json() {
+    let cluster = cluster_with_user1().await;
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cluster.config_path)
+        .args(["--json", "--password-stdin", "-c", "login user1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"not-the-password\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(!out.status.success());
+    let replies = json_lines(&out);
+    assert!(replies[0]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("wrong user name or password")));
+}
