@@ -201,3 +201,77 @@ async fn errors_are_json_under_json() {
         .as_str()
         .is_some_and(|e| e.contains("wrong user name or password")));
 }
+
+/// Goal: when the node the shell talks to dies, the shell moves to another node without
+/// losing the login, and the next command just works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_survives_the_death_of_its_node_keeping_the_login() {
+    use std::io::{BufRead, BufReader};
+
+    let mut cluster = cluster_with_user1().await;
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cluster.config_path)
+        .arg("--json")
+        .env("TICKET_PASSWORD", "mysecret")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ticket");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut replies = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next_reply = || -> serde_json::Value {
+        let line = replies.next().expect("a reply").expect("read");
+        serde_json::from_str(&line).expect("json")
+    };
+    writeln!(stdin, "login user1").expect("write");
+    assert_eq!(next_reply()["user"], "user1");
+    writeln!(stdin, "reserve S3").expect("write");
+    assert_eq!(next_reply()["booking"]["seats"][0], "S3");
+    // The prompt's node is the one the shell is using: kill it.
+    writeln!(stdin, "status").expect("write");
+    let leader = next_reply()["leader"].as_u64().expect("leader");
+    cluster.kill(leader);
+    writeln!(stdin, "reserve S7").expect("write");
+    let reply = next_reply();
+    assert_eq!(reply["booking"]["seats"][0], "S7", "{reply}");
+    writeln!(stdin, "bookings").expect("write");
+    assert_eq!(
+        next_reply()["bookings"].as_array().expect("bookings").len(),
+        2
+    );
+    drop(stdin);
+    let status = child.wait().expect("wait");
+    assert!(status.success());
+}
+
+/// Goal: `--password-stdin` takes the first line of stdin; the commands follow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_comes_first_on_stdin_and_commands_follow() {
+    let cluster = cluster_with_user1().await;
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cluster.config_path)
+        .args(["--password-stdin", "--json"])
+        .env_remove("TICKET_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"mysecret\nlogin user1\nwhoami\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replies = json_lines(&out);
+    assert_eq!(replies[1]["user"], "user1");
+}

@@ -40,10 +40,19 @@ pub struct ShellOptions {
 pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool> {
     let scripted = !options.commands.is_empty() || options.file.is_some();
     let interactive = !scripted && std::io::stdin().is_terminal();
+    // Read before any command, so that piped commands start on the next line.
+    let password = match options.password_stdin {
+        true => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            Some(line.trim_end_matches(['\n', '\r']).to_string())
+        }
+        false => None,
+    };
     let mode = Mode {
         interactive,
         yes: options.yes,
-        password_stdin: options.password_stdin,
+        password,
         colour: interactive && std::io::stdout().is_terminal() && !options.json,
     };
     let client = Client::from_config(config);
@@ -58,22 +67,24 @@ pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool>
         editor::run(&mut session, options.json, config).await?;
         return Ok(true);
     }
-    let lines: Vec<String> = match (&options.file, scripted) {
-        (Some(file), _) => std::fs::read_to_string(file)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
-            .lines()
-            .map(str::to_string)
-            .collect(),
-        (None, true) => options.commands.clone(),
-        (None, false) => std::io::stdin()
-            .lock()
-            .lines()
-            .map_while(Result::ok)
-            .collect(),
-    };
-    for (n, line) in lines.iter().enumerate() {
-        if !run_line(&mut session, line, options.json).await {
-            if let Some(file) = &options.file {
+    // Lines are run as they arrive, so a program can drive the shell through a pipe.
+    let (lines, source): (Box<dyn Iterator<Item = String>>, Option<&PathBuf>) =
+        match (&options.file, scripted) {
+            (Some(file), _) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                let lines: Vec<String> = text.lines().map(str::to_string).collect();
+                (Box::new(lines.into_iter()), Some(file))
+            }
+            (None, true) => (Box::new(options.commands.clone().into_iter()), None),
+            (None, false) => (
+                Box::new(std::io::stdin().lock().lines().map_while(Result::ok)),
+                None,
+            ),
+        };
+    for (n, line) in lines.enumerate() {
+        if !run_line(&mut session, &line, options.json).await {
+            if let Some(file) = source {
                 eprintln!("stopped at {}:{}", file.display(), n + 1);
             }
             return Ok(false);

@@ -42,8 +42,8 @@ pub struct Mode {
     pub interactive: bool,
     /// `--yes`: confirm what would be asked.
     pub yes: bool,
-    /// `--password-stdin`: the next line of stdin is the password.
-    pub password_stdin: bool,
+    /// The login password read from the first line of stdin (`--password-stdin`).
+    pub password: Option<String>,
     pub colour: bool,
 }
 
@@ -265,13 +265,16 @@ impl Session {
             }
             None => return Err("usage: login USER".into()),
         };
-        let password = read_password(
-            &format!("Password for {user}: "),
-            self.mode.password_stdin,
-            "TICKET_PASSWORD",
-            false,
-        )
-        .map_err(|e| e.to_string())?;
+        let password = match &self.mode.password {
+            Some(password) => password.clone(),
+            None => read_password(
+                &format!("Password for {user}: "),
+                false,
+                "TICKET_PASSWORD",
+                false,
+            )
+            .map_err(|e| e.to_string())?,
+        };
         let reply = self
             .client
             .login(&user, &password)

@@ -402,49 +402,40 @@ pub fn check(history: &History) -> Vec<Violation> {
 }
 
 fn duplicate_requests(history: &History, out: &mut Vec<Violation>) {
-    let mut first: BTreeMap<(&str, &str), (usize, &str)> = BTreeMap::new();
-    let mut freed: BTreeMap<(&str, &str), (usize, &Vec<String>)> = BTreeMap::new();
+    // The first acknowledged outcome of each (kind, user, request id), as text.
+    let mut first: BTreeMap<(&str, &str, &str), (usize, String)> = BTreeMap::new();
     for (i, event) in history.events.iter().enumerate() {
-        match &event.op {
+        let (kind, user, request_id, outcome, seat) = match &event.op {
             Op::Reserve {
                 user,
                 request_id,
                 seats,
                 result: Outcome::Ok(booking),
-            } => match first.get(&(user.as_str(), request_id.as_str())) {
-                Some(&(j, earlier)) if earlier != booking => out.push(Violation {
-                    rule: "duplicate-request",
-                    seat: seats.first().cloned().unwrap_or_default(),
-                    detail: format!(
-                        "request {request_id} of {user} acknowledged as {earlier} and as {booking}"
-                    ),
-                    events: vec![j, i],
-                }),
-                Some(_) => {}
-                None => {
-                    first.insert((user, request_id), (i, booking));
-                }
-            },
+            } => ("reserve", user, request_id, booking.clone(), seats.first()),
             Op::Cancel {
                 user,
                 request_id,
-                result: Outcome::Ok(seats),
+                result: Outcome::Ok(freed),
                 ..
-            } => match freed.get(&(user.as_str(), request_id.as_str())) {
-                Some(&(j, earlier)) if earlier != seats => out.push(Violation {
+            } => ("cancel", user, request_id, freed.join(","), freed.first()),
+            _ => continue,
+        };
+        match first.entry((kind, user, request_id)) {
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert((i, outcome));
+            }
+            std::collections::btree_map::Entry::Occupied(entry) if entry.get().1 != outcome => {
+                let (j, earlier) = entry.get();
+                out.push(Violation {
                     rule: "duplicate-request",
-                    seat: seats.first().cloned().unwrap_or_default(),
+                    seat: seat.cloned().unwrap_or_default(),
                     detail: format!(
-                        "cancel {request_id} of {user} acknowledged freeing {earlier:?} and {seats:?}"
+                        "{kind} {request_id} of {user} acknowledged as {earlier} and as {outcome}"
                     ),
-                    events: vec![j, i],
-                }),
-                Some(_) => {}
-                None => {
-                    freed.insert((user, request_id), (i, seats));
-                }
-            },
-            _ => {}
+                    events: vec![*j, i],
+                });
+            }
+            std::collections::btree_map::Entry::Occupied(_) => {}
         }
     }
 }

@@ -474,16 +474,22 @@ pub async fn client_loop(
         let roll = rng.random_range(0..100);
         let invoke = recorder.now();
         match roll {
-            0..=39 => {
-                let count = rng.random_range(1..=3);
-                let mut wanted: Vec<String> = Vec::new();
-                while wanted.len() < count {
-                    let seat = seats[rng.random_range(0..seats.len())].clone();
-                    if !wanted.contains(&seat) {
-                        wanted.push(seat);
+            // Reservations of 1-3 seats, and retries of the last one with its request id.
+            0..=49 => {
+                let (request_id, wanted) = match (&last_reserve, roll >= 40) {
+                    (Some(last), true) => last.clone(),
+                    _ => {
+                        let count = rng.random_range(1..=3);
+                        let mut wanted: Vec<String> = Vec::new();
+                        while wanted.len() < count {
+                            let seat = seats[rng.random_range(0..seats.len())].clone();
+                            if !wanted.contains(&seat) {
+                                wanted.push(seat);
+                            }
+                        }
+                        (format!("{user}-{n}"), wanted)
                     }
-                }
-                let request_id = format!("{user}-{n}");
+                };
                 last_reserve = Some((request_id.clone(), wanted.clone()));
                 reserve(
                     &me,
@@ -496,21 +502,6 @@ pub async fn client_loop(
                     invoke,
                 )
                 .await;
-            }
-            40..=49 => {
-                if let Some((request_id, wanted)) = last_reserve.clone() {
-                    reserve(
-                        &me,
-                        &recorder,
-                        i,
-                        &user,
-                        &request_id,
-                        wanted,
-                        &mut held,
-                        invoke,
-                    )
-                    .await;
-                }
             }
             50..=69 => {
                 let target = match held.keys().next().cloned() {
