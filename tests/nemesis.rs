@@ -6,6 +6,8 @@
 //!
 //! Run it alone: `cargo test --release --test nemesis -- --test-threads=1`.
 
+mod common;
+
 mod nemesis {
     pub mod checker;
     pub mod harness;
@@ -17,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::poll_for;
 use nemesis::checker::History;
 use nemesis::harness::{self, hold_for, Cluster, Recorder, Settings, ELECTION_TIMEOUT_MS};
 use rand::rngs::StdRng;
@@ -277,24 +280,21 @@ async fn corrupt_snapshot_stops_the_node_and_the_others_serve() {
             .await
             .expect("reserve");
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = cluster.client().cluster_status().await.expect("status");
-        let node3 = status.nodes.iter().find(|n| n.id == 3).expect("node 3");
-        if node3.snapshot_index > 0
-            && status
+    let client = &cluster.client();
+    poll_for(
+        "a snapshot on node 3",
+        Duration::from_secs(30),
+        || async move {
+            let status = client.cluster_status().await.ok()?;
+            let node3 = status.nodes.iter().find(|n| n.id == 3)?;
+            let settled = status
                 .nodes
                 .iter()
-                .all(|n| n.applied_index == node3.applied_index)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node 3 took no snapshot: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+                .all(|n| n.applied_index == node3.applied_index);
+            (node3.snapshot_index > 0 && settled).then_some(())
+        },
+    )
+    .await;
 
     cluster.stop(3);
     let flipped = flip(

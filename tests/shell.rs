@@ -5,17 +5,24 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 use common::{Options, TestCluster, BIN};
 
+/// Runs the shell with `args`, writing `stdin` to it. The password comes from
+/// TICKET_PASSWORD, unless `--password-stdin` asks for it on stdin (then only from there).
 fn ticket(cluster: &TestCluster, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .arg("--config")
         .arg(&cluster.config_path)
         .args(args)
-        .env("TICKET_PASSWORD", "mysecret")
-        .env("TICKET_NEW_PASSWORD", "mysecret")
+        .env("TICKET_NEW_PASSWORD", "mysecret");
+    if args.contains(&"--password-stdin") {
+        command.env_remove("TICKET_PASSWORD");
+    } else {
+        command.env("TICKET_PASSWORD", "mysecret");
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -37,22 +44,10 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-async fn cluster_with_user1() -> TestCluster {
-    let cluster = TestCluster::start(Options::default());
-    cluster.wait_leader(Duration::from_secs(5)).await;
-    cluster.admin().await;
-    cluster
-        .client()
-        .add_user("user1", "mysecret", false)
-        .await
-        .expect("user1");
-    cluster
-}
-
 /// Goal: the prototype's demo flow runs from `-c`, one JSON reply a line, exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_flow_runs_from_dash_c_with_json_replies() {
-    let cluster = cluster_with_user1().await;
+    let cluster = TestCluster::with_user1(Options::default()).await;
     let args = [
         "--json",
         "--yes",
@@ -106,7 +101,7 @@ async fn the_demo_flow_runs_from_dash_c_with_json_replies() {
 /// Goal: piped commands run in order; the first failure stops the rest and exits non-zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn piped_commands_stop_at_the_first_failure_with_a_nonzero_exit() {
-    let cluster = cluster_with_user1().await;
+    let cluster = TestCluster::with_user1(Options::default()).await;
     let out = ticket(
         &cluster,
         &[],
@@ -135,7 +130,7 @@ async fn piped_commands_stop_at_the_first_failure_with_a_nonzero_exit() {
 /// Goal: without a terminal a confirmation is refused, not prompted; `--yes` gives it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_without_yes_is_refused_when_not_at_a_terminal() {
-    let cluster = cluster_with_user1().await;
+    let cluster = TestCluster::with_user1(Options::default()).await;
     let out = ticket(
         &cluster,
         &["-c", "login user1", "-c", "reserve S6", "-c", "cancel S6"],
@@ -159,7 +154,7 @@ async fn a_cancel_without_yes_is_refused_when_not_at_a_terminal() {
 /// line it stopped at.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_file_runs_and_reports_where_it_stopped() {
-    let cluster = cluster_with_user1().await;
+    let cluster = TestCluster::with_user1(Options::default()).await;
     let file = cluster.dir.path().join("flow.txt");
     std::fs::write(
         &file,
@@ -178,23 +173,9 @@ async fn a_command_file_runs_and_reports_where_it_stopped() {
 /// Goal: errors are JSON too under `--json`, and a wrong password fails cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_json_under_json() {
-    let cluster = cluster_with_user1().await;
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&cluster.config_path)
-        .args(["--json", "--password-stdin", "-c", "login user1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"not-the-password\n")
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let args = ["--json", "--password-stdin", "-c", "login user1"];
+    let out = ticket(&cluster, &args, "not-the-password\n");
     assert!(!out.status.success());
     let replies = json_lines(&out);
     assert!(replies[0]["error"]
@@ -208,7 +189,7 @@ async fn errors_are_json_under_json() {
 async fn the_shell_survives_the_death_of_its_node_keeping_the_login() {
     use std::io::{BufRead, BufReader};
 
-    let mut cluster = cluster_with_user1().await;
+    let mut cluster = TestCluster::with_user1(Options::default()).await;
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(&cluster.config_path)
@@ -249,24 +230,9 @@ async fn the_shell_survives_the_death_of_its_node_keeping_the_login() {
 /// Goal: `--password-stdin` takes the first line of stdin; the commands follow it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_password_comes_first_on_stdin_and_commands_follow() {
-    let cluster = cluster_with_user1().await;
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&cluster.config_path)
-        .args(["--password-stdin", "--json"])
-        .env_remove("TICKET_PASSWORD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"mysecret\nlogin user1\nwhoami\n")
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let input = "mysecret\nlogin user1\nwhoami\n";
+    let out = ticket(&cluster, &["--password-stdin", "--json"], input);
     assert!(
         out.status.success(),
         "{}",

@@ -36,14 +36,7 @@ fn until(shell: &mut Pty, pattern: &str, what: &str) -> (String, String) {
 /// unnoticed by the person typing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_a_terminal_login_completion_history_search_and_failover_work() {
-    let mut cluster = TestCluster::start(Options::default());
-    cluster.wait_leader(Duration::from_secs(5)).await;
-    cluster.admin().await;
-    cluster
-        .client()
-        .add_user("user1", "mysecret", false)
-        .await
-        .expect("user1");
+    let mut cluster = TestCluster::with_user1(Options::default()).await;
 
     let mut command = std::process::Command::new(BIN);
     command

@@ -186,20 +186,13 @@ impl TestCluster {
         timeout: Duration,
         check: impl Fn(&ClusterStatusReply) -> bool,
     ) -> ClusterStatusReply {
-        let client = self.client();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(status) = client.cluster_status().await {
-                if check(&status) {
-                    return status;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let client = &self.client();
+        let check = &check;
+        poll_for(what, timeout, || async move {
+            let status = client.cluster_status().await.ok()?;
+            check(&status).then_some(status)
+        })
+        .await
     }
 
     /// Waits for a leader, and for the cluster's seeding (token key, demo event).
@@ -213,23 +206,33 @@ impl TestCluster {
     /// Makes the first admin (once) and returns a client logged in as it.
     pub async fn admin(&self) -> Client {
         let mut client = self.client();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match client.add_user("admin", ADMIN_PASSWORD, true).await {
-                Ok(_) => break,
-                Err(s) if s.code() == tonic::Code::FailedPrecondition => break, // exists
-                Err(s) if Instant::now() < deadline => {
-                    let _ = s;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(s) => panic!("cannot add the admin: {s}"),
+        let adding = &client;
+        poll_for("the first admin", Duration::from_secs(10), || async move {
+            match adding.add_user("admin", ADMIN_PASSWORD, true).await {
+                Ok(_) => Some(()),
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => Some(()), // exists
+                Err(_) => None,
             }
-        }
+        })
+        .await;
         client
             .login("admin", ADMIN_PASSWORD)
             .await
             .expect("admin login");
         client
+    }
+
+    /// Starts a cluster with the first admin and the prototype's `user1`/`mysecret`.
+    pub async fn with_user1(options: Options) -> TestCluster {
+        let cluster = TestCluster::start(options);
+        cluster.wait_leader(Duration::from_secs(5)).await;
+        cluster.admin().await;
+        cluster
+            .client()
+            .add_user("user1", "mysecret", false)
+            .await
+            .expect("user1");
+        cluster
     }
 
     /// Registers a customer and returns a client logged in as it.
@@ -256,18 +259,49 @@ impl Drop for TestCluster {
     }
 }
 
-/// Polls an async condition until it holds or the deadline passes.
+/// How often a wait re-checks its condition.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Polls `check` until it yields a value, or `None` once `timeout` has passed. The one place a
+/// test waits: on a condition, with a deadline, never for a fixed time.
+pub async fn poll_until<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Like [`poll_until`], failing the test at the deadline.
+pub async fn poll_for<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match poll_until(timeout, check).await {
+        Some(value) => value,
+        None => panic!("timed out after {timeout:?} waiting for {what}"),
+    }
+}
+
+/// Polls an async condition until it holds, failing the test at the deadline.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_for(what, timeout, || {
+        let holds = check();
+        async move { holds.await.then_some(()) }
+    })
+    .await
 }

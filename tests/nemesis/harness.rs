@@ -22,6 +22,7 @@ use tonic::Code;
 
 use super::checker::{self, CancelTarget, Event, History, Op, Outcome, Snapshot};
 use super::proxy::Link;
+use crate::common::{poll_for, poll_until};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ticket");
 pub const EVENT: &str = "nem";
@@ -196,18 +197,15 @@ impl Cluster {
     /// Waits for a node to exit on its own: whether it exited with success, or `None` if it
     /// still runs at the deadline.
     pub async fn wait_exit(&mut self, id: u64, timeout: Duration) -> Option<bool> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let child = self.children.get_mut(&id).expect("node was started");
-            if let Some(status) = child.try_wait().expect("wait") {
-                self.children.remove(&id);
-                return Some(status.success());
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let child = self.children.get_mut(&id).expect("node was started");
+        let exited = poll_until(timeout, || {
+            std::future::ready(child.try_wait().expect("wait").map(|s| s.success()))
+        })
+        .await;
+        if exited.is_some() {
+            self.children.remove(&id);
         }
+        exited
     }
 
     pub fn pause(&mut self, id: u64) {
@@ -267,39 +265,30 @@ impl Cluster {
 
     /// Polls until every node answers, one leads, and all have applied the same index.
     pub async fn wait_converged(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(status) = self.client().cluster_status().await {
-                let first = status.nodes.first().map(|n| n.applied_index);
-                let converged = status.leader != 0
-                    && status.nodes.iter().all(|n| n.reachable)
-                    && status.nodes.iter().all(|n| Some(n.applied_index) == first);
-                if converged {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not converge within {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let client = &self.client();
+        poll_for("the cluster to converge", timeout, || async move {
+            let status = client.cluster_status().await.ok()?;
+            let first = status.nodes.first().map(|n| n.applied_index);
+            let converged = status.leader != 0
+                && status.nodes.iter().all(|n| n.reachable)
+                && status.nodes.iter().all(|n| Some(n.applied_index) == first);
+            converged.then_some(())
+        })
+        .await
     }
 
     /// Makes the admin, the users c0..c(n-1) and the event; returns the admin's token.
     pub async fn prepare(&self, users: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
         let mut admin = self.client();
-        loop {
-            match admin.add_user("admin", ADMIN_PASSWORD, true).await {
-                Ok(_) => break,
-                Err(s) if s.code() == Code::FailedPrecondition => break,
-                Err(s) => {
-                    assert!(Instant::now() < deadline, "cannot add the admin: {s}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+        let adding = &admin;
+        poll_for("the first admin", Duration::from_secs(20), || async move {
+            match adding.add_user("admin", ADMIN_PASSWORD, true).await {
+                Ok(_) => Some(()),
+                Err(s) if s.code() == Code::FailedPrecondition => Some(()),
+                Err(_) => None,
             }
-        }
+        })
+        .await;
         admin
             .login("admin", ADMIN_PASSWORD)
             .await
@@ -345,16 +334,16 @@ impl Cluster {
         for &id in &self.ids {
             let mut client = self.node_client(id);
             client.set_token("admin", admin_token).expect("token");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let state = loop {
-                if let Ok(reply) = client.get_seats(EVENT, Consistency::Stale).await {
-                    if reply.applied_index >= final_state.applied_index {
-                        break snapshot(&reply);
-                    }
-                }
-                assert!(Instant::now() < deadline, "node {id} did not catch up");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            };
+            let (client, wanted) = (&client, final_state.applied_index);
+            let state = poll_for(
+                &format!("node {id} to catch up"),
+                Duration::from_secs(30),
+                || async move {
+                    let reply = client.get_seats(EVENT, Consistency::Stale).await.ok()?;
+                    (reply.applied_index >= wanted).then(|| snapshot(&reply))
+                },
+            )
+            .await;
             by_node.insert(id, state);
         }
         (final_state, by_node)
