@@ -22,6 +22,7 @@ pub use crate::pb::booking::v1::Consistency;
 
 type Stub = BookingServiceClient<Channel>;
 
+#[derive(Clone)]
 struct Target {
     id: u64,
     stub: Stub,
@@ -37,6 +38,21 @@ pub struct Client {
     /// `QUORUM_WAIT_MS`), and the longest a call may take over all its retries.
     attempt_timeout: Duration,
     call_timeout: Duration,
+}
+
+/// A clone shares the connections (HTTP/2 multiplexes its calls) and starts with the same
+/// login; a login or logout after that is its own.
+impl Clone for Client {
+    fn clone(&self) -> Client {
+        Client {
+            targets: self.targets.clone(),
+            current: AtomicUsize::new(self.current.load(Ordering::Relaxed)),
+            auth: self.auth.clone(),
+            user: self.user.clone(),
+            attempt_timeout: self.attempt_timeout,
+            call_timeout: self.call_timeout,
+        }
+    }
 }
 
 /// Whether a failed attempt may be retried on another node with the same request id.

@@ -230,6 +230,14 @@ impl Config {
             .collect()
     }
 
+    /// The directory of the file: relative paths (data, plugins) resolve against it.
+    pub fn base_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
     /// Whether every node of the cluster is on this machine (a loopback address).
     pub fn all_local(&self) -> bool {
         self.nodes.iter().all(|n| n.addr.ip().is_loopback())

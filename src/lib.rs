@@ -13,8 +13,10 @@
 //!   the same request id, failover.
 //! - [`cli`]: the subcommands of the `ticket` binary (`up`, `status`, `user add`, `bench`).
 //! - [`shell`]: the booking shell (reedline), interactive or driven by `-c`, `-f` and stdin.
+//! - [`script`]: rhai scenarios (`ticket run`, `run`) and plugins, in a sandbox, calling the
+//!   shell's commands as functions.
 //!
-//! Layering runs one way: `domain` ← `consensus` ← `server`; `client` ← `cli` / `shell`. Nothing above
+//! Layering runs one way: `domain` ← `consensus` ← `server`; `client` ← `cli` / `shell` ⇄ `script`. Nothing above
 //! `server` touches the store or openraft.
 
 pub mod cli;
@@ -25,5 +27,6 @@ pub mod domain;
 pub mod error;
 pub mod limits;
 pub mod pb;
+pub mod script;
 pub mod server;
 pub mod shell;

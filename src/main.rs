@@ -47,6 +47,16 @@ enum Cmd {
     },
     /// Start every node of cluster.toml on this machine; Ctrl-C stops them.
     Up,
+    /// Run a rhai scenario (scripts/*.rhai). If no node answers, it starts the local cluster
+    /// for the script, which may then kill, restart, pause and resume nodes.
+    Run {
+        file: PathBuf,
+        /// Passed to the script as the array ARGS.
+        args: Vec<String>,
+        /// Print the outcome (the script's value and its prints) as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the cluster as its nodes report it.
     Status {
         #[arg(long)]
@@ -107,12 +117,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // A node serves many connections; the CLI commands are light and run on one thread.
-    let runtime = match node_id.is_some() || matches!(cli.command, Some(Cmd::Bench { .. })) {
-        true => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
-        false => tokio::runtime::Builder::new_current_thread()
+    // A node serves many connections; the shell and scripts block script threads on the
+    // runtime, which needs workers of its own; the other commands are light.
+    let runtime = match &cli.command {
+        Some(Cmd::Status { .. } | Cmd::User { .. } | Cmd::Up) => {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
+        _ => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
     };
@@ -131,18 +144,17 @@ fn main() -> ExitCode {
         password_stdin: cli.password_stdin,
     };
     let command = cli.command.unwrap_or(Cmd::Shell);
-    if let Cmd::Shell = command {
-        return match runtime.block_on(ticket::shell::run(&config, shell)) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    match runtime.block_on(dispatch(command, config)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let finished = match command {
+        Cmd::Shell => runtime.block_on(ticket::shell::run(&config, shell)),
+        Cmd::Run { file, args, json } => {
+            runtime.block_on(ticket::shell::run_script(&config, file, args, json))
+        }
+        other => runtime.block_on(dispatch(other, config)).map(|()| true),
+    };
+    match finished {
+        Ok(true) => ExitCode::SUCCESS,
+        // The command said what failed.
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -152,7 +164,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
     match command {
-        Cmd::Shell => Ok(()),
+        Cmd::Shell | Cmd::Run { .. } => Ok(()),
         Cmd::Node { id } => ticket::server::run(config, id, ticket::server::signal()).await,
         Cmd::Up => cli::up::run(&config).await,
         Cmd::Status { json } => cli::status::run(&Client::from_config(&config), json).await,

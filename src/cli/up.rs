@@ -1,6 +1,8 @@
 //! `ticket up`: every node of cluster.toml as a child process of this one, until Ctrl-C.
 
+use std::collections::BTreeSet;
 use std::fs::OpenOptions;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -11,9 +13,16 @@ use crate::client::Client;
 use crate::config::Config;
 
 /// Nodes started by this process. Dropping it stops them.
+///
+/// It can also kill, restart, pause and resume one of them: the script API's cluster control
+/// (`kill(2)` in a scenario) works on the nodes of the process that started them.
 pub struct LocalCluster {
     children: Vec<(u64, Child)>,
     pub logs: Vec<(u64, PathBuf)>,
+    exe: PathBuf,
+    config_path: PathBuf,
+    addrs: Vec<(u64, SocketAddr)>,
+    paused: BTreeSet<u64>,
 }
 
 impl LocalCluster {
@@ -26,29 +35,108 @@ impl LocalCluster {
         let mut cluster = LocalCluster {
             children: Vec::new(),
             logs: Vec::new(),
+            exe,
+            config_path: config.path.clone(),
+            addrs: config.nodes.iter().map(|n| (n.id, n.addr)).collect(),
+            paused: BTreeSet::new(),
         };
         for node in &config.nodes {
             let log_path = config.data_dir.join(format!("node{}.log", node.id));
-            let log = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-                .with_context(|| format!("opening {}", log_path.display()))?;
-            let child = Command::new(&exe)
-                .arg("--config")
-                .arg(&config.path)
-                .arg("node")
-                .arg("--id")
-                .arg(node.id.to_string())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting node {}", node.id))?;
-            cluster.children.push((node.id, child));
             cluster.logs.push((node.id, log_path));
+            cluster.spawn(node.id)?;
         }
         Ok(cluster)
+    }
+
+    fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
+        let log_path = self.log_path(id)?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let child = Command::new(&self.exe)
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("node")
+            .arg("--id")
+            .arg(id.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting node {id}"))?;
+        self.children.push((id, child));
+        Ok(())
+    }
+
+    /// Where node `id` answers.
+    pub fn addr(&self, id: u64) -> Option<SocketAddr> {
+        self.addrs.iter().find(|(n, _)| *n == id).map(|(_, a)| *a)
+    }
+
+    fn log_path(&self, id: u64) -> anyhow::Result<PathBuf> {
+        self.logs
+            .iter()
+            .find(|(n, _)| *n == id)
+            .map(|(_, path)| path.clone())
+            .ok_or_else(|| {
+                anyhow::anyhow!("there is no node {id} in {}", self.config_path.display())
+            })
+    }
+
+    fn child(&mut self, id: u64) -> anyhow::Result<&mut Child> {
+        self.log_path(id)?;
+        self.children
+            .iter_mut()
+            .find(|(n, _)| *n == id)
+            .map(|(_, child)| child)
+            .ok_or_else(|| anyhow::anyhow!("node {id} is not running (restart it first)"))
+    }
+
+    fn signal(&mut self, id: u64, signal: i32) -> anyhow::Result<()> {
+        let pid = self.child(id)?.id() as i32;
+        // SAFETY: kill(2) with a pid this process spawned and has not yet reaped.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            anyhow::bail!(
+                "cannot signal node {id}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
+    /// Kills one node with SIGKILL, as a crash would, and reaps it.
+    pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        let child = self.child(id)?;
+        child.kill().with_context(|| format!("killing node {id}"))?;
+        child.wait().with_context(|| format!("reaping node {id}"))?;
+        self.children.retain(|(n, _)| *n != id);
+        self.paused.remove(&id);
+        Ok(())
+    }
+
+    /// Starts a node again after `kill`; it recovers from its own store.
+    pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        self.log_path(id)?;
+        if self.children.iter().any(|(n, _)| *n == id) {
+            anyhow::bail!("node {id} is running (kill it first)");
+        }
+        self.spawn(id)
+    }
+
+    /// Freezes a node (SIGSTOP): it holds its connections but answers nothing, like a long
+    /// garbage-collection pause or a hung machine.
+    pub fn pause(&mut self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, libc::SIGSTOP)?;
+        self.paused.insert(id);
+        Ok(())
+    }
+
+    pub fn resume(&mut self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, libc::SIGCONT)?;
+        self.paused.remove(&id);
+        Ok(())
     }
 
     /// Waits until the cluster has a leader and every node answers.
@@ -82,10 +170,14 @@ impl LocalCluster {
 
     /// SIGTERM to every node, then waits for each (SIGKILL after 6 s).
     pub fn stop(&mut self) {
-        for (_, child) in &self.children {
+        for (id, child) in &self.children {
+            let pid = child.id() as i32;
             // SAFETY: kill(2) with a pid this process spawned and has not yet reaped.
             unsafe {
-                libc::kill(child.id() as i32, libc::SIGTERM);
+                if self.paused.contains(id) {
+                    libc::kill(pid, libc::SIGCONT);
+                }
+                libc::kill(pid, libc::SIGTERM);
             }
         }
         for (id, child) in &mut self.children {

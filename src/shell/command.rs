@@ -29,6 +29,20 @@ pub enum Cmd {
         name: String,
         admin: bool,
     },
+    /// `run FILE.rhai [ARGS]`
+    Run {
+        file: String,
+        args: Vec<String>,
+    },
+    /// `plugins` lists them; `plugins reload` loads `plugins/*.rhai` again.
+    Plugins {
+        reload: bool,
+    },
+    /// A command a plugin registered.
+    Plugin {
+        name: String,
+        args: Vec<String>,
+    },
 }
 
 /// Name, usage and what it does, for `help` and completion.
@@ -110,6 +124,16 @@ pub const COMMANDS: &[CommandHelp] = &[
         about: "the commands you typed (Ctrl-R searches them)",
     },
     CommandHelp {
+        name: "run",
+        usage: "run FILE.rhai [ARGS]",
+        about: "run a rhai scenario (Ctrl-C stops it); ARGS reach it as the array ARGS",
+    },
+    CommandHelp {
+        name: "plugins",
+        usage: "plugins [reload]",
+        about: "the loaded plugins and their commands; reload reads plugins/*.rhai again",
+    },
+    CommandHelp {
         name: "event",
         usage: "event create NAME --rows N --seats-per-row M [--max-per-user K]",
         about: "admin: create an event",
@@ -186,6 +210,11 @@ fn number(flag: &str, value: Option<&String>) -> Result<u32, String> {
 
 /// Parses one line. `Ok(None)` for a blank line or a comment.
 pub fn parse(line: &str) -> Result<Option<Cmd>, String> {
+    parse_with(line, &|_| false)
+}
+
+/// Parses one line, taking a word that `is_plugin` knows as a plugin's command.
+pub fn parse_with(line: &str, is_plugin: &dyn Fn(&str) -> bool) -> Result<Option<Cmd>, String> {
     let words = split(line.trim())?;
     let Some((name, args)) = words.split_first() else {
         return Ok(None);
@@ -261,7 +290,23 @@ pub fn parse(line: &str) -> Result<Option<Cmd>, String> {
             },
             _ => return Err(usage("user")),
         },
+        "run" => match args {
+            [file, rest @ ..] => Cmd::Run {
+                file: file.clone(),
+                args: rest.to_vec(),
+            },
+            [] => return Err(usage("run")),
+        },
+        "plugins" => match args {
+            [] => Cmd::Plugins { reload: false },
+            [sub] if sub == "reload" => Cmd::Plugins { reload: true },
+            _ => return Err(usage("plugins")),
+        },
         "reserve" | "book" | "ask" => return Err(usage(&name)),
+        other if is_plugin(other) => Cmd::Plugin {
+            name: other.to_string(),
+            args: args.to_vec(),
+        },
         other => {
             let known = COMMANDS.iter().find(|c| c.name.starts_with(other));
             return Err(match known {
@@ -276,7 +321,8 @@ pub fn parse(line: &str) -> Result<Option<Cmd>, String> {
     Ok(Some(cmd))
 }
 
-/// Whether `word` names a command (for highlighting).
+/// Whether `word` names a built-in command or alias (for highlighting; plugins may not take
+/// these names).
 pub fn is_command(word: &str) -> bool {
     let word = word.to_ascii_lowercase();
     COMMANDS.iter().any(|c| c.name == word) || matches!(word.as_str(), "book" | "?")

@@ -13,9 +13,10 @@ use reedline::{
     Span, StyledText, Suggestion,
 };
 
-use super::command::{self, COMMANDS};
+use super::command::{self, Cmd, COMMANDS};
 use super::session::{Known, Session};
 use crate::config::Config;
+use crate::script::Scripting;
 
 /// Lines of history kept.
 const HISTORY_LINES_MAX: usize = 10_000;
@@ -45,12 +46,15 @@ pub async fn run(session: &mut Session, json: bool, config: &Config) -> anyhow::
         .with_history(Box::new(history))
         .with_completer(Box::new(ShellCompleter {
             known: session.known.clone(),
+            scripting: session.scripting.clone(),
         }))
         .with_menu(ReedlineMenu::EngineCompleter(Box::new(menu)))
         .with_hinter(Box::new(
             DefaultHinter::default().with_style(Style::new().italic().fg(Color::DarkGray)),
         ))
-        .with_highlighter(Box::new(CommandHighlighter))
+        .with_highlighter(Box::new(CommandHighlighter {
+            known: session.known.clone(),
+        }))
         .with_edit_mode(Box::new(Emacs::new(keybindings)));
 
     println!(
@@ -60,13 +64,21 @@ pub async fn run(session: &mut Session, json: bool, config: &Config) -> anyhow::
     while !session.done {
         let prompt = ShellPrompt(session.prompt());
         match editor.read_line(&prompt) {
-            Ok(Signal::Success(line)) => {
-                if command::parse(&line) == Ok(Some(command::Cmd::History)) {
+            Ok(Signal::Success(line)) => match session.parse(&line) {
+                Ok(Some(Cmd::History)) => {
                     let _ = editor.print_history();
-                    continue;
                 }
-                super::run_line(session, &line, json).await;
-            }
+                // A script stops itself on Ctrl-C (at its next operation), and says so.
+                Ok(Some(Cmd::Run { .. } | Cmd::Plugin { .. })) => {
+                    super::run_line(session, &line, json).await;
+                }
+                _ => {
+                    tokio::select! {
+                        _ = super::run_line(session, &line, json) => {}
+                        _ = tokio::signal::ctrl_c() => eprintln!("cancelled"),
+                    }
+                }
+            },
             Ok(Signal::CtrlC) => continue,
             Ok(Signal::CtrlD) => break,
             Ok(_) => continue,
@@ -108,6 +120,7 @@ impl Prompt for ShellPrompt {
 /// event in use (after `reserve`, `cancel`), and subcommands.
 struct ShellCompleter {
     known: Arc<Mutex<Known>>,
+    scripting: Option<Arc<Scripting>>,
 }
 
 impl Completer for ShellCompleter {
@@ -122,17 +135,41 @@ impl ShellCompleter {
         let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
         let word = &before[start..];
         let first = before.split_whitespace().next().unwrap_or("");
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let commands = || {
+            COMMANDS
+                .iter()
+                .map(|c| c.name.to_string())
+                .chain(known.plugins.iter().map(|c| c.name.clone()))
+                .collect::<Vec<_>>()
+        };
         let candidates: Vec<String> = if start == 0 {
-            COMMANDS.iter().map(|c| c.name.to_string()).collect()
+            commands()
         } else {
-            let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
             match first {
                 "use" | "seats" | "get" => known.events.clone(),
                 "reserve" | "book" | "cancel" => known.seats.clone(),
                 "event" => vec!["create".into()],
                 "user" => vec!["add".into()],
-                "help" => COMMANDS.iter().map(|c| c.name.to_string()).collect(),
-                _ => Vec::new(),
+                "plugins" => vec!["reload".into()],
+                "help" => commands(),
+                "run" if before.split_whitespace().count() <= 2 && start > 0 => {
+                    return suggest_paths(word, start, pos)
+                }
+                plugin => match (
+                    known.plugins.iter().find(|c| c.name == plugin),
+                    &self.scripting,
+                ) {
+                    (Some(command), Some(scripting)) => {
+                        let args: Vec<String> = before[..start]
+                            .split_whitespace()
+                            .skip(1)
+                            .map(str::to_string)
+                            .collect();
+                        scripting.complete(command, &args, &known.events, &known.seats)
+                    }
+                    _ => Vec::new(),
+                },
             }
         };
         let span = Span::new(start, pos);
@@ -152,8 +189,47 @@ impl ShellCompleter {
     }
 }
 
-/// Known commands in green, unknown ones in red; the rest plain.
-struct CommandHighlighter;
+/// Completes a path to a `.rhai` file (or a directory on the way to one).
+fn suggest_paths(word: &str, start: usize, pos: usize) -> Vec<Suggestion> {
+    let (dir, prefix) = match word.rfind('/') {
+        Some(i) => (&word[..=i], &word[i + 1..]),
+        None => ("", word),
+    };
+    let listing = std::fs::read_dir(if dir.is_empty() { "." } else { dir });
+    let mut found: Vec<(String, bool)> = listing
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let is_dir = e.file_type().ok()?.is_dir();
+            let wanted = name.starts_with(prefix)
+                && !name.starts_with('.')
+                && (is_dir || name.ends_with(".rhai"));
+            wanted.then(|| {
+                (
+                    format!("{dir}{name}{}", if is_dir { "/" } else { "" }),
+                    is_dir,
+                )
+            })
+        })
+        .collect();
+    found.sort();
+    found
+        .into_iter()
+        .map(|(value, is_dir)| Suggestion {
+            value,
+            span: Span::new(start, pos),
+            append_whitespace: !is_dir,
+            ..Suggestion::default()
+        })
+        .collect()
+}
+
+/// Known commands (built in or from a plugin) in green, unknown ones in red; the rest plain.
+struct CommandHighlighter {
+    known: Arc<Mutex<Known>>,
+}
 
 impl Highlighter for CommandHighlighter {
     fn highlight(&self, line: &str, _cursor: usize) -> StyledText {
@@ -162,7 +238,11 @@ impl Highlighter for CommandHighlighter {
         let lead = &line[..line.len() - trimmed.len()];
         let end = trimmed.find(char::is_whitespace).unwrap_or(trimmed.len());
         let (word, rest) = trimmed.split_at(end);
-        let style = if command::is_command(word) {
+        let plugin = || {
+            let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            known.plugins.iter().any(|c| c.name == word)
+        };
+        let style = if command::is_command(word) || plugin() {
             Style::new().fg(Color::Green).bold()
         } else {
             Style::new().fg(Color::Red)
@@ -191,19 +271,48 @@ mod tests {
         let known = Arc::new(Mutex::new(Known {
             events: vec!["demo".into(), "gala".into()],
             seats: vec!["S1".into(), "S2".into(), "S10".into()],
+            plugins: Vec::new(),
         }));
-        let completer = ShellCompleter { known };
+        let completer = ShellCompleter {
+            known,
+            scripting: None,
+        };
         assert_eq!(values(&completer, "res"), vec!["reserve"]);
         assert_eq!(values(&completer, "use g"), vec!["gala"]);
         assert_eq!(values(&completer, "reserve S1 s1"), vec!["S1", "S10"]);
         assert_eq!(values(&completer, "event c"), vec!["create"]);
         assert!(values(&completer, "status x").is_empty());
+        assert_eq!(values(&completer, "plugins r"), vec!["reload"]);
+    }
+
+    #[test]
+    fn run_completes_rhai_files_and_directories() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("scripts")).expect("mkdir");
+        std::fs::write(dir.path().join("scripts/race.rhai"), "").expect("write");
+        std::fs::write(dir.path().join("scripts/notes.txt"), "").expect("write");
+        let base = format!("{}/", dir.path().display());
+        let word = format!("{base}scr");
+        let found: Vec<String> = suggest_paths(&word, 4, 4 + word.len())
+            .into_iter()
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(found, vec![format!("{base}scripts/")]);
+        let word = format!("{base}scripts/");
+        let found: Vec<String> = suggest_paths(&word, 4, 4 + word.len())
+            .into_iter()
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(found, vec![format!("{base}scripts/race.rhai")]);
     }
 
     #[test]
     fn known_commands_are_styled_apart_from_unknown_ones() {
-        let known = CommandHighlighter.highlight("reserve S2", 0);
-        let unknown = CommandHighlighter.highlight("reserv S2", 0);
+        let highlighter = CommandHighlighter {
+            known: Arc::default(),
+        };
+        let known = highlighter.highlight("reserve S2", 0);
+        let unknown = highlighter.highlight("reserv S2", 0);
         assert_ne!(known.buffer[1].0, unknown.buffer[1].0);
         assert_eq!(known.buffer[1].1, "reserve");
     }

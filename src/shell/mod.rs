@@ -8,7 +8,10 @@
 //! line), and never prompts.
 //!
 //! If no node of `cluster.toml` answers and every node is on this machine, the interactive
-//! shell starts the local cluster itself (as `ticket up` does) and stops it on exit.
+//! shell (and `ticket run`) starts the local cluster itself (as `ticket up` does) and stops it
+//! on exit; scripts can then kill, restart, pause and resume its nodes.
+//!
+//! `run FILE.rhai` and the commands of `plugins/*.rhai` go to [`crate::script`].
 //!
 //! What it does not do: talk to the cluster except through [`crate::client::Client`].
 
@@ -19,11 +22,13 @@ mod session;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cli::up::LocalCluster;
 use crate::client::Client;
 use crate::config::Config;
+use crate::script::Scripting;
 pub use session::{Mode, Reply, Session};
 
 pub struct ShellOptions {
@@ -54,15 +59,20 @@ pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool>
         yes: options.yes,
         password,
         colour: interactive && std::io::stdout().is_terminal() && !options.json,
+        json: options.json,
     };
-    let client = Client::from_config(config);
-    // Kept alive for the whole session: dropping it stops the nodes it started.
-    let _local = if interactive {
+    // Held by the session's scripting: the nodes stop when the shell ends.
+    let local = if interactive {
         start_local_cluster_if_needed(config).await?
     } else {
         None
     };
-    let mut session = Session::new(client, mode);
+    let mut session = Session::new(Client::from_config(config), mode);
+    session.scripting = Some(Scripting::new(tokio::runtime::Handle::current(), local));
+    session.plugin_dir = config.base_dir().join("plugins");
+    for problem in session.load_plugins() {
+        eprintln!("plugin skipped: {problem}");
+    }
     if interactive {
         editor::run(&mut session, options.json, config).await?;
         return Ok(true);
@@ -96,9 +106,33 @@ pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool>
     Ok(true)
 }
 
+/// `ticket run FILE.rhai [ARGS]`: runs one script and returns whether it succeeded. If no
+/// node answers and the cluster is local, it starts the cluster for the script (which can
+/// then kill and restart nodes) and stops it afterwards.
+pub async fn run_script(
+    config: &Config,
+    file: PathBuf,
+    args: Vec<String>,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let local = start_local_cluster_if_needed(config).await?;
+    let mode = Mode {
+        yes: true,
+        json,
+        ..Mode::default()
+    };
+    let mut session = Session::new(Client::from_config(config), mode);
+    session.scripting = Some(Scripting::new(tokio::runtime::Handle::current(), local));
+    let line = command::Cmd::Run {
+        file: file.display().to_string(),
+        args,
+    };
+    Ok(print_reply(session.run(line).await, json))
+}
+
 /// Parses and runs one line, printing its reply; returns whether it succeeded.
 pub async fn run_line(session: &mut Session, line: &str, json: bool) -> bool {
-    let cmd = match command::parse(line) {
+    let cmd = match session.parse(line) {
         Ok(Some(cmd)) => cmd,
         Ok(None) => return true,
         Err(message) => {
@@ -106,7 +140,11 @@ pub async fn run_line(session: &mut Session, line: &str, json: bool) -> bool {
             return false;
         }
     };
-    match session.run(cmd).await {
+    print_reply(session.run(cmd).await, json)
+}
+
+fn print_reply(reply: Result<Reply, String>, json: bool) -> bool {
+    match reply {
         Ok(reply) => {
             if json {
                 println!("{}", reply.json);
@@ -130,7 +168,9 @@ fn print_error(message: &str, json: bool) {
     }
 }
 
-async fn start_local_cluster_if_needed(config: &Config) -> anyhow::Result<Option<LocalCluster>> {
+async fn start_local_cluster_if_needed(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<Mutex<LocalCluster>>>> {
     let probe = Client::from_config(config).with_call_timeout(Duration::from_secs(2));
     if probe.cluster_status().await.is_ok() {
         return Ok(None);
@@ -141,15 +181,15 @@ async fn start_local_cluster_if_needed(config: &Config) -> anyhow::Result<Option
             config.path.display()
         );
     }
-    println!(
+    eprintln!(
         "No node answered; starting the local cluster of {} ...",
         config.path.display()
     );
     let mut cluster = LocalCluster::start(config)?;
     cluster.wait_ready(&probe, Duration::from_secs(20)).await?;
     for (id, log) in &cluster.logs {
-        println!("node{id} logs to {}", log.display());
+        eprintln!("node{id} logs to {}", log.display());
     }
-    println!("It stops when you leave the shell.");
-    Ok(Some(cluster))
+    eprintln!("It stops when this command ends.");
+    Ok(Some(Arc::new(Mutex::new(cluster))))
 }

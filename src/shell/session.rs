@@ -3,16 +3,21 @@
 //! text a person reads and the JSON a script reads.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
-use super::command::{Cmd, COMMANDS};
+use rhai::Dynamic;
+
+use super::command::{self, Cmd, COMMANDS};
 use super::render;
 use crate::cli::{explain, read_password, status};
 use crate::client::{Client, Consistency};
 use crate::domain::state::DEMO_EVENT;
 use crate::pb::booking::v1 as pb;
+use crate::script::plugins::PluginCommand;
+use crate::script::{Output, Scripting};
 
 /// What a command printed, for a person and for a script.
 pub struct Reply {
@@ -34,9 +39,11 @@ impl Reply {
 pub struct Known {
     pub events: Vec<String>,
     pub seats: Vec<String>,
+    pub plugins: Vec<PluginCommand>,
 }
 
 /// How the session talks to the person at the other end.
+#[derive(Clone, Default)]
 pub struct Mode {
     /// Colours and prompts: a person at a terminal.
     pub interactive: bool,
@@ -45,6 +52,8 @@ pub struct Mode {
     /// The login password read from the first line of stdin (`--password-stdin`).
     pub password: Option<String>,
     pub colour: bool,
+    /// `--json`: a script's prints are collected into its reply rather than printed.
+    pub json: bool,
 }
 
 pub struct Session {
@@ -54,6 +63,10 @@ pub struct Session {
     pub known: Arc<Mutex<Known>>,
     /// Set by `quit`.
     pub done: bool,
+    /// Runs `run` and plugin commands; without it they say scripting is not available.
+    pub scripting: Option<Arc<Scripting>>,
+    /// Where `plugins reload` looks: `plugins/` beside cluster.toml.
+    pub plugin_dir: PathBuf,
 }
 
 impl Session {
@@ -64,7 +77,34 @@ impl Session {
             mode,
             known: Arc::default(),
             done: false,
+            scripting: None,
+            plugin_dir: PathBuf::from("plugins"),
         }
+    }
+
+    /// A session for a script or a `parallel` branch: the same login and event, its own
+    /// from then on, and nobody to ask (a script's `cancel` is its author's decision).
+    pub fn fork(&self) -> Session {
+        Session {
+            client: self.client.clone(),
+            event: self.event.clone(),
+            mode: Mode {
+                yes: true,
+                ..Mode::default()
+            },
+            known: Arc::default(),
+            done: false,
+            scripting: None,
+            plugin_dir: self.plugin_dir.clone(),
+        }
+    }
+
+    /// Parses a line, knowing the commands plugins registered.
+    pub fn parse(&self, line: &str) -> Result<Option<Cmd>, String> {
+        let plugins = self.scripting.as_ref().map(|s| &s.plugins);
+        command::parse_with(line, &|word| {
+            plugins.is_some_and(|p| p.find(word).is_some())
+        })
     }
 
     /// `user@event node N> ` (or `event node N> ` before login).
@@ -80,7 +120,7 @@ impl Session {
     pub async fn run(&mut self, cmd: Cmd) -> Result<Reply, String> {
         let fail = |s: tonic::Status| explain(&s);
         match cmd {
-            Cmd::Help(topic) => help(topic.as_deref()),
+            Cmd::Help(topic) => help(topic.as_deref(), &self.known_plugins()),
             Cmd::Quit => {
                 self.done = true;
                 Ok(Reply::new("", json!({"quit": true})))
@@ -237,17 +277,122 @@ impl Session {
                     true,
                 )
                 .map_err(|e| e.to_string())?;
-                self.client
-                    .add_user(&name, &password, admin)
-                    .await
-                    .map_err(fail)?;
-                let role = if admin { "admin" } else { "customer" };
-                Ok(Reply::new(
-                    format!("added {role} {name}"),
-                    json!({ "user": name, "role": role }),
-                ))
+                self.add_user(&name, &password, admin).await
             }
+            Cmd::Run { file, args } => self.run_script(file, args).await,
+            Cmd::Plugins { reload } => self.plugins(reload),
+            Cmd::Plugin { name, args } => self.run_plugin(&name, args).await,
         }
+    }
+
+    pub async fn add_user(&self, name: &str, password: &str, admin: bool) -> Result<Reply, String> {
+        self.client
+            .add_user(name, password, admin)
+            .await
+            .map_err(|s| explain(&s))?;
+        let role = if admin { "admin" } else { "customer" };
+        Ok(Reply::new(
+            format!("added {role} {name}"),
+            json!({ "user": name, "role": role }),
+        ))
+    }
+
+    fn scripting(&self) -> Result<Arc<Scripting>, String> {
+        self.scripting
+            .clone()
+            .ok_or_else(|| "scripting is not available in this session".to_string())
+    }
+
+    fn output(&self) -> Arc<Output> {
+        Arc::new(match self.mode.json {
+            true => Output::Collect(Mutex::default()),
+            false => Output::Print,
+        })
+    }
+
+    async fn run_script(&mut self, file: String, args: Vec<String>) -> Result<Reply, String> {
+        let scripting = self.scripting()?;
+        let out = self.output();
+        let run = scripting.run_file(file.clone().into(), args, self.fork(), out.clone());
+        let value = cancel_on_ctrl_c(&scripting, run, self.mode.interactive)
+            .await
+            .map_err(|d| d.to_string())?;
+        Ok(value_reply(
+            value,
+            json!({ "file": file, "output": out.collected() }),
+        ))
+    }
+
+    async fn run_plugin(&mut self, name: &str, args: Vec<String>) -> Result<Reply, String> {
+        let scripting = self.scripting()?;
+        let command = scripting
+            .plugins
+            .find(name)
+            .ok_or_else(|| format!("no plugin command '{name}' (plugins reload?)"))?;
+        let out = self.output();
+        let run = scripting.run_command(command, args, self.fork(), out.clone());
+        let value = cancel_on_ctrl_c(&scripting, run, self.mode.interactive)
+            .await
+            .map_err(|d| d.to_string())?;
+        Ok(value_reply(
+            value,
+            json!({ "command": name, "output": out.collected() }),
+        ))
+    }
+
+    fn plugins(&mut self, reload: bool) -> Result<Reply, String> {
+        let scripting = self.scripting()?;
+        let mut problems = Vec::new();
+        if reload {
+            problems = scripting.load_plugins(&self.plugin_dir);
+            self.remember_plugins();
+        }
+        let commands = scripting.plugins.commands();
+        let mut text = match commands.is_empty() {
+            true => format!("no plugin commands (from {})", self.plugin_dir.display()),
+            false => commands
+                .iter()
+                .map(|c| format!("{:<24} {} ({})", c.usage, c.about, c.file.display()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        };
+        for problem in &problems {
+            text.push_str(&format!("\nskipped: {problem}"));
+        }
+        let list: Vec<Value> = commands
+            .iter()
+            .map(|c| json!({ "name": c.name, "usage": c.usage, "help": c.about, "file": c.file }))
+            .collect();
+        let skipped: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        Ok(Reply::new(
+            text,
+            json!({ "commands": list, "skipped": skipped }),
+        ))
+    }
+
+    /// Loads the plugins (at start); returns what was skipped.
+    pub fn load_plugins(&mut self) -> Vec<String> {
+        let Some(scripting) = self.scripting.clone() else {
+            return Vec::new();
+        };
+        let problems = scripting.load_plugins(&self.plugin_dir);
+        self.remember_plugins();
+        problems.iter().map(ToString::to_string).collect()
+    }
+
+    fn known_plugins(&self) -> Vec<PluginCommand> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.plugins.clone()
+    }
+
+    fn remember_plugins(&self) {
+        let commands = self
+            .scripting
+            .as_ref()
+            .map(|s| s.plugins.commands())
+            .unwrap_or_default();
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.plugins = commands;
     }
 
     async fn login(&mut self, user: Option<String>) -> Result<Reply, String> {
@@ -325,28 +470,68 @@ impl Session {
     }
 }
 
-fn help(topic: Option<&str>) -> Result<Reply, String> {
+fn help(topic: Option<&str>, plugins: &[PluginCommand]) -> Result<Reply, String> {
+    let builtin = COMMANDS.iter().map(|c| (c.name, c.usage, c.about));
+    let added = plugins
+        .iter()
+        .map(|c| (c.name.as_str(), c.usage.as_str(), c.about.as_str()));
     match topic {
         None => {
             let mut text = String::from("commands:\n");
-            for c in COMMANDS {
-                text.push_str(&format!("  {:<58} {}\n", c.usage, c.about));
+            for (_, usage, about) in builtin.clone() {
+                text.push_str(&format!("  {usage:<58} {about}\n"));
+            }
+            if !plugins.is_empty() {
+                text.push_str("from plugins:\n");
+                for (_, usage, about) in added.clone() {
+                    text.push_str(&format!("  {usage:<58} {about}\n"));
+                }
             }
             text.push_str("Tab completes commands, events and seats; Ctrl-R searches history.");
-            let names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
+            let names: Vec<&str> = builtin.chain(added).map(|(name, ..)| name).collect();
             Ok(Reply::new(text, json!({ "commands": names })))
         }
         Some(name) => {
-            let c = COMMANDS
-                .iter()
-                .find(|c| c.name == name.to_ascii_lowercase())
+            let (name, usage, about) = builtin
+                .chain(added)
+                .find(|(n, ..)| *n == name.to_ascii_lowercase())
                 .ok_or_else(|| format!("no command '{name}' (help lists them)"))?;
             Ok(Reply::new(
-                format!("{}\n  {}", c.usage, c.about),
-                json!({ "command": c.name, "usage": c.usage, "about": c.about }),
+                format!("{usage}\n  {about}"),
+                json!({ "command": name, "usage": usage, "about": about }),
             ))
         }
     }
+}
+
+/// A script's or plugin's value as a reply: a string printed as it is, `()` as nothing, and
+/// anything else as JSON; `json` gets it as "result".
+fn value_reply(value: Dynamic, mut json: Value) -> Reply {
+    let result: Value = rhai::serde::from_dynamic(&value).unwrap_or(Value::Null);
+    let text = match &result {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    };
+    json["result"] = result;
+    Reply::new(text, json)
+}
+
+/// Awaits a script; in an interactive shell Ctrl-C cancels it (it stops at its next
+/// operation or call) instead of ending the shell.
+async fn cancel_on_ctrl_c<T>(
+    scripting: &Scripting,
+    run: impl std::future::Future<Output = T>,
+    interactive: bool,
+) -> T {
+    tokio::pin!(run);
+    if interactive {
+        tokio::select! {
+            result = &mut run => return result,
+            _ = tokio::signal::ctrl_c() => scripting.cancel(),
+        }
+    }
+    run.await
 }
 
 fn cancelled(reply: pb::CancelReply) -> Reply {

@@ -1,0 +1,269 @@
+//! Plugins: every `plugins/*.rhai` runs once when the shell starts (and on `plugins reload`)
+//! and registers shell commands:
+//!
+//! ```rhai
+//! register_command(#{
+//!     name: "together",                  // the command word
+//!     usage: "together N",               // for `help`
+//!     help: "reserve N adjacent seats",  // for `help`
+//!     run: |args| { ... },               // args: the words after the command, as strings
+//!     complete: |args, known| [...],     // optional: candidates for the next word;
+//! });                                    // known = #{events: [..], seats: [..]}
+//! ```
+//!
+//! A handler calls the same API as a script, as the shell's user. What it returns is printed
+//! (a string as it is, anything else as JSON). A plugin that fails to parse or throws while
+//! loading is reported with `file:line:col` and skipped; the others load.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, AST};
+
+use super::{enter, on_thread, Context, Diagnostic, Output, Scripting};
+use crate::shell::command;
+use crate::shell::Session;
+
+/// A command a plugin registered.
+#[derive(Clone)]
+pub struct PluginCommand {
+    pub name: String,
+    pub usage: String,
+    pub about: String,
+    pub file: PathBuf,
+    run: FnPtr,
+    complete: Option<FnPtr>,
+    ast: Arc<AST>,
+    source: Arc<str>,
+}
+
+/// What loaded: the commands, and the files that did not.
+#[derive(Default)]
+pub struct Plugins {
+    commands: RwLock<Vec<PluginCommand>>,
+}
+
+/// A command as `register_command` received it, before its plugin finished loading.
+struct Registered {
+    name: String,
+    usage: String,
+    about: String,
+    run: FnPtr,
+    complete: Option<FnPtr>,
+}
+
+thread_local! {
+    /// Set while a plugin file runs: where `register_command` puts what it is given.
+    static LOADING: RefCell<Option<Vec<Registered>>> = const { RefCell::new(None) };
+}
+
+pub(super) fn register(engine: &mut Engine) {
+    engine.register_fn(
+        "register_command",
+        |spec: Map| -> Result<(), Box<EvalAltResult>> {
+            let registered = parse_spec(spec)?;
+            LOADING.with(|l| match l.borrow_mut().as_mut() {
+                Some(list) => {
+                    list.push(registered);
+                    Ok(())
+                }
+                None => Err("register_command works only while a plugin file loads".into()),
+            })
+        },
+    );
+}
+
+fn parse_spec(mut spec: Map) -> Result<Registered, Box<EvalAltResult>> {
+    let mut text = |key: &str, required: bool| -> Result<Option<String>, Box<EvalAltResult>> {
+        match spec.remove(key) {
+            None if required => Err(format!("register_command: '{key}' is missing").into()),
+            None => Ok(None),
+            Some(v) => v
+                .into_string()
+                .map(Some)
+                .map_err(|t| format!("register_command: '{key}' must be a string, not {t}").into()),
+        }
+    };
+    let name = text("name", true)?.unwrap_or_default();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "register_command: the name '{name}' must be lower-case letters, digits, - or _"
+        )
+        .into());
+    }
+    let usage = text("usage", false)?.unwrap_or_else(|| name.clone());
+    let about = text("help", true)?.unwrap_or_default();
+    let mut function = |key: &str| -> Result<Option<FnPtr>, Box<EvalAltResult>> {
+        match spec.remove(key) {
+            None => Ok(None),
+            Some(v) if v.is_fnptr() => Ok(v.try_cast::<FnPtr>()),
+            Some(v) => Err(format!(
+                "register_command: '{key}' must be a function (|args| ...), not {}",
+                v.type_name()
+            )
+            .into()),
+        }
+    };
+    let run = function("run")?.ok_or("register_command: 'run' is missing")?;
+    let complete = function("complete")?;
+    if let Some(key) = spec.keys().next() {
+        return Err(format!(
+            "register_command: unknown key '{key}' (name, usage, help, run, complete)"
+        )
+        .into());
+    }
+    Ok(Registered {
+        name,
+        usage,
+        about,
+        run,
+        complete,
+    })
+}
+
+impl Plugins {
+    pub fn commands(&self) -> Vec<PluginCommand> {
+        self.commands
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn find(&self, name: &str) -> Option<PluginCommand> {
+        self.commands
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+    }
+}
+
+impl Scripting {
+    /// Loads every `*.rhai` of `dir` (in name order), replacing what was loaded before.
+    /// Returns what failed; a missing directory is no plugins, not an error.
+    pub fn load_plugins(&self, dir: &Path) -> Vec<Diagnostic> {
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        files.sort();
+        let mut commands: Vec<PluginCommand> = Vec::new();
+        let mut problems = Vec::new();
+        for file in files {
+            match self.load_plugin(&file) {
+                Ok(loaded) => {
+                    for c in loaded {
+                        let clash = if command::is_command(&c.name) {
+                            Some("a built-in command".to_string())
+                        } else {
+                            commands
+                                .iter()
+                                .find(|o| o.name == c.name)
+                                .map(|o| o.file.display().to_string())
+                        };
+                        match clash {
+                            Some(other) => problems.push(Diagnostic::plain(
+                                &file,
+                                format!("command '{}' is already {other}; skipped", c.name),
+                            )),
+                            None => commands.push(c),
+                        }
+                    }
+                }
+                Err(problem) => problems.push(problem),
+            }
+        }
+        *self
+            .plugins
+            .commands
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = commands;
+        problems
+    }
+
+    fn load_plugin(&self, file: &Path) -> Result<Vec<PluginCommand>, Diagnostic> {
+        let source: Arc<str> = std::fs::read_to_string(file)
+            .map_err(|e| Diagnostic::plain(file, format!("cannot read it: {e}")))?
+            .into();
+        let ast = Arc::new(self.compile(file, &source)?);
+        LOADING.with(|l| *l.borrow_mut() = Some(Vec::new()));
+        let ran = self.engine.run_ast(&ast);
+        let registered = LOADING.with(|l| l.borrow_mut().take()).unwrap_or_default();
+        ran.map_err(|e| Diagnostic::runtime(file, &source, &e))?;
+        Ok(registered
+            .into_iter()
+            .map(|r| PluginCommand {
+                name: r.name,
+                usage: r.usage,
+                about: r.about,
+                file: file.to_path_buf(),
+                run: r.run,
+                complete: r.complete,
+                ast: ast.clone(),
+                source: source.clone(),
+            })
+            .collect())
+    }
+
+    /// Runs a plugin command's handler on a thread of its own, as `session`'s user.
+    pub async fn run_command(
+        self: &Arc<Self>,
+        command: PluginCommand,
+        args: Vec<String>,
+        session: Session,
+        out: Arc<Output>,
+    ) -> Result<Dynamic, Diagnostic> {
+        self.reset_cancel();
+        let this = self.clone();
+        let file = command.file.clone();
+        on_thread(move || {
+            let _context = enter(Context {
+                session,
+                ast: command.ast.clone(),
+                out,
+            });
+            let args: Array = args.into_iter().map(Dynamic::from).collect();
+            command
+                .run
+                .call::<Dynamic>(&this.engine, &command.ast, (args,))
+                .map_err(|e| Diagnostic::runtime(&command.file, &command.source, &e))
+        })
+        .await
+        .unwrap_or_else(|message| Err(Diagnostic::plain(&file, message)))
+    }
+
+    /// Candidates for the next word of a plugin command, from its `complete` function.
+    /// Runs on the caller's thread without a session: it cannot reach the cluster.
+    pub fn complete(
+        &self,
+        command: &PluginCommand,
+        args: &[String],
+        events: &[String],
+        seats: &[String],
+    ) -> Vec<String> {
+        let Some(complete) = &command.complete else {
+            return Vec::new();
+        };
+        let list = |v: &[String]| -> Array { v.iter().cloned().map(Dynamic::from).collect() };
+        let mut known = Map::new();
+        known.insert("events".into(), list(events).into());
+        known.insert("seats".into(), list(seats).into());
+        match complete.call::<Array>(&self.engine, &command.ast, (list(args), known)) {
+            Ok(values) => values.into_iter().map(|v| v.to_string()).collect(),
+            Err(error) => {
+                tracing::debug!(command = %command.name, %error, "completion failed");
+                Vec::new()
+            }
+        }
+    }
+}
