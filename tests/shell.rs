@@ -6,35 +6,20 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use common::{Options, TestCluster, BIN};
+use common::{run_ticket, Options, TestCluster, BIN};
 
 /// Runs the shell with `args`, writing `stdin` to it. The password comes from
 /// TICKET_PASSWORD, unless `--password-stdin` asks for it on stdin (then only from there).
 fn ticket(cluster: &TestCluster, args: &[&str], stdin: &str) -> Output {
-    let mut command = Command::new(BIN);
-    command
-        .arg("--config")
-        .arg(&cluster.config_path)
-        .args(args)
-        .env("TICKET_NEW_PASSWORD", "mysecret");
-    if args.contains(&"--password-stdin") {
-        command.env_remove("TICKET_PASSWORD");
-    } else {
-        command.env("TICKET_PASSWORD", "mysecret");
-    }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ticket");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
+    let password = match args.contains(&"--password-stdin") {
+        true => "",
+        false => "mysecret",
+    };
+    let env = [
+        ("TICKET_NEW_PASSWORD", "mysecret"),
+        ("TICKET_PASSWORD", password),
+    ];
+    run_ticket(&cluster.config_path, args, stdin, &env)
 }
 
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {

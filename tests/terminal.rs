@@ -107,3 +107,85 @@ async fn at_a_terminal_login_completion_history_search_and_failover_work() {
         "the shell exited with {status:?}"
     );
 }
+
+/// Goal: at a terminal a broken plugin is reported when the shell starts and the shell
+/// runs; a runaway script stops with its error and the shell carries on; Ctrl-C stops a
+/// running script (not the shell); `plugins reload` picks up a repaired plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_terminal_scripts_and_plugins_fail_without_taking_the_shell_down() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let dir = cluster.dir.path();
+    std::fs::create_dir(dir.join("plugins")).expect("mkdir");
+    let plugin = dir.join("plugins/hello.rhai");
+    std::fs::write(
+        &plugin,
+        "register_command(#{ name: \"hello\",\n  help: 1 + });\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("loop.rhai"), "loop {\n  let x = 1;\n}\n").expect("write");
+    std::fs::write(
+        dir.join("sleepy.rhai"),
+        "print(\"sleeping\");\nsleep(60000);\n",
+    )
+    .expect("write");
+
+    let mut command = std::process::Command::new(BIN);
+    command
+        .arg("--config")
+        .arg(&cluster.config_path)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("TICKET_PASSWORD");
+    let mut shell: Pty = Session::spawn(command).expect("spawn the shell on a pty");
+    shell.set_expect_timeout(Some(Duration::from_secs(30)));
+    let (_, printed) = until(&mut shell, "Type `help`", "greeting");
+    assert!(
+        printed.contains("plugin skipped: ") && printed.contains("hello.rhai:2:13: syntax error"),
+        "the broken plugin is reported: {printed:?}"
+    );
+
+    shell.send("run loop.rhai\r").expect("send");
+    until(
+        &mut shell,
+        r"loop.rhai:\d+:\d+: stopped after \d+ operations",
+        "the endless loop stops",
+    );
+    shell.send("whoami\r").expect("send");
+    until(
+        &mut shell,
+        "not logged in, using event demo",
+        "the shell carries on",
+    );
+
+    shell.send("run sleepy.rhai\r").expect("send");
+    until(&mut shell, "sleeping", "the script runs");
+    shell.send("\x03").expect("ctrl-c");
+    until(
+        &mut shell,
+        r"sleepy.rhai:2:1: cancelled \(Ctrl-C\)",
+        "Ctrl-C stops the script",
+    );
+    shell.send("whoami\r").expect("send");
+    until(
+        &mut shell,
+        "not logged in, using event demo",
+        "the shell is still there",
+    );
+
+    std::fs::write(
+        &plugin,
+        "register_command(#{ name: \"hello\", help: \"greets\",\n  run: |args| `hello ${args[0]}` });\n",
+    )
+    .expect("repair the plugin");
+    shell.send("plugins reload\r").expect("send");
+    until(&mut shell, r"hello\s+greets", "the repaired plugin loads");
+    shell.send("hello world\r").expect("send");
+    until(&mut shell, "hello world", "its command runs");
+
+    shell.send("quit\r").expect("send");
+    let status = shell.get_process_mut().wait().expect("wait");
+    assert!(
+        matches!(status, expectrl::process::unix::WaitStatus::Exited(_, 0)),
+        "the shell exited with {status:?}"
+    );
+}

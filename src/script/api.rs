@@ -162,7 +162,11 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         }
     });
     engine.register_fn("now_ms", || crate::server::node::now_ms() as i64);
-    engine.register_fn("parallel", parallel);
+    let h = host.clone();
+    engine.register_fn(
+        "parallel",
+        move |context: NativeCallContext, n: i64, f: FnPtr| parallel(&h, context, n, f),
+    );
     register_cluster_control(engine, host);
 }
 
@@ -253,7 +257,7 @@ fn create_event(
 /// `parallel(n, |i| ..)`: runs the closure for i in 0..n, each on its own thread with its
 /// own session (starting as the caller's login and event), and returns the results in order.
 /// If a branch fails, `parallel` fails with the error of the first failing branch.
-fn parallel(context: NativeCallContext, n: i64, f: FnPtr) -> Fallible<Array> {
+fn parallel(host: &Host, context: NativeCallContext, n: i64, f: FnPtr) -> Fallible<Array> {
     let n = usize::try_from(n)
         .ok()
         .filter(|n| *n <= PARALLEL_MAX)
@@ -278,6 +282,7 @@ fn parallel(context: NativeCallContext, n: i64, f: FnPtr) -> Fallible<Array> {
                     .name(format!("parallel-{i}"))
                     .stack_size(STACK_BYTES)
                     .spawn_scoped(scope, move || {
+                        let _runtime = host.runtime.enter();
                         let ast = fork.ast.clone();
                         let _context = enter(fork);
                         f.call::<Dynamic>(engine, &ast, (i as i64,))
@@ -384,7 +389,6 @@ fn control(
 /// Waits until node `id` answers a status call of its own.
 fn wait_answering(host: &Host, id: u64, addr: Option<SocketAddr>) -> Fallible<()> {
     let addr = addr.ok_or_else(|| format!("restart: no node {id}"))?;
-    let _runtime = host.runtime.enter();
     let client = Client::new(&[(id, addr)]).with_call_timeout(Duration::from_secs(1));
     let answered = host.runtime.block_on(host.cancellable(async {
         let deadline = tokio::time::Instant::now() + CLUSTER_WAIT;

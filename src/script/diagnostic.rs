@@ -19,6 +19,9 @@ pub struct Diagnostic {
     pub source_line: Option<String>,
     /// The calls that led to it, innermost last: ("closure", line, col).
     pub called_from: Vec<(String, usize, usize)>,
+    /// A message the script threw or a command failed with (as opposed to a mistake in the
+    /// script): a plugin command shows just the message.
+    pub thrown: bool,
 }
 
 impl Diagnostic {
@@ -30,6 +33,7 @@ impl Diagnostic {
             message: message.into(),
             source_line: None,
             called_from: Vec::new(),
+            thrown: false,
         }
     }
 
@@ -58,6 +62,7 @@ impl Diagnostic {
         }
         let mut diagnostic = Diagnostic::at(file, source, error.position(), explain(error));
         diagnostic.called_from = called_from;
+        diagnostic.thrown = matches!(error, EvalAltResult::ErrorRuntime(v, _) if v.is_string());
         diagnostic
     }
 
@@ -74,6 +79,7 @@ impl Diagnostic {
             message,
             source_line,
             called_from: Vec::new(),
+            thrown: false,
         }
     }
 }

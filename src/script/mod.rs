@@ -193,14 +193,19 @@ impl Scripting {
         self.reset_cancel();
         let this = self.clone();
         let name = file.clone();
-        on_thread(move || this.run_file_blocking(&file, &args, session, out))
-            .await
-            .unwrap_or_else(|message| Err(Diagnostic::plain(&name, message)))
+        let runtime = self.host.runtime.clone();
+        on_thread(runtime, move || {
+            this.run_file_blocking(&file, &args, session, out)
+        })
+        .await
+        .unwrap_or_else(|message| Err(Diagnostic::plain(&name, message)))
     }
 }
 
-/// Runs `work` on a new thread with a deep stack and awaits its result.
+/// Runs `work` on a new thread with a deep stack, inside `runtime`'s context (so timers and
+/// connections can be made there), and awaits its result.
 async fn on_thread<T: Send + 'static>(
+    runtime: Handle,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -208,6 +213,7 @@ async fn on_thread<T: Send + 'static>(
         .name("script".into())
         .stack_size(STACK_BYTES)
         .spawn(move || {
+            let _runtime = runtime.enter();
             let _ = tx.send(work());
         })
         .map_err(|e| format!("cannot start a script thread: {e}"))?;

@@ -148,6 +148,7 @@ impl Scripting {
     /// Loads every `*.rhai` of `dir` (in name order), replacing what was loaded before.
     /// Returns what failed; a missing directory is no plugins, not an error.
     pub fn load_plugins(&self, dir: &Path) -> Vec<Diagnostic> {
+        self.reset_cancel();
         let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
                 .filter_map(Result::ok)
@@ -226,7 +227,8 @@ impl Scripting {
         self.reset_cancel();
         let this = self.clone();
         let file = command.file.clone();
-        on_thread(move || {
+        let runtime = self.host.runtime.clone();
+        on_thread(runtime, move || {
             let _context = enter(Context {
                 session,
                 ast: command.ast.clone(),
@@ -254,6 +256,7 @@ impl Scripting {
         let Some(complete) = &command.complete else {
             return Vec::new();
         };
+        self.reset_cancel();
         let list = |v: &[String]| -> Array { v.iter().cloned().map(Dynamic::from).collect() };
         let mut known = Map::new();
         known.insert("events".into(), list(events).into());
@@ -265,5 +268,73 @@ impl Scripting {
                 Vec::new()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scripting_with(plugins: &[(&str, &str)]) -> (Arc<Scripting>, Vec<Diagnostic>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (name, source) in plugins {
+            std::fs::write(dir.path().join(name), source).expect("write");
+        }
+        let scripting = Scripting::new(runtime.handle().clone(), None);
+        let problems = scripting.load_plugins(dir.path());
+        (scripting, problems)
+    }
+
+    #[test]
+    fn a_plugin_completes_its_arguments_from_what_the_shell_knows() {
+        let source = r#"
+            register_command(#{
+                name: "pick",
+                help: "picks",
+                run: |args| args,
+                complete: |args, known| if args.is_empty() { known.seats } else { ["done"] },
+            });
+        "#;
+        let (scripting, problems) = scripting_with(&[("pick.rhai", source)]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let pick = scripting.plugins.find("pick").expect("registered");
+        let seats = ["S1".to_string(), "S2".to_string()];
+        assert_eq!(scripting.complete(&pick, &[], &[], &seats), ["S1", "S2"]);
+        assert_eq!(
+            scripting.complete(&pick, &["S1".into()], &[], &seats),
+            ["done"]
+        );
+    }
+
+    #[test]
+    fn a_plugin_may_not_reach_the_cluster_while_it_loads_nor_register_nonsense() {
+        let reaches = "let map = seats();\n";
+        let unnamed = "register_command(#{ name: \"Bad Name\", help: \"x\", run: |a| 1 });\n";
+        let no_run = "register_command(#{ name: \"ok\", help: \"x\" });\n";
+        let extra = "register_command(#{ name: \"ok\", help: \"x\", run: |a| 1, colour: 1 });\n";
+        let (scripting, problems) = scripting_with(&[
+            ("a.rhai", reaches),
+            ("b.rhai", unnamed),
+            ("c.rhai", no_run),
+            ("d.rhai", extra),
+        ]);
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 4, "{text:?}");
+        assert!(
+            text[0].contains("a.rhai:1:11: the cluster can be reached only"),
+            "{}",
+            text[0]
+        );
+        assert!(
+            text[1].contains("the name 'Bad Name' must be lower-case"),
+            "{}",
+            text[1]
+        );
+        assert!(text[2].contains("'run' is missing"), "{}", text[2]);
+        assert!(text[3].contains("unknown key 'colour'"), "{}", text[3]);
+        assert!(scripting.plugins.commands().is_empty());
     }
 }

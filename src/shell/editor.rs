@@ -57,6 +57,9 @@ pub async fn run(session: &mut Session, json: bool, config: &Config) -> anyhow::
         }))
         .with_edit_mode(Box::new(Emacs::new(keybindings)));
 
+    // Installed once, before any command runs: from now on Ctrl-C while a command runs
+    // cancels it (and stops a script) instead of ending the shell.
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     println!(
         "ticket shell on {}. Type `help` for the commands, `quit` to leave.",
         config.path.display()
@@ -64,21 +67,29 @@ pub async fn run(session: &mut Session, json: bool, config: &Config) -> anyhow::
     while !session.done {
         let prompt = ShellPrompt(session.prompt());
         match editor.read_line(&prompt) {
-            Ok(Signal::Success(line)) => match session.parse(&line) {
-                Ok(Some(Cmd::History)) => {
+            Ok(Signal::Success(line)) => {
+                let parsed = session.parse(&line);
+                if parsed == Ok(Some(Cmd::History)) {
                     let _ = editor.print_history();
+                    continue;
                 }
-                // A script stops itself on Ctrl-C (at its next operation), and says so.
-                Ok(Some(Cmd::Run { .. } | Cmd::Plugin { .. })) => {
-                    super::run_line(session, &line, json).await;
+                let script = matches!(parsed, Ok(Some(Cmd::Run { .. } | Cmd::Plugin { .. })));
+                let scripting = session.scripting.clone();
+                let run = super::run_line(session, &line, json);
+                tokio::pin!(run);
+                tokio::select! {
+                    _ = &mut run => {}
+                    _ = interrupts.recv() => match (script, scripting) {
+                        // A script stops at its next operation or call, and says so.
+                        (true, Some(scripting)) => {
+                            scripting.cancel();
+                            run.await;
+                        }
+                        // Anything else is dropped mid-call.
+                        _ => eprintln!("cancelled"),
+                    },
                 }
-                _ => {
-                    tokio::select! {
-                        _ = super::run_line(session, &line, json) => {}
-                        _ = tokio::signal::ctrl_c() => eprintln!("cancelled"),
-                    }
-                }
-            },
+            }
             Ok(Signal::CtrlC) => continue,
             Ok(Signal::CtrlD) => break,
             Ok(_) => continue,

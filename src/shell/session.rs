@@ -314,9 +314,7 @@ impl Session {
         let scripting = self.scripting()?;
         let out = self.output();
         let run = scripting.run_file(file.clone().into(), args, self.fork(), out.clone());
-        let value = cancel_on_ctrl_c(&scripting, run, self.mode.interactive)
-            .await
-            .map_err(|d| d.to_string())?;
+        let value = run.await.map_err(|d| d.to_string())?;
         Ok(value_reply(
             value,
             json!({ "file": file, "output": out.collected() }),
@@ -331,9 +329,12 @@ impl Session {
             .ok_or_else(|| format!("no plugin command '{name}' (plugins reload?)"))?;
         let out = self.output();
         let run = scripting.run_command(command, args, self.fork(), out.clone());
-        let value = cancel_on_ctrl_c(&scripting, run, self.mode.interactive)
-            .await
-            .map_err(|d| d.to_string())?;
+        // What the handler threw is its message to the user; a mistake in the plugin shows
+        // where it is.
+        let value = run.await.map_err(|d| match d.thrown {
+            true => d.message,
+            false => d.to_string(),
+        })?;
         Ok(value_reply(
             value,
             json!({ "command": name, "output": out.collected() }),
@@ -515,23 +516,6 @@ fn value_reply(value: Dynamic, mut json: Value) -> Reply {
     };
     json["result"] = result;
     Reply::new(text, json)
-}
-
-/// Awaits a script; in an interactive shell Ctrl-C cancels it (it stops at its next
-/// operation or call) instead of ending the shell.
-async fn cancel_on_ctrl_c<T>(
-    scripting: &Scripting,
-    run: impl std::future::Future<Output = T>,
-    interactive: bool,
-) -> T {
-    tokio::pin!(run);
-    if interactive {
-        tokio::select! {
-            result = &mut run => return result,
-            _ = tokio::signal::ctrl_c() => scripting.cancel(),
-        }
-    }
-    run.await
 }
 
 fn cancelled(reply: pb::CancelReply) -> Reply {

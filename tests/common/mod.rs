@@ -44,6 +44,38 @@ pub struct TestCluster {
     children: BTreeMap<u64, Child>,
 }
 
+/// Runs `ticket --config CONFIG ARGS...` to its end with `stdin` written to it and `env` set
+/// (a variable with an empty value is removed).
+pub fn run_ticket(
+    config: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    use std::io::Write;
+    let mut command = Command::new(BIN);
+    command.arg("--config").arg(config).args(args);
+    for (name, value) in env {
+        match value.is_empty() {
+            true => command.env_remove(name),
+            false => command.env(name, value),
+        };
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ticket");
+    // A command that does not read stdin may have exited already: a broken pipe is fine.
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    child.wait_with_output().expect("wait")
+}
+
 /// Ports the OS says are free now (bound to port 0, then released).
 pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n)

@@ -1,0 +1,320 @@
+//! Rhai scenarios and plugins against real clusters: every script of `scripts/` runs green,
+//! the sandbox stops what it must with `file:line:col`, and plugins load, work, or are
+//! reported and skipped.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{run_ticket, Options, TestCluster};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).to_string()
+}
+
+/// `ticket run FILE ARGS...` against `cluster`'s config.
+fn run_script(cluster: &TestCluster, file: &Path, args: &[&str]) -> Output {
+    let file = file.display().to_string();
+    let mut all = vec!["run", file.as_str()];
+    all.extend_from_slice(args);
+    run_ticket(&cluster.config_path, &all, "", &[])
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// Goal: the demo, race and flash-sale scenarios run green one after another against a
+/// cluster someone else started (each can run again on the state the others left), and
+/// the race has exactly one winner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_scenarios_run_green_against_a_running_cluster() {
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+
+    let demo = run_script(&cluster, &repo("scripts/demo.rhai"), &[]);
+    assert_ok(&demo, "demo.rhai");
+    let said = text(&demo.stdout);
+    assert!(said.contains("reserved S2 as bk-"), "{said}");
+    assert!(said.contains("cancelled S2"), "{said}");
+    assert!(said.contains("demo done"), "{said}");
+
+    let race = run_script(&cluster, &repo("scripts/race.rhai"), &[]);
+    assert_ok(&race, "race.rhai");
+    let said = text(&race.stdout);
+    assert!(said.contains("49 were told it is taken"), "{said}");
+
+    let sale = run_script(&cluster, &repo("scripts/flash_sale.rhai"), &[]);
+    assert_ok(&sale, "flash_sale.rhai");
+    assert!(
+        text(&sale.stdout).contains("each sold once"),
+        "{}",
+        text(&sale.stdout)
+    );
+
+    // Again, on what the first runs left behind: the scenarios clean up or make their own.
+    for script in ["demo", "race", "flash_sale"] {
+        let again = run_script(&cluster, &repo(&format!("scripts/{script}.rhai")), &[]);
+        assert_ok(&again, &format!("{script}.rhai, the second time"));
+    }
+
+    // This cluster is not the script's: it may not kill a node of it, and says why.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kill = dir.path().join("kill.rhai");
+    std::fs::write(&kill, "print(leader());\nkill(1);\n").expect("write");
+    let out = run_script(&cluster, &kill, &[]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("kill.rhai:2:1: kill(1) controls only a cluster this process started"),
+        "{err}"
+    );
+    assert!(
+        cluster.client().cluster_status().await.is_ok(),
+        "node 1 still serves"
+    );
+}
+
+/// Goal: failover.rhai, given a cluster of its own (`ticket run` starts it when no node
+/// answers), kills the leader mid-sale, sees bookings continue under a new leader, finds
+/// every acknowledged booking, restarts the node, and stops the cluster when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_scenario_kills_the_leader_of_its_own_cluster() {
+    let cluster = TestCluster::configure(Options::default());
+    let started = Instant::now();
+    let out = run_script(&cluster, &repo("scripts/failover.rhai"), &[]);
+    assert_ok(&out, "failover.rhai");
+    let said = text(&out.stdout);
+    assert!(said.contains("took over"), "{said}");
+    assert!(said.contains("none lost"), "{said}");
+    assert!(said.contains("restarted and rejoined"), "{said}");
+    assert!(text(&out.stderr).contains("starting the local cluster"));
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // Its nodes are gone with it.
+    let down = cluster
+        .client()
+        .with_call_timeout(Duration::from_secs(1))
+        .cluster_status()
+        .await;
+    assert!(down.is_err(), "the script's cluster should stop with it");
+}
+
+/// Goal: the sandbox stops an endless loop, a string doubling without end, endless
+/// recursion and a call to a function that does not exist, each within seconds, each with
+/// `file:line:col`, the offending line and a message that says what happened; a syntax error
+/// is reported the same way before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_stops_runaway_scripts_with_a_clear_error() {
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        (
+            "loop.rhai",
+            "let n = 0;\nloop {\n    n += 1;\n}\n",
+            "loop.rhai:3:5: stopped after",
+            "an endless loop?",
+        ),
+        (
+            "huge.rhai",
+            "let s = \"x\";\nwhile true {\n    s += s;\n}\n",
+            "huge.rhai:3:7: Length of string",
+            "strings 1 MiB",
+        ),
+        (
+            "deep.rhai",
+            "fn down(n) {\n    down(n + 1)\n}\ndown(0);\n",
+            "deep.rhai:4:1: stopped at",
+            "endless recursion?",
+        ),
+        (
+            "missing.rhai",
+            "let n = 3;\nreserve_everything(n);\n",
+            "missing.rhai:2:1: there is no function reserve_everything (i64)",
+            "2 | reserve_everything(n);",
+        ),
+        (
+            "syntax.rhai",
+            "let a = [1, 2;\n",
+            "syntax.rhai:1:14: syntax error",
+            "1 | let a = [1, 2;",
+        ),
+        (
+            "throws.rhai",
+            "login(\"nobody\", \"wrong-password\");\n",
+            "throws.rhai:1:1: wrong user name or password",
+            "1 | login(",
+        ),
+    ];
+    for (name, source, location, detail) in cases {
+        let file = dir.path().join(name);
+        std::fs::write(&file, source).expect("write");
+        let started = Instant::now();
+        let out = run_script(&cluster, &file, &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(location), "{name}: {err}");
+        assert!(err.contains(detail), "{name}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{name} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Goal: scripts are reachable from the shell (`run` with ARGS, `--json` carrying the value
+/// and the prints), and a failing script is an error of the shell's, not its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_in_the_shell_passes_args_and_reports_json() {
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("hello.rhai");
+    std::fs::write(
+        &file,
+        "print(`hello ${ARGS[0]}`);\nlet e = events();\n#{ first: e[0].name, args: ARGS.len() }\n",
+    )
+    .expect("write");
+    let line = format!("run {} world two", file.display());
+    let out = run_ticket(
+        &cluster.config_path,
+        &["--json", "-c", &line, "-c", "whoami"],
+        "",
+        &[],
+    );
+    assert_ok(&out, "run in the shell");
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    assert_eq!(lines[0]["output"], serde_json::json!(["hello world"]));
+    assert_eq!(
+        lines[0]["result"],
+        serde_json::json!({ "first": "demo", "args": 2 })
+    );
+    assert!(
+        lines[1]["event"].is_string(),
+        "the next command ran: {}",
+        lines[1]
+    );
+
+    // Piped commands stop at the first failure, and a script's failure is one.
+    let bad = dir.path().join("bad.rhai");
+    std::fs::write(&bad, "assert(1 == 2, \"one is not two\");\n").expect("write");
+    let stdin = format!("run {}\nwhoami\n", bad.display());
+    let out = run_ticket(&cluster.config_path, &[], &stdin, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad.rhai:1:1: assertion failed: one is not two"),
+        "{err}"
+    );
+    assert!(
+        text(&out.stdout).is_empty(),
+        "whoami did not run after the failure"
+    );
+}
+
+/// Goal: the shipped plugins load with the shell and work (`together` books N adjacent
+/// seats of one row in one booking; `occupancy` counts per row and in total); a plugin that
+/// fails to parse, one that throws while loading and one that takes a built-in's name are
+/// each reported with where and why, and skipped, while the rest load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_load_work_and_broken_ones_are_skipped() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let plugins = cluster.dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("mkdir");
+    for name in ["together.rhai", "occupancy.rhai"] {
+        std::fs::copy(repo(&format!("plugins/{name}")), plugins.join(name)).expect("copy");
+    }
+    std::fs::write(
+        plugins.join("a_broken.rhai"),
+        "register_command(#{ name: \"x\"\n",
+    )
+    .expect("write");
+    std::fs::write(
+        plugins.join("b_throws.rhai"),
+        "let limit = 3;\nthrow `cannot start: ${limit}`;\n",
+    )
+    .expect("write");
+    std::fs::write(
+        plugins.join("c_clash.rhai"),
+        "register_command(#{ name: \"reserve\", help: \"mine\", run: |args| 1 });\n",
+    )
+    .expect("write");
+
+    let args = [
+        "-c",
+        "login user1",
+        "-c",
+        "reserve S1 S4",
+        "-c",
+        "together 3",
+        "-c",
+        "occupancy",
+        "-c",
+        "plugins",
+        "-c",
+        "help together",
+    ];
+    let out = run_ticket(
+        &cluster.config_path,
+        &args,
+        "",
+        &[("TICKET_PASSWORD", "mysecret")],
+    );
+    assert_ok(&out, "plugin commands");
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("reserved S5, S6, S7 together in demo"),
+        "{said}"
+    );
+    assert!(said.contains("    S     5     5"), "{said}");
+    assert!(
+        said.contains("total: 5 sold, 5 free of 10 (50% sold)"),
+        "{said}"
+    );
+    assert!(said.contains("together N"), "{said}");
+    let err = text(&out.stderr);
+    assert!(err.contains("a_broken.rhai:2:1: syntax error"), "{err}");
+    assert!(err.contains("b_throws.rhai:2:1: cannot start: 3"), "{err}");
+    assert!(
+        err.contains("command 'reserve' is already a built-in command; skipped"),
+        "{err}"
+    );
+
+    // The booking is one: S5-S7 share an id; and a request it cannot meet changes nothing.
+    let mut client = cluster.client();
+    client.login("user1", "mysecret").await.expect("login");
+    let bookings = client.my_bookings().await.expect("bookings").bookings;
+    assert!(
+        bookings.iter().any(|b| b.seats == ["S5", "S6", "S7"]),
+        "{bookings:?}"
+    );
+    let args = ["-c", "login user1", "-c", "together 6"];
+    let out = run_ticket(
+        &cluster.config_path,
+        &args,
+        "",
+        &[("TICKET_PASSWORD", "mysecret")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no 6 adjacent free seats in one row of demo"));
+    assert_eq!(
+        client.my_bookings().await.expect("bookings").bookings.len(),
+        2
+    );
+}
