@@ -190,35 +190,43 @@ impl Scripting {
         session: Session,
         out: Arc<Output>,
     ) -> Result<Dynamic, Diagnostic> {
-        self.reset_cancel();
-        let this = self.clone();
         let name = file.clone();
-        let runtime = self.host.runtime.clone();
-        on_thread(runtime, move || {
+        self.on_script_thread(&name, move |this| {
             this.run_file_blocking(&file, &args, session, out)
         })
         .await
-        .unwrap_or_else(|message| Err(Diagnostic::plain(&name, message)))
     }
-}
 
-/// Runs `work` on a new thread with a deep stack, inside `runtime`'s context (so timers and
-/// connections can be made there), and awaits its result.
-async fn on_thread<T: Send + 'static>(
-    runtime: Handle,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("script".into())
-        .stack_size(STACK_BYTES)
-        .spawn(move || {
-            let _runtime = runtime.enter();
-            let _ = tx.send(work());
+    /// Runs `work` on a new thread with a deep stack, inside the runtime's context (so timers
+    /// and connections can be made there), and awaits it without blocking the runtime.
+    async fn on_script_thread(
+        self: &Arc<Self>,
+        file: &Path,
+        work: impl FnOnce(&Scripting) -> Result<Dynamic, Diagnostic> + Send + 'static,
+    ) -> Result<Dynamic, Diagnostic> {
+        self.reset_cancel();
+        let this = self.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("script".into())
+            .stack_size(STACK_BYTES)
+            .spawn(move || {
+                let _runtime = this.host.runtime.enter();
+                let _ = tx.send(work(&this));
+            });
+        if let Err(e) = spawned {
+            return Err(Diagnostic::plain(
+                file,
+                format!("cannot start a script thread: {e}"),
+            ));
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(Diagnostic::plain(
+                file,
+                "the script stopped without an answer (a bug: see the log)",
+            ))
         })
-        .map_err(|e| format!("cannot start a script thread: {e}"))?;
-    rx.await
-        .map_err(|_| "the script thread stopped without an answer".to_string())
+    }
 }
 
 /// Sets this thread's context until the guard drops.

@@ -21,7 +21,7 @@ use std::sync::{Arc, RwLock};
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, AST};
 
-use super::{enter, on_thread, Context, Diagnostic, Output, Scripting};
+use super::{enter, Context, Diagnostic, Output, Scripting};
 use crate::shell::command;
 use crate::shell::Session;
 
@@ -224,11 +224,8 @@ impl Scripting {
         session: Session,
         out: Arc<Output>,
     ) -> Result<Dynamic, Diagnostic> {
-        self.reset_cancel();
-        let this = self.clone();
         let file = command.file.clone();
-        let runtime = self.host.runtime.clone();
-        on_thread(runtime, move || {
+        self.on_script_thread(&file, move |this| {
             let _context = enter(Context {
                 session,
                 ast: command.ast.clone(),
@@ -241,7 +238,6 @@ impl Scripting {
                 .map_err(|e| Diagnostic::runtime(&command.file, &command.source, &e))
         })
         .await
-        .unwrap_or_else(|message| Err(Diagnostic::plain(&file, message)))
     }
 
     /// Candidates for the next word of a plugin command, from its `complete` function.
