@@ -13,12 +13,15 @@
 //!   the same request id, failover.
 //! - [`cli`]: the subcommands of the `ticket` binary (`up`, `status`, `user add`, `bench`).
 //! - [`shell`]: the booking shell (reedline), interactive or driven by `-c`, `-f` and stdin.
+//! - [`assistant`]: questions in plain language, answered from the live cluster as the asking
+//!   user; changes only as confirmed proposals.
 //! - [`script`]: rhai scenarios (`ticket run`, `run`) and plugins, in a sandbox, calling the
 //!   shell's commands as functions.
 //!
 //! Layering runs one way: `domain` ← `consensus` ← `server`; `client` ← `cli` / `shell` ⇄ `script`. Nothing above
 //! `server` touches the store or openraft.
 
+pub mod assistant;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -60,6 +60,7 @@ pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool>
         password,
         colour: interactive && std::io::stdout().is_terminal() && !options.json,
         json: options.json,
+        script: false,
     };
     // Held by the session's scripting: the nodes stop when the shell ends.
     let local = if interactive {

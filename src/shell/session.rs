@@ -12,6 +12,7 @@ use rhai::Dynamic;
 
 use super::command::{self, Cmd, COMMANDS};
 use super::render;
+use crate::assistant;
 use crate::cli::{explain, read_password, status};
 use crate::client::{Client, Consistency};
 use crate::domain::state::DEMO_EVENT;
@@ -54,6 +55,8 @@ pub struct Mode {
     pub colour: bool,
     /// `--json`: a script's prints are collected into its reply rather than printed.
     pub json: bool,
+    /// A script's session: the assistant's proposals come back undone.
+    pub script: bool,
 }
 
 pub struct Session {
@@ -90,6 +93,7 @@ impl Session {
             event: self.event.clone(),
             mode: Mode {
                 yes: true,
+                script: true,
                 ..Mode::default()
             },
             known: Arc::default(),
@@ -242,10 +246,7 @@ impl Session {
                     status::to_json(&reply),
                 ))
             }
-            Cmd::Ask(question) => Ok(Reply::new(
-                "The assistant is not part of this build yet; `help` lists what the shell can do.",
-                json!({ "question": question, "answer": null }),
-            )),
+            Cmd::Ask(question) => self.ask(&question).await,
             Cmd::History => Err("history is kept by the interactive shell only".into()),
             Cmd::EventCreate {
                 name,
@@ -283,6 +284,51 @@ impl Session {
             Cmd::Plugins { reload } => self.plugins(reload),
             Cmd::Plugin { name, args } => self.run_plugin(&name, args).await,
         }
+    }
+
+    /// Asks the assistant. A proposal it makes is carried out only once confirmed: at the
+    /// terminal, or by `--yes`; a script gets it back undone.
+    async fn ask(&mut self, question: &str) -> Result<Reply, String> {
+        let answer = assistant::rules::ask(&self.client, &self.event, question).await;
+        let mut json = answer.to_json();
+        let mut text = answer.answer.clone();
+        let Some(proposal) = &answer.proposal else {
+            return Ok(Reply::new(text, json));
+        };
+        if self.mode.script {
+            text.push_str(&format!(
+                "\n{} (not done: a script books with reserve)",
+                proposal.question
+            ));
+            return Ok(Reply::new(text, json));
+        }
+        if self.mode.interactive {
+            println!("{text}");
+            text.clear();
+        }
+        let outcome = match self.confirm(&proposal.question) {
+            Err(_) if !self.mode.interactive => {
+                json["carried_out"] = Value::Null;
+                format!(
+                    "{} Not done: answer at a terminal, or ask again with --yes.",
+                    proposal.question
+                )
+            }
+            Ok(()) => {
+                let done = assistant::carry_out(&self.client, &proposal.action).await?;
+                json["carried_out"] = json!(done);
+                done
+            }
+            Err(refused) => {
+                json["carried_out"] = Value::Null;
+                refused
+            }
+        };
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&outcome);
+        Ok(Reply::new(text, json))
     }
 
     pub async fn add_user(&self, name: &str, password: &str, admin: bool) -> Result<Reply, String> {

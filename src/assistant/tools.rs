@@ -1,0 +1,131 @@
+//! What the assistant can look at and do: each tool is one call on the cluster's API, made as
+//! the asking user, so the cluster's own rules apply (who holds a seat is told only to the
+//! holder and to admins, a customer cancels only their own seats). Reads are linearizable:
+//! an answer about availability is as fresh as the moment it was asked.
+
+use serde::Serialize;
+
+use crate::cli::explain;
+use crate::client::{Client, Consistency};
+use crate::pb::booking::v1 as pb;
+
+/// The tools' names, as answers list them.
+pub const LIST_EVENTS: &str = "list_events";
+pub const SEATS: &str = "seats";
+pub const MY_BOOKINGS: &str = "my_bookings";
+pub const CLUSTER_STATUS: &str = "cluster_status";
+pub const RESERVE: &str = "reserve";
+pub const CANCEL: &str = "cancel";
+pub const HELP: &str = "help";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SeatView {
+    pub id: String,
+    pub row: String,
+    /// "free", "mine" or "taken".
+    pub status: &'static str,
+    /// Only when the asker holds it or is an admin.
+    pub holder: Option<String>,
+    pub booking_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SeatsView {
+    pub event: String,
+    pub applied_index: u64,
+    pub free: u32,
+    pub taken: u32,
+    pub seats: Vec<SeatView>,
+}
+
+impl SeatsView {
+    pub fn seat(&self, id: &str) -> Option<&SeatView> {
+        self.seats.iter().find(|s| s.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The row labels, in order.
+    pub fn rows(&self) -> Vec<&str> {
+        let mut rows: Vec<&str> = Vec::new();
+        for s in &self.seats {
+            if rows.last() != Some(&s.row.as_str()) {
+                rows.push(&s.row);
+            }
+        }
+        rows
+    }
+
+    /// The first `n` adjacent free seats of one row, if there are any.
+    pub fn adjacent_free(&self, n: usize) -> Option<Vec<String>> {
+        let mut run: Vec<&SeatView> = Vec::new();
+        for seat in &self.seats {
+            let follows = run.last().is_some_and(|last| last.row == seat.row);
+            match (seat.status, follows) {
+                ("free", true) => run.push(seat),
+                ("free", false) => run = vec![seat],
+                _ => run.clear(),
+            }
+            if n > 0 && run.len() == n {
+                return Some(run.iter().map(|s| s.id.clone()).collect());
+            }
+        }
+        None
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BookingView {
+    pub id: String,
+    pub event: String,
+    pub seats: Vec<String>,
+}
+
+pub async fn list_events(client: &Client) -> Result<Vec<pb::Event>, String> {
+    Ok(client.list_events().await.map_err(|s| explain(&s))?.events)
+}
+
+pub async fn seats(client: &Client, event: &str) -> Result<SeatsView, String> {
+    let reply = client
+        .get_seats(event, Consistency::Linearizable)
+        .await
+        .map_err(|s| explain(&s))?;
+    let info = reply.event.unwrap_or_default();
+    let seats = reply
+        .seats
+        .into_iter()
+        .map(|s| SeatView {
+            status: match pb::SeatStatus::try_from(s.status) {
+                Ok(pb::SeatStatus::Mine) => "mine",
+                Ok(pb::SeatStatus::Taken) => "taken",
+                _ => "free",
+            },
+            id: s.id,
+            row: s.row,
+            holder: (!s.holder.is_empty()).then_some(s.holder),
+            booking_id: (!s.booking_id.is_empty()).then_some(s.booking_id),
+        })
+        .collect();
+    Ok(SeatsView {
+        event: info.name,
+        applied_index: reply.applied_index,
+        free: info.free,
+        taken: info.taken,
+        seats,
+    })
+}
+
+pub async fn my_bookings(client: &Client) -> Result<Vec<BookingView>, String> {
+    let reply = client.my_bookings().await.map_err(|s| explain(&s))?;
+    Ok(reply
+        .bookings
+        .into_iter()
+        .map(|b| BookingView {
+            id: b.id,
+            event: b.event,
+            seats: b.seats,
+        })
+        .collect())
+}
+
+pub async fn cluster_status(client: &Client) -> Result<pb::ClusterStatusReply, String> {
+    client.cluster_status().await.map_err(|s| explain(&s))
+}

@@ -1,0 +1,528 @@
+//! The assistant's rules engine against a live cluster with known bookings: a table of
+//! phrasings and the answers they must get (privacy included), and consent: a proposal
+//! changes nothing until it is confirmed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{run_ticket, Options, TestCluster};
+use ticket::assistant::rules;
+use ticket::client::Client;
+
+/// Who asks a question of the table.
+#[derive(Clone, Copy, Debug)]
+enum Asker {
+    User1,
+    User2,
+    Admin,
+    Nobody,
+}
+
+/// Goal: at least 40 phrasings, in any case and punctuation, each get the answer they must,
+/// from the live state: availability, holders (named only to the holder and to admins),
+/// free seats, counts, adjacent seats, my bookings, proposals to book and cancel, the leader
+/// and health, how-to help, and a list of what it can do for anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_engine_answers_a_table_of_phrasings_from_the_live_state() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let admin = cluster.admin().await;
+    admin.create_event("gala", 2, 4, 0).await.expect("gala");
+    let mut user1 = cluster.client();
+    user1.login("user1", "mysecret").await.expect("login user1");
+    let user2 = cluster.customer("user2").await;
+    let b1 = user1.reserve("demo", &["S1", "S4"]).await.expect("S1 S4");
+    let b1 = b1.booking.expect("booking").id;
+    let b2 = user2.reserve("demo", &["S5"]).await.expect("S5");
+    let b2 = b2.booking.expect("booking").id;
+    user2.reserve("gala", &["A2"]).await.expect("A2");
+    let nobody = cluster.client();
+    let ask = |who: Asker| -> &Client {
+        match who {
+            Asker::User1 => &user1,
+            Asker::User2 => &user2,
+            Asker::Admin => &admin,
+            Asker::Nobody => &nobody,
+        }
+    };
+
+    use Asker::*;
+    let mine_1 = format!("You have 1 booking: {b1} (demo: S1, S4).");
+    let (cancel_b1, cancel_b2) = (format!("cancel {b1}"), format!("cancel {b2}"));
+    let cancel_b1_proposal = format!("Cancel booking {b1}?");
+    let table: Vec<(Asker, &str, &str, String, Option<&str>)> = vec![
+        // availability
+        (
+            User1,
+            "demo",
+            "Is seat S2 available?",
+            "S2 in demo is available (as of index".into(),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            "is s2 available",
+            "S2 in demo is available".into(),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            "IS SEAT 2 AVAILABLE???",
+            "S2 in demo is available".into(),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            "seat 2 free?",
+            "S2 in demo is available".into(),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            "what about seat #3",
+            "S3 in demo is available".into(),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            "Is S5 free?",
+            "S5 in demo is taken".into(),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            "is S1 taken",
+            format!("S1 in demo is yours ({b1})"),
+            None,
+        ),
+        (User1, "demo", "s42?", "demo has no seat S42".into(), None),
+        (
+            User1,
+            "demo",
+            "row b seat 1 in gala",
+            "B1 in gala is available".into(),
+            None,
+        ),
+        (
+            User1,
+            "gala",
+            "is seat 2 free",
+            "Which row? gala has rows A, B".into(),
+            None,
+        ),
+        (User1, "gala", "a2?", "A2 in gala is taken".into(), None),
+        // who holds a seat: told only to the holder and to admins
+        (
+            User1,
+            "demo",
+            "Who reserved seat S5?",
+            "S5 in demo is taken; who holds a seat is told only to them and to admins.".into(),
+            None,
+        ),
+        (
+            Nobody,
+            "demo",
+            "who has S5",
+            "told only to them and to admins".into(),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            "who has S1",
+            "You do: S1 in demo is yours.".into(),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            "who booked s3",
+            "Nobody: S3 in demo is free.".into(),
+            None,
+        ),
+        (
+            Admin,
+            "demo",
+            "who reserved seat S5?",
+            format!("S5 in demo is held by user2 ({b2})."),
+            None,
+        ),
+        (
+            User2,
+            "demo",
+            "whose is S5",
+            "You do: S5 in demo is yours.".into(),
+            None,
+        ),
+        (
+            Admin,
+            "demo",
+            "Who holds A2 in GALA",
+            "A2 in gala is held by user2".into(),
+            None,
+        ),
+        // free seats and counts
+        (
+            User1,
+            "demo",
+            "Which seats are free?",
+            "7 of 10 seats are free in demo: S2, S3, S6, S7, S8, S9, S10".into(),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            "any seats left in gala?",
+            "7 of 8 seats are free in gala: A1, A3, A4, B1, B2, B3, B4".into(),
+            None,
+        ),
+        (
+            Nobody,
+            "demo",
+            "show me the available seats",
+            "7 of 10 seats are free in demo".into(),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            "How many seats are left?",
+            "7 of 10 seats are free in demo (as of index".into(),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            "how many free seats in GALA",
+            "7 of 8 seats are free in gala".into(),
+            None,
+        ),
+        // together
+        (
+            User1,
+            "demo",
+            "Find me 2 seats together",
+            "S2 and S3 are free together in demo".into(),
+            Some("Reserve S2 and S3 in demo?"),
+        ),
+        (
+            User1,
+            "demo",
+            "find me three seats together",
+            "S6, S7 and S8 are free together in demo".into(),
+            Some("Reserve S6, S7 and S8 in demo?"),
+        ),
+        (
+            User1,
+            "demo",
+            "2 adjacent seats in gala",
+            "A3 and A4 are free together in gala".into(),
+            Some("Reserve A3 and A4 in gala?"),
+        ),
+        (
+            User1,
+            "demo",
+            "four seats next to each other in gala",
+            "B1, B2, B3 and B4 are free together in gala".into(),
+            Some("Reserve B1, B2, B3 and B4 in gala?"),
+        ),
+        (
+            User1,
+            "demo",
+            "find me 5 seats together in gala",
+            "There are no 5 adjacent free seats in one row of gala".into(),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            "find me 11 seats together",
+            "I can look for 1 to 10 seats together".into(),
+            None,
+        ),
+        (
+            Nobody,
+            "demo",
+            "a pair of seats side by side",
+            "S2 and S3 are free together in demo (as of index".into(),
+            None,
+        ),
+        // my bookings
+        (User1, "demo", "What did I book?", mine_1.clone(), None),
+        (User1, "demo", "show my bookings", mine_1.clone(), None),
+        (User1, "demo", "which seats do I have", mine_1.clone(), None),
+        (
+            User2,
+            "demo",
+            "my reservations please",
+            "You have 2 bookings".into(),
+            None,
+        ),
+        (
+            Nobody,
+            "demo",
+            "what did I book",
+            "Log in first (`login USER`) so that I can see your bookings.".into(),
+            None,
+        ),
+        // booking: a proposal, never an act
+        (
+            User1,
+            "demo",
+            "Book S2",
+            "S2 is free in demo".into(),
+            Some("Reserve S2 in demo?"),
+        ),
+        (
+            User1,
+            "demo",
+            "please reserve seats 2 and 3",
+            "S2 and S3 are free in demo".into(),
+            Some("Reserve S2 and S3 in demo?"),
+        ),
+        (
+            User1,
+            "demo",
+            "I'd like A1 in gala",
+            "A1 is free in gala".into(),
+            Some("Reserve A1 in gala?"),
+        ),
+        (
+            User1,
+            "demo",
+            "book S5",
+            "S5 in demo is taken: nothing was booked.".into(),
+            None,
+        ),
+        (
+            User1,
+            "gala",
+            "reserve s9",
+            "gala has no seat S9: nothing was booked.".into(),
+            None,
+        ),
+        (
+            Nobody,
+            "demo",
+            "book S2",
+            "Log in first (`login USER`) so that I can book for you.".into(),
+            None,
+        ),
+        // cancelling: a proposal too, and only of one's own
+        (
+            User1,
+            "demo",
+            "Cancel S1",
+            "S1 is yours in demo.".into(),
+            Some("Cancel S1 in demo?"),
+        ),
+        (
+            User1,
+            "demo",
+            "cancel S5",
+            "S5 in demo is not yours to cancel. Nothing was cancelled.".into(),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            &cancel_b1,
+            format!("{b1} holds S1, S4 in demo."),
+            Some(&cancel_b1_proposal),
+        ),
+        (
+            User1,
+            "demo",
+            &cancel_b2,
+            format!("You have no booking {b2}."),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            "cancel my booking",
+            format!("What should I cancel? Name seats or a booking. {mine_1}"),
+            None,
+        ),
+        // the cluster
+        (
+            User1,
+            "demo",
+            "Which node is the leader?",
+            " is the leader (term ".into(),
+            None,
+        ),
+        (
+            Nobody,
+            "demo",
+            "is the cluster healthy",
+            "3 of 3 nodes answer: the cluster is healthy.".into(),
+            None,
+        ),
+        // how-to
+        (
+            User1,
+            "demo",
+            "How do I cancel?",
+            "To cancel, type `cancel S2`".into(),
+            None,
+        ),
+        (
+            User1,
+            "demo",
+            "how can I reserve a seat",
+            "To reserve, type `reserve S2`".into(),
+            None,
+        ),
+        (
+            Nobody,
+            "demo",
+            "how do I log in",
+            "Type `login USER`".into(),
+            None,
+        ),
+        (
+            Nobody,
+            "demo",
+            "how to sign in?",
+            "Type `login USER`".into(),
+            None,
+        ),
+        // anything else
+        (
+            User1,
+            "demo",
+            "what's the weather",
+            "I did not understand that. I can answer: is seat S2 available?".into(),
+            None,
+        ),
+        (User1, "demo", "", "I did not understand that.".into(), None),
+    ];
+    assert!(table.len() >= 40, "the table has {} phrasings", table.len());
+    let mut failures = Vec::new();
+    for (who, event, question, expected, proposal) in &table {
+        let answer = rules::ask(ask(*who), event, question).await;
+        let proposed = answer.proposal.as_ref().map(|p| p.question.as_str());
+        if !answer.answer.contains(expected.as_str()) || proposed != *proposal {
+            failures.push(format!(
+                "{who:?} in {event}: {question:?}\n   got {:?} (proposal {proposed:?})\n  want {expected:?} (proposal {proposal:?})",
+                answer.answer
+            ));
+        }
+        assert_eq!(answer.backend, "rules");
+        assert!(
+            answer.tools.contains(&"list_events"),
+            "{question}: {:?}",
+            answer.tools
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} phrasings failed:\n{}",
+        failures.len(),
+        table.len(),
+        failures.join("\n")
+    );
+
+    // Nothing the table proposed was carried out: the state is as it was.
+    let map = user1
+        .get_seats("demo", Default::default())
+        .await
+        .expect("seats");
+    assert_eq!(map.event.expect("event").free, 7);
+}
+
+/// Goal: a proposal from `ask` changes nothing until confirmed: refused without a terminal
+/// unless `--yes` (and then carried out, once), and returned undone to a script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_is_carried_out_only_when_confirmed() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let env = [("TICKET_PASSWORD", "mysecret")];
+    let seat_status = || async {
+        let mut client = cluster.client();
+        client.login("user1", "mysecret").await.expect("login");
+        let map = client
+            .get_seats("demo", Default::default())
+            .await
+            .expect("seats");
+        map.seats
+            .into_iter()
+            .find(|s| s.id == "S9")
+            .expect("S9")
+            .status
+    };
+
+    let out = run_ticket(
+        &cluster.config_path,
+        &["-c", "login user1", "-c", "ask book S9"],
+        "",
+        &env,
+    );
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        said.contains(
+            "Reserve S9 in demo? Not done: answer at a terminal, or ask again with --yes."
+        ),
+        "{said}"
+    );
+    assert_eq!(seat_status().await, 0, "S9 is still free");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("ask.rhai");
+    std::fs::write(
+        &script,
+        "login(\"user1\", \"mysecret\");\nprint(ask(\"book S9\"));\n",
+    )
+    .expect("write");
+    let out = run_ticket(
+        &cluster.config_path,
+        &["run", &script.display().to_string()],
+        "",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(not done: a script books with reserve)")
+    );
+    assert_eq!(seat_status().await, 0, "S9 is still free");
+
+    let args = ["--yes", "--json", "-c", "login user1", "-c", "ask book S9"];
+    let out = run_ticket(&cluster.config_path, &args, "", &env);
+    assert!(out.status.success());
+    let last = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    let reply: serde_json::Value = serde_json::from_str(&last).expect("json");
+    assert_eq!(reply["backend"], "rules");
+    assert_eq!(reply["proposal"]["action"]["kind"], "reserve");
+    assert!(
+        reply["carried_out"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("reserved S9 in demo")),
+        "{reply}"
+    );
+    cluster
+        .client()
+        .with_call_timeout(Duration::from_secs(5))
+        .cluster_status()
+        .await
+        .expect("up");
+    assert_eq!(
+        seat_status().await,
+        2,
+        "S9 is user1's now (SEAT_STATUS_MINE)"
+    );
+}
