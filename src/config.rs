@@ -25,6 +25,7 @@ pub struct Config {
     pub raft: RaftConfig,
     pub security: SecurityConfig,
     pub nodes: Vec<NodeConfig>,
+    pub assistant: AssistantConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +86,79 @@ impl Default for SecurityConfig {
     }
 }
 
+/// Which backend answers `ask`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The local rules engine: deterministic, no network.
+    Rules,
+    /// OpenAI, or any server that speaks its chat-completions protocol.
+    #[serde(rename = "openai")]
+    OpenAi,
+}
+
+/// `[assistant]`: the backend, the HTTP `/ask` address, and the OpenAI settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssistantConfig {
+    pub backend: Backend,
+    /// Where `POST /ask` is served (with the local cluster, by the shell and `ticket up`).
+    pub listen: String,
+    /// When the openai backend fails, answer with the rules engine (and say so).
+    pub fallback_to_rules: bool,
+    /// A template for the openai backend's system prompt ({user}, {event}, {time} are filled
+    /// in); relative to this file. Without it, the one built in.
+    pub system_prompt: Option<PathBuf>,
+    pub openai: OpenAiConfig,
+}
+
+impl Default for AssistantConfig {
+    fn default() -> Self {
+        AssistantConfig {
+            backend: Backend::Rules,
+            listen: "127.0.0.1:8000".into(),
+            fallback_to_rules: true,
+            system_prompt: None,
+            openai: OpenAiConfig::default(),
+        }
+    }
+}
+
+impl AssistantConfig {
+    /// The checked `/ask` address.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+}
+
+/// `[assistant.openai]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiConfig {
+    /// The server's API root, e.g. https://api.openai.com/v1 or http://127.0.0.1:11434/v1.
+    pub base_url: String,
+    pub model: String,
+    /// The name of the environment variable that holds the API key (the key itself never
+    /// goes in this file). Unset or empty: no key is sent, as local servers expect.
+    pub api_key_env: String,
+    /// The longest one question may take, all model rounds and tool calls together.
+    pub timeout_secs: u64,
+    /// The most tool calls one question may make.
+    pub max_tool_calls: u32,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        OpenAiConfig {
+            base_url: "https://api.openai.com/v1".into(),
+            model: "gpt-4o-mini".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            timeout_secs: 30,
+            max_tool_calls: 8,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -92,6 +166,7 @@ struct RawConfig {
     raft: Option<Spanned<RaftConfig>>,
     security: Option<Spanned<SecurityConfig>>,
     nodes: Spanned<Vec<RawNode>>,
+    assistant: Option<Spanned<AssistantConfig>>,
 }
 
 #[derive(Deserialize)]
@@ -205,12 +280,25 @@ impl Config {
             nodes.push(NodeConfig { id, addr, listen });
         }
 
+        let assistant = match raw.assistant {
+            Some(assistant) => {
+                let span = assistant.span();
+                let mut assistant = assistant.into_inner();
+                check_assistant(&assistant)
+                    .map_err(|(key, msg)| locate.error(span, Some(key), &msg))?;
+                assistant.system_prompt = assistant.system_prompt.map(|p| base.join(p));
+                assistant
+            }
+            None => AssistantConfig::default(),
+        };
+
         Ok(Config {
             path: path.to_path_buf(),
             data_dir,
             raft,
             security,
             nodes,
+            assistant,
         })
     }
 
@@ -242,6 +330,31 @@ impl Config {
     pub fn all_local(&self) -> bool {
         self.nodes.iter().all(|n| n.addr.ip().is_loopback())
     }
+}
+
+fn check_assistant(a: &AssistantConfig) -> Result<(), (&'static str, String)> {
+    if a.listen_addr().is_none() {
+        let msg = format!(
+            "'{}' is not an address of the form IP:PORT, like 127.0.0.1:8000",
+            a.listen
+        );
+        return Err(("assistant.listen", msg));
+    }
+    let o = &a.openai;
+    if !(o.base_url.starts_with("http://") || o.base_url.starts_with("https://")) {
+        let msg = format!("'{}' must start with http:// or https://", o.base_url);
+        return Err(("assistant.openai.base_url", msg));
+    }
+    if o.model.is_empty() {
+        return Err(("assistant.openai.model", "must not be empty".into()));
+    }
+    if !(1..=600).contains(&o.timeout_secs) {
+        return Err(("assistant.openai.timeout_secs", "must be 1 to 600".into()));
+    }
+    if !(1..=32).contains(&o.max_tool_calls) {
+        return Err(("assistant.openai.max_tool_calls", "must be 1 to 32".into()));
+    }
+    Ok(())
 }
 
 fn parse_addr(addr: &Spanned<String>) -> Result<SocketAddr, String> {

@@ -526,3 +526,421 @@ async fn a_proposal_is_carried_out_only_when_confirmed() {
         "S9 is user1's now (SEAT_STATUS_MINE)"
     );
 }
+
+/// What the fake chat-completions server does for one request.
+#[derive(Clone)]
+enum Step {
+    /// Streams these chunks (as server-sent events), then `[DONE]`.
+    Chunks(Vec<serde_json::Value>),
+    /// Answers with this status and OpenAI's error body.
+    Fail(u16, &'static str),
+    /// Answers nothing for this long (the fault under test).
+    Stall(Duration),
+    /// Sends an event that is not JSON.
+    Garbage,
+}
+
+/// A local server that speaks the chat-completions protocol: it records every request and
+/// plays its steps in order (the last one repeats).
+struct FakeModel {
+    base_url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl FakeModel {
+    async fn start(steps: Vec<Step>) -> FakeModel {
+        use axum::response::IntoResponse;
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let handler = move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let seen = seen.clone();
+            let steps = steps.clone();
+            async move {
+                let n = {
+                    let mut seen = seen.lock().expect("lock");
+                    seen.push(body);
+                    seen.len() - 1
+                };
+                match steps[n.min(steps.len() - 1)].clone() {
+                    Step::Chunks(chunks) => {
+                        let mut body = String::new();
+                        for c in chunks {
+                            body.push_str(&format!("data: {c}\n\n"));
+                        }
+                        body.push_str("data: [DONE]\n\n");
+                        ([("content-type", "text/event-stream")], body).into_response()
+                    }
+                    Step::Fail(code, message) => (
+                        axum::http::StatusCode::from_u16(code).expect("status"),
+                        axum::Json(serde_json::json!({ "error": { "message": message, "type": "x", "param": null, "code": null } })),
+                    )
+                        .into_response(),
+                    Step::Stall(time) => {
+                        tokio::time::sleep(time).await;
+                        "late".into_response()
+                    }
+                    Step::Garbage => ([("content-type", "text/event-stream")], "data: {not json\n\n").into_response(),
+                }
+            }
+        };
+        let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FakeModel {
+            base_url: format!("http://{addr}/v1"),
+            requests,
+        }
+    }
+
+    fn requests(&self) -> Vec<serde_json::Value> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+fn tool_call(name: &str, arguments: &str) -> Step {
+    // No id and no type: some servers leave them out.
+    Step::Chunks(vec![
+        serde_json::json!({ "choices": [{ "index": 0, "delta": { "tool_calls": [
+        { "index": 0, "function": { "name": name, "arguments": arguments } }
+    ] } }] }),
+    ])
+}
+
+fn says(text: &str) -> Step {
+    let (a, b) = text.split_at(text.len() / 2);
+    Step::Chunks(vec![
+        serde_json::json!({ "choices": [{ "index": 0, "delta": { "content": a } }] }),
+        serde_json::json!({ "choices": [{ "index": 0, "delta": { "content": b } }] }),
+    ])
+}
+
+fn openai_config(model: &FakeModel, fallback: bool) -> ticket::config::AssistantConfig {
+    let mut config = ticket::config::AssistantConfig::default();
+    config.backend = ticket::config::Backend::OpenAi;
+    config.fallback_to_rules = fallback;
+    config.openai.base_url = model.base_url.clone();
+    config.openai.model = "test-model".into();
+    config.openai.api_key_env = "TICKET_TEST_NO_SUCH_KEY".into();
+    config.openai.timeout_secs = 2;
+    config.openai.max_tool_calls = 3;
+    config
+}
+
+/// Goal: the openai backend sends the model, the system prompt (with the user and event),
+/// the question and every tool's JSON schema; runs the tool calls the model asks for against
+/// the real cluster as the asker; feeds the results back; returns the model's grounded answer
+/// naming the tools; and a reserve the model asks for is only a proposal until confirmed,
+/// carried out once even when confirmed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_backend_runs_the_tools_the_model_asks_for_against_the_cluster() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let mut user1 = cluster.client();
+    user1.login("user1", "mysecret").await.expect("login");
+    user1.reserve("demo", &["S1"]).await.expect("S1");
+    let quiet = |_: &str| {};
+
+    let model = FakeModel::start(vec![
+        tool_call("seat_status", "{\"seat\":\"S2\"}"),
+        says("S2 is free."),
+    ])
+    .await;
+    let assistant = ticket::assistant::Assistant::new(&openai_config(&model, false));
+    let answer = assistant
+        .ask(&user1, "demo", "Is seat S2 available?", None, &quiet)
+        .await;
+    assert_eq!(answer.answer, "S2 is free.");
+    assert_eq!(answer.backend, "openai");
+    assert_eq!(answer.tools, ["seat_status"]);
+    let sent = model.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0]["model"], "test-model");
+    assert_eq!(sent[0]["stream"], true);
+    let system = sent[0]["messages"][0]["content"]
+        .as_str()
+        .expect("system prompt");
+    assert!(
+        system.contains("talking to user1") && system.contains("The event\nin use is demo"),
+        "{system}"
+    );
+    assert_eq!(sent[0]["messages"][1]["content"], "Is seat S2 available?");
+    let names: Vec<&str> = sent[0]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|t| t["function"]["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "list_events",
+            "seat_status",
+            "free_seats",
+            "my_bookings",
+            "reserve",
+            "cancel",
+            "cluster_status",
+            "help"
+        ]
+    );
+    assert_eq!(
+        sent[0]["tools"][1]["function"]["parameters"]["required"],
+        serde_json::json!(["seat"])
+    );
+    // The tool's result went back, with the id made up for the call and the live state in it.
+    let messages = sent[1]["messages"].as_array().expect("messages");
+    let call_id = messages[2]["tool_calls"][0]["id"].as_str().expect("an id");
+    assert_eq!(messages[3]["role"], "tool");
+    assert_eq!(messages[3]["tool_call_id"], call_id);
+    let result: serde_json::Value =
+        serde_json::from_str(messages[3]["content"].as_str().expect("content")).expect("json");
+    assert_eq!(result["seat"]["status"], "free");
+    assert!(
+        result["applied_index"].as_u64().is_some_and(|i| i > 0),
+        "{result}"
+    );
+
+    // A reserve the model asks for is a proposal; the seat stays free until it is confirmed.
+    let model = FakeModel::start(vec![
+        tool_call("reserve", "{\"seats\":[\"S9\"]}"),
+        says("I can reserve S9 for you; please confirm."),
+    ])
+    .await;
+    let assistant = ticket::assistant::Assistant::new(&openai_config(&model, false));
+    let answer = assistant
+        .ask(&user1, "demo", "book S9 please", None, &quiet)
+        .await;
+    let proposal = answer.proposal.expect("a proposal");
+    assert_eq!(proposal.question, "Reserve S9 in demo?");
+    let held = |map: ticket::pb::booking::v1::GetSeatsReply| {
+        map.seats.iter().filter(|s| s.status == 2).count()
+    };
+    assert_eq!(
+        held(
+            user1
+                .get_seats("demo", Default::default())
+                .await
+                .expect("seats")
+        ),
+        1,
+        "only S1"
+    );
+    let first = ticket::assistant::carry_out(&user1, &proposal)
+        .await
+        .expect("confirmed");
+    let again = ticket::assistant::carry_out(&user1, &proposal)
+        .await
+        .expect("confirmed twice");
+    assert_eq!(first, again, "the same request id gives the same booking");
+    assert_eq!(
+        user1.my_bookings().await.expect("bookings").bookings.len(),
+        2
+    );
+}
+
+/// Goal: every way the model's server can fail gives a clear message within the bound, or,
+/// where the config says so, the rules engine's answer with the failure noted: a 401, a 429,
+/// a stall past the timeout, a reply that is not JSON, a tool that does not exist or bad
+/// arguments (refused, fed back, and the loop bounded), and an endpoint that is not there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_failures_give_clear_messages_or_the_rules_answer() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let mut user1 = cluster.client();
+    user1.login("user1", "mysecret").await.expect("login");
+    let quiet = |_: &str| {};
+    let cases: Vec<(&str, Vec<Step>, &str)> = vec![
+        (
+            "401",
+            vec![Step::Fail(401, "Incorrect API key provided")],
+            "refused the API key (401 Unauthorized): set the variable TICKET_TEST_NO_SUCH_KEY",
+        ),
+        (
+            "429",
+            vec![Step::Fail(429, "Rate limit reached")],
+            "is rate-limiting or out of quota (429)",
+        ),
+        (
+            "stall",
+            vec![Step::Stall(Duration::from_secs(30))],
+            "within 2 s",
+        ),
+        (
+            "garbage",
+            vec![Step::Garbage],
+            "is not a chat-completions reply",
+        ),
+        (
+            "unknown tool",
+            vec![tool_call("drop_tables", "{}")],
+            "the model asked for more than 3 tool calls",
+        ),
+    ];
+    for (name, steps, expected) in cases {
+        for fallback in [false, true] {
+            let model = FakeModel::start(steps.clone()).await;
+            let assistant = ticket::assistant::Assistant::new(&openai_config(&model, fallback));
+            let started = std::time::Instant::now();
+            let answer = assistant
+                .ask(&user1, "demo", "Is seat S2 available?", None, &quiet)
+                .await;
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{name}: took {:?}",
+                started.elapsed()
+            );
+            assert!(
+                answer.answer.contains(expected),
+                "{name} (fallback {fallback}): {}",
+                answer.answer
+            );
+            match fallback {
+                false => assert!(
+                    answer.answer.starts_with("The openai backend failed: "),
+                    "{name}: {}",
+                    answer.answer
+                ),
+                true => {
+                    assert_eq!(answer.backend, "rules", "{name}");
+                    assert!(
+                        answer.answer.starts_with("S2 in demo is available"),
+                        "{name}: {}",
+                        answer.answer
+                    );
+                }
+            }
+            if name == "unknown tool" {
+                let sent = model.requests();
+                let fed_back = sent[1]["messages"][3]["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                assert!(
+                    fed_back.contains("there is no tool 'drop_tables'"),
+                    "{fed_back}"
+                );
+            }
+        }
+    }
+    // Bad arguments are refused and said so to the model, which can then answer.
+    let model = FakeModel::start(vec![
+        tool_call("seat_status", "{\"seat\":\"S2; DROP\"}"),
+        says("Sorry."),
+    ])
+    .await;
+    let assistant = ticket::assistant::Assistant::new(&openai_config(&model, false));
+    let answer = assistant.ask(&user1, "demo", "S2?", None, &quiet).await;
+    assert_eq!(answer.answer, "Sorry.");
+    let fed_back = model.requests()[1]["messages"][3]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(fed_back.contains("'seat' must be a seat id"), "{fed_back}");
+    // Nobody listening.
+    let mut config = openai_config(&model, false);
+    config.openai.base_url = format!("http://127.0.0.1:{}/v1", common::free_ports(1)[0]);
+    let answer = ticket::assistant::Assistant::new(&config)
+        .ask(&user1, "demo", "S2?", None, &quiet)
+        .await;
+    assert!(
+        answer.answer.contains("cannot reach http://127.0.0.1:"),
+        "{}",
+        answer.answer
+    );
+}
+
+/// Goal: `POST /ask` answers `{"q": ...}` with `answer`, `backend` and `tools`; without a
+/// token personal questions ask for a login, with one they are answered; a bad token is 401,
+/// a bad body 400; and `"confirm": true` carries out the proposal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_ask_contract_with_and_without_a_token() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/ask", listener.local_addr().expect("addr"));
+    let assistant =
+        std::sync::Arc::new(ticket::assistant::Assistant::new(&cluster.config.assistant));
+    tokio::spawn(ticket::assistant::http::serve(
+        listener,
+        cluster.client(),
+        assistant,
+    ));
+    let http = reqwest::Client::new();
+    let post = |body: serde_json::Value, token: Option<String>| {
+        let mut request = http.post(&url).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let reply = request.send().await.expect("send");
+            let status = reply.status().as_u16();
+            (
+                status,
+                reply.json::<serde_json::Value>().await.expect("json"),
+            )
+        }
+    };
+
+    let (status, reply) = post(serde_json::json!({ "q": "Is seat S2 available?" }), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        reply["answer"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("S2 in demo is available")),
+        "{reply}"
+    );
+    assert_eq!(reply["backend"], "rules");
+    assert_eq!(reply["tools"], serde_json::json!(["list_events", "seats"]));
+    let (_, reply) = post(serde_json::json!({ "q": "what did I book" }), None).await;
+    assert!(
+        reply["answer"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("Log in first")),
+        "{reply}"
+    );
+
+    let mut user1 = cluster.client();
+    let token = user1.login("user1", "mysecret").await.expect("login").token;
+    let (_, reply) = post(serde_json::json!({ "q": "book S3" }), Some(token.clone())).await;
+    assert_eq!(reply["proposal"]["question"], "Reserve S3 in demo?");
+    assert!(
+        reply.get("carried_out").is_none(),
+        "not without confirm: {reply}"
+    );
+    let (status, reply) = post(
+        serde_json::json!({ "q": "book S3", "confirm": true }),
+        Some(token.clone()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        reply["carried_out"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("reserved S3 in demo")),
+        "{reply}"
+    );
+    let (_, reply) = post(serde_json::json!({ "q": "what did I book" }), Some(token)).await;
+    assert!(
+        reply["answer"]
+            .as_str()
+            .is_some_and(|a| a.contains("(demo: S3)")),
+        "{reply}"
+    );
+
+    let (status, reply) = post(
+        serde_json::json!({ "q": "hi" }),
+        Some("user1.1.forged".into()),
+    )
+    .await;
+    assert_eq!(status, 401, "{reply}");
+    let (status, reply) = post(serde_json::json!({ "question": "hi" }), None).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("send {\"q\": \"your question\"}")),
+        "{reply}"
+    );
+}

@@ -5,16 +5,102 @@
 //! from memory. A question that would change something (book, cancel) comes back as a
 //! [`Proposal`]; nothing changes until the person confirms it and [`carry_out`] runs it.
 //!
-//! The backend is the local rules engine ([`rules`]): deterministic, no network.
+//! Two backends answer through one [`Assistant`]: the local rules engine ([`rules`]:
+//! deterministic, no network, the default) and [`openai`] (OpenAI or any server that speaks
+//! its chat-completions protocol), which calls the same tools. When `openai` fails and the
+//! config allows it, the rules engine answers instead and the answer says so.
 
+pub mod http;
+pub mod openai;
 pub mod rules;
 pub mod tools;
+
+use std::sync::Mutex;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::cli::explain;
 use crate::client::Client;
+use crate::config::AssistantConfig;
+pub use crate::config::Backend;
+
+/// The assistant of a shell or of the `/ask` server: its backends and which one is in use.
+pub struct Assistant {
+    config: AssistantConfig,
+    backend: Mutex<Backend>,
+    openai: openai::OpenAi,
+}
+
+impl Assistant {
+    pub fn new(config: &AssistantConfig) -> Assistant {
+        Assistant {
+            config: config.clone(),
+            backend: Mutex::new(config.backend),
+            openai: openai::OpenAi::new(config),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        *self.backend.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_backend(&self, backend: Backend) {
+        *self.backend.lock().unwrap_or_else(|e| e.into_inner()) = backend;
+    }
+
+    /// What `assistant status` shows.
+    pub fn describe(&self) -> Value {
+        let o = &self.config.openai;
+        json!({
+            "backend": self.backend(),
+            "openai": {
+                "base_url": o.base_url,
+                "model": o.model,
+                "api_key_env": o.api_key_env,
+                "key_set": std::env::var(&o.api_key_env).is_ok_and(|k| !k.is_empty()),
+                "timeout_secs": o.timeout_secs,
+                "max_tool_calls": o.max_tool_calls,
+            },
+            "fallback_to_rules": self.config.fallback_to_rules,
+        })
+    }
+
+    /// Answers `question` as `client`'s user about `event` (unless it names another), with
+    /// `backend` or the one in use. `on_text` sees an openai answer as it streams in.
+    pub async fn ask(
+        &self,
+        client: &Client,
+        event: &str,
+        question: &str,
+        backend: Option<Backend>,
+        on_text: &(dyn Fn(&str) + Send + Sync),
+    ) -> Answer {
+        match backend.unwrap_or_else(|| self.backend()) {
+            Backend::Rules => rules::ask(client, event, question).await,
+            Backend::OpenAi => match self.openai.ask(client, event, question, on_text).await {
+                Ok(answer) => answer,
+                Err(problem) if self.config.fallback_to_rules => {
+                    let mut answer = rules::ask(client, event, question).await;
+                    answer.answer = format!(
+                        "{}\n(The openai backend failed: {problem}. The rules engine answered.)",
+                        answer.answer
+                    );
+                    answer.fallback = Some(problem);
+                    answer
+                }
+                Err(problem) => Answer {
+                    answer: format!("The openai backend failed: {problem}"),
+                    backend: "openai",
+                    tools: Vec::new(),
+                    applied_index: None,
+                    proposal: None,
+                    fallback: None,
+                },
+            },
+        }
+    }
+}
 
 /// What the assistant answered.
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +112,9 @@ pub struct Answer {
     /// The applied index the answer's reads saw, when it read seats.
     pub applied_index: Option<u64>,
     pub proposal: Option<Proposal>,
+    /// Why the openai backend failed, when the rules engine answered in its place.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// A change the assistant suggests, for the person to confirm.
@@ -34,6 +123,26 @@ pub struct Proposal {
     /// The question to put to the person: "Reserve S4 and S5 in demo?"
     pub question: String,
     pub action: Action,
+    /// Sent with the write when it is confirmed: confirming twice (a retry after a timeout)
+    /// books once.
+    pub request_id: String,
+}
+
+impl Proposal {
+    pub fn new(action: Action, request_id: String) -> Proposal {
+        let question = match &action {
+            Action::Reserve { event, seats } => format!("Reserve {} in {event}?", and_list(seats)),
+            Action::CancelSeats { event, seats } => {
+                format!("Cancel {} in {event}?", and_list(seats))
+            }
+            Action::CancelBooking { booking } => format!("Cancel booking {booking}?"),
+        };
+        Proposal {
+            question,
+            action,
+            request_id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,12 +160,13 @@ impl Answer {
 }
 
 /// Carries out a confirmed proposal as the asking user; returns what happened.
-pub async fn carry_out(client: &Client, action: &Action) -> Result<String, String> {
-    match action {
+pub async fn carry_out(client: &Client, proposal: &Proposal) -> Result<String, String> {
+    let id = proposal.request_id.as_str();
+    match &proposal.action {
         Action::Reserve { event, seats } => {
             let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
             let reply = client
-                .reserve(event, &seats)
+                .reserve_with_id(id, event, &seats)
                 .await
                 .map_err(|s| explain(&s))?;
             let booking = reply.booking.unwrap_or_default();
@@ -70,7 +180,7 @@ pub async fn carry_out(client: &Client, action: &Action) -> Result<String, Strin
         Action::CancelSeats { event, seats } => {
             let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
             let reply = client
-                .cancel_seats(event, &seats)
+                .cancel_seats_with_id(id, event, &seats)
                 .await
                 .map_err(|s| explain(&s))?;
             Ok(format!(
@@ -81,7 +191,7 @@ pub async fn carry_out(client: &Client, action: &Action) -> Result<String, Strin
         }
         Action::CancelBooking { booking } => {
             let reply = client
-                .cancel_booking(booking)
+                .cancel_booking_with_id(id, booking)
                 .await
                 .map_err(|s| explain(&s))?;
             Ok(format!(

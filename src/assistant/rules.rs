@@ -80,7 +80,7 @@ pub fn words(question: &str) -> Vec<String> {
         .collect()
 }
 
-fn is_seat_id(word: &str) -> bool {
+pub fn is_seat_id(word: &str) -> bool {
     let digits = word.trim_start_matches(|c: char| c.is_ascii_alphabetic());
     let letters = word.len() - digits.len();
     (1..=4).contains(&letters)
@@ -257,6 +257,7 @@ pub async fn ask(client: &Client, event_in_use: &str, question: &str) -> Answer 
             tools: Vec::new(),
             applied_index: None,
             proposal: None,
+            fallback: None,
         },
     };
     let result = turn.run(event_in_use, question).await;
@@ -522,14 +523,8 @@ impl Turn<'_> {
     }
 
     fn propose(&mut self, action: Action) {
-        let question = match &action {
-            Action::Reserve { event, seats } => format!("Reserve {} in {event}?", and_list(seats)),
-            Action::CancelSeats { event, seats } => {
-                format!("Cancel {} in {event}?", and_list(seats))
-            }
-            Action::CancelBooking { booking } => format!("Cancel booking {booking}?"),
-        };
-        self.answer.proposal = Some(Proposal { question, action });
+        let id = crate::client::new_request_id();
+        self.answer.proposal = Some(Proposal::new(action, id));
     }
 }
 
@@ -611,7 +606,7 @@ fn free_list(map: &SeatsView) -> String {
     )
 }
 
-fn help(topic: Topic) -> &'static str {
+pub fn help(topic: Topic) -> &'static str {
     match topic {
         Topic::Reserve => {
             "To reserve, type `reserve S2` (several at once: `reserve S2 S3`, all or \

@@ -223,6 +223,9 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     for (id, log) in &cluster.logs {
         println!("node{id} logs to {}", log.display());
     }
+    if let Some(addr) = crate::assistant::http::start(config).await {
+        println!("the assistant answers POST http://{addr}/ask");
+    }
     println!(
         "\nThe cluster is up. In another terminal: `ticket user add NAME` or `ticket status`."
     );

@@ -116,7 +116,10 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_fn("status", move || run_map(&h, Cmd::Status));
     let h = host.clone();
     engine.register_fn("ask", move |question: &str| -> Fallible<String> {
-        let cmd = Cmd::Ask(question.to_string());
+        let cmd = Cmd::Ask {
+            question: question.to_string(),
+            backend: None,
+        };
         let reply = with_context(|c| h.runtime.block_on(h.cancellable(c.session.run(cmd))))??;
         Ok(reply?.text)
     });

@@ -1,6 +1,8 @@
 //! The shell's commands: one typed enum, parsed from a line. The table `COMMANDS` is the one
 //! list that help, completion and highlighting read.
 
+use crate::config::Backend;
+
 /// A parsed shell command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cmd {
@@ -16,7 +18,15 @@ pub enum Cmd {
     CancelBooking(String),
     Bookings,
     Status,
-    Ask(String),
+    /// `ask [--rules|--openai] QUESTION`
+    Ask {
+        question: String,
+        backend: Option<Backend>,
+    },
+    /// `assistant use rules|openai`
+    AssistantUse(Backend),
+    /// `assistant status`
+    AssistantStatus,
     History,
     Quit,
     EventCreate {
@@ -115,8 +125,13 @@ pub const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         name: "ask",
-        usage: "ask QUESTION",
+        usage: "ask [--rules|--openai] QUESTION",
         about: "ask the assistant in plain language",
+    },
+    CommandHelp {
+        name: "assistant",
+        usage: "assistant use rules|openai | assistant status",
+        about: "switch the assistant's backend, or show it and its settings",
     },
     CommandHelp {
         name: "history",
@@ -255,7 +270,27 @@ pub fn parse_with(line: &str, is_plugin: &dyn Fn(&str) -> bool) -> Result<Option
         },
         "bookings" => Cmd::Bookings,
         "status" => Cmd::Status,
-        "ask" if !args.is_empty() => Cmd::Ask(args.join(" ")),
+        "ask" => match args {
+            [flag, rest @ ..] if flag == "--openai" && !rest.is_empty() => Cmd::Ask {
+                question: rest.join(" "),
+                backend: Some(Backend::OpenAi),
+            },
+            [flag, rest @ ..] if flag == "--rules" && !rest.is_empty() => Cmd::Ask {
+                question: rest.join(" "),
+                backend: Some(Backend::Rules),
+            },
+            [] => return Err(usage("ask")),
+            words => Cmd::Ask {
+                question: words.join(" "),
+                backend: None,
+            },
+        },
+        "assistant" => match args {
+            [sub] if sub == "status" => Cmd::AssistantStatus,
+            [sub, b] if sub == "use" && b == "rules" => Cmd::AssistantUse(Backend::Rules),
+            [sub, b] if sub == "use" && b == "openai" => Cmd::AssistantUse(Backend::OpenAi),
+            _ => return Err(usage("assistant")),
+        },
         "history" => Cmd::History,
         "quit" | "exit" => Cmd::Quit,
         "event" => match args {
@@ -302,7 +337,7 @@ pub fn parse_with(line: &str, is_plugin: &dyn Fn(&str) -> bool) -> Result<Option
             [sub] if sub == "reload" => Cmd::Plugins { reload: true },
             _ => return Err(usage("plugins")),
         },
-        "reserve" | "book" | "ask" => return Err(usage(&name)),
+        "reserve" | "book" => return Err(usage(&name)),
         other if is_plugin(other) => Cmd::Plugin {
             name: other.to_string(),
             args: args.to_vec(),
@@ -353,7 +388,10 @@ mod tests {
         );
         assert_eq!(
             parse("ask \"Is seat S2 available?\""),
-            Ok(Some(Cmd::Ask("Is seat S2 available?".into())))
+            Ok(Some(Cmd::Ask {
+                question: "Is seat S2 available?".into(),
+                backend: None
+            }))
         );
         assert_eq!(parse("  # a comment"), Ok(None));
         assert_eq!(parse(""), Ok(None));

@@ -163,6 +163,9 @@ impl ShellCompleter {
                 "event" => vec!["create".into()],
                 "user" => vec!["add".into()],
                 "plugins" => vec!["reload".into()],
+                "assistant" if before.contains(" use ") => vec!["rules".into(), "openai".into()],
+                "assistant" => vec!["use".into(), "status".into()],
+                "ask" => vec!["--rules".into(), "--openai".into()],
                 "help" => commands(),
                 "run" if before.split_whitespace().count() <= 2 && start > 0 => {
                     return suggest_paths(word, start, pos)

@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::assistant::Assistant;
 use crate::cli::up::LocalCluster;
 use crate::client::Client;
 use crate::config::Config;
@@ -71,6 +72,7 @@ pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool>
     let mut session = Session::new(Client::from_config(config), mode);
     session.scripting = Some(Scripting::new(tokio::runtime::Handle::current(), local));
     session.plugin_dir = config.base_dir().join("plugins");
+    session.assistant = Arc::new(Assistant::new(&config.assistant));
     for problem in session.load_plugins() {
         eprintln!("plugin skipped: {problem}");
     }
@@ -124,6 +126,7 @@ pub async fn run_script(
     };
     let mut session = Session::new(Client::from_config(config), mode);
     session.scripting = Some(Scripting::new(tokio::runtime::Handle::current(), local));
+    session.assistant = Arc::new(Assistant::new(&config.assistant));
     let line = command::Cmd::Run {
         file: file.display().to_string(),
         args,
@@ -190,6 +193,9 @@ async fn start_local_cluster_if_needed(
     cluster.wait_ready(&probe, Duration::from_secs(20)).await?;
     for (id, log) in &cluster.logs {
         eprintln!("node{id} logs to {}", log.display());
+    }
+    if let Some(addr) = crate::assistant::http::start(config).await {
+        eprintln!("the assistant answers POST http://{addr}/ask");
     }
     eprintln!("It stops when this command ends.");
     Ok(Some(Arc::new(Mutex::new(cluster))))

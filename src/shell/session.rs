@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
@@ -12,7 +13,7 @@ use rhai::Dynamic;
 
 use super::command::{self, Cmd, COMMANDS};
 use super::render;
-use crate::assistant;
+use crate::assistant::{self, Assistant, Backend};
 use crate::cli::{explain, read_password, status};
 use crate::client::{Client, Consistency};
 use crate::domain::state::DEMO_EVENT;
@@ -70,6 +71,8 @@ pub struct Session {
     pub scripting: Option<Arc<Scripting>>,
     /// Where `plugins reload` looks: `plugins/` beside cluster.toml.
     pub plugin_dir: PathBuf,
+    /// Answers `ask`; its backend can be switched for the session.
+    pub assistant: Arc<Assistant>,
 }
 
 impl Session {
@@ -82,6 +85,7 @@ impl Session {
             done: false,
             scripting: None,
             plugin_dir: PathBuf::from("plugins"),
+            assistant: Arc::new(Assistant::new(&Default::default())),
         }
     }
 
@@ -100,6 +104,7 @@ impl Session {
             done: false,
             scripting: None,
             plugin_dir: self.plugin_dir.clone(),
+            assistant: self.assistant.clone(),
         }
     }
 
@@ -246,7 +251,30 @@ impl Session {
                     status::to_json(&reply),
                 ))
             }
-            Cmd::Ask(question) => self.ask(&question).await,
+            Cmd::Ask { question, backend } => self.ask(&question, backend).await,
+            Cmd::AssistantUse(backend) => {
+                self.assistant.set_backend(backend);
+                Ok(Reply::new(
+                    format!("the assistant now answers with {}", backend_name(backend)),
+                    self.assistant.describe(),
+                ))
+            }
+            Cmd::AssistantStatus => {
+                let d = self.assistant.describe();
+                let o = &d["openai"];
+                let text = format!(
+                    "backend: {}\nopenai: {} model {}, key from ${} ({}), timeout {} s, at most {} tool calls\nfallback to rules: {}",
+                    d["backend"].as_str().unwrap_or("?"),
+                    o["base_url"].as_str().unwrap_or(""),
+                    o["model"].as_str().unwrap_or(""),
+                    o["api_key_env"].as_str().unwrap_or(""),
+                    if o["key_set"] == true { "set" } else { "not set" },
+                    o["timeout_secs"],
+                    o["max_tool_calls"],
+                    d["fallback_to_rules"],
+                );
+                Ok(Reply::new(text, d))
+            }
             Cmd::History => Err("history is kept by the interactive shell only".into()),
             Cmd::EventCreate {
                 name,
@@ -288,10 +316,36 @@ impl Session {
 
     /// Asks the assistant. A proposal it makes is carried out only once confirmed: at the
     /// terminal, or by `--yes`; a script gets it back undone.
-    async fn ask(&mut self, question: &str) -> Result<Reply, String> {
-        let answer = assistant::rules::ask(&self.client, &self.event, question).await;
+    async fn ask(&mut self, question: &str, backend: Option<Backend>) -> Result<Reply, String> {
+        // At a terminal an openai answer is shown as it streams in.
+        let streamed = Arc::new(AtomicBool::new(false));
+        let stream_here = self.mode.interactive && !self.mode.json;
+        let seen = streamed.clone();
+        let on_text = move |piece: &str| {
+            if stream_here {
+                seen.store(true, Ordering::Relaxed);
+                print!("{piece}");
+                let _ = std::io::stdout().flush();
+            }
+        };
+        let answer = self
+            .assistant
+            .ask(&self.client, &self.event, question, backend, &on_text)
+            .await;
         let mut json = answer.to_json();
         let mut text = answer.answer.clone();
+        if answer.backend == "openai" {
+            let used = match answer.tools.is_empty() {
+                true => "none".to_string(),
+                false => answer.tools.join(", "),
+            };
+            text.push_str(&format!("\n[openai; tools used: {used}]"));
+        }
+        if streamed.load(Ordering::Relaxed) {
+            // The answer is on the screen already; only what follows it is left to print.
+            println!();
+            text = text.split_off(answer.answer.len()).trim_start().to_string();
+        }
         let Some(proposal) = &answer.proposal else {
             return Ok(Reply::new(text, json));
         };
@@ -315,7 +369,7 @@ impl Session {
                 )
             }
             Ok(()) => {
-                let done = assistant::carry_out(&self.client, &proposal.action).await?;
+                let done = assistant::carry_out(&self.client, proposal).await?;
                 json["carried_out"] = json!(done);
                 done
             }
@@ -562,6 +616,13 @@ fn value_reply(value: Dynamic, mut json: Value) -> Reply {
     };
     json["result"] = result;
     Reply::new(text, json)
+}
+
+fn backend_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Rules => "the rules engine",
+        Backend::OpenAi => "openai",
+    }
 }
 
 fn cancelled(reply: pb::CancelReply) -> Reply {

@@ -94,6 +94,8 @@ pub fn config_text(ports: &[u16], options: &Options) -> String {
          [security]\ntoken_ttl_secs = {}\npbkdf2_iterations = 10000\n",
         options.snapshot_threshold, options.keep_after_snapshot, options.token_ttl_secs
     );
+    let (ask, ports) = ports.split_last().expect("ports");
+    text.push_str(&format!("\n[assistant]\nlisten = \"127.0.0.1:{ask}\"\n"));
     for (i, port) in ports.iter().enumerate() {
         text.push_str(&format!(
             "\n[[nodes]]\nid = {}\naddr = \"127.0.0.1:{port}\"\n",
@@ -117,7 +119,8 @@ impl TestCluster {
     /// Writes cluster.toml without starting anything.
     pub fn configure(options: Options) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports = free_ports(options.nodes);
+        // One port a node, and the last for the assistant's /ask.
+        let ports = free_ports(options.nodes + 1);
         let config_path = dir.path().join("cluster.toml");
         std::fs::write(&config_path, config_text(&ports, &options)).expect("write config");
         let config = Config::load(&config_path).expect("valid test config");

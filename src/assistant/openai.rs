@@ -1,0 +1,631 @@
+//! The openai backend: OpenAI's chat-completions protocol, streamed, with the assistant's
+//! tools offered as functions. The model asks for tool calls; each is validated against its
+//! schema, run against the cluster as the asking user, and its result fed back; this loops
+//! until the model answers or the bound on tool calls is reached. `reserve` and `cancel`
+//! only propose; nothing changes until the person confirms.
+//!
+//! Lenient with what servers send (a tool call without an id, arguments as an object rather
+//! than a string, a whole message where a delta was expected), strict with what runs.
+
+use std::time::Duration;
+
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use futures::StreamExt;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::tools::{self, SeatsView};
+use super::{Action, Answer, Proposal};
+use crate::client::Client;
+use crate::config::{AssistantConfig, OpenAiConfig};
+
+const DEFAULT_PROMPT: &str = include_str!("system_prompt.txt");
+/// Seats one reserve or cancel may name, and the longest run `free_seats` looks for.
+const SEATS_MAX: usize = 10;
+
+pub struct OpenAi {
+    settings: OpenAiConfig,
+    /// The system prompt's template, or why it could not be read.
+    template: Result<String, String>,
+}
+
+/// A tool call as it streams in.
+#[derive(Default, Debug)]
+struct Call {
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+impl OpenAi {
+    pub fn new(config: &AssistantConfig) -> OpenAi {
+        let template = match &config.system_prompt {
+            None => Ok(DEFAULT_PROMPT.to_string()),
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the system prompt {}: {e}", path.display())),
+        };
+        OpenAi {
+            settings: config.openai.clone(),
+            template,
+        }
+    }
+
+    fn api(&self) -> async_openai::Client<OpenAIConfig> {
+        let key = std::env::var(&self.settings.api_key_env).unwrap_or_default();
+        let config = OpenAIConfig::new()
+            .with_api_base(self.settings.base_url.trim_end_matches('/'))
+            .with_api_key(key);
+        async_openai::Client::with_config(config)
+    }
+
+    /// Answers within the configured time, or says why not.
+    pub async fn ask(
+        &self,
+        client: &Client,
+        event: &str,
+        question: &str,
+        on_text: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Answer, String> {
+        let limit = Duration::from_secs(self.settings.timeout_secs);
+        tokio::time::timeout(limit, self.converse(client, event, question, on_text))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no answer from {} within {} s",
+                    self.settings.base_url, self.settings.timeout_secs
+                ))
+            })
+    }
+
+    async fn converse(
+        &self,
+        client: &Client,
+        event: &str,
+        question: &str,
+        on_text: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Answer, String> {
+        let prompt = fill(self.template.as_ref().map_err(Clone::clone)?, client, event);
+        let mut messages = vec![
+            json!({ "role": "system", "content": prompt }),
+            json!({ "role": "user", "content": question }),
+        ];
+        let mut answer = Answer {
+            answer: String::new(),
+            backend: "openai",
+            tools: Vec::new(),
+            applied_index: None,
+            proposal: None,
+            fallback: None,
+        };
+        let api = self.api();
+        let mut calls_made = 0;
+        loop {
+            let request = json!({
+                "model": self.settings.model,
+                "messages": messages,
+                "tools": schemas(),
+                "tool_choice": "auto",
+                "stream": true,
+            });
+            let mut stream = api
+                .chat()
+                .create_stream_byot::<Value, Value>(request)
+                .await
+                .map_err(|e| self.explain(e))?;
+            let mut text = String::new();
+            let mut calls: Vec<Call> = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                absorb(
+                    &chunk.map_err(|e| self.explain(e))?,
+                    &mut text,
+                    &mut calls,
+                    on_text,
+                );
+            }
+            if calls.is_empty() {
+                if text.trim().is_empty() {
+                    return Err("the model answered nothing".into());
+                }
+                answer.answer = text;
+                return Ok(answer);
+            }
+            for (n, call) in calls.iter_mut().enumerate() {
+                if call.id.is_empty() {
+                    call.id = format!("call_{calls_made}_{n}");
+                }
+            }
+            let listed: Vec<Value> = calls
+                .iter()
+                .map(|c| {
+                    json!({ "id": c.id, "type": "function",
+                            "function": { "name": c.name, "arguments": c.arguments } })
+                })
+                .collect();
+            let content = if text.is_empty() {
+                Value::Null
+            } else {
+                json!(text)
+            };
+            messages.push(json!({ "role": "assistant", "content": content, "tool_calls": listed }));
+            for call in &calls {
+                calls_made += 1;
+                if calls_made > self.settings.max_tool_calls {
+                    return Err(format!(
+                        "the model asked for more than {} tool calls",
+                        self.settings.max_tool_calls
+                    ));
+                }
+                let result = match self
+                    .run_tool(client, event, question, call, &mut answer)
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(problem) => json!({ "error": problem }),
+                };
+                messages.push(json!({
+                    "role": "tool", "tool_call_id": call.id, "content": result.to_string(),
+                }));
+            }
+        }
+    }
+
+    /// Runs one tool call, strictly: an unknown tool or an argument outside its schema is
+    /// refused (and the refusal goes back to the model).
+    async fn run_tool(
+        &self,
+        client: &Client,
+        event_in_use: &str,
+        question: &str,
+        call: &Call,
+        answer: &mut Answer,
+    ) -> Result<Value, String> {
+        let args = arguments(&call.arguments)?;
+        let event = |args: &Map<String, Value>| -> Result<String, String> {
+            match args.get("event") {
+                None => Ok(event_in_use.to_string()),
+                Some(Value::String(e)) if valid_name(e) => Ok(e.clone()),
+                Some(other) => Err(format!("'event' must be an event name, not {other}")),
+            }
+        };
+        let name = TOOLS
+            .iter()
+            .find(|t| t.name == call.name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
+                format!(
+                    "there is no tool '{}'; the tools are {}",
+                    call.name,
+                    names.join(", ")
+                )
+            })?
+            .name;
+        only_keys(
+            &args,
+            TOOLS
+                .iter()
+                .find(|t| t.name == name)
+                .map_or(&[], |t| t.keys),
+        )?;
+        answer.tools.push(name);
+        match name {
+            "list_events" => {
+                let events = tools::list_events(client).await?;
+                let list: Vec<Value> = events
+                    .iter()
+                    .map(|e| {
+                        json!({ "name": e.name, "free": e.free, "taken": e.taken,
+                                     "rows": e.rows, "seats_per_row": e.seats_per_row })
+                    })
+                    .collect();
+                Ok(json!({ "events": list }))
+            }
+            "seat_status" => {
+                let seat = seat_arg(args.get("seat"), "seat")?;
+                let map = seats(client, &event(&args)?, answer).await?;
+                match map.seat(&seat) {
+                    Some(s) => Ok(
+                        json!({ "event": map.event, "seat": s, "applied_index": map.applied_index }),
+                    ),
+                    None => Err(format!("{} has no seat {seat}", map.event)),
+                }
+            }
+            "free_seats" => {
+                let map = seats(client, &event(&args)?, answer).await?;
+                match args.get("together") {
+                    None => {
+                        let free: Vec<&str> = map
+                            .seats
+                            .iter()
+                            .filter(|s| s.status == "free")
+                            .map(|s| s.id.as_str())
+                            .collect();
+                        Ok(
+                            json!({ "event": map.event, "free": free, "applied_index": map.applied_index }),
+                        )
+                    }
+                    Some(n) => {
+                        let n = n
+                            .as_u64()
+                            .filter(|n| (1..=SEATS_MAX as u64).contains(n))
+                            .ok_or_else(|| format!("'together' must be a whole number from 1 to {SEATS_MAX}, not {n}"))?;
+                        Ok(
+                            json!({ "event": map.event, "together": map.adjacent_free(n as usize),
+                                   "applied_index": map.applied_index }),
+                        )
+                    }
+                }
+            }
+            "my_bookings" => logged_in(client)
+                .map(|()| tools::my_bookings(client))?
+                .await
+                .map(|b| json!({ "bookings": b })),
+            "cluster_status" => {
+                let s = tools::cluster_status(client).await?;
+                let nodes: Vec<Value> = s
+                    .nodes
+                    .iter()
+                    .map(|n| json!({ "id": n.id, "role": n.role, "reachable": n.reachable }))
+                    .collect();
+                Ok(json!({ "leader": s.leader, "term": s.term, "nodes": nodes }))
+            }
+            "help" => {
+                let topic = match args.get("topic").and_then(Value::as_str) {
+                    Some("reserve") => super::rules::Topic::Reserve,
+                    Some("cancel") => super::rules::Topic::Cancel,
+                    Some("login") => super::rules::Topic::Login,
+                    _ => return Err("'topic' must be one of reserve, cancel, login".into()),
+                };
+                Ok(json!({ "help": super::rules::help(topic) }))
+            }
+            "reserve" => {
+                logged_in(client)?;
+                let wanted = seat_list(args.get("seats"))?;
+                let map = seats(client, &event(&args)?, answer).await?;
+                for id in &wanted {
+                    match map.seat(id).map(|s| s.status) {
+                        None => return Err(format!("{} has no seat {id}", map.event)),
+                        Some("free") => {}
+                        Some(status) => return Err(format!("{id} in {} is {status}", map.event)),
+                    }
+                }
+                let action = Action::Reserve {
+                    event: map.event.clone(),
+                    seats: wanted,
+                };
+                Ok(self.propose(action, client, question, call, answer))
+            }
+            "cancel" => {
+                logged_in(client)?;
+                let action = match (args.get("booking"), args.get("seats")) {
+                    (Some(Value::String(b)), None) if b.starts_with("bk-") => {
+                        let mine = tools::my_bookings(client).await?;
+                        if !mine.iter().any(|m| &m.id == b) {
+                            return Err(format!("the asker has no booking {b}"));
+                        }
+                        Action::CancelBooking { booking: b.clone() }
+                    }
+                    (None, Some(list)) => {
+                        let wanted = seat_list(Some(list))?;
+                        let map = seats(client, &event(&args)?, answer).await?;
+                        if let Some(id) = wanted
+                            .iter()
+                            .find(|id| map.seat(id).is_none_or(|s| s.status != "mine"))
+                        {
+                            return Err(format!("{id} in {} is not the asker's", map.event));
+                        }
+                        Action::CancelSeats {
+                            event: map.event.clone(),
+                            seats: wanted,
+                        }
+                    }
+                    _ => {
+                        return Err(
+                            "give either 'seats' (a list of seat ids) or 'booking' (bk-N)".into(),
+                        )
+                    }
+                };
+                Ok(self.propose(action, client, question, call, answer))
+            }
+            other => Err(format!("the tool '{other}' is not wired")),
+        }
+    }
+
+    /// Records a proposal whose request id is derived from the tool call, so confirming it
+    /// twice (or after a retried question) books once.
+    fn propose(
+        &self,
+        action: Action,
+        client: &Client,
+        question: &str,
+        call: &Call,
+        answer: &mut Answer,
+    ) -> Value {
+        let mut hash = Sha256::new();
+        for part in [
+            client.user().unwrap_or(""),
+            question,
+            &call.id,
+            &call.arguments,
+        ] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        let request_id: String = hash.finalize()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let proposal = Proposal::new(action, request_id);
+        let result = json!({ "proposed": proposal.question, "needs_confirmation": true,
+                             "done": false });
+        answer.proposal = Some(proposal);
+        result
+    }
+
+    fn explain(&self, error: OpenAIError) -> String {
+        let base = &self.settings.base_url;
+        match error {
+            OpenAIError::ApiError(r) => match r.status_code.as_u16() {
+                401 | 403 => format!(
+                    "{base} refused the API key ({}): set the variable {} to a valid key",
+                    r.status_code, self.settings.api_key_env
+                ),
+                429 => format!("{base} is rate-limiting or out of quota (429); try again shortly"),
+                _ => format!("{base} answered {}: {}", r.status_code, r.api_error.message),
+            },
+            OpenAIError::Reqwest(e) if e.is_connect() => format!("cannot reach {base}: {e}"),
+            OpenAIError::Reqwest(e) if e.is_timeout() => format!("{base} did not answer in time"),
+            OpenAIError::JSONDeserialize(e, _) => {
+                format!("{base} sent something that is not a chat-completions reply: {e}")
+            }
+            OpenAIError::StreamError(e) => format!("the answer from {base} broke off: {e}"),
+            other => format!("{base}: {other}"),
+        }
+    }
+}
+
+/// Adds one streamed chunk: text as it comes (shown at once), tool calls by index.
+fn absorb(
+    chunk: &Value,
+    text: &mut String,
+    calls: &mut Vec<Call>,
+    on_text: &(dyn Fn(&str) + Send + Sync),
+) {
+    let Some(choice) = chunk["choices"].get(0) else {
+        return;
+    };
+    // A server that does not stream sends the whole message at once.
+    let delta = if choice["delta"].is_object() {
+        &choice["delta"]
+    } else {
+        &choice["message"]
+    };
+    if let Some(piece) = delta["content"].as_str() {
+        on_text(piece);
+        text.push_str(piece);
+    }
+    let Some(parts) = delta["tool_calls"].as_array() else {
+        return;
+    };
+    for (position, part) in parts.iter().enumerate() {
+        let index = part["index"].as_u64().map_or(position, |i| i as usize);
+        while calls.len() <= index {
+            calls.push(Call::default());
+        }
+        let call = &mut calls[index];
+        if let Some(id) = part["id"].as_str() {
+            call.id = id.to_string();
+        }
+        if let Some(name) = part["function"]["name"].as_str() {
+            call.name.push_str(name);
+        }
+        match &part["function"]["arguments"] {
+            Value::String(s) => call.arguments.push_str(s),
+            Value::Null => {}
+            other => call.arguments = other.to_string(),
+        }
+    }
+}
+
+fn arguments(text: &str) -> Result<Map<String, Value>, String> {
+    if text.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(format!("the arguments must be a JSON object, not {other}")),
+        Err(e) => Err(format!("the arguments are not JSON: {e}")),
+    }
+}
+
+fn only_keys(args: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
+    match args.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!(
+            "unknown argument '{k}' (allowed: {})",
+            allowed.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn seat_arg(value: Option<&Value>, key: &str) -> Result<String, String> {
+    match value.and_then(Value::as_str) {
+        Some(s) if super::rules::is_seat_id(&s.to_ascii_lowercase()) => Ok(s.to_ascii_uppercase()),
+        _ => Err(format!("'{key}' must be a seat id like S2 or A10")),
+    }
+}
+
+fn seat_list(value: Option<&Value>) -> Result<Vec<String>, String> {
+    let list = value
+        .and_then(Value::as_array)
+        .filter(|l| (1..=SEATS_MAX).contains(&l.len()))
+        .ok_or_else(|| format!("'seats' must be a list of 1 to {SEATS_MAX} seat ids"))?;
+    list.iter().map(|v| seat_arg(Some(v), "seats")).collect()
+}
+
+fn logged_in(client: &Client) -> Result<(), String> {
+    match client.user() {
+        Some(_) => Ok(()),
+        None => Err("the asker is not logged in; tell them to log in first (`login USER`)".into()),
+    }
+}
+
+async fn seats(client: &Client, event: &str, answer: &mut Answer) -> Result<SeatsView, String> {
+    let map = tools::seats(client, event).await?;
+    answer.applied_index = Some(map.applied_index);
+    Ok(map)
+}
+
+/// The system prompt: the template with {user}, {event} and {time} filled in.
+fn fill(template: &str, client: &Client, event: &str) -> String {
+    let user = client.user().unwrap_or("someone not logged in");
+    let now = crate::server::node::now_ms() / 1000;
+    template
+        .replace("{user}", user)
+        .replace("{event}", event)
+        .replace("{time}", &utc(now))
+}
+
+/// `2026-11-25 04:53 UTC` from seconds since 1970 (days to a civil date: H. Hinnant).
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+}
+
+/// A tool as the model sees it.
+struct Tool {
+    name: &'static str,
+    description: &'static str,
+    keys: &'static [&'static str],
+}
+
+const TOOLS: &[Tool] = &[
+    Tool { name: "list_events", description: "The events, with their free and taken seats.", keys: &[] },
+    Tool { name: "seat_status", description: "One seat: free, mine (the asker's) or taken; the holder only if the asker may know.", keys: &["seat", "event"] },
+    Tool { name: "free_seats", description: "The free seats of an event, or the first N adjacent free seats in one row.", keys: &["event", "together"] },
+    Tool { name: "my_bookings", description: "The asker's bookings.", keys: &[] },
+    Tool { name: "reserve", description: "Propose reserving seats (all or none). Nothing changes until the person confirms.", keys: &["seats", "event"] },
+    Tool { name: "cancel", description: "Propose cancelling the asker's seats or one of their bookings. Nothing changes until the person confirms.", keys: &["seats", "booking", "event"] },
+    Tool { name: "cluster_status", description: "The nodes, the leader and the term.", keys: &[] },
+    Tool { name: "help", description: "How to use the shell for a task.", keys: &["topic"] },
+];
+
+/// The tools as chat-completions function tools, with JSON schemas.
+pub fn schemas() -> Value {
+    let event =
+        json!({ "type": "string", "description": "an event name; the one in use if left out" });
+    let seat = json!({ "type": "string", "description": "a seat id such as S2 or A10" });
+    let seats = json!({ "type": "array", "items": seat, "minItems": 1, "maxItems": SEATS_MAX });
+    let parameters = |name: &str| -> Value {
+        match name {
+            "seat_status" => {
+                json!({ "type": "object", "properties": { "seat": seat, "event": event },
+                                     "required": ["seat"], "additionalProperties": false })
+            }
+            "free_seats" => json!({ "type": "object", "properties": { "event": event,
+                                     "together": { "type": "integer", "minimum": 1, "maximum": SEATS_MAX } },
+                                    "additionalProperties": false }),
+            "reserve" => {
+                json!({ "type": "object", "properties": { "seats": seats, "event": event },
+                                 "required": ["seats"], "additionalProperties": false })
+            }
+            "cancel" => json!({ "type": "object", "properties": { "seats": seats, "event": event,
+                                 "booking": { "type": "string", "description": "a booking id such as bk-3" } },
+                                "additionalProperties": false }),
+            "help" => json!({ "type": "object", "properties": { "topic": { "type": "string",
+                               "enum": ["reserve", "cancel", "login"] } },
+                              "required": ["topic"], "additionalProperties": false }),
+            _ => json!({ "type": "object", "properties": {}, "additionalProperties": false }),
+        }
+    };
+    Value::Array(
+        TOOLS
+            .iter()
+            .map(|t| {
+                json!({ "type": "function", "function": {
+                    "name": t.name, "description": t.description, "parameters": parameters(t.name) } })
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streamed_tool_calls_are_put_together_leniently() {
+        let mut text = String::new();
+        let mut calls = Vec::new();
+        let quiet = |_: &str| {};
+        // No id, the name in one chunk and the arguments split over two.
+        absorb(
+            &json!({"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"seat_status","arguments":"{\"seat\":"}}]}}]}),
+            &mut text,
+            &mut calls,
+            &quiet,
+        );
+        absorb(
+            &json!({"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"S2\"}"}}]}}]}),
+            &mut text,
+            &mut calls,
+            &quiet,
+        );
+        assert_eq!(calls[0].name, "seat_status");
+        assert_eq!(arguments(&calls[0].arguments).expect("json")["seat"], "S2");
+        assert!(calls[0].id.is_empty(), "an id is made up later");
+        // Arguments as an object, no index, in a whole message rather than a delta.
+        let mut whole = Vec::new();
+        absorb(
+            &json!({"choices":[{"message":{"content":"Checking.","tool_calls":[{"id":"x","function":{"name":"free_seats","arguments":{"together":2}}}]}}]}),
+            &mut text,
+            &mut whole,
+            &quiet,
+        );
+        assert_eq!(
+            (whole[0].id.as_str(), whole[0].name.as_str()),
+            ("x", "free_seats")
+        );
+        assert_eq!(arguments(&whole[0].arguments).expect("json")["together"], 2);
+        assert_eq!(text, "Checking.");
+    }
+
+    #[test]
+    fn arguments_are_held_to_their_schema() {
+        assert!(arguments("[1]").is_err());
+        assert!(arguments("{not json").is_err());
+        assert_eq!(arguments("").expect("empty is no arguments").len(), 0);
+        assert!(seat_list(Some(&json!(["S2", "drop table"]))).is_err());
+        assert!(seat_list(Some(&json!([]))).is_err());
+        assert_eq!(
+            seat_list(Some(&json!(["s2", "A10"]))).expect("ok"),
+            ["S2", "A10"]
+        );
+        let args = arguments("{\"seat\":\"S2\",\"sql\":1}").expect("json");
+        assert!(only_keys(&args, &["seat"]).is_err());
+    }
+
+    #[test]
+    fn time_is_a_civil_date() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(1_795_580_000), "2026-11-25 03:33 UTC");
+    }
+}
