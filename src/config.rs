@@ -166,7 +166,8 @@ struct RawConfig {
     raft: Option<Spanned<RaftConfig>>,
     security: Option<Spanned<SecurityConfig>>,
     nodes: Spanned<Vec<RawNode>>,
-    assistant: Option<Spanned<AssistantConfig>>,
+    // Not `Spanned`: toml cannot span a table that only appears as `[assistant.openai]`.
+    assistant: Option<AssistantConfig>,
 }
 
 #[derive(Deserialize)]
@@ -281,11 +282,17 @@ impl Config {
         }
 
         let assistant = match raw.assistant {
-            Some(assistant) => {
-                let span = assistant.span();
-                let mut assistant = assistant.into_inner();
-                check_assistant(&assistant)
-                    .map_err(|(key, msg)| locate.error(span, Some(key), &msg))?;
+            Some(mut assistant) => {
+                check_assistant(&assistant).map_err(|(key, msg)| {
+                    // Point at the key's line: its last part, written as `name =`.
+                    let name = key.rsplit('.').next().unwrap_or(key);
+                    let at = text
+                        .match_indices(name)
+                        .map(|(i, _)| i)
+                        .find(|&i| text[i + name.len()..].trim_start().starts_with('='))
+                        .unwrap_or(0);
+                    locate.error(at..at + name.len(), Some(key), &msg)
+                })?;
                 assistant.system_prompt = assistant.system_prompt.map(|p| base.join(p));
                 assistant
             }
@@ -469,6 +476,34 @@ listen = "0.0.0.0:60052"
             }) => (line, key, message),
             other => panic!("expected a located error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_assistant_section_is_typed_and_checked() {
+        let config = parse(GOOD).expect("valid");
+        assert_eq!(config.assistant.backend, Backend::Rules);
+        assert_eq!(config.assistant.listen, "127.0.0.1:8000");
+        let text = format!(
+            "{GOOD}\n[assistant]\nbackend = \"openai\"\nsystem_prompt = \"prompt.txt\"\n\
+             [assistant.openai]\nbase_url = \"http://127.0.0.1:11434/v1\"\nmodel = \"llama3.1\"\n"
+        );
+        let config = parse(&text).expect("valid");
+        assert_eq!(config.assistant.backend, Backend::OpenAi);
+        assert_eq!(config.assistant.openai.model, "llama3.1");
+        assert_eq!(
+            config.assistant.system_prompt.as_deref(),
+            Some(Path::new("some/dir/prompt.txt"))
+        );
+        let bad = format!("{GOOD}\n[assistant]\nbackend = \"gpt\"\n");
+        let (line, _, message) = located(&bad);
+        assert_eq!(line, 17, "the line of `backend`: {message}");
+        assert!(message.contains("unknown variant `gpt`"), "{message}");
+        let bad = format!("{GOOD}\n[assistant.openai]\ntimeout_secs = 0\n");
+        let (_, key, message) = located(&bad);
+        assert_eq!(
+            (key.as_str(), message.as_str()),
+            ("assistant.openai.timeout_secs", "must be 1 to 600")
+        );
     }
 
     #[test]

@@ -944,3 +944,55 @@ async fn the_http_ask_contract_with_and_without_a_token() {
         "{reply}"
     );
 }
+
+/// Goal: a plugin's rules answer before the built-in ones (the shipped faq.rhai), and
+/// questions they do not match still reach the rules engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_rules_answer_before_the_built_in_ones() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let plugins = cluster.dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("mkdir");
+    let faq = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/faq.rhai");
+    std::fs::copy(faq, plugins.join("faq.rhai")).expect("copy");
+    let args = [
+        "--json",
+        "-c",
+        "ask What are your OPENING hours?",
+        "-c",
+        "ask can I get my money back",
+        "-c",
+        "ask is s2 free",
+    ];
+    let out = run_ticket(&cluster.config_path, &args, "", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replies: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert!(
+        replies[0]["answer"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("The box office is open")),
+        "{}",
+        replies[0]
+    );
+    assert_eq!(replies[0]["tools"], serde_json::json!(["plugin_rule"]));
+    assert!(
+        replies[1]["answer"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("Refunds:")),
+        "{}",
+        replies[1]
+    );
+    assert!(
+        replies[2]["answer"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("S2 in demo is available")),
+        "{}",
+        replies[2]
+    );
+}

@@ -114,12 +114,14 @@ async fn ask(
 
 /// Starts `/ask` on the config's `[assistant] listen` address, beside a local cluster this
 /// process started. A taken port is reported, not fatal: the shell works without it.
-pub async fn start(config: &crate::config::Config) -> Option<std::net::SocketAddr> {
+pub async fn start(
+    config: &crate::config::Config,
+    assistant: Arc<Assistant>,
+) -> Option<std::net::SocketAddr> {
     let addr = config.assistant.listen_addr()?;
     match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => {
             let bound = listener.local_addr().ok();
-            let assistant = Arc::new(Assistant::new(&config.assistant));
             tokio::spawn(serve(listener, Client::from_config(config), assistant));
             bound
         }

@@ -15,7 +15,7 @@ pub mod openai;
 pub mod rules;
 pub mod tools;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -30,7 +30,12 @@ pub struct Assistant {
     config: AssistantConfig,
     backend: Mutex<Backend>,
     openai: openai::OpenAi,
+    plugin_rules: Mutex<Option<PluginRules>>,
 }
+
+/// Rules added by plugins: given a question, an answer (and where it came from), tried before
+/// the rules engine's own.
+pub type PluginRules = Arc<dyn Fn(&str) -> Option<(String, String)> + Send + Sync>;
 
 impl Assistant {
     pub fn new(config: &AssistantConfig) -> Assistant {
@@ -38,7 +43,32 @@ impl Assistant {
             config: config.clone(),
             backend: Mutex::new(config.backend),
             openai: openai::OpenAi::new(config),
+            plugin_rules: Mutex::new(None),
         }
+    }
+
+    pub fn set_plugin_rules(&self, rules: PluginRules) {
+        *self.plugin_rules.lock().unwrap_or_else(|e| e.into_inner()) = Some(rules);
+    }
+
+    /// The rules engine, after the plugins' rules.
+    async fn rules(&self, client: &Client, event: &str, question: &str) -> Answer {
+        let plugins = self
+            .plugin_rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some((answer, _file)) = plugins.and_then(|rules| rules(question)) {
+            return Answer {
+                answer,
+                backend: "rules",
+                tools: vec!["plugin_rule"],
+                applied_index: None,
+                proposal: None,
+                fallback: None,
+            };
+        }
+        rules::ask(client, event, question).await
     }
 
     pub fn backend(&self) -> Backend {
@@ -77,11 +107,11 @@ impl Assistant {
         on_text: &(dyn Fn(&str) + Send + Sync),
     ) -> Answer {
         match backend.unwrap_or_else(|| self.backend()) {
-            Backend::Rules => rules::ask(client, event, question).await,
+            Backend::Rules => self.rules(client, event, question).await,
             Backend::OpenAi => match self.openai.ask(client, event, question, on_text).await {
                 Ok(answer) => answer,
                 Err(problem) if self.config.fallback_to_rules => {
-                    let mut answer = rules::ask(client, event, question).await;
+                    let mut answer = self.rules(client, event, question).await;
                     answer.answer = format!(
                         "{}\n(The openai backend failed: {problem}. The rules engine answered.)",
                         answer.answer

@@ -223,7 +223,13 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     for (id, log) in &cluster.logs {
         println!("node{id} logs to {}", log.display());
     }
-    if let Some(addr) = crate::assistant::http::start(config).await {
+    // The assistant's /ask, with the rules of plugins/*.rhai.
+    let scripting = crate::script::Scripting::new(tokio::runtime::Handle::current(), None);
+    for problem in scripting.load_plugins(&config.base_dir().join("plugins")) {
+        eprintln!("plugin skipped: {problem}");
+    }
+    let assistant = crate::shell::assistant_with_plugins(config, &scripting);
+    if let Some(addr) = crate::assistant::http::start(config, assistant).await {
         println!("the assistant answers POST http://{addr}/ask");
     }
     println!(

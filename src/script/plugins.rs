@@ -42,6 +42,18 @@ pub struct PluginCommand {
 #[derive(Default)]
 pub struct Plugins {
     commands: RwLock<Vec<PluginCommand>>,
+    rules: RwLock<Vec<PluginRule>>,
+}
+
+/// An assistant rule a plugin registered: phrases (a question matches a phrase when it has
+/// all of the phrase's words, in any order) and a handler that returns the answer.
+#[derive(Clone)]
+pub struct PluginRule {
+    pub file: PathBuf,
+    phrases: Vec<Vec<String>>,
+    run: FnPtr,
+    ast: Arc<AST>,
+    source: Arc<str>,
 }
 
 /// A command as `register_command` received it, before its plugin finished loading.
@@ -56,6 +68,8 @@ struct Registered {
 thread_local! {
     /// Set while a plugin file runs: where `register_command` puts what it is given.
     static LOADING: RefCell<Option<Vec<Registered>>> = const { RefCell::new(None) };
+    /// The same for `register_rule`: (phrases, handler).
+    static LOADING_RULES: RefCell<Vec<(Vec<Vec<String>>, FnPtr)>> = const { RefCell::new(Vec::new()) };
 }
 
 pub(super) fn register(engine: &mut Engine) {
@@ -70,6 +84,42 @@ pub(super) fn register(engine: &mut Engine) {
                 }
                 None => Err("register_command works only while a plugin file loads".into()),
             })
+        },
+    );
+    engine.register_fn(
+        "register_rule",
+        |mut spec: Map| -> Result<(), Box<EvalAltResult>> {
+            let usage =
+                "register_rule(#{ phrases: [\"phrase\", ...], run: |question| \"answer\" })";
+            let phrases: Vec<Vec<String>> = spec
+                .remove("phrases")
+                .and_then(|m| m.try_cast::<Array>())
+                .ok_or_else(|| {
+                    format!("register_rule: 'phrases' must be a list of phrases: {usage}")
+                })?
+                .into_iter()
+                .map(|p| p.into_string().map(|p| crate::assistant::rules::words(&p)))
+                .collect::<Result<_, _>>()
+                .map_err(|t| format!("register_rule: a phrase must be a string, not {t}"))?;
+            if phrases.is_empty() || phrases.iter().any(Vec::is_empty) {
+                return Err(format!(
+                    "register_rule: 'phrases' needs at least one phrase with words: {usage}"
+                )
+                .into());
+            }
+            let run = spec
+                .remove("run")
+                .and_then(|r| r.try_cast::<FnPtr>())
+                .ok_or_else(|| format!("register_rule: 'run' must be a function: {usage}"))?;
+            if let Some(key) = spec.keys().next() {
+                return Err(format!("register_rule: unknown key '{key}' (phrases, run)").into());
+            }
+            let loading = LOADING.with(|l| l.borrow().is_some());
+            if !loading {
+                return Err("register_rule works only while a plugin file loads".into());
+            }
+            LOADING_RULES.with(|l| l.borrow_mut().push((phrases, run)));
+            Ok(())
         },
     );
 }
@@ -134,6 +184,10 @@ impl Plugins {
             .clone()
     }
 
+    pub fn rules(&self) -> Vec<PluginRule> {
+        self.rules.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn find(&self, name: &str) -> Option<PluginCommand> {
         self.commands
             .read()
@@ -159,10 +213,12 @@ impl Scripting {
         };
         files.sort();
         let mut commands: Vec<PluginCommand> = Vec::new();
+        let mut rules: Vec<PluginRule> = Vec::new();
         let mut problems = Vec::new();
         for file in files {
             match self.load_plugin(&file) {
-                Ok(loaded) => {
+                Ok((loaded, added)) => {
+                    rules.extend(added);
                     for c in loaded {
                         let clash = if command::is_command(&c.name) {
                             Some("a built-in command".to_string())
@@ -189,19 +245,39 @@ impl Scripting {
             .commands
             .write()
             .unwrap_or_else(|e| e.into_inner()) = commands;
+        *self
+            .plugins
+            .rules
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = rules;
         problems
     }
 
-    fn load_plugin(&self, file: &Path) -> Result<Vec<PluginCommand>, Diagnostic> {
+    fn load_plugin(
+        &self,
+        file: &Path,
+    ) -> Result<(Vec<PluginCommand>, Vec<PluginRule>), Diagnostic> {
         let source: Arc<str> = std::fs::read_to_string(file)
             .map_err(|e| Diagnostic::plain(file, format!("cannot read it: {e}")))?
             .into();
         let ast = Arc::new(self.compile(file, &source)?);
         LOADING.with(|l| *l.borrow_mut() = Some(Vec::new()));
+        LOADING_RULES.with(|l| l.borrow_mut().clear());
         let ran = self.engine.run_ast(&ast);
         let registered = LOADING.with(|l| l.borrow_mut().take()).unwrap_or_default();
+        let rules = LOADING_RULES.with(|l| std::mem::take(&mut *l.borrow_mut()));
         ran.map_err(|e| Diagnostic::runtime(file, &source, &e))?;
-        Ok(registered
+        let rules = rules
+            .into_iter()
+            .map(|(phrases, run)| PluginRule {
+                file: file.to_path_buf(),
+                phrases,
+                run,
+                ast: ast.clone(),
+                source: source.clone(),
+            })
+            .collect();
+        let commands = registered
             .into_iter()
             .map(|r| PluginCommand {
                 name: r.name,
@@ -213,7 +289,36 @@ impl Scripting {
                 ast: ast.clone(),
                 source: source.clone(),
             })
-            .collect())
+            .collect();
+        Ok((commands, rules))
+    }
+
+    /// The answer of the first plugin rule that matches `question`, if any. Rules answer
+    /// from their own text: they run without a session and cannot reach the cluster. One
+    /// that fails is logged and passed over.
+    pub fn answer_by_rule(&self, question: &str) -> Option<(String, PathBuf)> {
+        let words = crate::assistant::rules::words(question);
+        self.reset_cancel();
+        for rule in self.plugins.rules() {
+            let matches = rule
+                .phrases
+                .iter()
+                .any(|phrase| phrase.iter().all(|w| words.contains(w)));
+            if !matches {
+                continue;
+            }
+            match rule
+                .run
+                .call::<Dynamic>(&self.engine, &rule.ast, (question.to_string(),))
+            {
+                Ok(answer) => return Some((answer.to_string(), rule.file.clone())),
+                Err(e) => {
+                    let d = Diagnostic::runtime(&rule.file, &rule.source, &e);
+                    tracing::warn!("a plugin rule failed: {d}");
+                }
+            }
+        }
+        None
     }
 
     /// Runs a plugin command's handler on a thread of its own, as `session`'s user.

@@ -70,11 +70,19 @@ pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool>
         None
     };
     let mut session = Session::new(Client::from_config(config), mode);
-    session.scripting = Some(Scripting::new(tokio::runtime::Handle::current(), local));
+    let ours = local.is_some();
+    let scripting = Scripting::new(tokio::runtime::Handle::current(), local);
+    session.assistant = assistant_with_plugins(config, &scripting);
+    session.scripting = Some(scripting);
     session.plugin_dir = config.base_dir().join("plugins");
-    session.assistant = Arc::new(Assistant::new(&config.assistant));
     for problem in session.load_plugins() {
         eprintln!("plugin skipped: {problem}");
+    }
+    // Beside a cluster this shell started, the assistant also answers over HTTP.
+    if ours {
+        if let Some(addr) = crate::assistant::http::start(config, session.assistant.clone()).await {
+            eprintln!("the assistant answers POST http://{addr}/ask");
+        }
     }
     if interactive {
         editor::run(&mut session, options.json, config).await?;
@@ -107,6 +115,19 @@ pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool>
         }
     }
     Ok(true)
+}
+
+/// The assistant of `config`, trying the rules that `scripting`'s plugins register (now and
+/// after `plugins reload`) before its own.
+pub fn assistant_with_plugins(config: &Config, scripting: &Arc<Scripting>) -> Arc<Assistant> {
+    let assistant = Arc::new(Assistant::new(&config.assistant));
+    let scripting = scripting.clone();
+    assistant.set_plugin_rules(Arc::new(move |question: &str| {
+        scripting
+            .answer_by_rule(question)
+            .map(|(answer, file)| (answer, file.display().to_string()))
+    }));
+    assistant
 }
 
 /// `ticket run FILE.rhai [ARGS]`: runs one script and returns whether it succeeded. If no
@@ -193,9 +214,6 @@ async fn start_local_cluster_if_needed(
     cluster.wait_ready(&probe, Duration::from_secs(20)).await?;
     for (id, log) in &cluster.logs {
         eprintln!("node{id} logs to {}", log.display());
-    }
-    if let Some(addr) = crate::assistant::http::start(config).await {
-        eprintln!("the assistant answers POST http://{addr}/ask");
     }
     eprintln!("It stops when this command ends.");
     Ok(Some(Arc::new(Mutex::new(cluster))))
