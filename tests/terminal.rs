@@ -189,3 +189,107 @@ async fn at_a_terminal_scripts_and_plugins_fail_without_taking_the_shell_down() 
         "the shell exited with {status:?}"
     );
 }
+
+/// A chat-completions server whose answers wait at gates the test opens: the first request
+/// streams "S2 is ", waits for `release`, then "free."; every later request waits forever.
+async fn gated_model(
+    release: std::sync::Arc<tokio::sync::Notify>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use futures::StreamExt;
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let handler = move || {
+        let (release, calls) = (release.clone(), calls.clone());
+        async move {
+            let first = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            let chunk = |text: &str| {
+                let json = serde_json::json!({ "choices": [{ "index": 0, "delta": { "content": text } }] });
+                Ok::<_, std::convert::Infallible>(format!("data: {json}\n\n"))
+            };
+            let head = futures::stream::iter(if first { vec![chunk("S2 is ")] } else { vec![] });
+            let tail = futures::stream::once(async move {
+                if first {
+                    release.notified().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+                chunk("free.")
+            })
+            .chain(futures::stream::iter(vec![Ok(
+                "data: [DONE]\n\n".to_string()
+            )]));
+            (
+                [("content-type", "text/event-stream")],
+                axum::body::Body::from_stream(head.chain(tail)),
+            )
+        }
+    };
+    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), counted)
+}
+
+/// Goal: an openai answer streams into the shell as it arrives (the first words are on the
+/// screen while the rest is still coming), the tools it used are named, and Ctrl-C cancels a
+/// question that hangs without ending the shell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_terminal_an_openai_answer_streams_and_ctrl_c_cancels_a_question() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (base_url, calls) = gated_model(release.clone()).await;
+    let mut text = std::fs::read_to_string(&cluster.config_path).expect("config");
+    text.push_str(&format!(
+        "\n[assistant.openai]\nbase_url = \"{base_url}\"\nmodel = \"m\"\napi_key_env = \"NO_KEY_HERE\"\n"
+    ));
+    std::fs::write(&cluster.config_path, text).expect("config");
+
+    let mut command = std::process::Command::new(BIN);
+    command
+        .arg("--config")
+        .arg(&cluster.config_path)
+        .env("HOME", cluster.dir.path())
+        .env_remove("TICKET_PASSWORD");
+    let mut shell: Pty = Session::spawn(command).expect("spawn the shell on a pty");
+    shell.set_expect_timeout(Some(Duration::from_secs(20)));
+    until(&mut shell, "Type `help`", "greeting");
+
+    shell.send("ask --openai is S2 free\r").expect("send");
+    let (_, before) = until(&mut shell, "S2 is ", "the first words");
+    assert!(!before.contains("free."), "{before:?}");
+    release.notify_one();
+    let (_, between) = until(
+        &mut shell,
+        r"\[openai; tools used: none\]",
+        "the rest and the tools",
+    );
+    assert!(between.contains("free."), "{between:?}");
+    until(&mut shell, "demo node[0-9]", "the next prompt");
+
+    shell.send("ask --openai and S3?\r").expect("send");
+    // Once the question has reached the model the shell is waiting, not editing.
+    let calls = &calls;
+    common::poll_for(
+        "the second question at the model",
+        Duration::from_secs(10),
+        || async move { (calls.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(()) },
+    )
+    .await;
+    shell.send("\x03").expect("ctrl-c");
+    until(&mut shell, "cancelled", "Ctrl-C cancels the question");
+    shell.send("whoami\r").expect("send");
+    until(
+        &mut shell,
+        "not logged in, using event demo",
+        "the shell carries on",
+    );
+    shell.send("quit\r").expect("send");
+    let status = shell.get_process_mut().wait().expect("wait");
+    assert!(
+        matches!(status, expectrl::process::unix::WaitStatus::Exited(_, 0)),
+        "the shell exited with {status:?}"
+    );
+}

@@ -626,6 +626,7 @@ mod tests {
     #[test]
     fn time_is_a_civil_date() {
         assert_eq!(utc(0), "1970-01-01 00:00 UTC");
-        assert_eq!(utc(1_795_580_000), "2026-11-25 03:33 UTC");
+        assert_eq!(utc(1_795_580_000), "2026-11-25 04:13 UTC");
+        assert_eq!(utc(951_782_400 + 3_661), "2000-02-29 01:01 UTC");
     }
 }
