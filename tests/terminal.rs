@@ -31,6 +31,32 @@ fn until(shell: &mut Pty, pattern: &str, what: &str) -> (String, String) {
     }
 }
 
+/// Opens the interactive shell on `cluster` in its directory (plugins/ and scripts there),
+/// with its HOME there too (history), and waits for the greeting; returns what came before.
+fn open_shell(cluster: &TestCluster) -> (Pty, String) {
+    let mut command = std::process::Command::new(BIN);
+    command
+        .arg("--config")
+        .arg(&cluster.config_path)
+        .current_dir(cluster.dir.path())
+        .env("HOME", cluster.dir.path())
+        .env_remove("TICKET_PASSWORD");
+    let mut shell: Pty = Session::spawn(command).expect("spawn the shell on a pty");
+    shell.set_expect_timeout(Some(Duration::from_secs(30)));
+    let (_, printed) = until(&mut shell, "Type `help`", "greeting");
+    (shell, printed)
+}
+
+/// `quit`, and the shell ends with status 0.
+fn quit(mut shell: Pty) {
+    shell.send("quit\r").expect("send");
+    let status = shell.get_process_mut().wait().expect("wait");
+    assert!(
+        matches!(status, expectrl::process::unix::WaitStatus::Exited(_, 0)),
+        "the shell exited with {status:?}"
+    );
+}
+
 /// Goal: at a terminal the password is never echoed, Tab completes a seat id of the event
 /// in use, Ctrl-R finds an earlier command, and the death of the node serving the shell goes
 /// unnoticed by the person typing.
@@ -38,15 +64,7 @@ fn until(shell: &mut Pty, pattern: &str, what: &str) -> (String, String) {
 async fn at_a_terminal_login_completion_history_search_and_failover_work() {
     let mut cluster = TestCluster::with_user1(Options::default()).await;
 
-    let mut command = std::process::Command::new(BIN);
-    command
-        .arg("--config")
-        .arg(&cluster.config_path)
-        .env("HOME", cluster.dir.path())
-        .env_remove("TICKET_PASSWORD");
-    let mut shell: Pty = Session::spawn(command).expect("spawn the shell on a pty");
-    shell.set_expect_timeout(Some(Duration::from_secs(20)));
-    until(&mut shell, "Type `help`", "greeting");
+    let (mut shell, _) = open_shell(&cluster);
 
     shell.send("login user1\r").expect("send");
     until(&mut shell, "Password for user1:", "password prompt");
@@ -100,12 +118,7 @@ async fn at_a_terminal_login_completion_history_search_and_failover_work() {
         "bookings after the failover, still logged in",
     );
 
-    shell.send("quit\r").expect("send");
-    let status = shell.get_process_mut().wait().expect("wait");
-    assert!(
-        matches!(status, expectrl::process::unix::WaitStatus::Exited(_, 0)),
-        "the shell exited with {status:?}"
-    );
+    quit(shell);
 }
 
 /// Goal: at a terminal a broken plugin is reported when the shell starts and the shell
@@ -129,16 +142,7 @@ async fn at_a_terminal_scripts_and_plugins_fail_without_taking_the_shell_down() 
     )
     .expect("write");
 
-    let mut command = std::process::Command::new(BIN);
-    command
-        .arg("--config")
-        .arg(&cluster.config_path)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("TICKET_PASSWORD");
-    let mut shell: Pty = Session::spawn(command).expect("spawn the shell on a pty");
-    shell.set_expect_timeout(Some(Duration::from_secs(30)));
-    let (_, printed) = until(&mut shell, "Type `help`", "greeting");
+    let (mut shell, printed) = open_shell(&cluster);
     assert!(
         printed.contains("plugin skipped: ") && printed.contains("hello.rhai:2:13: syntax error"),
         "the broken plugin is reported: {printed:?}"
@@ -182,12 +186,7 @@ async fn at_a_terminal_scripts_and_plugins_fail_without_taking_the_shell_down() 
     shell.send("hello world\r").expect("send");
     until(&mut shell, "hello world", "its command runs");
 
-    shell.send("quit\r").expect("send");
-    let status = shell.get_process_mut().wait().expect("wait");
-    assert!(
-        matches!(status, expectrl::process::unix::WaitStatus::Exited(_, 0)),
-        "the shell exited with {status:?}"
-    );
+    quit(shell);
 }
 
 /// A chat-completions server whose answers wait at gates the test opens: the first request
@@ -247,15 +246,7 @@ async fn at_a_terminal_an_openai_answer_streams_and_ctrl_c_cancels_a_question() 
     ));
     std::fs::write(&cluster.config_path, text).expect("config");
 
-    let mut command = std::process::Command::new(BIN);
-    command
-        .arg("--config")
-        .arg(&cluster.config_path)
-        .env("HOME", cluster.dir.path())
-        .env_remove("TICKET_PASSWORD");
-    let mut shell: Pty = Session::spawn(command).expect("spawn the shell on a pty");
-    shell.set_expect_timeout(Some(Duration::from_secs(20)));
-    until(&mut shell, "Type `help`", "greeting");
+    let (mut shell, _) = open_shell(&cluster);
 
     shell.send("ask --openai is S2 free\r").expect("send");
     let (_, before) = until(&mut shell, "S2 is ", "the first words");
@@ -286,10 +277,5 @@ async fn at_a_terminal_an_openai_answer_streams_and_ctrl_c_cancels_a_question() 
         "not logged in, using event demo",
         "the shell carries on",
     );
-    shell.send("quit\r").expect("send");
-    let status = shell.get_process_mut().wait().expect("wait");
-    assert!(
-        matches!(status, expectrl::process::unix::WaitStatus::Exited(_, 0)),
-        "the shell exited with {status:?}"
-    );
+    quit(shell);
 }
