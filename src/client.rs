@@ -348,9 +348,78 @@ impl Client {
             .await
     }
 
+    /// Watches `event`'s seats from `from_index` (0: the whole map first). The watch moves to
+    /// another node when its node fails, resuming where it was.
+    pub fn watch_seats(&self, event: &str, from_index: u64) -> SeatWatch {
+        SeatWatch {
+            client: self.clone(),
+            event: event.to_string(),
+            index: from_index,
+            stream: None,
+        }
+    }
+
     pub async fn cluster_status(&self) -> Result<pb::ClusterStatusReply, Status> {
         let message = pb::ClusterStatusRequest {};
         self.call(message, |mut s, r| async move { s.cluster_status(r).await })
             .await
+    }
+}
+
+/// A live view of one event's seats: see [`Client::watch_seats`].
+pub struct SeatWatch {
+    client: Client,
+    event: String,
+    /// The last applied index received: where a new stream resumes.
+    index: u64,
+    stream: Option<tonic::Streaming<pb::WatchSeatsReply>>,
+}
+
+impl SeatWatch {
+    /// The last applied index received.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The next update: the first brings the watcher up to date (`reset` when it is the whole
+    /// map). A node that fails is left for another, resuming from [`index`](Self::index);
+    /// an error comes back only when no node serves the watch within the client's call
+    /// timeout, or the watch itself is refused (an unknown event, a bad token).
+    pub async fn next(&mut self) -> Result<pb::WatchSeatsReply, Status> {
+        let deadline = tokio::time::Instant::now() + self.client.call_timeout;
+        let mut last_error = Status::unavailable("no node serves the watch");
+        loop {
+            if let Some(stream) = &mut self.stream {
+                match stream.message().await {
+                    Ok(Some(reply)) => {
+                        self.index = self.index.max(reply.applied_index);
+                        return Ok(reply);
+                    }
+                    Ok(None) => last_error = Status::unavailable("the node ended the watch"),
+                    Err(status) if retryable(&status) => last_error = status,
+                    Err(status) => return Err(status),
+                }
+                // This node is gone or going: resume on the next.
+                self.stream = None;
+                let n = self.client.targets.len();
+                let i = self.client.current.load(Ordering::Relaxed);
+                self.client.current.store((i + 1) % n, Ordering::Relaxed);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(last_error);
+            }
+            let message = pb::WatchSeatsRequest {
+                event: self.event.clone(),
+                from_index: self.index,
+            };
+            match self
+                .client
+                .call(message, |mut s, r| async move { s.watch_seats(r).await })
+                .await
+            {
+                Ok(stream) => self.stream = Some(stream),
+                Err(status) => return Err(status),
+            }
+        }
     }
 }

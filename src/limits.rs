@@ -58,6 +58,16 @@ pub const QUORUM_WAIT_MS: u64 = 5_000;
 /// How long one node waits for another's answer to a status probe.
 pub const STATUS_PROBE_MS: u64 = 500;
 
+/// Change sets (one per apply that touched seats) each node keeps for watchers resuming
+/// from an applied index; one further back gets the whole seat map.
+pub const WATCH_JOURNAL_SETS: usize = 4_096;
+/// Change sets a slow watcher may fall behind the broadcast before it is sent the whole map.
+pub const WATCH_BROADCAST_SETS: usize = 1_024;
+/// Open `WatchSeats` streams one node serves at once; past this, UNAVAILABLE (try another).
+pub const WATCH_STREAMS_MAX: usize = 1_024;
+/// Replies queued for one watcher; a watcher slower than this holds only its own stream back.
+pub const WATCH_REPLIES_QUEUED: usize = 16;
+
 const _: () = assert!(SEATS_PER_REQUEST_MAX as u32 <= SEATS_PER_ROW_MAX);
 const _: () = assert!(SEATS_PER_USER_DEFAULT as usize <= SEATS_PER_REQUEST_MAX);
 const _: () = assert!(PBKDF2_ITERATIONS_MIN <= PBKDF2_ITERATIONS_DEFAULT);
@@ -69,3 +79,4 @@ const _: () = assert!(
 );
 const _: () = assert!(COMMANDS_PER_ENTRY_MAX <= COMMANDS_QUEUED_MAX);
 const _: () = assert!(EVENTS_MAX * (SEATS_PER_EVENT_MAX as usize) <= u32::MAX as usize);
+const _: () = assert!(WATCH_BROADCAST_SETS <= WATCH_JOURNAL_SETS);

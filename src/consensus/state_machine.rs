@@ -18,6 +18,7 @@ use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::changes::{ChangeSet, Changes};
 use super::{decode, encode, Entry, LogId, NodeId, StorageError, TypeConfig};
 use crate::domain::{Outcome, State};
 
@@ -44,6 +45,8 @@ struct Shared {
     applied: RwLock<Applied>,
     /// The last applied log index, for readers waiting to catch up to a read index.
     applied_index: watch::Sender<u64>,
+    /// The seats each apply touched, for watchers.
+    changes: Changes,
     snapshots_built: AtomicU64,
 }
 
@@ -78,6 +81,7 @@ impl StateMachineStore {
                 db,
                 applied: RwLock::new(applied),
                 applied_index: watch::Sender::new(index),
+                changes: Changes::new(index),
                 snapshots_built: AtomicU64::new(0),
             }),
         })
@@ -104,9 +108,33 @@ impl StateMachineStore {
         matches!(result, Ok(Ok(_)))
     }
 
+    /// The seat changes this node applies, for `WatchSeats`.
+    pub fn changes(&self) -> &Changes {
+        &self.shared.changes
+    }
+
     fn set_applied_index(&self, index: u64) {
         // send_replace: an installed snapshot may move the index anywhere; waiters re-check.
         self.shared.applied_index.send_replace(index);
+    }
+}
+
+/// Adds the seats a command's outcome reserved or freed. A replayed retry names seats too;
+/// watchers read their current state, so that costs a resend, never a wrong seat.
+fn touched_seats(outcomes: &[Outcome], touched: &mut Vec<(String, String)>) {
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Reserved(booking) => touched.extend(
+                booking
+                    .seats
+                    .iter()
+                    .map(|seat| (booking.event.clone(), seat.clone())),
+            ),
+            Outcome::Cancelled { event, seats } => {
+                touched.extend(seats.iter().map(|seat| (event.clone(), seat.clone())))
+            }
+            _ => {}
+        }
     }
 }
 
@@ -213,6 +241,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let entries = entries.into_iter();
         let mut outcomes = Vec::with_capacity(entries.size_hint().0);
+        let mut touched = Vec::new();
         let last = {
             let mut applied = self
                 .shared
@@ -232,12 +261,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         Vec::new()
                     }
                 };
+                touched_seats(&outcome, &mut touched);
                 outcomes.push(outcome);
             }
             applied.last_applied
         };
         if let Some(last) = last {
             self.set_applied_index(last.index);
+            if !touched.is_empty() {
+                touched.sort_unstable();
+                touched.dedup();
+                self.shared.changes.publish(ChangeSet {
+                    index: last.index,
+                    reset: false,
+                    seats: touched,
+                });
+            }
         }
         Ok(outcomes)
     }
@@ -273,6 +312,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = installed;
         self.set_applied_index(index);
+        self.shared.changes.publish(ChangeSet {
+            index,
+            reset: true,
+            seats: Vec::new(),
+        });
         tracing::info!(index, "snapshot installed");
         Ok(())
     }

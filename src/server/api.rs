@@ -7,8 +7,9 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use super::node::{now_ms, Consistency, Node, Written};
+use crate::consensus::changes::{ChangeSet, Since};
 use crate::domain::auth;
-use crate::domain::state::DEMO_EVENT;
+use crate::domain::state::{EventRecord, State, DEMO_EVENT};
 use crate::domain::{
     validate, BookingView, CancelTarget, Command, EventSpec, EventView, Outcome, Role, SeatMap,
 };
@@ -22,6 +23,8 @@ pub const LEADER_HEADER: &str = "x-ticket-leader";
 
 pub struct Api {
     node: Arc<Node>,
+    /// One permit per open `WatchSeats` stream.
+    watchers: Arc<tokio::sync::Semaphore>,
     /// What an unknown user's login is checked against, so that it costs as much as a known
     /// user's and does not reveal which names exist.
     decoy: crate::domain::PasswordHash,
@@ -30,7 +33,12 @@ pub struct Api {
 impl Api {
     pub fn new(node: Arc<Node>) -> Api {
         let decoy = auth::hash_password("decoy", node.config.security.pbkdf2_iterations);
-        Api { node, decoy }
+        let watchers = Arc::new(tokio::sync::Semaphore::new(limits::WATCH_STREAMS_MAX));
+        Api {
+            node,
+            decoy,
+            watchers,
+        }
     }
 
     fn token<T>(request: &Request<T>) -> Result<Option<String>, ApiError> {
@@ -115,8 +123,205 @@ fn booking_pb(view: BookingView) -> pb::Booking {
     }
 }
 
+/// Who is looking at seats, which decides what each seat shows.
+struct Viewer {
+    user: Option<String>,
+    is_admin: bool,
+}
+
+impl Viewer {
+    fn new(state: &State, user: Option<String>) -> Viewer {
+        let is_admin = state.is_admin(user.as_deref());
+        Viewer { user, is_admin }
+    }
+
+    fn seat(&self, state: &State, event: &EventRecord, i: u32) -> pb::Seat {
+        let holder = state.holder(event, i);
+        let mine = holder.is_some_and(|(_, user)| Some(user) == self.user.as_deref());
+        let status = match holder {
+            None => pb::SeatStatus::Free,
+            Some(_) if mine => pb::SeatStatus::Mine,
+            Some(_) => pb::SeatStatus::Taken,
+        };
+        // Who holds a seat is told only to the holder and to admins.
+        let (holder, booking_id) = match holder {
+            Some((number, user)) if mine || self.is_admin => {
+                (user.to_string(), crate::domain::state::booking_id(number))
+            }
+            _ => (String::new(), String::new()),
+        };
+        pb::Seat {
+            id: event.map.id(i),
+            row: event.map.row_of(i).to_string(),
+            status: status as i32,
+            holder,
+            booking_id,
+        }
+    }
+}
+
+type WatchStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::WatchSeatsReply, Status>> + Send>>;
+
+/// What a watcher is sent next.
+enum Next<'a> {
+    Whole,
+    Seats(&'a [std::sync::Arc<ChangeSet>]),
+}
+
+/// The reply for `next` on `event`, read from the state as it is now; None when the event
+/// is gone (it never is: events are not deleted) or nothing of it changed.
+fn watch_reply(
+    node: &Node,
+    event: &str,
+    viewer: &Viewer,
+    next: Next,
+) -> Option<pb::WatchSeatsReply> {
+    let applied = node.sm.read();
+    let index = applied.last_applied.map_or(0, |id| id.index);
+    let state = &applied.state;
+    let record = state.event(event)?;
+    let (reset, seats) = match next {
+        Next::Whole => (
+            true,
+            (0..record.map.len())
+                .map(|i| viewer.seat(state, record, i))
+                .collect(),
+        ),
+        Next::Seats(sets) => {
+            let mut wanted: Vec<u32> = sets
+                .iter()
+                .flat_map(|set| set.seats.iter())
+                .filter(|(e, _)| e == event)
+                .filter_map(|(_, seat)| record.map.index(seat))
+                .collect();
+            if wanted.is_empty() {
+                return None;
+            }
+            wanted.sort_unstable();
+            wanted.dedup();
+            let seats = wanted
+                .into_iter()
+                .map(|i| viewer.seat(state, record, i))
+                .collect();
+            (false, seats)
+        }
+    };
+    Some(pb::WatchSeatsReply {
+        applied_index: index,
+        reset,
+        seats,
+    })
+}
+
+/// Streams `event`'s seat changes to `tx` until the watcher goes or the node stops.
+async fn watch(
+    node: Arc<Node>,
+    event: String,
+    from_index: u64,
+    viewer: Viewer,
+    tx: tokio::sync::mpsc::Sender<Result<pb::WatchSeatsReply, Status>>,
+) {
+    let mut stopping = node.stopping.subscribe();
+    // Subscribe before reading the journal and the state: nothing published in between
+    // is missed (a set seen twice is only sent twice).
+    let mut changes = node.sm.changes().subscribe();
+    let first = match node.sm.changes().since(from_index) {
+        _ if from_index == 0 => watch_reply(&node, &event, &viewer, Next::Whole),
+        Since::TooOld => watch_reply(&node, &event, &viewer, Next::Whole),
+        Since::Sets(sets) => watch_reply(&node, &event, &viewer, Next::Seats(&sets)),
+    };
+    // Always answer at once, so the watcher knows it is live and at which index.
+    let first = first.unwrap_or_else(|| pb::WatchSeatsReply {
+        applied_index: node.sm.applied_index().max(from_index),
+        reset: false,
+        seats: Vec::new(),
+    });
+    let mut sent = first.applied_index;
+    if tx.send(Ok(first)).await.is_err() {
+        return;
+    }
+    loop {
+        let next = tokio::select! {
+            // (The guard `wait_for` returns is dropped at once: it is not Send.)
+            _ = async { let _ = stopping.wait_for(|&stop| stop).await; } => None,
+            _ = tx.closed() => return,
+            next = changes.recv() => Some(next),
+        };
+        let Some(next) = next else {
+            let why = "the node is shutting down; resume on another";
+            let _ = tx.send(Err(Status::unavailable(why))).await;
+            return;
+        };
+        let reply = match next {
+            Ok(set) if set.reset => watch_reply(&node, &event, &viewer, Next::Whole),
+            Ok(set) => watch_reply(&node, &event, &viewer, Next::Seats(&[set])),
+            // Fell behind the broadcast: the whole map brings it up to date.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                watch_reply(&node, &event, &viewer, Next::Whole)
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(mut reply) = reply else { continue };
+        // Never report an index going back, whatever order sets were read in.
+        reply.applied_index = reply.applied_index.max(sent);
+        sent = reply.applied_index;
+        if tx.send(Ok(reply)).await.is_err() {
+            return;
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl BookingService for Api {
+    type WatchSeatsStream = WatchStream;
+
+    async fn watch_seats(
+        &self,
+        request: Request<pb::WatchSeatsRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let viewer = self.optional_user(&request)?;
+        let r = request.into_inner();
+        let event = if r.event.is_empty() {
+            DEMO_EVENT.to_string()
+        } else {
+            r.event
+        };
+        validate::name("event", &event).map_err(invalid)?;
+        let permit = self.watchers.clone().try_acquire_owned().map_err(|_| {
+            ApiError::Unavailable("this node has as many watchers as it serves; try another".into())
+        })?;
+        // A watcher that was on a node further ahead waits (briefly) for this one to catch up,
+        // so that it never sees seats go back in time.
+        if r.from_index > self.node.sm.applied_index() {
+            let deadline = tokio::time::Instant::now()
+                + std::time::Duration::from_millis(limits::QUORUM_WAIT_MS);
+            if !self.node.sm.wait_applied(r.from_index, deadline).await {
+                return Err(ApiError::Unavailable(format!(
+                    "this node has not applied index {} yet; try another",
+                    r.from_index
+                ))
+                .into());
+            }
+        }
+        let viewer = {
+            let applied = self.node.sm.read();
+            if applied.state.event(&event).is_none() {
+                return Err(ApiError::NotFound(format!("no event named '{event}'")).into());
+            }
+            Viewer::new(&applied.state, viewer)
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(limits::WATCH_REPLIES_QUEUED);
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            watch(node, event, r.from_index, viewer, tx).await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn login(
         &self,
         request: Request<pb::LoginRequest>,
@@ -281,31 +486,9 @@ impl BookingService for Api {
         let event = state
             .event(&event_name)
             .ok_or_else(|| ApiError::NotFound(format!("no event named '{event_name}'")))?;
-        let is_admin = state.is_admin(viewer.as_deref());
+        let viewer = Viewer::new(state, viewer);
         let seats = (0..event.map.len())
-            .map(|i| {
-                let holder = state.holder(event, i);
-                let mine = holder.is_some_and(|(_, user)| Some(user) == viewer.as_deref());
-                let status = match holder {
-                    None => pb::SeatStatus::Free,
-                    Some(_) if mine => pb::SeatStatus::Mine,
-                    Some(_) => pb::SeatStatus::Taken,
-                };
-                // Who holds a seat is told only to the holder and to admins.
-                let (holder, booking_id) = match holder {
-                    Some((number, user)) if mine || is_admin => {
-                        (user.to_string(), crate::domain::state::booking_id(number))
-                    }
-                    _ => (String::new(), String::new()),
-                };
-                pb::Seat {
-                    id: event.map.id(i),
-                    row: event.map.row_of(i).to_string(),
-                    status: status as i32,
-                    holder,
-                    booking_id,
-                }
-            })
+            .map(|i| viewer.seat(state, event, i))
             .collect();
         Ok(Response::new(pb::GetSeatsReply {
             event: Some(event_pb(event.view())),

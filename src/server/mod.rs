@@ -86,6 +86,7 @@ pub async fn run(
         sm,
         log,
         peers,
+        stopping: tokio::sync::watch::Sender::new(false),
     });
 
     let listener = TcpListener::bind(me.listen)
@@ -136,6 +137,7 @@ pub async fn run(
         None => tracing::info!("shutting down: no new requests; finishing those in flight"),
         Some(why) => tracing::error!(error = %why, "raft stopped on a fatal error; shutting down"),
     }
+    node.stopping.send_replace(true);
     let _ = stop_serving.send(());
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(Ok(Ok(()))) => {}

@@ -27,6 +27,9 @@ pub struct Node {
     pub log: LogStore,
     pub peers: Arc<Peers>,
     pub proposer: Proposer,
+    /// Becomes true when the node starts shutting down: long-lived streams (`WatchSeats`)
+    /// end then, so that they do not hold the shutdown up.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// A write's result as a follower receives it from the leader over the Forward RPC.
