@@ -26,6 +26,29 @@ pub struct Config {
     pub security: SecurityConfig,
     pub nodes: Vec<NodeConfig>,
     pub assistant: AssistantConfig,
+    pub web: WebConfig,
+}
+
+/// `[web]`: the page and its JSON API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    /// Where the page is served (with the local cluster, by the shell and `ticket up`; and by
+    /// `ticket web` against any cluster).
+    pub listen: SocketAddr,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +191,7 @@ struct RawConfig {
     nodes: Spanned<Vec<RawNode>>,
     // Not `Spanned`: toml cannot span a table that only appears as `[assistant.openai]`.
     assistant: Option<AssistantConfig>,
+    web: Option<RawWeb>,
 }
 
 #[derive(Deserialize)]
@@ -299,6 +323,12 @@ impl Config {
             None => AssistantConfig::default(),
         };
 
+        let mut web = WebConfig::default();
+        if let Some(listen) = raw.web.and_then(|w| w.listen) {
+            web.listen = parse_addr(&listen)
+                .map_err(|msg| locate.error(listen.span(), Some("web.listen"), &msg))?;
+        }
+
         Ok(Config {
             path: path.to_path_buf(),
             data_dir,
@@ -306,6 +336,7 @@ impl Config {
             security,
             nodes,
             assistant,
+            web,
         })
     }
 

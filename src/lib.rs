@@ -15,10 +15,12 @@
 //! - [`shell`]: the booking shell (reedline), interactive or driven by `-c`, `-f` and stdin.
 //! - [`assistant`]: questions in plain language, answered from the live cluster as the asking
 //!   user; changes only as confirmed proposals.
+//! - [`web`]: the page (seat map, booking, the Ask box, cluster health) and its JSON API,
+//!   live through `WatchSeats`.
 //! - [`script`]: rhai scenarios (`ticket run`, `run`) and plugins, in a sandbox, calling the
 //!   shell's commands as functions.
 //!
-//! Layering runs one way: `domain` ← `consensus` ← `server`; `client` ← `cli` / `shell` ⇄ `script`. Nothing above
+//! Layering runs one way: `domain` ← `consensus` ← `server`; `client` ← `cli` / `shell` ⇄ `script`, `assistant` ← `web`. Nothing above
 //! `server` touches the store or openraft.
 
 pub mod assistant;
@@ -33,3 +35,4 @@ pub mod pb;
 pub mod script;
 pub mod server;
 pub mod shell;
+pub mod web;

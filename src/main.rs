@@ -57,6 +57,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the page (seat map, booking, the Ask box, cluster health) against the cluster of
+    /// cluster.toml, on its `[web] listen` address.
+    Web {
+        /// Listen here instead (e.g. 127.0.0.1:0 for any free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Show the cluster as its nodes report it.
     Status {
         #[arg(long)]
@@ -167,6 +174,7 @@ async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
         Cmd::Shell | Cmd::Run { .. } => Ok(()),
         Cmd::Node { id } => ticket::server::run(config, id, ticket::server::signal()).await,
         Cmd::Up => cli::up::run(&config).await,
+        Cmd::Web { listen } => cli::web::run(&config, listen).await,
         Cmd::Status { json } => cli::status::run(&Client::from_config(&config), json).await,
         Cmd::User {
             command:

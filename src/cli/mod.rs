@@ -6,6 +6,7 @@ pub mod logging;
 pub mod status;
 pub mod up;
 pub mod user;
+pub mod web;
 
 use std::io::{BufRead, IsTerminal};
 

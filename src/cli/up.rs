@@ -229,8 +229,11 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         eprintln!("plugin skipped: {problem}");
     }
     let assistant = crate::shell::assistant_with_plugins(config, &scripting);
-    if let Some(addr) = crate::assistant::http::start(config, assistant).await {
+    if let Some(addr) = crate::assistant::http::start(config, assistant.clone()).await {
         println!("the assistant answers POST http://{addr}/ask");
+    }
+    if let Some(addr) = crate::web::start(config, assistant).await {
+        println!("the page is at http://{addr}/");
     }
     println!(
         "\nThe cluster is up. In another terminal: `ticket user add NAME` or `ticket status`."

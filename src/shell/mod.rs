@@ -78,10 +78,14 @@ pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool>
     for problem in session.load_plugins() {
         eprintln!("plugin skipped: {problem}");
     }
-    // Beside a cluster this shell started, the assistant also answers over HTTP.
+    // Beside a cluster this shell started, the assistant also answers over HTTP, and the
+    // page is served.
     if ours {
         if let Some(addr) = crate::assistant::http::start(config, session.assistant.clone()).await {
             eprintln!("the assistant answers POST http://{addr}/ask");
+        }
+        if let Some(addr) = crate::web::start(config, session.assistant.clone()).await {
+            eprintln!("the page is at http://{addr}/");
         }
     }
     if interactive {

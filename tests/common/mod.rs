@@ -96,6 +96,8 @@ pub fn config_text(ports: &[u16], options: &Options) -> String {
     );
     let (ask, ports) = ports.split_last().expect("ports");
     text.push_str(&format!("\n[assistant]\nlisten = \"127.0.0.1:{ask}\"\n"));
+    // The page on any free port: whoever starts it prints where it is.
+    text.push_str("\n[web]\nlisten = \"127.0.0.1:0\"\n");
     for (i, port) in ports.iter().enumerate() {
         text.push_str(&format!(
             "\n[[nodes]]\nid = {}\naddr = \"127.0.0.1:{port}\"\n",
@@ -341,4 +343,58 @@ where
         async move { holds.await.then_some(()) }
     })
     .await
+}
+
+/// `ticket web` against a test cluster, on a free port. Dropping it stops it.
+pub struct WebServer {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl WebServer {
+    /// Starts the page's server and waits (with a deadline) until it says where it listens.
+    pub fn start(cluster: &TestCluster) -> WebServer {
+        use std::io::BufRead;
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&cluster.config_path)
+            .args(["web", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ticket web");
+        let stdout = child.stdout.take().expect("stdout");
+        // The first line names the address; a reader thread keeps the deadline honest.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("ticket web said where it listens");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        WebServer { child, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,29 @@
+//! `ticket web`: the page against the cluster of cluster.toml, wherever its nodes run, until
+//! Ctrl-C. (The shell and `ticket up` serve it themselves beside a local cluster.)
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+
+use crate::config::Config;
+
+pub async fn run(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let addr = listen.unwrap_or(config.web.listen);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}: is the page already served?"))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    // The Ask box answers with the same rules as the shell, plugins' rules included.
+    let scripting = crate::script::Scripting::new(tokio::runtime::Handle::current(), None);
+    for problem in scripting.load_plugins(&config.base_dir().join("plugins")) {
+        eprintln!("plugin skipped: {problem}");
+    }
+    let assistant = crate::shell::assistant_with_plugins(config, &scripting);
+    let client = crate::client::Client::from_config(config);
+    println!("the page is at http://{bound}/ (Ctrl-C stops it)");
+    tokio::select! {
+        _ = crate::web::serve(listener, client, assistant) => {}
+        _ = crate::server::signal() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,465 @@
+//! The JSON API behind the page. Each route is one call on the cluster as the caller; gRPC
+//! statuses become HTTP statuses in one place ([`ApiFailure`]), with the cluster's own
+//! message, so the page and the shell say the same thing about the same refusal.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tonic::Code;
+
+use crate::client::{new_request_id, Client, Consistency};
+use crate::pb::booking::v1 as pb;
+
+/// How often the shared poll asks the cluster for its status while anyone watches it.
+const CLUSTER_POLL: Duration = Duration::from_millis(250);
+/// A comment on idle event streams, so proxies and browsers keep them open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub struct Shared {
+    client: Client,
+    /// The cluster's status as JSON, polled by one task for every watcher.
+    cluster: watch::Sender<Option<Value>>,
+}
+
+impl Shared {
+    pub fn new(client: Client) -> Arc<Shared> {
+        let shared = Arc::new(Shared {
+            client,
+            cluster: watch::Sender::new(None),
+        });
+        tokio::spawn(poll_cluster(Arc::downgrade(&shared)));
+        shared
+    }
+}
+
+/// Polls the cluster's status while someone watches it, and publishes it when it changes.
+/// Ends when the server is dropped.
+async fn poll_cluster(shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(CLUSTER_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.cluster.receiver_count() == 0 {
+            continue;
+        }
+        let status = match shared.client.cluster_status().await {
+            Ok(status) => cluster_json(&status),
+            Err(status) => json!({ "error": explain(&status), "nodes": [] }),
+        };
+        shared.cluster.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&status);
+            *current = Some(status);
+            changed
+        });
+    }
+}
+
+/// A refusal as the page sees it: an HTTP status and `{"error", "code"}`.
+pub struct ApiFailure {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiFailure {
+    fn bad_request(message: impl Into<String>) -> ApiFailure {
+        ApiFailure {
+            status: StatusCode::BAD_REQUEST,
+            code: "INVALID_ARGUMENT",
+            message: message.into(),
+        }
+    }
+
+    fn unauthenticated(message: impl Into<String>) -> ApiFailure {
+        ApiFailure {
+            status: StatusCode::UNAUTHORIZED,
+            code: "UNAUTHENTICATED",
+            message: message.into(),
+        }
+    }
+}
+
+/// The one mapping of the cluster's gRPC statuses to HTTP.
+impl From<tonic::Status> for ApiFailure {
+    fn from(status: tonic::Status) -> ApiFailure {
+        let (http, code) = match status.code() {
+            Code::InvalidArgument | Code::OutOfRange => {
+                (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT")
+            }
+            Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+            Code::PermissionDenied => (StatusCode::FORBIDDEN, "PERMISSION_DENIED"),
+            Code::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => {
+                (StatusCode::CONFLICT, "FAILED_PRECONDITION")
+            }
+            Code::Unavailable | Code::Cancelled | Code::Unknown => {
+                (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+            }
+            Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED"),
+            Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED"),
+            Code::Ok | Code::Unimplemented | Code::Internal | Code::DataLoss => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
+            }
+        };
+        ApiFailure {
+            status: http,
+            code,
+            message: explain(&status),
+        }
+    }
+}
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.message, "code": self.code });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type Reply = Result<Json<Value>, ApiFailure>;
+
+fn explain(status: &tonic::Status) -> String {
+    match status.code() {
+        // The page's server is up but no node is: say so in the page's words.
+        Code::Unavailable if status.message().contains("connect") => {
+            "no node of the cluster answers right now; the page retries".into()
+        }
+        _ => crate::cli::explain(status),
+    }
+}
+
+/// A body that failed to parse, said as what to send instead.
+fn body<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, ApiFailure> {
+    body.map(|Json(value)| value).map_err(|rejection| {
+        ApiFailure::bad_request(format!("send {expected}: {}", rejection.body_text()))
+    })
+}
+
+/// A client acting as the caller, if the request carries `Authorization: Bearer TOKEN`. The
+/// cluster checks the token on every call; this only shapes it.
+fn as_caller(shared: &Shared, headers: &HeaderMap) -> Result<Client, ApiFailure> {
+    let mut client = shared.client.clone();
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(client);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiFailure::unauthenticated("send the token as Authorization: Bearer TOKEN")
+        })?;
+    // A token is `user.expiry.signature`.
+    let user = token.split('.').next().unwrap_or_default();
+    client
+        .set_token(user, token)
+        .map_err(|_| ApiFailure::unauthenticated("the token is not valid header text"))?;
+    Ok(client)
+}
+
+/// As [`as_caller`], for routes that act for someone: without a token, 401.
+fn logged_in(shared: &Shared, headers: &HeaderMap) -> Result<Client, ApiFailure> {
+    let client = as_caller(shared, headers)?;
+    if client.token().is_none() {
+        return Err(ApiFailure::unauthenticated(
+            "log in first: this needs your token",
+        ));
+    }
+    Ok(client)
+}
+
+/// A request id from the page (so its retry books once), or a new one.
+fn request_id(given: Option<String>) -> String {
+    given
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(new_request_id)
+}
+
+pub fn event_json(e: &pb::Event) -> Value {
+    json!({
+        "name": e.name,
+        "rows": e.rows,
+        "seats_per_row": e.seats_per_row,
+        "max_seats_per_user": e.max_seats_per_user,
+        "free": e.free,
+        "taken": e.taken,
+    })
+}
+
+pub fn seat_json(s: &pb::Seat) -> Value {
+    let status = match pb::SeatStatus::try_from(s.status) {
+        Ok(pb::SeatStatus::Free) => "free",
+        Ok(pb::SeatStatus::Mine) => "mine",
+        _ => "taken",
+    };
+    let mut seat = json!({ "id": s.id, "row": s.row, "status": status });
+    // Only the holder and admins are told who holds a seat: the cluster leaves it empty.
+    if !s.holder.is_empty() {
+        seat["holder"] = json!(s.holder);
+        seat["booking_id"] = json!(s.booking_id);
+    }
+    seat
+}
+
+fn booking_json(b: &pb::Booking) -> Value {
+    json!({
+        "id": b.id,
+        "event": b.event,
+        "seats": b.seats,
+        "user": b.user,
+        "created_at_ms": b.created_at_ms,
+    })
+}
+
+pub fn cluster_json(status: &pb::ClusterStatusReply) -> Value {
+    crate::cli::status::to_json(status)
+}
+
+pub async fn not_found() -> ApiFailure {
+    ApiFailure {
+        status: StatusCode::NOT_FOUND,
+        code: "NOT_FOUND",
+        message: "no such page or API route".into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    user: String,
+    password: String,
+}
+
+pub async fn login(
+    State(shared): State<Arc<Shared>>,
+    raw: Result<Json<LoginBody>, JsonRejection>,
+) -> Reply {
+    let LoginBody { user, password } = body(raw, r#"{"user": "...", "password": "..."}"#)?;
+    let mut client = shared.client.clone();
+    let reply = client.login(&user, &password).await?;
+    let role = match pb::Role::try_from(reply.role) {
+        Ok(pb::Role::Admin) => "admin",
+        _ => "customer",
+    };
+    Ok(Json(json!({
+        "token": reply.token,
+        "user": reply.user,
+        "role": role,
+        "expires_at": reply.expires_at,
+    })))
+}
+
+pub async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Reply {
+    let reply = as_caller(&shared, &headers)?.list_events().await?;
+    let events: Vec<Value> = reply.events.iter().map(event_json).collect();
+    Ok(Json(
+        json!({ "events": events, "applied_index": reply.applied_index }),
+    ))
+}
+
+pub async fn seats(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(event): Path<String>,
+) -> Reply {
+    let reply = as_caller(&shared, &headers)?
+        .get_seats(&event, Consistency::Linearizable)
+        .await?;
+    let seats: Vec<Value> = reply.seats.iter().map(seat_json).collect();
+    let event = reply.event.as_ref().map(event_json);
+    Ok(Json(json!({
+        "event": event,
+        "seats": seats,
+        "applied_index": reply.applied_index,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeatsBody {
+    seats: Vec<String>,
+    request_id: Option<String>,
+}
+
+pub async fn reserve(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(event): Path<String>,
+    raw: Result<Json<SeatsBody>, JsonRejection>,
+) -> Reply {
+    let client = logged_in(&shared, &headers)?;
+    let SeatsBody {
+        seats,
+        request_id: id,
+    } = body(raw, r#"{"seats": ["A1", "A2"]}"#)?;
+    let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
+    let reply = client
+        .reserve_with_id(&request_id(id), &event, &seats)
+        .await?;
+    let booking = reply.booking.as_ref().map(booking_json);
+    Ok(Json(
+        json!({ "booking": booking, "applied_index": reply.applied_index }),
+    ))
+}
+
+fn cancelled(reply: &pb::CancelReply) -> Json<Value> {
+    Json(json!({
+        "event": reply.event,
+        "seats": reply.seats,
+        "applied_index": reply.applied_index,
+    }))
+}
+
+pub async fn cancel_seats(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(event): Path<String>,
+    raw: Result<Json<SeatsBody>, JsonRejection>,
+) -> Reply {
+    let client = logged_in(&shared, &headers)?;
+    let SeatsBody {
+        seats,
+        request_id: id,
+    } = body(raw, r#"{"seats": ["A1"]}"#)?;
+    let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
+    let reply = client
+        .cancel_seats_with_id(&request_id(id), &event, &seats)
+        .await?;
+    Ok(cancelled(&reply))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBookingBody {
+    request_id: Option<String>,
+}
+
+pub async fn cancel_booking(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(booking): Path<String>,
+    raw: Result<Json<CancelBookingBody>, JsonRejection>,
+) -> Reply {
+    let client = logged_in(&shared, &headers)?;
+    // The body is optional here: a missing one means "no request id of my own".
+    let id = match raw {
+        Ok(Json(b)) => b.request_id,
+        Err(JsonRejection::MissingJsonContentType(_)) => None,
+        Err(rejection) => {
+            return Err(ApiFailure::bad_request(format!(
+                "send {{\"request_id\": \"...\"}} or nothing: {}",
+                rejection.body_text()
+            )))
+        }
+    };
+    let reply = client
+        .cancel_booking_with_id(&request_id(id), &booking)
+        .await?;
+    Ok(cancelled(&reply))
+}
+
+pub async fn bookings(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Reply {
+    let reply = logged_in(&shared, &headers)?.my_bookings().await?;
+    let bookings: Vec<Value> = reply.bookings.iter().map(booking_json).collect();
+    Ok(Json(
+        json!({ "bookings": bookings, "applied_index": reply.applied_index }),
+    ))
+}
+
+pub async fn cluster(State(shared): State<Arc<Shared>>) -> Reply {
+    let status = shared.client.cluster_status().await?;
+    Ok(Json(cluster_json(&status)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchQuery {
+    from: Option<u64>,
+}
+
+fn sse_error(failure: &ApiFailure) -> Event {
+    Event::default()
+        .event("error")
+        .data(json!({ "error": failure.message, "code": failure.code }).to_string())
+}
+
+/// `GET /api/events/{event}/watch?from=N`: the event's seats as they change, as server-sent
+/// events named `seats`. A refusal before the first update (no such event, a bad token) is
+/// an HTTP error; a failure later is an `error` event, and the page resumes from its index.
+pub async fn watch_seats(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(event): Path<String>,
+    query: Result<Query<WatchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiFailure> {
+    let from = query
+        .map_err(|r| ApiFailure::bad_request(format!("?from=INDEX: {}", r.body_text())))?
+        .from
+        .unwrap_or(0);
+    let client = as_caller(&shared, &headers)?;
+    let mut watch = client.watch_seats(&event, from);
+    let first = watch.next().await?;
+    let stream =
+        futures::stream::unfold((Some(first), Some(watch)), |(pending, watch)| async move {
+            let mut watch = watch?;
+            let reply = match pending {
+                Some(reply) => Ok(reply),
+                None => watch.next().await,
+            };
+            let event = match reply {
+                Ok(reply) => {
+                    let seats: Vec<Value> = reply.seats.iter().map(seat_json).collect();
+                    let data = json!({
+                        "applied_index": reply.applied_index,
+                        "reset": reply.reset,
+                        "seats": seats,
+                    });
+                    Event::default().event("seats").data(data.to_string())
+                }
+                // The last event: the page resumes with what it has.
+                Err(status) => {
+                    let last = Ok::<_, Infallible>(sse_error(&status.into()));
+                    return Some((last, (None, None)));
+                }
+            };
+            Some((Ok(event), (None, Some(watch))))
+        });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response())
+}
+
+/// `GET /api/cluster/watch`: the cluster's status as server-sent events named `cluster`,
+/// one now and one whenever it changes (an election, a node lost or back).
+pub async fn watch_cluster(State(shared): State<Arc<Shared>>) -> Response {
+    let mut rx = shared.cluster.subscribe();
+    // The first status comes as soon as the poll has one.
+    rx.mark_changed();
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        let status = rx.borrow_and_update().clone();
+        let event = match status {
+            Some(status) => Event::default().event("cluster").data(status.to_string()),
+            None => Event::default().comment("waiting for the first status"),
+        };
+        Some((Ok::<_, Infallible>(event), rx))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
+}

@@ -1,0 +1,518 @@
+//! The page's server (`ticket web`) against a cluster of real node processes: the assets,
+//! every JSON route with its success and its errors, the live seat stream (server-sent
+//! events fed by the `WatchSeats` RPC) and the cluster stream, through failures.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestCluster, WebServer};
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use ticket::pb::booking::v1::SeatStatus;
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// Sends `body` (if any) to `path` with `token` (if any); returns the status and JSON body.
+async fn call(
+    web: &WebServer,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = http().request(method, web.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("the web server answers");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }));
+    (status, value)
+}
+
+async fn get(web: &WebServer, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+    call(web, reqwest::Method::GET, path, token, None).await
+}
+
+async fn post(
+    web: &WebServer,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
+    call(web, reqwest::Method::POST, path, token, Some(body)).await
+}
+
+async fn login(web: &WebServer, user: &str, password: &str) -> String {
+    let (status, body) = post(
+        web,
+        "/api/login",
+        None,
+        json!({ "user": user, "password": password }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["token"].as_str().expect("token").to_string()
+}
+
+/// An error reply: the status, a code and a message a person can read.
+fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str, says: &str) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["code"], code, "{}", got.1);
+    let message = got.1["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(says),
+        "expected the message to say {says:?}: {message:?}"
+    );
+}
+
+fn seat<'a>(seats: &'a Value, id: &str) -> &'a Value {
+    seats
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == id))
+        .unwrap_or_else(|| panic!("no seat {id} in {seats}"))
+}
+
+/// A server-sent-event stream read by hand: `(event name, data as JSON)` at a time.
+struct Events {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Vec<u8>>> + Send>>,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(web: &WebServer, path: &str, token: Option<&str>) -> Events {
+        let mut request = reqwest::Client::new().get(web.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("stream opens");
+        assert_eq!(response.status(), StatusCode::OK);
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "{content_type}"
+        );
+        Events {
+            body: Box::pin(response.bytes_stream().map(|r| r.map(|b| b.to_vec()))),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped), or a panic after `timeout`.
+    async fn next(&mut self, timeout: Duration) -> (String, Value) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let message: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in message.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                let data = serde_json::from_str(&data).expect("event data is JSON");
+                return (name, data);
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
+                .await
+                .expect("an event within the deadline")
+                .expect("the stream stays open")
+                .expect("a chunk");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Events until one satisfies `check`.
+    async fn until(&mut self, timeout: Duration, check: impl Fn(&str, &Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let (name, data) = self.next(left).await;
+            if check(&name, &data) {
+                return data;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_served_whole_with_nothing_from_elsewhere() {
+    let cluster = TestCluster::with_user1(Default::default()).await;
+    let web = WebServer::start(&cluster);
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/style.css", "text/css"),
+    ] {
+        let response = http().get(web.url(path)).send().await.expect("asset");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers().clone();
+        let content_type = headers["content-type"].to_str().unwrap_or_default();
+        assert!(content_type.starts_with(kind), "{path}: {content_type}");
+        let csp = headers["content-security-policy"]
+            .to_str()
+            .unwrap_or_default();
+        assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
+        let body = response.text().await.expect("body");
+        assert!(body.len() > 500, "{path} is a real asset");
+        // Nothing is fetched from the internet: no absolute URL in any asset.
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{path} names an outside address"
+        );
+    }
+    let missing = get(&web, "/api/nothing-here", None).await;
+    assert_error(&missing, StatusCode::NOT_FOUND, "NOT_FOUND", "no such");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_json_route_answers_and_refuses_as_the_cluster_does() {
+    let cluster = TestCluster::with_user1(Default::default()).await;
+    cluster.customer("user2").await;
+    let web = WebServer::start(&cluster);
+
+    // Login: a token; a wrong password, a malformed body and a bad name are refused.
+    let token = login(&web, "user1", "mysecret").await;
+    let other = login(&web, "user2", "password1").await;
+    let admin = login(&web, "admin", common::ADMIN_PASSWORD).await;
+    let wrong = post(
+        &web,
+        "/api/login",
+        None,
+        json!({"user": "user1", "password": "nope"}),
+    )
+    .await;
+    assert_eq!(wrong.0, StatusCode::UNAUTHORIZED, "{}", wrong.1);
+    assert_eq!(wrong.1["code"], "UNAUTHENTICATED");
+    let malformed = post(&web, "/api/login", None, json!({"name": "user1"})).await;
+    assert_error(
+        &malformed,
+        StatusCode::BAD_REQUEST,
+        "INVALID_ARGUMENT",
+        "send {",
+    );
+    let bad_name = post(
+        &web,
+        "/api/login",
+        None,
+        json!({"user": "no spaces allowed", "password": "x"}),
+    )
+    .await;
+    assert_eq!(bad_name.0, StatusCode::BAD_REQUEST, "{}", bad_name.1);
+
+    // Events and seats, with and without a token.
+    let (status, events) = get(&web, "/api/events", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(events["events"]
+        .as_array()
+        .is_some_and(|e| e.iter().any(|e| e["name"] == "demo" && e["free"] == 10)));
+    let (status, seats) = get(&web, "/api/events/demo/seats", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seats["seats"].as_array().map(Vec::len), Some(10));
+    assert_eq!(seats["event"]["name"], "demo");
+    assert!(seats["applied_index"].as_u64().is_some_and(|i| i > 0));
+    let unknown = get(&web, "/api/events/nosuch/seats", None).await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "NOT_FOUND", "nosuch");
+    let forged = get(
+        &web,
+        "/api/events/demo/seats",
+        Some("user1.99999999999.AAAA"),
+    )
+    .await;
+    assert_eq!(forged.0, StatusCode::UNAUTHORIZED, "{}", forged.1);
+
+    // Reserve: needs a token; books; a retry with the same request id books once.
+    let body = json!({"seats": ["S2", "S3"], "request_id": "page-1"});
+    let anonymous = post(&web, "/api/events/demo/reserve", None, body.clone()).await;
+    assert_error(
+        &anonymous,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHENTICATED",
+        "log in",
+    );
+    let (status, booked) = post(&web, "/api/events/demo/reserve", Some(&token), body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{booked}");
+    assert_eq!(booked["booking"]["seats"], json!(["S2", "S3"]));
+    let booking = booked["booking"]["id"].as_str().expect("id").to_string();
+    let (status, again) = post(&web, "/api/events/demo/reserve", Some(&token), body).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(
+        again["booking"]["id"],
+        booking.as_str(),
+        "a retry books once"
+    );
+    // Taken, unknown seat, malformed seat, too many, unknown event.
+    let taken = post(
+        &web,
+        "/api/events/demo/reserve",
+        Some(&other),
+        json!({"seats": ["S3"]}),
+    )
+    .await;
+    assert_error(&taken, StatusCode::CONFLICT, "FAILED_PRECONDITION", "S3");
+    let no_seat = post(
+        &web,
+        "/api/events/demo/reserve",
+        Some(&other),
+        json!({"seats": ["S99"]}),
+    )
+    .await;
+    assert_error(&no_seat, StatusCode::NOT_FOUND, "NOT_FOUND", "S99");
+    let no_list = post(
+        &web,
+        "/api/events/demo/reserve",
+        Some(&other),
+        json!({"seats": "S4"}),
+    )
+    .await;
+    assert_error(
+        &no_list,
+        StatusCode::BAD_REQUEST,
+        "INVALID_ARGUMENT",
+        "seats",
+    );
+    let empty = post(
+        &web,
+        "/api/events/demo/reserve",
+        Some(&other),
+        json!({"seats": []}),
+    )
+    .await;
+    assert_eq!(empty.0, StatusCode::BAD_REQUEST, "{}", empty.1);
+    let nowhere = post(
+        &web,
+        "/api/events/nosuch/reserve",
+        Some(&other),
+        json!({"seats": ["S1"]}),
+    )
+    .await;
+    assert_error(&nowhere, StatusCode::NOT_FOUND, "NOT_FOUND", "nosuch");
+
+    // Seats as each caller sees them: mine for the holder, taken without a name for others,
+    // the holder's name for an admin.
+    let (_, mine) = get(&web, "/api/events/demo/seats", Some(&token)).await;
+    assert_eq!(seat(&mine["seats"], "S2")["status"], "mine");
+    let (_, theirs) = get(&web, "/api/events/demo/seats", Some(&other)).await;
+    assert_eq!(seat(&theirs["seats"], "S2")["status"], "taken");
+    assert!(seat(&theirs["seats"], "S2").get("holder").is_none());
+    let (_, admins) = get(&web, "/api/events/demo/seats", Some(&admin)).await;
+    assert_eq!(seat(&admins["seats"], "S2")["holder"], "user1");
+
+    // My bookings.
+    let anonymous = get(&web, "/api/bookings", None).await;
+    assert_eq!(anonymous.0, StatusCode::UNAUTHORIZED);
+    let (status, bookings) = get(&web, "/api/bookings", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bookings["bookings"][0]["id"], booking.as_str());
+
+    // Cancel seats: not someone else's; mine, yes.
+    let not_yours = post(
+        &web,
+        "/api/events/demo/cancel",
+        Some(&other),
+        json!({"seats": ["S2"]}),
+    )
+    .await;
+    assert_error(
+        &not_yours,
+        StatusCode::FORBIDDEN,
+        "PERMISSION_DENIED",
+        "holder",
+    );
+    let (status, freed) = post(
+        &web,
+        "/api/events/demo/cancel",
+        Some(&token),
+        json!({"seats": ["S3"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{freed}");
+    assert_eq!(freed["seats"], json!(["S3"]));
+    let not_reserved = post(
+        &web,
+        "/api/events/demo/cancel",
+        Some(&token),
+        json!({"seats": ["S3"]}),
+    )
+    .await;
+    assert_eq!(not_reserved.0, StatusCode::CONFLICT, "{}", not_reserved.1);
+
+    // Cancel a booking: unknown, someone else's, then mine (with and without a body).
+    let unknown = post(
+        &web,
+        "/api/bookings/bk-9999/cancel",
+        Some(&token),
+        json!({}),
+    )
+    .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "NOT_FOUND", "bk-9999");
+    let path = format!("/api/bookings/{booking}/cancel");
+    let theirs = post(&web, &path, Some(&other), json!({})).await;
+    assert_eq!(theirs.0, StatusCode::FORBIDDEN, "{}", theirs.1);
+    let (status, freed) = call(&web, reqwest::Method::POST, &path, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK, "{freed}");
+    assert_eq!(freed["seats"], json!(["S2"]));
+
+    // The cluster: every node, the leader, each node's lag.
+    let (status, health) = get(&web, "/api/cluster", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(health["leader"].as_u64().is_some_and(|l| l > 0), "{health}");
+    assert_eq!(health["nodes"].as_array().map(Vec::len), Some(3));
+
+    // The assistant, as on /ask.
+    let (status, answer) = post(
+        &web,
+        "/api/ask",
+        Some(&token),
+        json!({"q": "Is seat S2 available?"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        answer["answer"].as_str().is_some_and(|a| a.contains("S2")),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seat_stream_shows_changes_live_and_resumes_from_an_index() {
+    let cluster = TestCluster::with_user1(Default::default()).await;
+    let web = WebServer::start(&cluster);
+    let token = login(&web, "user1", "mysecret").await;
+    let booker = cluster.customer("user2").await;
+
+    // The first event is the whole map.
+    let mut events = Events::open(&web, "/api/events/demo/watch", Some(&token)).await;
+    let (name, first) = events.next(Duration::from_secs(10)).await;
+    assert_eq!(name, "seats");
+    assert_eq!(first["reset"], true);
+    assert_eq!(first["seats"].as_array().map(Vec::len), Some(10));
+    let start = first["applied_index"].as_u64().expect("index");
+
+    // Someone else books: the watcher sees just that seat turn taken, soon.
+    booker.reserve("demo", &["S7"]).await.expect("reserve");
+    let change = events
+        .until(Duration::from_secs(5), |_, d| {
+            d["reset"] == false && !d["seats"].as_array().is_some_and(Vec::is_empty)
+        })
+        .await;
+    assert_eq!(
+        change["seats"],
+        json!([{"id": "S7", "row": "S", "status": "taken"}])
+    );
+    let after = change["applied_index"].as_u64().expect("index");
+    assert!(after > start);
+
+    // Resuming from the first index brings only what changed since, not the whole map.
+    let mut resumed = Events::open(
+        &web,
+        &format!("/api/events/demo/watch?from={start}"),
+        Some(&token),
+    )
+    .await;
+    let (_, caught_up) = resumed.next(Duration::from_secs(10)).await;
+    assert_eq!(caught_up["reset"], false);
+    assert_eq!(seat(&caught_up["seats"], "S7")["status"], "taken");
+    assert_eq!(caught_up["seats"].as_array().map(Vec::len), Some(1));
+
+    // Refusals come before the stream starts, as errors.
+    let unknown = get(&web, "/api/events/nosuch/watch", Some(&token)).await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "NOT_FOUND", "nosuch");
+    let bad_from = get(&web, "/api/events/demo/watch?from=minus-one", Some(&token)).await;
+    assert_eq!(bad_from.0, StatusCode::BAD_REQUEST, "{}", bad_from.1);
+}
+
+/// Goal: a watch survives the death of the node that serves it, resuming on another from
+/// where it was, and then sees bookings made after the failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seat_watch_moves_to_another_node_when_its_node_dies() {
+    let mut cluster = TestCluster::with_user1(Default::default()).await;
+    let mut watcher = cluster.client();
+    watcher.login("user1", "mysecret").await.expect("login");
+    let booker = cluster.customer("user2").await;
+    // Watch through a follower, so that killing it leaves a quorum.
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let follower = [1, 2, 3]
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a follower");
+    watcher.prefer(follower);
+    let mut watch = watcher.watch_seats("demo", 0);
+    let first = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("first update in time")
+        .expect("first update");
+    assert!(first.reset);
+    assert_eq!(first.seats.len(), 10);
+
+    cluster.kill(follower);
+    booker
+        .reserve("demo", &["S4"])
+        .await
+        .expect("reserve after the kill");
+    // Updates come as they are applied; wait (with a deadline) for the one showing S4.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let seen = loop {
+        let reply = tokio::time::timeout_at(deadline, watch.next())
+            .await
+            .expect("S4 shown taken within the deadline")
+            .expect("the watch goes on on another node");
+        let taken = SeatStatus::Taken as i32;
+        if reply
+            .seats
+            .iter()
+            .any(|s| s.id == "S4" && s.status == taken)
+        {
+            break reply;
+        }
+    };
+    // The watcher is not the holder: it is told the seat is taken, not by whom.
+    assert!(seen.seats.iter().all(|s| s.holder.is_empty()));
+    assert!(watch.index() >= seen.applied_index);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_stream_follows_an_election() {
+    let mut cluster = TestCluster::with_user1(Default::default()).await;
+    let web = WebServer::start(&cluster);
+    let mut events = Events::open(&web, "/api/cluster/watch", None).await;
+    let first = events
+        .until(Duration::from_secs(10), |name, d| {
+            name == "cluster" && d["leader"].as_u64().is_some_and(|l| l > 0)
+        })
+        .await;
+    let old = first["leader"].as_u64().expect("leader");
+    cluster.kill(old);
+    let after = events
+        .until(Duration::from_secs(15), |_, d| {
+            d["leader"].as_u64().is_some_and(|l| l > 0 && l != old)
+        })
+        .await;
+    let dead = after["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["id"] == old))
+        .expect("the dead node is listed");
+    assert_eq!(dead["reachable"], false, "{after}");
+}
