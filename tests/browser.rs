@@ -275,6 +275,20 @@ async fn two_people_book_watch_ask_and_survive_a_leader_failure_in_a_real_browse
         Some("true")
     );
 
+    // The seat map works from the keyboard: an arrow key moves to the next seat, Space
+    // selects it, Escape clears the selection.
+    let s8 = alice.find(css(&seat("S8"))).await.expect("S8");
+    s8.send_keys("\u{E014}").await.expect("ArrowRight");
+    let focused = alice.active_element().await.expect("focused element");
+    assert_eq!(
+        focused.attr("data-seat").await.ok().flatten().as_deref(),
+        Some("S9")
+    );
+    focused.send_keys(" ").await.expect("Space");
+    wait_attr(&alice, &seat("S9"), "aria-pressed", "true").await;
+    focused.send_keys("\u{E00C}").await.expect("Escape");
+    wait_attr(&alice, &seat("S9"), "aria-pressed", "false").await;
+
     alice.close().await.expect("close alice");
     bob.close().await.expect("close bob");
 }
