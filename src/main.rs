@@ -56,6 +56,9 @@ enum Cmd {
         /// Print the outcome (the script's value and its prints) as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Stop the script after this many seconds (default 600, or TICKET_SCRIPT_TIMEOUT).
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: Option<u64>,
     },
     /// Serve the page (seat map, booking, the Ask box, cluster health) against the cluster of
     /// cluster.toml, on its `[web] listen` address.
@@ -153,8 +156,16 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Cmd::Shell);
     let finished = match command {
         Cmd::Shell => runtime.block_on(ticket::shell::run(&config, shell)),
-        Cmd::Run { file, args, json } => {
-            runtime.block_on(ticket::shell::run_script(&config, file, args, json))
+        Cmd::Run {
+            file,
+            args,
+            json,
+            timeout,
+        } => {
+            let timeout = timeout.map(std::time::Duration::from_secs);
+            runtime.block_on(ticket::shell::run_script(
+                &config, file, args, json, timeout,
+            ))
         }
         other => runtime.block_on(dispatch(other, config)).map(|()| true),
     };

@@ -318,3 +318,106 @@ async fn plugins_load_work_and_broken_ones_are_skipped() {
         2
     );
 }
+
+/// Goal: `parallel` cannot be nested: a branch that calls it gets a catchable error saying
+/// so (so recursion through `parallel` and 256 × 256 threads are both refused at once), and
+/// uncaught it ends the script with `file:line:col`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_parallel_is_refused() {
+    let cluster = TestCluster::start(Options {
+        nodes: 1,
+        ..Options::default()
+    });
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    let caught = dir.path().join("caught.rhai");
+    std::fs::write(
+        &caught,
+        "let inner = parallel(2, |i| {\n    let said = \"nested ran\";\n    \
+         try {\n        parallel(256, |j| parallel(256, |k| k));\n    } catch (e) {\n        \
+         said = `${e}`;\n    }\n    said\n});\n\
+         assert(inner.len() == 2, \"two branches\");\n\
+         for said in inner {\n    assert(said.contains(\"parallel cannot be nested\"), said);\n}\n\
+         print(\"refused twice\");\n",
+    )
+    .expect("write");
+    let started = Instant::now();
+    let out = run_script(&cluster, &caught, &[]);
+    assert_ok(&out, "caught.rhai");
+    assert!(text(&out.stdout).contains("refused twice"));
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    let cases = [
+        (
+            "recursive.rhai",
+            "fn r(d) {\n    parallel(1, |i| r(d + 1))\n}\nr(0);\n",
+            "recursive.rhai:2:5: parallel cannot be nested",
+        ),
+        (
+            "square.rhai",
+            "let n = 256;\nparallel(n, |i| {\n    parallel(n, |j| j)\n});\n",
+            "square.rhai:3:5: parallel cannot be nested",
+        ),
+    ];
+    for (name, source, expected) in cases {
+        let file = dir.path().join(name);
+        std::fs::write(&file, source).expect("write");
+        let started = Instant::now();
+        let out = run_script(&cluster, &file, &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(expected), "{name}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{name} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Goal: a run has a time limit (`--timeout SECS` here) that the operations bound cannot
+/// give: a loop that sleeps, a loop of calls to the cluster, a loop that catches every
+/// error, and `parallel` branches that sleep are each stopped soon after it with
+/// `file:line:col` and "the script ran longer than N s".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_limit_stops_sleeping_and_calling_loops() {
+    let cluster = TestCluster::start(Options {
+        nodes: 1,
+        ..Options::default()
+    });
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        ("sleepy.rhai", "let n = 0;\nloop {\n    sleep(50);\n}\n", "sleepy.rhai:3:5: "),
+        ("calls.rhai", "loop {\n    seats();\n}\n", "calls.rhai:2:5: "),
+        (
+            "stubborn.rhai",
+            "loop {\n    try {\n        sleep(1000);\n    } catch (e) {\n        print(e);\n    }\n}\n",
+            "stubborn.rhai:3:9: ",
+        ),
+        (
+            "branches.rhai",
+            "parallel(3, |i| {\n    loop {\n        sleep(1000);\n    }\n});\n",
+            // As rhai reports what ends a run inside a call: where the call is.
+            "branches.rhai:1:1: ",
+        ),
+    ];
+    for (name, source, location) in cases {
+        let file = dir.path().join(name);
+        std::fs::write(&file, source).expect("write");
+        let started = Instant::now();
+        let out = run_script(&cluster, &file, &["--timeout", "2"]);
+        let took = started.elapsed();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        let message = format!("{location}the script ran longer than 2 s");
+        assert!(err.contains(&message), "{name}: {err}");
+        // It ran its 2 s, and stopped soon after (the run includes starting the process).
+        assert!(
+            took >= Duration::from_secs(2),
+            "{name} stopped after {took:?}"
+        );
+        assert!(took < Duration::from_secs(20), "{name} took {took:?}");
+    }
+}

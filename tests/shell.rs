@@ -226,3 +226,251 @@ async fn the_password_comes_first_on_stdin_and_commands_follow() {
     let replies = json_lines(&out);
     assert_eq!(replies[1]["user"], "user1");
 }
+
+/// Goal: `status` gives every node's lag behind the leader: a number for each node that
+/// answered, in the JSON and as a column of the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_nodes_lag() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let out = ticket(&cluster, &["--json", "-c", "status"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = &json_lines(&out)[0];
+    let nodes = status["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 3, "{status}");
+    for node in nodes {
+        let lag = node.get("lag").unwrap_or_else(|| panic!("no lag: {node}"));
+        if node["reachable"] == true {
+            assert!(lag.is_u64(), "a reachable node's lag is a number: {node}");
+        } else {
+            assert!(lag.is_null(), "{node}");
+        }
+    }
+    assert!(
+        nodes.iter().any(|n| n["reachable"] == true),
+        "some node answered: {status}"
+    );
+
+    let out = ticket(&cluster, &["-c", "status"], "");
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    let header = table
+        .lines()
+        .find(|l| l.starts_with("node "))
+        .unwrap_or_else(|| panic!("a header: {table}"));
+    assert!(header.split_whitespace().any(|w| w == "lag"), "{table}");
+    // Every node's row ends with its lag, a number (or - for one that did not answer).
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("node1 ") || l.starts_with("node2 ") || l.starts_with("node3 "))
+        .collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    for row in rows {
+        let last = row.split_whitespace().last().unwrap_or("");
+        assert!(last == "-" || last.parse::<u64>().is_ok(), "{row}");
+    }
+}
+
+/// Goal: `history` without a terminal prints the shell's history file (the one `TICKET_HISTORY`
+/// names), numbered, or as a JSON array under `--json`; no file yet is an empty history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_reads_the_history_file_without_a_terminal() {
+    let cluster = TestCluster::start(Options {
+        nodes: 1,
+        ..Options::default()
+    });
+    let file = cluster.dir.path().join("history");
+    let history = file.to_str().expect("utf-8");
+    let env = [("TICKET_HISTORY", history)];
+
+    let out = run_ticket(&cluster.config_path, &["--json", "-c", "history"], "", &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_lines(&out)[0]["history"], serde_json::json!([]));
+
+    // As reedline writes it: one entry a line, a newline within one as <\n>.
+    std::fs::write(&file, "login user1\nreserve S2\nrun x.rhai<\\n>more\n").expect("write");
+    let out = run_ticket(&cluster.config_path, &["-c", "history"], "", &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..2], ["1  login user1", "2  reserve S2"], "{text}");
+    assert!(text.contains("3  run x.rhai\nmore"), "{text}");
+
+    let out = run_ticket(&cluster.config_path, &["--json"], "history\n", &env);
+    assert!(out.status.success());
+    let reply = &json_lines(&out)[0];
+    assert_eq!(
+        reply["history"],
+        serde_json::json!(["login user1", "reserve S2", "run x.rhai\nmore"]),
+        "{reply}"
+    );
+    assert_eq!(reply["file"], history);
+}
+
+/// Goal: every kind of command answers `--json` with one JSON object a line and exit status
+/// 0: help, help CMD, login, whoami, event create and user add (as the admin), use, seats,
+/// reserve, cancel bk-N, plugins, history, logout; and a failing command ends the run with
+/// exit status 1 and a JSON error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_answers_json_with_an_exit_status() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let history = cluster.dir.path().join("history");
+    let history = history.to_str().expect("utf-8");
+    let env = [
+        ("TICKET_PASSWORD", common::ADMIN_PASSWORD),
+        ("TICKET_NEW_PASSWORD", "carols-secret"),
+        ("TICKET_HISTORY", history),
+    ];
+    let commands = [
+        "help",
+        "help reserve",
+        "login admin",
+        "whoami",
+        "event create jsongala --rows 2 --seats-per-row 3",
+        "use jsongala",
+        "seats",
+        "use demo",
+        "reserve S9",
+        "user add carol",
+        "plugins",
+        "history",
+    ];
+    let mut args = vec!["--json", "--yes"];
+    for command in &commands {
+        args.extend(["-c", command]);
+    }
+    let out = run_ticket(&cluster.config_path, &args, "", &env);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replies = json_lines(&out);
+    assert_eq!(replies.len(), commands.len(), "{replies:?}");
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.is_object() && r.get("error").is_none()),
+        "{replies:?}"
+    );
+    let names = replies[0]["commands"]
+        .as_array()
+        .expect("help lists commands");
+    assert!(names.iter().any(|n| n == "reserve"), "{}", replies[0]);
+    assert_eq!(replies[1]["command"], "reserve");
+    assert!(replies[1]["usage"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("reserve")));
+    assert_eq!(
+        (&replies[2]["user"], &replies[2]["role"]),
+        (&"admin".into(), &"admin".into())
+    );
+    assert_eq!(replies[3]["user"], "admin");
+    let gala = &replies[4]["event"];
+    assert_eq!(
+        (&gala["name"], &gala["rows"], &gala["seats_per_row"]),
+        (&"jsongala".into(), &2.into(), &3.into()),
+        "{gala}"
+    );
+    assert_eq!(replies[5]["event"], "jsongala");
+    assert_eq!(
+        replies[6]["seats"].as_array().map(Vec::len),
+        Some(6),
+        "{}",
+        replies[6]
+    );
+    assert_eq!(replies[7]["event"], "demo");
+    let booking = replies[8]["booking"]["id"]
+        .as_str()
+        .expect("a booking id")
+        .to_string();
+    assert!(booking.starts_with("bk-"), "{booking}");
+    assert_eq!(
+        (&replies[9]["user"], &replies[9]["role"]),
+        (&"carol".into(), &"customer".into())
+    );
+    assert!(replies[10]["commands"].is_array(), "{}", replies[10]);
+    assert!(replies[11]["history"].is_array(), "{}", replies[11]);
+
+    // Cancel that booking by id, log out, and show who is left; then a failure.
+    let cancel = format!("cancel {booking}");
+    let args = [
+        "--json",
+        "--yes",
+        "-c",
+        "login admin",
+        "-c",
+        &cancel,
+        "-c",
+        "logout",
+        "-c",
+        "whoami",
+        "-c",
+        "reserve S9",
+        "-c",
+        "whoami",
+    ];
+    let out = run_ticket(&cluster.config_path, &args, "", &env);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replies = json_lines(&out);
+    assert_eq!(
+        replies.len(),
+        5,
+        "the run stops at the failure: {replies:?}"
+    );
+    assert_eq!(
+        replies[1]["seats"],
+        serde_json::json!(["S9"]),
+        "{}",
+        replies[1]
+    );
+    assert_eq!(replies[2]["logged_out"], "admin");
+    assert!(replies[3]["user"].is_null(), "{}", replies[3]);
+    assert!(
+        replies[4]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "reserve without a login fails as JSON: {}",
+        replies[4]
+    );
+
+    // The new customer can log in with the password given on the way in.
+    let env = [
+        ("TICKET_PASSWORD", "carols-secret"),
+        ("TICKET_HISTORY", history),
+    ];
+    let out = run_ticket(
+        &cluster.config_path,
+        &["--json", "-c", "login carol"],
+        "",
+        &env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(json_lines(&out)[0]["user"], "carol");
+
+    // A command that does not parse fails the same way.
+    let out = run_ticket(&cluster.config_path, &["--json", "-c", "bogus"], "", &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(json_lines(&out)[0]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("unknown command 'bogus'")));
+}

@@ -57,8 +57,8 @@ fn quit(mut shell: Pty) {
     );
 }
 
-/// Goal: at a terminal the password is never echoed, Tab completes a seat id of the event
-/// in use, Ctrl-R finds an earlier command, and the death of the node serving the shell goes
+/// Goal: at a terminal the password is never echoed, Tab completes a free seat id of the
+/// event in use right after login, Ctrl-R finds an earlier command, and the death of the node serving the shell goes
 /// unnoticed by the person typing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_a_terminal_login_completion_history_search_and_failover_work() {
@@ -75,10 +75,9 @@ async fn at_a_terminal_login_completion_history_search_and_failover_work() {
         "the password was echoed: {printed:?}"
     );
 
-    // Completion offers the seats of the event in use once the map has been seen. The menu
-    // styles the typed prefix apart, so escape codes may split "S" from "10".
-    shell.send("get\r").expect("send");
-    until(&mut shell, "legend", "seat map");
+    // Completion offers the free seats of the event in use as soon as the login is done,
+    // nothing else asked for. The menu styles the typed prefix apart, so escape codes may
+    // split "S" from "10".
     shell.send("reserve S\t").expect("send");
     until(
         &mut shell,
@@ -187,6 +186,37 @@ async fn at_a_terminal_scripts_and_plugins_fail_without_taking_the_shell_down() 
     until(&mut shell, "hello world", "its command runs");
 
     quit(shell);
+}
+
+/// Goal: at a terminal, when no node of cluster.toml answers and every node is on this
+/// machine, the shell starts the local cluster itself, works against it, and stops it when
+/// the person quits. (Without a terminal it does not: a script gets an error instead.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_terminal_the_shell_starts_the_local_cluster_and_stops_it_on_quit() {
+    let cluster = TestCluster::configure(Options::default());
+    let (mut shell, printed) = open_shell(&cluster);
+    assert!(
+        printed.contains("No node answered; starting the local cluster"),
+        "{printed:?}"
+    );
+    shell.send("status\r").expect("send");
+    until(
+        &mut shell,
+        r"leader: node[0-9]",
+        "the status of the cluster it started",
+    );
+    shell.send("seats\r").expect("send");
+    until(&mut shell, "legend", "the demo event's seat map");
+    let client = cluster.client().with_call_timeout(Duration::from_secs(1));
+    assert!(client.cluster_status().await.is_ok(), "the nodes serve");
+    quit(shell);
+    let client = &client;
+    common::poll_for(
+        "the shell's nodes to stop",
+        Duration::from_secs(10),
+        || async move { client.cluster_status().await.is_err().then_some(()) },
+    )
+    .await;
 }
 
 /// A chat-completions server whose answers wait at gates the test opens: the first request

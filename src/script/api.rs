@@ -13,11 +13,11 @@
 //! | `reserve(seat)`, `reserve([seats])` | the booking `#{id, event, seats, user, applied_index}` |
 //! | `cancel(seat or "bk-N")`, `cancel([seats])` | `#{event, seats, applied_index}` |
 //! | `bookings()` | array of bookings |
-//! | `status()` | `#{leader, term, nodes: [..]}` |
+//! | `status()` | `#{leader, term, nodes: [#{id, addr, role, reachable, term, last_log_index, applied_index, lag}]}` |
 //! | `ask(question)` | the answer, a string |
 //! | `add_user(name, password)`, `add_user(name, password, admin)` | `#{user, role}` |
 //! | `create_event(name, rows, seats_per_row[, max_per_user])` | the event |
-//! | `parallel(n, \|i\| ..)` | the n results, in order of `i` |
+//! | `parallel(n, \|i\| ..)` | the n results, in order of `i` (not nested: a branch cannot call it) |
 //! | `leader()`, `kill(id)`, `restart(id)`, `pause(id)`, `resume(id)` | cluster control |
 //! | `sleep(ms)`, `assert(cond, message)`, `now_ms()`, `print(x)` | |
 
@@ -28,7 +28,10 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 use serde_json::Value;
 
-use super::{enter, with_context, Context, Host, PARALLEL_MAX, SLEEP_MS_MAX, STACK_BYTES};
+use super::{
+    deadline, enter, in_parallel, join_run, with_context, Context, Host, PARALLEL_MAX,
+    SLEEP_MS_MAX, STACK_BYTES,
+};
 use crate::cli::explain;
 use crate::cli::up::LocalCluster;
 use crate::client::Client;
@@ -149,6 +152,11 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         if !(0..=SLEEP_MS_MAX).contains(&ms) {
             return Err(format!("sleep takes 0 to {SLEEP_MS_MAX} ms, not {ms}").into());
         }
+        // Outside a run (a plugin loading or completing, on the shell's own thread) there is
+        // no deadline to stop it, and blocking there would stall, or panic inside, the runtime.
+        if deadline().is_none() {
+            return Err("sleep works only in a script or a plugin command's handler".into());
+        }
         let wait = tokio::time::sleep(Duration::from_millis(ms as u64));
         h.runtime.block_on(h.cancellable(wait))
     });
@@ -174,11 +182,28 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
 }
 
 impl Host {
-    /// Runs `work` unless the script is cancelled first.
-    async fn cancellable<T>(&self, work: impl std::future::Future<Output = T>) -> Fallible<T> {
-        tokio::select! {
-            result = work => Ok(result),
-            _ = self.until_cancelled() => Err("cancelled (Ctrl-C)".into()),
+    /// Runs `work` unless the script is cancelled, or its run's time is up, first. Call it on
+    /// the script's thread: the deadline is that thread's.
+    fn cancellable<'a, T>(
+        &'a self,
+        work: impl std::future::Future<Output = T> + 'a,
+    ) -> impl std::future::Future<Output = Fallible<T>> + 'a {
+        let deadline = deadline();
+        async move {
+            let time_up = async {
+                match deadline {
+                    Some(deadline) => deadline.reached().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = work => Ok(result),
+                _ = self.until_cancelled() => Err("cancelled (Ctrl-C)".into()),
+                _ = time_up => Err(deadline.map_or_else(
+                    || "the script's time is up".into(),
+                    |d| d.error(),
+                )),
+            }
         }
     }
 }
@@ -260,7 +285,15 @@ fn create_event(
 /// `parallel(n, |i| ..)`: runs the closure for i in 0..n, each on its own thread with its
 /// own session (starting as the caller's login and event), and returns the results in order.
 /// If a branch fails, `parallel` fails with the error of the first failing branch.
+///
+/// Each branch is a fresh call of the engine, with an operations budget and call depth of its
+/// own; what bounds a run is that a branch cannot start branches (so at most `PARALLEL_MAX`
+/// threads, each within the sandbox's bounds) and that every branch keeps the run's deadline.
 fn parallel(host: &Host, context: NativeCallContext, n: i64, f: FnPtr) -> Fallible<Array> {
+    if in_parallel() {
+        return Err("parallel cannot be nested: call it from the script, not from a branch".into());
+    }
+    let run_deadline = deadline();
     let n = usize::try_from(n)
         .ok()
         .filter(|n| *n <= PARALLEL_MAX)
@@ -286,6 +319,7 @@ fn parallel(host: &Host, context: NativeCallContext, n: i64, f: FnPtr) -> Fallib
                     .stack_size(STACK_BYTES)
                     .spawn_scoped(scope, move || {
                         let _runtime = host.runtime.enter();
+                        join_run(run_deadline, true);
                         let ast = fork.ast.clone();
                         let _context = enter(fork);
                         f.call::<Dynamic>(engine, &ast, (i as i64,))
@@ -306,6 +340,9 @@ fn parallel(host: &Host, context: NativeCallContext, n: i64, f: FnPtr) -> Fallib
     for (i, result) in results.into_iter().enumerate() {
         match result {
             Ok(value) => values.push(value),
+            // As rhai does for its own calls: what stops a run (time up, Ctrl-C, a sandbox
+            // bound) passes through unwrapped, so no `catch` around `parallel` can swallow it.
+            Err(error) if error.is_system_exception() => return Err(error),
             Err(error) => {
                 return Err(EvalAltResult::ErrorInFunctionCall(
                     format!("parallel branch {i}"),

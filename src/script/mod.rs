@@ -5,6 +5,10 @@
 //! operations, call depth, expression depth and sizes of strings, arrays and maps; no `eval`,
 //! no `import`, and no file or network access except the cluster through the API. A script
 //! that loops forever stops at the operations bound with a clear error, and Ctrl-C stops one.
+//! A whole run, its `parallel` branches included, also has a time limit ([`TIME_LIMIT`] unless
+//! set otherwise): the operations bound alone does not stop a loop that sleeps or waits on the
+//! cluster, nor branches that each get an operations budget of their own. `parallel` cannot
+//! be nested, so a run has at most [`PARALLEL_MAX`] threads.
 //!
 //! A script runs on a thread of its own and blocks on the shell's tokio runtime for each call
 //! to the cluster, so `parallel(n, |i| ..)` can run a closure on n threads at once, each with
@@ -17,13 +21,14 @@ mod api;
 mod diagnostic;
 pub mod plugins;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rhai::module_resolvers::DummyModuleResolver;
-use rhai::{Dynamic, Engine, Scope, AST};
+use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
 use tokio::runtime::Handle;
 
 pub use diagnostic::Diagnostic;
@@ -45,6 +50,14 @@ pub const VARIABLES_MAX: usize = 1_000;
 pub const PARALLEL_MAX: usize = 256;
 /// `sleep(ms)` sleeps at most this long.
 pub const SLEEP_MS_MAX: i64 = 60_000;
+/// How long one run of a script (or a plugin command) may take, `parallel` branches
+/// included, unless `TICKET_SCRIPT_TIMEOUT` (seconds) or [`Scripting::set_time_limit`] says
+/// otherwise.
+pub const TIME_LIMIT: Duration = Duration::from_secs(600);
+/// The engine looks at the clock once in this many operations: often enough to stop within
+/// a moment, rarely enough to cost nothing. Calls that wait (`sleep`, the cluster) watch the
+/// deadline themselves.
+const CLOCK_EVERY_OPS: u64 = 64;
 /// A script thread's stack: deep (but bounded) recursion must fail with rhai's error, not
 /// overflow the thread.
 const STACK_BYTES: usize = 16 << 20;
@@ -81,6 +94,38 @@ pub(crate) struct Host {
     cluster: Option<Arc<Mutex<LocalCluster>>>,
     cancelled: AtomicBool,
     cancel: tokio::sync::watch::Sender<bool>,
+    /// The time limit of a run, in milliseconds.
+    time_limit_ms: AtomicU64,
+}
+
+/// When the run on this thread must stop, and the limit that set it (for the message).
+#[derive(Clone, Copy)]
+pub(crate) struct Deadline {
+    at: Instant,
+    limit: Duration,
+}
+
+impl Deadline {
+    fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    fn message(&self) -> String {
+        format!(
+            "the script ran longer than {} s, its time limit",
+            self.limit.as_secs_f64()
+        )
+    }
+
+    /// The error that ends the run: not one a script's `catch` can swallow.
+    pub(crate) fn error(&self) -> Box<EvalAltResult> {
+        EvalAltResult::ErrorTerminated(self.message().into(), Position::NONE).into()
+    }
+
+    /// Resolves when the deadline passes.
+    pub(crate) async fn reached(&self) {
+        tokio::time::sleep_until(self.at.into()).await;
+    }
 }
 
 impl Host {
@@ -105,6 +150,27 @@ struct Context {
 
 thread_local! {
     static CONTEXT: RefCell<Option<Context>> = const { RefCell::new(None) };
+    /// The deadline of the run this thread belongs to; none outside a run (a plugin loading
+    /// or completing, which the operations bound stops and which may not wait).
+    static DEADLINE: Cell<Option<Deadline>> = const { Cell::new(None) };
+    /// Whether this thread is a `parallel` branch, which may not start branches of its own.
+    static IN_PARALLEL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The deadline of the run on this thread, if it is in one.
+pub(crate) fn deadline() -> Option<Deadline> {
+    DEADLINE.with(Cell::get)
+}
+
+/// Makes this thread (a new one) part of a run with `deadline`, as a `parallel` branch when
+/// `branch`.
+pub(crate) fn join_run(deadline: Option<Deadline>, branch: bool) {
+    DEADLINE.with(|d| d.set(deadline));
+    IN_PARALLEL.with(|p| p.set(branch));
+}
+
+pub(crate) fn in_parallel() -> bool {
+    IN_PARALLEL.with(Cell::get)
 }
 
 /// The engine, its host and the loaded plugins. One per shell (or `ticket run`).
@@ -123,6 +189,7 @@ impl Scripting {
             cluster,
             cancelled: AtomicBool::new(false),
             cancel: tokio::sync::watch::Sender::new(false),
+            time_limit_ms: AtomicU64::new(time_limit_from_env().as_millis() as u64),
         });
         let plugins = Plugins::default();
         let mut engine = sandboxed_engine(&host);
@@ -133,6 +200,12 @@ impl Scripting {
             host,
             plugins,
         })
+    }
+
+    /// How long each later run (a script, a plugin command) may take, branches included.
+    pub fn set_time_limit(&self, limit: Duration) {
+        let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        self.host.time_limit_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Stops the running script (and its `parallel` branches) at their next operation or call.
@@ -205,6 +278,11 @@ impl Scripting {
         work: impl FnOnce(&Scripting) -> Result<Dynamic, Diagnostic> + Send + 'static,
     ) -> Result<Dynamic, Diagnostic> {
         self.reset_cancel();
+        let limit = Duration::from_millis(self.host.time_limit_ms.load(Ordering::Relaxed));
+        // An absurd limit (beyond what Instant can hold) is no limit.
+        let deadline = Instant::now()
+            .checked_add(limit)
+            .map(|at| Deadline { at, limit });
         let this = self.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spawned = std::thread::Builder::new()
@@ -212,6 +290,7 @@ impl Scripting {
             .stack_size(STACK_BYTES)
             .spawn(move || {
                 let _runtime = this.host.runtime.enter();
+                join_run(deadline, false);
                 let _ = tx.send(work(&this));
             });
         if let Err(e) = spawned {
@@ -256,6 +335,15 @@ fn with_context<T>(f: impl FnOnce(&mut Context) -> T) -> Result<T, String> {
     })
 }
 
+/// `TICKET_SCRIPT_TIMEOUT` (whole seconds, more than 0) or [`TIME_LIMIT`].
+fn time_limit_from_env() -> Duration {
+    std::env::var("TICKET_SCRIPT_TIMEOUT")
+        .ok()
+        .and_then(|secs| secs.trim().parse::<u64>().ok())
+        .filter(|secs| *secs > 0)
+        .map_or(TIME_LIMIT, Duration::from_secs)
+}
+
 fn sandboxed_engine(host: &Arc<Host>) -> Engine {
     let mut engine = Engine::new();
     engine
@@ -269,10 +357,16 @@ fn sandboxed_engine(host: &Arc<Host>) -> Engine {
         .set_module_resolver(DummyModuleResolver::new())
         .disable_symbol("eval");
     let progress = host.clone();
-    engine.on_progress(move |_| {
-        progress
-            .is_cancelled()
-            .then(|| Dynamic::from("cancelled (Ctrl-C)"))
+    engine.on_progress(move |operations| {
+        if progress.is_cancelled() {
+            return Some(Dynamic::from("cancelled (Ctrl-C)"));
+        }
+        if operations % CLOCK_EVERY_OPS != 0 {
+            return None;
+        }
+        deadline()
+            .filter(Deadline::passed)
+            .map(|d| Dynamic::from(d.message()))
     });
     engine.on_print(|text| {
         let printed = with_context(|c| c.out.line(text));

@@ -21,8 +21,12 @@ use crate::script::Scripting;
 /// Lines of history kept.
 const HISTORY_LINES_MAX: usize = 10_000;
 
-/// Where history lives: `$HOME/.ticket_history`, else beside the cluster's data.
-fn history_path(config: &Config) -> PathBuf {
+/// Where history lives: `$TICKET_HISTORY` if set (tests use a file of their own), else
+/// `$HOME/.ticket_history`, else beside the cluster's data.
+pub(super) fn history_path(config: &Config) -> PathBuf {
+    if let Some(file) = std::env::var_os("TICKET_HISTORY").filter(|f| !f.is_empty()) {
+        return PathBuf::from(file);
+    }
     match std::env::var_os("HOME") {
         Some(home) => PathBuf::from(home).join(".ticket_history"),
         None => config.data_dir.join("shell_history"),
@@ -69,10 +73,13 @@ pub async fn run(session: &mut Session, json: bool, config: &Config) -> anyhow::
         match editor.read_line(&prompt) {
             Ok(Signal::Success(line)) => {
                 let parsed = session.parse(&line);
-                if parsed == Ok(Some(Cmd::History)) {
+                if parsed == Ok(Some(Cmd::History)) && editor.sync_history().is_err() {
+                    // The file cannot be written: what this session typed is only in memory.
                     let _ = editor.print_history();
                     continue;
                 }
+                // Otherwise `history` reads the file, now holding this session's lines too,
+                // as it does without a terminal.
                 let script = matches!(parsed, Ok(Some(Cmd::Run { .. } | Cmd::Plugin { .. })));
                 let scripting = session.scripting.clone();
                 let run = super::run_line(session, &line, json);
@@ -142,8 +149,14 @@ impl Completer for ShellCompleter {
 
 impl ShellCompleter {
     fn suggest(&self, line: &str, pos: usize) -> Vec<Suggestion> {
-        let before = &line[..pos.min(line.len())];
-        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let before = up_to(line, pos);
+        // The word starts after the last whitespace character, which may be several bytes
+        // long (U+00A0, U+3000): step over the whole character, not one byte.
+        let start = before
+            .char_indices()
+            .rev()
+            .find(|(_, c)| c.is_whitespace())
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let word = &before[start..];
         let first = before.split_whitespace().next().unwrap_or("");
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
@@ -154,12 +167,16 @@ impl ShellCompleter {
                 .chain(known.plugins.iter().map(|c| c.name.clone()))
                 .collect::<Vec<_>>()
         };
-        let candidates: Vec<String> = if start == 0 {
+        // The command word, even after leading blanks.
+        let candidates: Vec<String> = if before[..start].trim().is_empty() {
             commands()
         } else {
             match first {
                 "use" | "seats" | "get" => known.events.clone(),
-                "reserve" | "book" | "cancel" => known.seats.clone(),
+                "reserve" | "book" | "cancel" => {
+                    let typed: Vec<&str> = before[..start].split_whitespace().skip(1).collect();
+                    seat_candidates(&known, first, &typed)
+                }
                 "event" => vec!["create".into()],
                 "user" => vec!["add".into()],
                 "plugins" => vec!["reload".into()],
@@ -201,6 +218,36 @@ impl ShellCompleter {
             })
             .collect()
     }
+}
+
+/// What `reserve` and `cancel` may take next, given the words already typed after the
+/// command: free seats to reserve; my seats or one of my bookings to cancel (a booking id
+/// only as the first word, as `cancel` takes one booking or seats). Nothing typed twice.
+fn seat_candidates(known: &Known, command: &str, typed: &[&str]) -> Vec<String> {
+    let mut candidates = match command {
+        "cancel" if typed.is_empty() => [known.mine.as_slice(), known.bookings.as_slice()].concat(),
+        "cancel"
+            if typed
+                .iter()
+                .any(|w| w.to_ascii_lowercase().starts_with("bk-")) =>
+        {
+            Vec::new()
+        }
+        "cancel" => known.mine.clone(),
+        _ => known.free.clone(),
+    };
+    candidates.retain(|c| !typed.iter().any(|w| w.eq_ignore_ascii_case(c)));
+    candidates
+}
+
+/// `line` up to byte `pos`, moved back to a character boundary: the editor's cursor is
+/// trusted no more than the text is.
+fn up_to(line: &str, pos: usize) -> &str {
+    let mut pos = pos.min(line.len());
+    while !line.is_char_boundary(pos) {
+        pos -= 1;
+    }
+    &line[..pos]
 }
 
 /// Completes a path to a `.rhai` file (or a directory on the way to one).
@@ -280,23 +327,112 @@ mod tests {
             .collect()
     }
 
+    fn completer(known: Known) -> ShellCompleter {
+        ShellCompleter {
+            known: Arc::new(Mutex::new(known)),
+            scripting: None,
+        }
+    }
+
+    /// The demo event as user1 sees it with S2 and S3 booked as bk-4 and S5 as bk-9 (mine),
+    /// and S7 someone else's.
+    fn demo_known() -> Known {
+        Known {
+            events: vec!["demo".into(), "gala".into()],
+            seats: (1..=10).map(|n| format!("S{n}")).collect(),
+            free: ["S1", "S4", "S6", "S8", "S9", "S10"]
+                .map(String::from)
+                .into(),
+            mine: ["S2", "S3", "S5"].map(String::from).into(),
+            bookings: ["bk-4", "bk-9"].map(String::from).into(),
+            plugins: Vec::new(),
+        }
+    }
+
     #[test]
     fn completes_commands_events_and_seats_of_the_event_in_use() {
-        let known = Arc::new(Mutex::new(Known {
-            events: vec!["demo".into(), "gala".into()],
-            seats: vec!["S1".into(), "S2".into(), "S10".into()],
-            plugins: Vec::new(),
-        }));
-        let completer = ShellCompleter {
-            known,
-            scripting: None,
-        };
+        let completer = completer(demo_known());
         assert_eq!(values(&completer, "res"), vec!["reserve"]);
         assert_eq!(values(&completer, "use g"), vec!["gala"]);
-        assert_eq!(values(&completer, "reserve S1 s1"), vec!["S1", "S10"]);
+        assert_eq!(values(&completer, "reserve S1 s1"), vec!["S10"]);
         assert_eq!(values(&completer, "event c"), vec!["create"]);
         assert!(values(&completer, "status x").is_empty());
         assert_eq!(values(&completer, "plugins r"), vec!["reload"]);
+    }
+
+    #[test]
+    fn reserve_offers_free_seats_and_cancel_offers_mine_and_my_bookings() {
+        let completer = completer(demo_known());
+        assert_eq!(
+            values(&completer, "reserve "),
+            vec!["S1", "S4", "S6", "S8", "S9", "S10"]
+        );
+        assert_eq!(
+            values(&completer, "book S"),
+            values(&completer, "reserve S")
+        );
+        assert!(values(&completer, "reserve S7").is_empty(), "taken");
+        assert!(values(&completer, "reserve S2").is_empty(), "mine already");
+        assert_eq!(
+            values(&completer, "cancel "),
+            vec!["S2", "S3", "S5", "bk-4", "bk-9"]
+        );
+        assert_eq!(values(&completer, "cancel b"), vec!["bk-4", "bk-9"]);
+        // After a seat: more seats, not a booking, and not the same seat again.
+        assert_eq!(values(&completer, "cancel S2 "), vec!["S3", "S5"]);
+        assert!(values(&completer, "cancel bk-4 ").is_empty());
+        assert!(values(&completer, "cancel S1").is_empty(), "not mine");
+    }
+
+    #[test]
+    fn seats_learnt_from_a_map_split_into_free_mine_and_my_bookings() {
+        use crate::pb::booking::v1::{GetSeatsReply, Seat, SeatStatus};
+        let seat = |id: &str, status: SeatStatus, booking: &str| Seat {
+            id: id.into(),
+            row: "S".into(),
+            status: status as i32,
+            holder: String::new(),
+            booking_id: booking.into(),
+        };
+        let reply = GetSeatsReply {
+            event: None,
+            seats: vec![
+                seat("S1", SeatStatus::Free, ""),
+                seat("S2", SeatStatus::Mine, "bk-4"),
+                seat("S3", SeatStatus::Mine, "bk-4"),
+                seat("S4", SeatStatus::Taken, "bk-5"),
+                seat("S5", SeatStatus::Mine, "bk-9"),
+            ],
+            applied_index: 1,
+        };
+        let mut known = demo_known();
+        known.learn_seats(&reply);
+        assert_eq!(known.seats, ["S1", "S2", "S3", "S4", "S5"]);
+        assert_eq!(known.free, ["S1"]);
+        assert_eq!(known.mine, ["S2", "S3", "S5"]);
+        // Someone else's booking (an admin sees its id) is not one to cancel from here.
+        assert_eq!(known.bookings, ["bk-4", "bk-9"]);
+        assert_eq!(known.events, ["demo", "gala"], "events are kept");
+    }
+
+    /// Tab after a multi-byte whitespace character (a no-break or an ideographic space)
+    /// completes the word after it instead of panicking on a byte offset inside the
+    /// character; a cursor inside a character is moved back to its start.
+    #[test]
+    fn completion_after_multibyte_whitespace_does_not_panic() {
+        let completer = completer(demo_known());
+        assert_eq!(values(&completer, "reserve\u{a0}S1"), vec!["S1", "S10"]);
+        assert_eq!(values(&completer, "use\u{3000}g"), vec!["gala"]);
+        assert_eq!(values(&completer, "\u{3000}res"), vec!["reserve"]);
+        assert_eq!(
+            values(&completer, "reserve S1\u{3000}"),
+            vec!["S4", "S6", "S8", "S9", "S10"]
+        );
+        let line = "use\u{3000}g";
+        for pos in 0..=line.len() + 2 {
+            let _ = completer.suggest(line, pos);
+        }
+        assert_eq!(up_to("use\u{3000}g", 4), "use");
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool>
     session.assistant = assistant_with_plugins(config, &scripting);
     session.scripting = Some(scripting);
     session.plugin_dir = config.base_dir().join("plugins");
+    session.history_file = Some(editor::history_path(config));
     for problem in session.load_plugins() {
         eprintln!("plugin skipped: {problem}");
     }
@@ -136,12 +137,14 @@ pub fn assistant_with_plugins(config: &Config, scripting: &Arc<Scripting>) -> Ar
 
 /// `ticket run FILE.rhai [ARGS]`: runs one script and returns whether it succeeded. If no
 /// node answers and the cluster is local, it starts the cluster for the script (which can
-/// then kill and restart nodes) and stops it afterwards.
+/// then kill and restart nodes) and stops it afterwards. `timeout` replaces the scripts'
+/// time limit.
 pub async fn run_script(
     config: &Config,
     file: PathBuf,
     args: Vec<String>,
     json: bool,
+    timeout: Option<Duration>,
 ) -> anyhow::Result<bool> {
     let local = start_local_cluster_if_needed(config).await?;
     let mode = Mode {
@@ -150,7 +153,11 @@ pub async fn run_script(
         ..Mode::default()
     };
     let mut session = Session::new(Client::from_config(config), mode);
-    session.scripting = Some(Scripting::new(tokio::runtime::Handle::current(), local));
+    let scripting = Scripting::new(tokio::runtime::Handle::current(), local);
+    if let Some(timeout) = timeout {
+        scripting.set_time_limit(timeout);
+    }
+    session.scripting = Some(scripting);
     session.assistant = Arc::new(Assistant::new(&config.assistant));
     let line = command::Cmd::Run {
         file: file.display().to_string(),

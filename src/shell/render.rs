@@ -27,7 +27,12 @@ pub fn seat_map(reply: &GetSeatsReply, colour: bool) -> String {
             row.clone_from(&seat.row);
             out.push_str(&format!("{row:<4}"));
         }
-        let number = &seat.id[seat.row.len()..];
+        // The number is the id without its row ("S10" in row "S"); an id the server sent
+        // that does not start with its row is shown whole rather than cut mid-character.
+        let number = seat
+            .id
+            .strip_prefix(seat.row.as_str())
+            .unwrap_or(seat.id.as_str());
         let (mark, paint) = match status(seat.status) {
             SeatStatus::Free => ('.', Color::Green),
             SeatStatus::Mine => ('*', Color::Cyan),
@@ -66,4 +71,48 @@ pub fn seats_json(reply: &GetSeatsReply) -> Value {
         "applied_index": reply.applied_index,
         "seats": seats,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::booking::v1::{Event, Seat};
+
+    fn reply(seats: &[(&str, &str)]) -> GetSeatsReply {
+        GetSeatsReply {
+            event: Some(Event {
+                name: "gala".into(),
+                ..Event::default()
+            }),
+            seats: seats
+                .iter()
+                .map(|(row, id)| Seat {
+                    id: id.to_string(),
+                    row: row.to_string(),
+                    status: SeatStatus::Free as i32,
+                    ..Seat::default()
+                })
+                .collect(),
+            applied_index: 7,
+        }
+    }
+
+    #[test]
+    fn a_seat_shows_its_number_within_its_row() {
+        let map = seat_map(&reply(&[("S", "S1"), ("S", "S10")]), false);
+        assert!(map.contains("S   .1   .10"), "{map}");
+    }
+
+    /// The server's data is not trusted to keep ids and rows consistent: a row longer than
+    /// the id, or one ending inside a multi-byte character of the id, must not panic.
+    #[test]
+    fn ids_that_do_not_start_with_their_row_are_shown_whole() {
+        let map = seat_map(
+            &reply(&[("ÅBCDEF", "A1"), ("A", "é1"), ("Ü", "Ü2"), ("", "")]),
+            false,
+        );
+        assert!(map.contains(".A1"), "{map}");
+        assert!(map.contains(".é1"), "{map}");
+        assert!(map.contains(".2"), "{map}");
+    }
 }

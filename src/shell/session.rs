@@ -40,9 +40,42 @@ impl Reply {
 #[derive(Default)]
 pub struct Known {
     pub events: Vec<String>,
+    /// Every seat of the event in use (what a plugin's `complete` gets).
     pub seats: Vec<String>,
+    /// Its free seats: what `reserve` can take.
+    pub free: Vec<String>,
+    /// The user's seats in it and the bookings holding them: what `cancel` can give back.
+    pub mine: Vec<String>,
+    pub bookings: Vec<String>,
     pub plugins: Vec<PluginCommand>,
 }
+
+impl Known {
+    /// Takes the seats of the event in use from its seat map.
+    pub fn learn_seats(&mut self, reply: &pb::GetSeatsReply) {
+        let with = |wanted: pb::SeatStatus| -> Vec<String> {
+            reply
+                .seats
+                .iter()
+                .filter(|s| pb::SeatStatus::try_from(s.status) == Ok(wanted))
+                .map(|s| s.id.clone())
+                .collect()
+        };
+        self.seats = reply.seats.iter().map(|s| s.id.clone()).collect();
+        self.free = with(pb::SeatStatus::Free);
+        self.mine = with(pb::SeatStatus::Mine);
+        self.bookings.clear();
+        for seat in &reply.seats {
+            let mine = pb::SeatStatus::try_from(seat.status) == Ok(pb::SeatStatus::Mine);
+            if mine && !seat.booking_id.is_empty() && !self.bookings.contains(&seat.booking_id) {
+                self.bookings.push(seat.booking_id.clone());
+            }
+        }
+    }
+}
+
+/// How long refreshing completion's candidates may hold up the command that asked for it.
+const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How the session talks to the person at the other end.
 #[derive(Clone, Default)]
@@ -73,6 +106,8 @@ pub struct Session {
     pub plugin_dir: PathBuf,
     /// Answers `ask`; its backend can be switched for the session.
     pub assistant: Arc<Assistant>,
+    /// The interactive shell's history, which `history` prints; `None` in a script.
+    pub history_file: Option<PathBuf>,
 }
 
 impl Session {
@@ -86,6 +121,7 @@ impl Session {
             scripting: None,
             plugin_dir: PathBuf::from("plugins"),
             assistant: Arc::new(Assistant::new(&Default::default())),
+            history_file: None,
         }
     }
 
@@ -105,6 +141,7 @@ impl Session {
             scripting: None,
             plugin_dir: self.plugin_dir.clone(),
             assistant: self.assistant.clone(),
+            history_file: None,
         }
     }
 
@@ -127,6 +164,27 @@ impl Session {
 
     /// Runs one command. An error is a message for a person; nothing else failed.
     pub async fn run(&mut self, cmd: Cmd) -> Result<Reply, String> {
+        // What the command may have changed that completion offers, to be fetched again
+        // (events too, or only the seats of the event in use), whether it succeeded or not:
+        // a reserve refused because the seat was taken shows the candidates were stale.
+        let refresh = match &cmd {
+            Cmd::Login(_) | Cmd::Use(_) | Cmd::EventCreate { .. } => Some(true),
+            Cmd::Logout
+            | Cmd::Reserve(_)
+            | Cmd::CancelSeats(_)
+            | Cmd::CancelBooking(_)
+            | Cmd::Run { .. }
+            | Cmd::Plugin { .. } => Some(false),
+            _ => None,
+        };
+        let reply = self.execute(cmd).await;
+        if let Some(events) = refresh {
+            self.refresh_known(events).await;
+        }
+        reply
+    }
+
+    async fn execute(&mut self, cmd: Cmd) -> Result<Reply, String> {
         let fail = |s: tonic::Status| explain(&s);
         match cmd {
             Cmd::Help(topic) => help(topic.as_deref(), &self.known_plugins()),
@@ -178,7 +236,7 @@ impl Session {
                     .await
                     .map_err(fail)?;
                 self.event = event;
-                self.remember_seats(&seats);
+                self.remember_seats(&self.event, &seats);
                 Ok(Reply::new(
                     format!("using event {}", self.event),
                     json!({ "event": self.event }),
@@ -191,7 +249,7 @@ impl Session {
                     .get_seats(&event, Consistency::Linearizable)
                     .await
                     .map_err(fail)?;
-                self.remember_seats(&reply);
+                self.remember_seats(&event, &reply);
                 let text = render::seat_map(&reply, self.mode.colour);
                 Ok(Reply::new(text, render::seats_json(&reply)))
             }
@@ -275,7 +333,7 @@ impl Session {
                 );
                 Ok(Reply::new(text, d))
             }
-            Cmd::History => Err("history is kept by the interactive shell only".into()),
+            Cmd::History => self.history(),
             Cmd::EventCreate {
                 name,
                 rows,
@@ -565,10 +623,76 @@ impl Session {
         known.events = events.iter().map(|e| e.name.clone()).collect();
     }
 
-    fn remember_seats(&self, reply: &pb::GetSeatsReply) {
+    /// Remembers the seats of `event` if it is the event in use: completion offers those
+    /// only, so a look at another event's map must not replace them.
+    fn remember_seats(&self, event: &str, reply: &pb::GetSeatsReply) {
+        if event != self.event {
+            return;
+        }
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        known.seats = reply.seats.iter().map(|s| s.id.clone()).collect();
+        known.learn_seats(reply);
     }
+
+    /// Fetches what completion offers again: the seats of the event in use, and the events
+    /// when `events`. Only a person at a terminal completes, so only then is it worth the
+    /// calls; one that fails or is slow leaves the candidates as they were, since the
+    /// command itself is done.
+    async fn refresh_known(&self, events: bool) {
+        if !self.mode.interactive {
+            return;
+        }
+        if events {
+            let listed = tokio::time::timeout(REFRESH_WAIT, self.client.list_events()).await;
+            if let Ok(Ok(reply)) = listed {
+                self.remember_events(&reply.events);
+            }
+        }
+        let seats = self
+            .client
+            .get_seats(&self.event, Consistency::Linearizable);
+        if let Ok(Ok(reply)) = tokio::time::timeout(REFRESH_WAIT, seats).await {
+            self.remember_seats(&self.event, &reply);
+        }
+    }
+
+    /// `history`: the lines of the interactive shell's history file, oldest first.
+    fn history(&self) -> Result<Reply, String> {
+        let file = self
+            .history_file
+            .as_ref()
+            .ok_or("history is kept by the shell, not by a script")?;
+        let lines = read_history(file)?;
+        let width = lines.len().to_string().len();
+        let text = lines
+            .iter()
+            .enumerate()
+            .map(|(n, line)| format!("{:>width$}  {line}", n + 1))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = match lines.is_empty() {
+            true => format!("no history yet (in {})", file.display()),
+            false => text,
+        };
+        Ok(Reply::new(
+            text,
+            json!({ "history": lines, "file": file.display().to_string() }),
+        ))
+    }
+}
+
+/// The entries of a reedline history file: one a line, a newline within an entry written as
+/// `<\n>` (reedline's `FileBackedHistory` format). No file yet is no history.
+fn read_history(file: &std::path::Path) -> Result<Vec<String>, String> {
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("cannot read the history {}: {e}", file.display())),
+    };
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| line.replace("<\\n>", "\n"))
+        .collect())
 }
 
 fn help(topic: Option<&str>, plugins: &[PluginCommand]) -> Result<Reply, String> {
@@ -645,4 +769,57 @@ fn event_json(e: &pb::Event) -> Value {
 
 fn booking_json(b: &pb::Booking) -> Value {
     json!({ "id": b.id, "event": b.event, "seats": b.seats, "user": b.user, "created_at_ms": b.created_at_ms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seat_map(seats: &[(&str, pb::SeatStatus, &str)]) -> pb::GetSeatsReply {
+        pb::GetSeatsReply {
+            event: None,
+            seats: seats
+                .iter()
+                .map(|(id, status, booking)| pb::Seat {
+                    id: id.to_string(),
+                    row: id.get(..1).unwrap_or_default().to_string(),
+                    status: *status as i32,
+                    holder: String::new(),
+                    booking_id: booking.to_string(),
+                })
+                .collect(),
+            applied_index: 1,
+        }
+    }
+
+    /// `seats OTHER` shows another event: completion keeps offering the event in use.
+    #[test]
+    fn another_events_map_leaves_the_candidates_of_the_event_in_use() {
+        let session = Session::new(Client::new(&[]), Mode::default());
+        use pb::SeatStatus::{Free, Mine, Taken};
+        let demo = seat_map(&[("S1", Free, ""), ("S2", Mine, "bk-1"), ("S3", Taken, "")]);
+        session.remember_seats("demo", &demo);
+        session.remember_seats("gala", &seat_map(&[("A1", Free, ""), ("A2", Mine, "bk-7")]));
+        let known = session.known.lock().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(known.seats, ["S1", "S2", "S3"]);
+        assert_eq!(known.free, ["S1"]);
+        assert_eq!(known.mine, ["S2"]);
+        assert_eq!(known.bookings, ["bk-1"]);
+    }
+
+    #[test]
+    fn history_entries_are_read_as_reedline_writes_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("history");
+        assert_eq!(read_history(&file), Ok(Vec::new()), "no file yet");
+        std::fs::write(&file, b"login user1\n\nrun a.rhai<\\n>x\nbad \xff byte\n").expect("write");
+        assert_eq!(
+            read_history(&file),
+            Ok(vec![
+                "login user1".to_string(),
+                "run a.rhai\nx".to_string(),
+                "bad \u{fffd} byte".to_string()
+            ])
+        );
+    }
 }
