@@ -474,3 +474,59 @@ async fn every_command_answers_json_with_an_exit_status() {
         .as_str()
         .is_some_and(|e| e.contains("unknown command 'bogus'")));
 }
+
+/// Goal: `seats --watch` prints the map, then a change someone else makes, as it is applied,
+/// and stops after the number of changes asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seats_watch_shows_another_persons_booking_live() {
+    use std::io::BufRead;
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let booker = cluster.customer("user2").await;
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cluster.config_path)
+        .args([
+            "--json",
+            "-c",
+            "login user1",
+            "-c",
+            "seats --watch --updates 1",
+        ])
+        .env("TICKET_PASSWORD", "mysecret")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the shell");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let value = serde_json::from_str(&line).expect("one JSON object a line");
+            if tx.send(value).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the shell printed in time")
+    };
+    assert_eq!(next()["user"], "user1", "the login");
+    let map = next();
+    assert_eq!(map["seats"].as_array().map(Vec::len), Some(10), "{map}");
+    // The map is out: the watch is open (or opening; it resumes from the map's index).
+    booker.reserve("demo", &["S9"]).await.expect("reserve");
+    let change = next();
+    assert_eq!(change["reset"], false, "{change}");
+    assert_eq!(change["seats"][0]["id"], "S9");
+    assert_eq!(change["seats"][0]["status"], "taken");
+    assert_eq!(change["seats"][0]["holder"], "", "not told who holds it");
+    let done = next();
+    assert_eq!(done["watched"], 1, "{done}");
+    let status = child.wait().expect("the shell exits");
+    assert!(status.success());
+}

@@ -13,6 +13,12 @@ pub enum Cmd {
     Events,
     Use(String),
     Seats(Option<String>),
+    /// `seats --watch [EVENT] [--updates N]`: the map, then each change as it is applied,
+    /// until Ctrl-C (or N changes).
+    WatchSeats {
+        event: Option<String>,
+        updates: Option<u32>,
+    },
     Reserve(Vec<String>),
     CancelSeats(Vec<String>),
     CancelBooking(String),
@@ -95,12 +101,12 @@ pub const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         name: "seats",
-        usage: "seats [EVENT]",
-        about: "the seat map by row: free, mine, taken (alias: get)",
+        usage: "seats [EVENT] [--watch [--updates N]]",
+        about: "the seat map by row: free, mine, taken (alias: get); --watch follows changes live until Ctrl-C",
     },
     CommandHelp {
         name: "get",
-        usage: "get [EVENT]",
+        usage: "get [EVENT] [--watch [--updates N]]",
         about: "the same as seats, as the prototype called it",
     },
     CommandHelp {
@@ -208,6 +214,28 @@ pub fn split(line: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
+/// `seats [EVENT] [--watch [--updates N]]`, flags in any order.
+fn seats(args: &[String]) -> Result<Cmd, String> {
+    let mut event = None;
+    let mut watch = false;
+    let mut updates = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--watch" | "-w" => watch = true,
+            "--updates" => updates = Some(number("--updates", args.next())?),
+            flag if flag.starts_with('-') => return Err(format!("unknown flag {flag}")),
+            name if event.is_none() => event = Some(name.to_string()),
+            _ => return Err("one event at most".into()),
+        }
+    }
+    match (watch, updates) {
+        (false, None) => Ok(Cmd::Seats(event)),
+        (false, Some(_)) => Err("--updates goes with --watch".into()),
+        (true, updates) => Ok(Cmd::WatchSeats { event, updates }),
+    }
+}
+
 fn usage(name: &str) -> String {
     let usage = COMMANDS
         .iter()
@@ -255,11 +283,7 @@ pub fn parse_with(line: &str, is_plugin: &dyn Fn(&str) -> bool) -> Result<Option
         "whoami" => Cmd::Whoami,
         "events" => Cmd::Events,
         "use" => Cmd::Use(one(args)?),
-        "seats" | "get" => match args {
-            [] => Cmd::Seats(None),
-            [event] => Cmd::Seats(Some(event.clone())),
-            _ => return Err(usage("seats")),
-        },
+        "seats" | "get" => seats(args).map_err(|_| usage("seats"))?,
         "reserve" | "book" if !args.is_empty() => Cmd::Reserve(args.to_vec()),
         "cancel" => match args {
             [] => return Err(usage("cancel")),
@@ -374,6 +398,23 @@ mod tests {
             Ok(Some(Cmd::Login(Some("user1".into()))))
         );
         assert_eq!(parse("get"), Ok(Some(Cmd::Seats(None))));
+        assert_eq!(
+            parse("seats --watch gala --updates 3"),
+            Ok(Some(Cmd::WatchSeats {
+                event: Some("gala".into()),
+                updates: Some(3)
+            }))
+        );
+        assert_eq!(
+            parse("get -w"),
+            Ok(Some(Cmd::WatchSeats {
+                event: None,
+                updates: None
+            }))
+        );
+        assert!(parse("seats --updates 3").is_err());
+        assert!(parse("seats a b").is_err());
+        assert!(parse("seats --watch --updates x").is_err());
         assert_eq!(
             parse("reserve S2"),
             Ok(Some(Cmd::Reserve(vec!["S2".into()])))

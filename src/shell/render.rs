@@ -4,7 +4,7 @@
 use nu_ansi_term::Color;
 use serde_json::{json, Value};
 
-use crate::pb::booking::v1::{GetSeatsReply, SeatStatus};
+use crate::pb::booking::v1::{GetSeatsReply, SeatStatus, WatchSeatsReply};
 
 fn status(code: i32) -> SeatStatus {
     SeatStatus::try_from(code).unwrap_or(SeatStatus::Taken)
@@ -48,6 +48,48 @@ pub fn seat_map(reply: &GetSeatsReply, colour: bool) -> String {
     }
     out.push_str("\nlegend: .free  *mine  #taken");
     out
+}
+
+fn status_word(code: i32) -> &'static str {
+    match status(code) {
+        SeatStatus::Free => "free",
+        SeatStatus::Mine => "mine",
+        SeatStatus::Taken => "taken",
+    }
+}
+
+/// One change of `seats --watch`: `[index 42] S7 taken, S3 free` (the whole map after a
+/// reset, which a node sends when the watcher fell too far behind).
+pub fn watch_line(update: &WatchSeatsReply, colour: bool) -> String {
+    let seats: Vec<String> = update
+        .seats
+        .iter()
+        .map(|s| {
+            let word = status_word(s.status);
+            let text = format!("{} {word}", s.id);
+            match (colour, status(s.status)) {
+                (false, _) => text,
+                (true, SeatStatus::Free) => Color::Green.paint(text).to_string(),
+                (true, SeatStatus::Mine) => Color::Cyan.paint(text).to_string(),
+                (true, SeatStatus::Taken) => Color::Red.paint(text).to_string(),
+            }
+        })
+        .collect();
+    let what = if update.reset { "the whole map: " } else { "" };
+    format!(
+        "[index {}] {what}{}",
+        update.applied_index,
+        seats.join(", ")
+    )
+}
+
+pub fn watch_json(update: &WatchSeatsReply) -> Value {
+    let seats: Vec<Value> = update
+        .seats
+        .iter()
+        .map(|s| json!({ "id": s.id, "row": s.row, "status": status_word(s.status), "holder": s.holder, "booking_id": s.booking_id }))
+        .collect();
+    json!({ "applied_index": update.applied_index, "reset": update.reset, "seats": seats })
 }
 
 pub fn seats_json(reply: &GetSeatsReply) -> Value {

@@ -253,6 +253,7 @@ impl Session {
                 let text = render::seat_map(&reply, self.mode.colour);
                 Ok(Reply::new(text, render::seats_json(&reply)))
             }
+            Cmd::WatchSeats { event, updates } => self.watch_seats(event, updates).await,
             Cmd::Reserve(seats) => {
                 let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
                 let reply = self
@@ -740,6 +741,49 @@ fn value_reply(value: Dynamic, mut json: Value) -> Reply {
     };
     json["result"] = result;
     Reply::new(text, json)
+}
+
+impl Session {
+    /// `seats --watch`: prints the map, then every change as the cluster applies it (one
+    /// JSON object a change with `--json`), from the `WatchSeats` stream of whichever node
+    /// answers. Runs until Ctrl-C drops it, or until `updates` changes were shown.
+    async fn watch_seats(
+        &mut self,
+        event: Option<String>,
+        updates: Option<u32>,
+    ) -> Result<Reply, String> {
+        let event = event.unwrap_or_else(|| self.event.clone());
+        let map = self
+            .client
+            .get_seats(&event, Consistency::Linearizable)
+            .await
+            .map_err(|s| explain(&s))?;
+        if self.mode.json {
+            println!("{}", render::seats_json(&map));
+        } else {
+            println!("{}", render::seat_map(&map, self.mode.colour));
+            println!("watching {event}: changes show as they are applied (Ctrl-C stops)");
+        }
+        let mut watch = self.client.watch_seats(&event, map.applied_index);
+        let mut shown = 0u32;
+        while updates.is_none_or(|max| shown < max) {
+            let update = watch.next().await.map_err(|s| explain(&s))?;
+            // The first reply only says the watch is live when nothing changed since the map.
+            if update.seats.is_empty() {
+                continue;
+            }
+            shown += 1;
+            if self.mode.json {
+                println!("{}", render::watch_json(&update));
+            } else {
+                println!("{}", render::watch_line(&update, self.mode.colour));
+            }
+        }
+        Ok(Reply::new(
+            format!("stopped watching {event} after {shown} changes"),
+            json!({ "event": event, "watched": shown, "applied_index": watch.index() }),
+        ))
+    }
 }
 
 fn backend_name(backend: Backend) -> &'static str {
