@@ -289,9 +289,15 @@ impl Scripting {
             .name("script".into())
             .stack_size(STACK_BYTES)
             .spawn(move || {
-                let _runtime = this.host.runtime.enter();
+                let runtime = this.host.runtime.enter();
                 join_run(deadline, false);
-                let _ = tx.send(work(&this));
+                let result = work(&this);
+                // Let go of the engine before answering: the caller may then drop the last
+                // handle on a local cluster this holds and expect its nodes stopped, and a
+                // process that exits first would leave them running.
+                drop(runtime);
+                drop(this);
+                let _ = tx.send(result);
             });
         if let Err(e) = spawned {
             return Err(Diagnostic::plain(
