@@ -307,13 +307,20 @@ impl Config {
 
         let assistant = match raw.assistant {
             Some(mut assistant) => {
-                check_assistant(&assistant).map_err(|(key, msg)| {
-                    // Point at the key's line: its last part, written as `name =`.
+                check_assistant(&assistant, base).map_err(|(key, msg)| {
+                    // Point at the key's line: its last part, written as `name =` at the start
+                    // of a line (not in a comment such as `# system_prompt = ...`).
                     let name = key.rsplit('.').next().unwrap_or(key);
                     let at = text
                         .match_indices(name)
                         .map(|(i, _)| i)
-                        .find(|&i| text[i + name.len()..].trim_start().starts_with('='))
+                        .find(|&i| {
+                            let starts_line = text[..i]
+                                .rsplit('\n')
+                                .next()
+                                .is_some_and(|before| before.trim().is_empty());
+                            starts_line && text[i + name.len()..].trim_start().starts_with('=')
+                        })
                         .unwrap_or(0);
                     locate.error(at..at + name.len(), Some(key), &msg)
                 })?;
@@ -370,7 +377,21 @@ impl Config {
     }
 }
 
-fn check_assistant(a: &AssistantConfig) -> Result<(), (&'static str, String)> {
+/// `base` is the config file's directory, which a relative `system_prompt` is read from.
+fn check_assistant(a: &AssistantConfig, base: &Path) -> Result<(), (&'static str, String)> {
+    // Checked here rather than when the first question is asked: a path with a typo would
+    // otherwise surface only as a failing openai answer.
+    if let Some(prompt) = &a.system_prompt {
+        let path = base.join(prompt);
+        if !path.is_file() {
+            let msg = format!(
+                "there is no file {} (a template with {{user}}, {{event}} and {{time}}; \
+                 prompts/assistant.txt is the built-in one)",
+                path.display()
+            );
+            return Err(("assistant.system_prompt", msg));
+        }
+    }
     if a.listen_addr().is_none() {
         let msg = format!(
             "'{}' is not an address of the form IP:PORT, like 127.0.0.1:8000",
@@ -514,17 +535,35 @@ listen = "0.0.0.0:60052"
         let config = parse(GOOD).expect("valid");
         assert_eq!(config.assistant.backend, Backend::Rules);
         assert_eq!(config.assistant.listen, "127.0.0.1:8000");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("cluster.toml");
+        std::fs::write(dir.path().join("prompt.txt"), "You help {user}.").expect("prompt");
         let text = format!(
-            "{GOOD}\n[assistant]\nbackend = \"openai\"\nsystem_prompt = \"prompt.txt\"\n\
+            "{GOOD}\n[assistant]\nbackend = \"openai\"\n# system_prompt = \"gone.txt\"\n\
+             system_prompt = \"prompt.txt\"\n\
              [assistant.openai]\nbase_url = \"http://127.0.0.1:11434/v1\"\nmodel = \"llama3.1\"\n"
         );
-        let config = parse(&text).expect("valid");
+        let config = Config::parse(&file, &text).expect("valid");
         assert_eq!(config.assistant.backend, Backend::OpenAi);
         assert_eq!(config.assistant.openai.model, "llama3.1");
         assert_eq!(
             config.assistant.system_prompt.as_deref(),
-            Some(Path::new("some/dir/prompt.txt"))
+            Some(dir.path().join("prompt.txt").as_path())
         );
+        // A template that is not there is found when the file loads, at its line (not at the
+        // commented-out one before it).
+        let missing = text.replace("\"prompt.txt\"", "\"missing.txt\"");
+        match Config::parse(&file, &missing) {
+            Err(ConfigError::Invalid {
+                line, key, message, ..
+            }) => {
+                assert_eq!(key, "assistant.system_prompt");
+                assert_eq!(line, GOOD.lines().count() + 5, "{message}");
+                assert!(message.contains("there is no file"), "{message}");
+                assert!(message.contains("missing.txt"), "{message}");
+            }
+            other => panic!("expected a located error, got {other:?}"),
+        }
         let bad = format!("{GOOD}\n[assistant]\nbackend = \"gpt\"\n");
         let (line, _, message) = located(&bad);
         assert_eq!(line, 17, "the line of `backend`: {message}");

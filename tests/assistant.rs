@@ -534,6 +534,11 @@ enum Step {
     Chunks(Vec<serde_json::Value>),
     /// Answers with this status and OpenAI's error body.
     Fail(u16, &'static str),
+    /// Answers with this status and this body (other servers' error shapes).
+    FailWith(u16, serde_json::Value),
+    /// Streams this text, then breaks the connection off mid-body (no `[DONE]`): only as
+    /// the one step of a server (see [`FakeModel::broken`]).
+    Break(&'static str),
     /// Answers nothing for this long (the fault under test).
     Stall(Duration),
     /// Sends an event that is not JSON.
@@ -550,6 +555,9 @@ struct FakeModel {
 impl FakeModel {
     async fn start(steps: Vec<Step>) -> FakeModel {
         use axum::response::IntoResponse;
+        if let [Step::Break(text)] = steps.as_slice() {
+            return FakeModel::broken(text).await;
+        }
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = requests.clone();
         let handler = move |axum::Json(body): axum::Json<serde_json::Value>| {
@@ -575,6 +583,12 @@ impl FakeModel {
                         axum::Json(serde_json::json!({ "error": { "message": message, "type": "x", "param": null, "code": null } })),
                     )
                         .into_response(),
+                    Step::FailWith(code, body) => (
+                        axum::http::StatusCode::from_u16(code).expect("status"),
+                        axum::Json(body),
+                    )
+                        .into_response(),
+                    Step::Break(_) => panic!("Break is the one step of a server of its own"),
                     Step::Stall(time) => {
                         tokio::time::sleep(time).await;
                         "late".into_response()
@@ -589,6 +603,72 @@ impl FakeModel {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, app).await });
+        FakeModel {
+            base_url: format!("http://{addr}/v1"),
+            requests,
+        }
+    }
+
+    /// A server that answers every request with a chunked event stream holding `text`, then
+    /// closes the connection before the body's end: the reply breaks off after the client has
+    /// received the text (TCP delivers it before the close), which a server framework's own
+    /// abort does not promise.
+    async fn broken(text: &'static str) -> FakeModel {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    // The request: its head, then as many bytes of body as it says.
+                    let mut read = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    let mut body_at = None;
+                    let mut length = 0;
+                    loop {
+                        if let Some(at) = body_at {
+                            if read.len() >= at + length {
+                                break;
+                            }
+                        }
+                        match socket.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&buffer[..n]),
+                        }
+                        if body_at.is_none() {
+                            if let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                                let head =
+                                    String::from_utf8_lossy(&read[..end]).to_ascii_lowercase();
+                                length = head
+                                    .lines()
+                                    .find_map(|l| l.strip_prefix("content-length:"))
+                                    .and_then(|v| v.trim().parse().ok())
+                                    .unwrap_or(0);
+                                body_at = Some(end + 4);
+                            }
+                        }
+                    }
+                    let at = body_at.unwrap_or(0);
+                    if let Ok(body) = serde_json::from_slice(&read[at..]) {
+                        seen.lock().expect("lock").push(body);
+                    }
+                    let json = serde_json::json!({ "choices": [{ "index": 0, "delta": { "content": text } }] });
+                    let event = format!("data: {json}\n\n");
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                         transfer-encoding: chunked\r\n\r\n{:x}\r\n{event}\r\n",
+                        event.len()
+                    );
+                    let _ = socket.write_all(reply.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
         FakeModel {
             base_url: format!("http://{addr}/v1"),
             requests,
@@ -761,6 +841,40 @@ async fn openai_failures_give_clear_messages_or_the_rules_answer() {
             vec![Step::Fail(429, "Rate limit reached")],
             "is rate-limiting or out of quota (429)",
         ),
+        // llama.cpp's error body: a numeric code.
+        (
+            "401 from llama.cpp",
+            vec![Step::FailWith(
+                401,
+                serde_json::json!({ "error": { "code": 401, "message": "Invalid API Key", "type": "authentication_error" } }),
+            )],
+            "refused the API key (401 Unauthorized): set the variable TICKET_TEST_NO_SUCH_KEY to a valid key (it said: Invalid API Key)",
+        ),
+        (
+            "429 from llama.cpp",
+            vec![Step::FailWith(
+                429,
+                serde_json::json!({ "error": { "code": 429, "message": "busy", "type": "unavailable_error" } }),
+            )],
+            "is rate-limiting or out of quota (429); try again shortly (it said: busy)",
+        ),
+        // vLLM's: flat, with "object": "error".
+        (
+            "401 from vLLM",
+            vec![Step::FailWith(
+                401,
+                serde_json::json!({ "object": "error", "message": "Unauthorized", "type": "Unauthorized", "param": null, "code": 401 }),
+            )],
+            "refused the API key (401 Unauthorized)",
+        ),
+        (
+            "429 from vLLM",
+            vec![Step::FailWith(
+                429,
+                serde_json::json!({ "object": "error", "message": "Too many requests", "type": "x", "param": null, "code": 429 }),
+            )],
+            "is rate-limiting or out of quota (429)",
+        ),
         (
             "stall",
             vec![Step::Stall(Duration::from_secs(30))],
@@ -774,7 +888,12 @@ async fn openai_failures_give_clear_messages_or_the_rules_answer() {
         (
             "unknown tool",
             vec![tool_call("drop_tables", "{}")],
-            "the model asked for more than 3 tool calls",
+            "the model asked for a tool that does not exist: 'drop_tables'",
+        ),
+        (
+            "broken stream",
+            vec![Step::Break("S2 is ")],
+            "broke off",
         ),
     ];
     for (name, steps, expected) in cases {
@@ -850,40 +969,62 @@ async fn openai_failures_give_clear_messages_or_the_rules_answer() {
     );
 }
 
-/// Goal: `POST /ask` answers `{"q": ...}` with `answer`, `backend` and `tools`; without a
-/// token personal questions ask for a login, with one they are answered; a bad token is 401,
-/// a bad body 400; and `"confirm": true` carries out the proposal.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_http_ask_contract_with_and_without_a_token() {
-    let cluster = TestCluster::with_user1(Options::default()).await;
+/// An `/ask` server on a free port in this process, for `assistant`: its base URL.
+async fn serve_ask(cluster: &TestCluster, assistant: ticket::assistant::Assistant) -> String {
+    serve_ask_shared(cluster, std::sync::Arc::new(assistant)).await
+}
+
+async fn serve_ask_shared(
+    cluster: &TestCluster,
+    assistant: std::sync::Arc<ticket::assistant::Assistant>,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let url = format!("http://{}/ask", listener.local_addr().expect("addr"));
-    let assistant =
-        std::sync::Arc::new(ticket::assistant::Assistant::new(&cluster.config.assistant));
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(ticket::assistant::http::serve(
         listener,
         cluster.client(),
         assistant,
     ));
-    let http = reqwest::Client::new();
-    let post = |body: serde_json::Value, token: Option<String>| {
-        let mut request = http.post(&url).json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        async move {
-            let reply = request.send().await.expect("send");
-            let status = reply.status().as_u16();
-            (
-                status,
-                reply.json::<serde_json::Value>().await.expect("json"),
-            )
-        }
-    };
+    base
+}
 
-    let (status, reply) = post(serde_json::json!({ "q": "Is seat S2 available?" }), None).await;
+/// POSTs `body` to `url` (with a bearer token if given); the status and the JSON reply.
+async fn post(url: &str, body: serde_json::Value, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new().post(url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let reply = request.send().await.expect("send");
+    let status = reply.status().as_u16();
+    let text = reply.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+    (status, json)
+}
+
+/// Goal: `POST /ask` answers `{"q": ...}` with `answer`, `backend` and `tools`; without a
+/// token personal questions ask for a login, with one they are answered; a bad token is 401,
+/// a bad body 400. It never changes anything: `POST /ask/confirm` with the proposal it gave
+/// carries out exactly that proposal, once however often it is confirmed; confirming needs a
+/// token (401), a tampered proposal is 400, a seat taken meanwhile 409; `"confirm": true` on
+/// `/ask` is a 400 that points to `/ask/confirm`. The same routes answer under `/api`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_ask_contract_with_and_without_a_token() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let base = serve_ask(
+        &cluster,
+        ticket::assistant::Assistant::new(&cluster.config.assistant),
+    )
+    .await;
+    let (ask, confirm) = (format!("{base}/ask"), format!("{base}/ask/confirm"));
+
+    let (status, reply) = post(
+        &ask,
+        serde_json::json!({ "q": "Is seat S2 available?" }),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(
         reply["answer"]
@@ -893,7 +1034,8 @@ async fn the_http_ask_contract_with_and_without_a_token() {
     );
     assert_eq!(reply["backend"], "rules");
     assert_eq!(reply["tools"], serde_json::json!(["list_events", "seats"]));
-    let (_, reply) = post(serde_json::json!({ "q": "what did I book" }), None).await;
+    assert!(reply["proposal"].is_null(), "{reply}");
+    let (_, reply) = post(&ask, serde_json::json!({ "q": "what did I book" }), None).await;
     assert!(
         reply["answer"]
             .as_str()
@@ -903,25 +1045,100 @@ async fn the_http_ask_contract_with_and_without_a_token() {
 
     let mut user1 = cluster.client();
     let token = user1.login("user1", "mysecret").await.expect("login").token;
-    let (_, reply) = post(serde_json::json!({ "q": "book S3" }), Some(token.clone())).await;
-    assert_eq!(reply["proposal"]["question"], "Reserve S3 in demo?");
+    let token = Some(token.as_str());
+    let (status, reply) = post(&ask, serde_json::json!({ "q": "book S3" }), token).await;
+    assert_eq!(status, 200);
+    let proposal = reply["proposal"].clone();
+    assert_eq!(proposal["question"], "Reserve S3 in demo?");
+    assert_eq!(
+        proposal["action"],
+        serde_json::json!({ "kind": "reserve", "event": "demo", "seats": ["S3"] })
+    );
+    assert!(
+        proposal["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{proposal}"
+    );
     assert!(
         reply.get("carried_out").is_none(),
-        "not without confirm: {reply}"
+        "/ask books nothing: {reply}"
     );
+
+    // The old way is refused, and says where to go.
     let (status, reply) = post(
+        &ask,
         serde_json::json!({ "q": "book S3", "confirm": true }),
-        Some(token.clone()),
+        token,
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 400, "{reply}");
     assert!(
-        reply["carried_out"]
+        reply["error"]
             .as_str()
-            .is_some_and(|s| s.starts_with("reserved S3 in demo")),
+            .is_some_and(|e| e.contains("POST /ask/confirm") && e.contains("\"proposal\"")),
         "{reply}"
     );
-    let (_, reply) = post(serde_json::json!({ "q": "what did I book" }), Some(token)).await;
+
+    // Confirming needs the token.
+    let (status, reply) = post(&confirm, serde_json::json!({ "proposal": proposal }), None).await;
+    assert_eq!(status, 401, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("log in")),
+        "{reply}"
+    );
+    // A tampered proposal is refused before the cluster sees it.
+    let mut tampered = proposal.clone();
+    tampered["action"]["seats"] = serde_json::json!(["S3; DROP TABLE"]);
+    let (status, reply) = post(&confirm, serde_json::json!({ "proposal": tampered }), token).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("is not a seat id")),
+        "{reply}"
+    );
+    let (status, _) = post(&confirm, serde_json::json!({ "q": "book S3" }), token).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        held_by_user1(&user1).await,
+        Vec::<String>::new(),
+        "nothing booked yet"
+    );
+
+    // Confirmed: exactly that proposal, and once however often it is confirmed.
+    let (status, first) = post(&confirm, serde_json::json!({ "proposal": proposal }), token).await;
+    assert_eq!(status, 200, "{first}");
+    assert!(
+        first["carried_out"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("reserved S3 in demo (booking bk-")),
+        "{first}"
+    );
+    let (status, again) = post(
+        &format!("{base}/api/ask/confirm"),
+        serde_json::json!({ "proposal": proposal }),
+        token,
+    )
+    .await;
+    assert_eq!(
+        (status, &again),
+        (200, &first),
+        "a retried confirm books once"
+    );
+    assert_eq!(held_by_user1(&user1).await, ["S3"]);
+    assert_eq!(
+        user1.my_bookings().await.expect("bookings").bookings.len(),
+        1
+    );
+    let (_, reply) = post(
+        &format!("{base}/api/ask"),
+        serde_json::json!({ "q": "what did I book" }),
+        token,
+    )
+    .await;
     assert!(
         reply["answer"]
             .as_str()
@@ -929,13 +1146,39 @@ async fn the_http_ask_contract_with_and_without_a_token() {
         "{reply}"
     );
 
+    // A seat taken between the proposal and the confirm: 409, and a message to show.
+    let (_, reply) = post(&ask, serde_json::json!({ "q": "book S4" }), token).await;
+    let late = reply["proposal"].clone();
+    assert_eq!(late["question"], "Reserve S4 in demo?");
+    cluster
+        .customer("user2")
+        .await
+        .reserve("demo", &["S4"])
+        .await
+        .expect("user2 takes S4");
+    let (status, reply) = post(&confirm, serde_json::json!({ "proposal": late }), token).await;
+    assert_eq!(status, 409, "{reply}");
+    assert!(
+        reply["error"].as_str().is_some_and(|e| e.contains("S4")),
+        "{reply}"
+    );
+    assert_eq!(held_by_user1(&user1).await, ["S3"]);
+
     let (status, reply) = post(
+        &ask,
         serde_json::json!({ "q": "hi" }),
-        Some("user1.1.forged".into()),
+        Some("user1.1.forged"),
     )
     .await;
     assert_eq!(status, 401, "{reply}");
-    let (status, reply) = post(serde_json::json!({ "question": "hi" }), None).await;
+    let (status, reply) = post(
+        &confirm,
+        serde_json::json!({ "proposal": proposal }),
+        Some("user1.1.forged"),
+    )
+    .await;
+    assert_eq!(status, 401, "{reply}");
+    let (status, reply) = post(&ask, serde_json::json!({ "question": "hi" }), None).await;
     assert_eq!(status, 400, "{reply}");
     assert!(
         reply["error"]
@@ -943,6 +1186,19 @@ async fn the_http_ask_contract_with_and_without_a_token() {
             .is_some_and(|e| e.contains("send {\"q\": \"your question\"}")),
         "{reply}"
     );
+}
+
+/// The seats of demo that `client`'s user holds.
+async fn held_by_user1(client: &ticket::client::Client) -> Vec<String> {
+    client
+        .get_seats("demo", Default::default())
+        .await
+        .expect("seats")
+        .seats
+        .into_iter()
+        .filter(|s| s.status == 2)
+        .map(|s| s.id)
+        .collect()
 }
 
 /// Goal: a plugin's rules answer before the built-in ones (the shipped faq.rhai), and
@@ -994,5 +1250,402 @@ async fn plugin_rules_answer_before_the_built_in_ones() {
             .is_some_and(|a| a.starts_with("S2 in demo is available")),
         "{}",
         replies[2]
+    );
+}
+
+/// Goal: the same words asked twice lead the model to the same tool call (and the same
+/// made-up call id), yet each question is a request of its own: the proposals' request ids
+/// differ, so the second, confirmed after the first booking was cancelled, books again
+/// rather than replaying the first outcome and booking nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_tool_call_in_two_questions_is_two_requests() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let mut user1 = cluster.client();
+    user1.login("user1", "mysecret").await.expect("login");
+    let quiet = |_: &str| {};
+    let model = FakeModel::start(vec![
+        tool_call("reserve", "{\"seats\":[\"S9\"]}"),
+        says("Shall I?"),
+        tool_call("reserve", "{\"seats\":[\"S9\"]}"),
+        says("Shall I?"),
+    ])
+    .await;
+    let assistant = ticket::assistant::Assistant::new(&openai_config(&model, false));
+
+    let first = assistant
+        .ask(&user1, "demo", "book S9", None, &quiet)
+        .await
+        .proposal
+        .expect("a proposal");
+    ticket::assistant::carry_out(&user1, &first)
+        .await
+        .expect("booked");
+    assert_eq!(held_by_user1(&user1).await, ["S9"]);
+    user1
+        .cancel_seats("demo", &["S9"])
+        .await
+        .expect("cancelled");
+    assert_eq!(held_by_user1(&user1).await, Vec::<String>::new());
+
+    let second = assistant
+        .ask(&user1, "demo", "book S9", None, &quiet)
+        .await
+        .proposal
+        .expect("a proposal");
+    let sent = model.requests();
+    assert_eq!(
+        sent[1]["messages"][2]["tool_calls"][0]["id"],
+        sent[3]["messages"][2]["tool_calls"][0]["id"],
+        "the model's calls look the same"
+    );
+    assert_eq!(first.action, second.action);
+    assert_ne!(first.request_id, second.request_id);
+    let done = ticket::assistant::carry_out(&user1, &second)
+        .await
+        .expect("booked again");
+    assert!(done.starts_with("reserved S9 in demo"), "{done}");
+    assert_eq!(held_by_user1(&user1).await, ["S9"], "booked, not replayed");
+}
+
+/// Goal: the system prompt is the template file the config names, with {user}, {event} and
+/// {time} filled in as the model's server receives it; and the template shipped as the
+/// default is the one `cluster.toml`'s commented line names, which loads when uncommented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_prompt_template_file_is_filled_in() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let mut user1 = cluster.client();
+    user1.login("user1", "mysecret").await.expect("login");
+    let model = FakeModel::start(vec![says("Hello.")]).await;
+    let template = cluster.dir.path().join("venue.txt");
+    std::fs::write(
+        &template,
+        "Venue bot for {user} about {event} at {time}; {user} again.",
+    )
+    .expect("template");
+    let mut config = openai_config(&model, false);
+    config.system_prompt = Some(template);
+    let answer = ticket::assistant::Assistant::new(&config)
+        .ask(&user1, "gala", "hello", None, &|_| {})
+        .await;
+    assert_eq!(answer.answer, "Hello.");
+    let system = model.requests()[0]["messages"][0]["content"]
+        .as_str()
+        .expect("a system prompt")
+        .to_string();
+    let time = system
+        .strip_prefix("Venue bot for user1 about gala at ")
+        .and_then(|rest| rest.strip_suffix(" UTC; user1 again."))
+        .unwrap_or_else(|| panic!("{system}"));
+    // `2026-11-25 04:13`
+    let shape: String = time
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999-99-99 99:99", "{system}");
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shipped = std::fs::read_to_string(root.join("prompts/assistant.txt")).expect("shipped");
+    assert_eq!(shipped, ticket::assistant::openai::DEFAULT_PROMPT);
+    for key in ["{user}", "{event}", "{time}"] {
+        assert!(shipped.contains(key), "the default uses {key}");
+    }
+    let toml = std::fs::read_to_string(root.join("cluster.toml")).expect("cluster.toml");
+    let commented = "# system_prompt = \"prompts/assistant.txt\"";
+    assert!(toml.contains(commented), "cluster.toml names the default");
+    let uncommented = toml.replace(commented, "system_prompt = \"prompts/assistant.txt\"");
+    let loaded = ticket::config::Config::parse(&root.join("cluster.toml"), &uncommented)
+        .expect("loads with the line uncommented");
+    assert_eq!(
+        loaded.assistant.system_prompt,
+        Some(root.join("prompts/assistant.txt"))
+    );
+}
+
+/// Goal: plugin rule handlers run off the runtime's threads within bounds of their own: one
+/// that sleeps answers (it used to block inside the runtime and panic), one that loops forever
+/// stops at its operations bound, one that sleeps in a loop stops at its time limit, and in
+/// each failing case the built-in rules answer with the failure noted, while the server goes
+/// on answering other questions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_rules_run_off_the_runtime_within_bounds() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let plugins = cluster.dir.path().join("bounded-plugins");
+    std::fs::create_dir(&plugins).expect("mkdir");
+    std::fs::write(
+        plugins.join("rules.rhai"),
+        r#"
+register_rule(#{ phrases: ["nap"], run: |question| { sleep(10); "rested" } });
+register_rule(#{ phrases: ["spin"], run: |question| { loop {} } });
+register_rule(#{ phrases: ["doze"], run: |question| { loop { sleep(5); } } });
+"#,
+    )
+    .expect("plugin");
+    let scripting = ticket::script::Scripting::new(tokio::runtime::Handle::current(), None);
+    let problems = scripting.load_plugins(&plugins);
+    assert!(problems.is_empty(), "{problems:?}");
+    let assistant = ticket::shell::assistant_with_plugins(&cluster.config, &scripting);
+    let ask = format!("{}/ask", serve_ask_shared(&cluster, assistant).await);
+
+    let (status, reply) = post(&ask, serde_json::json!({ "q": "nap please" }), None).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["answer"], "rested");
+    assert_eq!(reply["tools"], serde_json::json!(["plugin_rule"]));
+
+    let started = std::time::Instant::now();
+    let (status, reply) = post(&ask, serde_json::json!({ "q": "spin: is s2 free" }), None).await;
+    assert_eq!(status, 200, "{reply}");
+    let answer = reply["answer"].as_str().unwrap_or_default();
+    assert!(answer.starts_with("S2 in demo is available"), "{reply}");
+    assert!(
+        answer.contains("(A plugin rule failed: rules.rhai: stopped after 200000 operations"),
+        "{reply}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let started = std::time::Instant::now();
+    let dozing = {
+        let ask = ask.clone();
+        tokio::spawn(async move {
+            post(&ask, serde_json::json!({ "q": "doze: is s2 free" }), None).await
+        })
+    };
+    // Meanwhile the server answers.
+    let (status, reply) = post(&ask, serde_json::json!({ "q": "is s3 free" }), None).await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(
+        reply["answer"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("S3 in demo is available")),
+        "{reply}"
+    );
+    let (status, reply) = dozing.await.expect("the dozing question");
+    assert_eq!(status, 200, "{reply}");
+    let answer = reply["answer"].as_str().unwrap_or_default();
+    assert!(answer.starts_with("S2 in demo is available"), "{reply}");
+    assert!(
+        answer.contains("rules.rhai: stopped after 2 s, a rule's time limit"),
+        "{reply}"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+}
+
+/// Goal: `assistant status` shows the backend and the openai settings; `assistant use openai`
+/// makes the session's `ask` go to the model, `assistant use rules` back to the rules engine;
+/// a backend that does not exist is refused with the usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assistant_use_and_status_switch_the_backend_of_the_session() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let model = FakeModel::start(vec![says("From the model.")]).await;
+    let mut text = std::fs::read_to_string(&cluster.config_path).expect("config");
+    text.push_str(&format!(
+        "\n[assistant.openai]\nbase_url = \"{}\"\nmodel = \"test-model\"\napi_key_env = \"TICKET_TEST_NO_SUCH_KEY\"\nmax_tool_calls = 5\n",
+        model.base_url
+    ));
+    std::fs::write(&cluster.config_path, text).expect("config");
+    let path = cluster.config_path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let args = [
+            "--json",
+            "-c",
+            "assistant status",
+            "-c",
+            "ask is s2 free",
+            "-c",
+            "assistant use openai",
+            "-c",
+            "assistant status",
+            "-c",
+            "ask is s2 free",
+            "-c",
+            "assistant use rules",
+            "-c",
+            "ask is s2 free",
+        ];
+        run_ticket(&path, &args, "", &[])
+    })
+    .await
+    .expect("the shell");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replies: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(replies.len(), 7, "{replies:?}");
+    assert_eq!(replies[0]["backend"], "rules");
+    assert_eq!(replies[0]["openai"]["base_url"], model.base_url.as_str());
+    assert_eq!(replies[0]["openai"]["model"], "test-model");
+    assert_eq!(replies[0]["openai"]["key_set"], false);
+    assert_eq!(replies[0]["openai"]["max_tool_calls"], 5);
+    assert_eq!(replies[1]["backend"], "rules");
+    assert_eq!(replies[2]["backend"], "openai");
+    assert_eq!(replies[3]["backend"], "openai");
+    assert_eq!(replies[4]["backend"], "openai");
+    assert_eq!(replies[4]["answer"], "From the model.");
+    assert_eq!(replies[5]["backend"], "rules");
+    assert_eq!(replies[6]["backend"], "rules");
+    assert!(
+        replies[6]["answer"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("S2 in demo is available")),
+        "{}",
+        replies[6]
+    );
+    assert_eq!(model.requests().len(), 1, "only the openai question");
+
+    let path = cluster.config_path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        run_ticket(
+            &path,
+            &["-c", "assistant use rules", "-c", "assistant use gpt"],
+            "",
+            &[],
+        )
+    })
+    .await
+    .expect("the shell");
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("the assistant now answers with the rules engine"),
+        "{said}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("assistant use rules|openai | assistant status"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_assistant_commands_parse() {
+    use ticket::config::Backend;
+    use ticket::shell::command::{parse, Cmd};
+    assert_eq!(
+        parse("assistant use openai"),
+        Ok(Some(Cmd::AssistantUse(Backend::OpenAi)))
+    );
+    assert_eq!(
+        parse("assistant use rules"),
+        Ok(Some(Cmd::AssistantUse(Backend::Rules)))
+    );
+    assert_eq!(parse("assistant status"), Ok(Some(Cmd::AssistantStatus)));
+    for bad in [
+        "assistant",
+        "assistant use",
+        "assistant use gpt",
+        "assistant status now",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+    assert_eq!(
+        parse("ask --openai is S2 free"),
+        Ok(Some(Cmd::Ask {
+            question: "is S2 free".into(),
+            backend: Some(Backend::OpenAi)
+        }))
+    );
+    assert_eq!(
+        parse("ask --rules is S2 free"),
+        Ok(Some(Cmd::Ask {
+            question: "is S2 free".into(),
+            backend: Some(Backend::Rules)
+        }))
+    );
+}
+
+type Pty =
+    expectrl::Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream>;
+
+/// Waits for `pattern` (a regex), answering the terminal's cursor-position queries on the way
+/// as a real terminal would; returns what matched and what the shell printed before it.
+fn until(shell: &mut Pty, pattern: &str, what: &str) -> (String, String) {
+    use expectrl::Expect;
+    let either = format!(r"\x1b\[6n|{pattern}");
+    let mut before = String::new();
+    loop {
+        let found = shell
+            .expect(expectrl::Regex(either.as_str()))
+            .unwrap_or_else(|e| panic!("{what}: {e} (after {before:?})"));
+        before.push_str(&String::from_utf8_lossy(found.before()));
+        let matched = String::from_utf8_lossy(found.get(0).unwrap_or_default()).to_string();
+        if matched == "\x1b[6n" {
+            shell.send("\x1b[1;1R").expect("answer the cursor query");
+            continue;
+        }
+        return (matched, before);
+    }
+}
+
+/// Goal: at a terminal, an openai answer that breaks off after some text has streamed still
+/// shows what came instead, after a line break: the rules engine's answer with the failure
+/// noted. And declining a reserve that the assistant proposes says that nothing was reserved
+/// (and nothing is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_terminal_a_broken_stream_shows_the_fallback_and_declining_reserves_nothing() {
+    use expectrl::Expect;
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let model = FakeModel::start(vec![Step::Break("S2 is ")]).await;
+    let mut text = std::fs::read_to_string(&cluster.config_path).expect("config");
+    text.push_str(&format!(
+        "\n[assistant.openai]\nbase_url = \"{}\"\nmodel = \"m\"\napi_key_env = \"TICKET_TEST_NO_SUCH_KEY\"\n",
+        model.base_url
+    ));
+    std::fs::write(&cluster.config_path, text).expect("config");
+
+    let mut command = std::process::Command::new(common::BIN);
+    command
+        .arg("--config")
+        .arg(&cluster.config_path)
+        .current_dir(cluster.dir.path())
+        .env("HOME", cluster.dir.path())
+        .env("TICKET_PASSWORD", "mysecret");
+    let mut shell: Pty = expectrl::Session::spawn(command).expect("spawn the shell on a pty");
+    shell.set_expect_timeout(Some(Duration::from_secs(30)));
+    until(&mut shell, "Type `help`", "greeting");
+    shell.send("login user1\r").expect("send");
+    until(&mut shell, r"logged in as user1 \(customer\)", "logged in");
+
+    shell.send("ask --openai is S2 free\r").expect("send");
+    until(&mut shell, "S2 is ", "what streamed");
+    let (_, after) = until(
+        &mut shell,
+        r"The rules engine answered\.\)",
+        "the fallback answer",
+    );
+    let fallback = after
+        .find("S2 in demo is available")
+        .unwrap_or_else(|| panic!("the rules engine's answer is shown: {after:?}"));
+    assert!(
+        after[..fallback].contains('\n'),
+        "on a line of its own after what streamed: {after:?}"
+    );
+    assert!(after[fallback..].contains("broke off"), "{after:?}");
+
+    shell.send("ask book S9\r").expect("send");
+    until(&mut shell, r"Reserve S9 in demo\? \[y/N\] ", "the proposal");
+    shell.send("n\r").expect("send");
+    let (_, before) = until(&mut shell, "nothing reserved", "declined");
+    assert!(!before.contains("not cancelled"), "{before:?}");
+    let mut user1 = cluster.client();
+    user1.login("user1", "mysecret").await.expect("login");
+    assert_eq!(held_by_user1(&user1).await, Vec::<String>::new());
+
+    shell.send("quit\r").expect("send");
+    let status = shell.get_process_mut().wait().expect("wait");
+    assert!(
+        matches!(status, expectrl::process::unix::WaitStatus::Exited(_, 0)),
+        "the shell exited with {status:?}"
     );
 }

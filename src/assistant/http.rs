@@ -1,7 +1,17 @@
-//! `POST /ask` over HTTP, as the prototype had it on port 8000: `{"q": "..."}` in,
-//! `{"answer": "..."}` out (with `backend`, `tools`, `applied_index` and any `proposal`). A
-//! bearer token makes personal questions work; `"confirm": true` carries out what the answer
-//! proposes. The shell's `ask` and this route share the same [`Assistant`].
+//! The assistant over HTTP, as the prototype had it on port 8000.
+//!
+//! - `POST /ask` with `{"q": "...", "event"?, "backend"?}` answers `{"answer", "backend",
+//!   "tools", "applied_index", "proposal"}`. It never changes anything: a question that would
+//!   book or cancel comes back with a `proposal` (`{question, action: {kind, ...},
+//!   request_id}`).
+//! - `POST /ask/confirm` with `{"proposal": <that object>}` carries out exactly that proposal,
+//!   with its request id (so a retried confirm books once), and answers `{"carried_out"}`.
+//!
+//! A bearer token (`Authorization: Bearer TOKEN`) makes personal questions work and is needed
+//! to confirm. Errors are `{"error": "..."}` with 400 (a bad body or proposal), 401 (no or a
+//! bad token), 403/404/409 (the cluster refuses: not yours, no such seat, taken) or 503. The
+//! same routes are also under `/api`, where the page mounts them. The shell's `ask` and these
+//! routes share the same [`Assistant`].
 
 use std::sync::Arc;
 
@@ -13,9 +23,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{carry_out, Assistant, Backend};
+use super::{carry_out_status, Assistant, Backend, Proposal};
 use crate::client::Client;
 use crate::domain::state::DEMO_EVENT;
+
+/// The longest question `/ask` takes.
+const QUESTION_BYTES_MAX: usize = 2_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,9 +37,15 @@ pub struct AskRequest {
     /// The event a question is about unless it names one (default: the demo event).
     pub event: Option<String>,
     pub backend: Option<Backend>,
-    /// Carry out the answer's proposal, if it makes one.
+    /// No longer how to confirm: kept only to say so (see [`confirm`]).
     #[serde(default)]
-    pub confirm: bool,
+    pub confirm: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    pub proposal: Proposal,
 }
 
 struct Shared {
@@ -34,14 +53,18 @@ struct Shared {
     assistant: Arc<Assistant>,
 }
 
-/// The routes, ready to serve.
+/// The routes, ready to serve or to mount in a bigger router: `/ask` and `/ask/confirm`, and
+/// the same under `/api`.
 pub fn router(client: Client, assistant: Arc<Assistant>) -> Router {
     Router::new()
         .route("/ask", post(ask))
+        .route("/ask/confirm", post(confirm))
+        .route("/api/ask", post(ask))
+        .route("/api/ask/confirm", post(confirm))
         .with_state(Arc::new(Shared { client, assistant }))
 }
 
-/// Serves `/ask` on `listener` until the task is dropped.
+/// Serves the routes on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, client: Client, assistant: Arc<Assistant>) {
     if let Err(e) = axum::serve(listener, router(client, assistant)).await {
         tracing::warn!(error = %e, "the /ask server stopped");
@@ -52,6 +75,41 @@ type Reply = (StatusCode, Json<Value>);
 
 fn error(status: StatusCode, message: impl Into<String>) -> Reply {
     (status, Json(json!({ "error": message.into() })))
+}
+
+/// The shared client, logged in as the bearer token's user if the request has one. A token
+/// the cluster does not take is a 401 here rather than an anonymous answer.
+async fn as_asker(shared: &Shared, headers: &HeaderMap) -> Result<Option<Client>, Reply> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let unauthorized = || {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "send the token as Authorization: Bearer TOKEN",
+        )
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    // A token is `user.expiry.signature`; the cluster checks it on every call.
+    let user = token.split('.').next().unwrap_or_default();
+    let mut client = shared.client.clone();
+    if token.is_empty() || client.set_token(user, token).is_err() {
+        return Err(unauthorized());
+    }
+    if let Err(status) = client.my_bookings().await {
+        if status.code() == tonic::Code::Unauthenticated {
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                crate::cli::explain(&status),
+            ));
+        }
+    }
+    Ok(Some(client))
 }
 
 async fn ask(
@@ -69,47 +127,86 @@ async fn ask(
             return error(StatusCode::BAD_REQUEST, message);
         }
     };
-    if request.q.trim().is_empty() || request.q.len() > 2_000 {
+    // Confirming used to re-ask and carry out whatever the new answer proposed, which need
+    // not be what the person saw: now only the proposal itself can be confirmed.
+    if request.confirm.as_ref().is_some_and(|c| c != &json!(false)) {
         return error(
             StatusCode::BAD_REQUEST,
-            "\"q\" must be a question of 1 to 2000 bytes",
+            "\"confirm\" is no longer taken by /ask: send the answer's \"proposal\" to \
+             POST /ask/confirm as {\"proposal\": ...} to carry it out",
         );
     }
-    let mut client = shared.client.clone();
-    if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or_default();
-        // A token is `user.expiry.signature`; the cluster checks it on every call.
-        let user = token.split('.').next().unwrap_or_default();
-        if token.is_empty() || client.set_token(user, token).is_err() {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "send the token as Authorization: Bearer TOKEN",
-            );
-        }
-        if let Err(status) = client.my_bookings().await {
-            if status.code() == tonic::Code::Unauthenticated {
-                return error(StatusCode::UNAUTHORIZED, crate::cli::explain(&status));
-            }
-        }
+    if request.q.trim().is_empty() || request.q.len() > QUESTION_BYTES_MAX {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("\"q\" must be a question of 1 to {QUESTION_BYTES_MAX} bytes"),
+        );
     }
+    let client = match as_asker(&shared, &headers).await {
+        Ok(asker) => asker.unwrap_or_else(|| shared.client.clone()),
+        Err(reply) => return reply,
+    };
     let event = request.event.as_deref().unwrap_or(DEMO_EVENT);
     let answer = shared
         .assistant
         .ask(&client, event, &request.q, request.backend, &|_| {})
         .await;
-    let mut reply = answer.to_json();
-    if let (true, Some(proposal)) = (request.confirm, &answer.proposal) {
-        reply["carried_out"] = match carry_out(&client, proposal).await {
-            Ok(done) => json!(done),
-            Err(problem) => return error(StatusCode::CONFLICT, problem),
-        };
+    (StatusCode::OK, Json(answer.to_json()))
+}
+
+/// Carries out a proposal that `/ask` made, as the token's user, with its request id.
+async fn confirm(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Json<ConfirmRequest>, JsonRejection>,
+) -> Reply {
+    let client = match as_asker(&shared, &headers).await {
+        Ok(Some(client)) => client,
+        Ok(None) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "log in first: confirming needs Authorization: Bearer TOKEN",
+            )
+        }
+        Err(reply) => return reply,
+    };
+    let proposal = match body {
+        Ok(Json(request)) => request.proposal.checked(),
+        Err(rejection) => Err(rejection.body_text()),
+    };
+    let proposal = match proposal {
+        Ok(proposal) => proposal,
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "send {{\"proposal\": ...}} with the proposal exactly as /ask gave it: \
+                     {problem}"
+                ),
+            )
+        }
+    };
+    match carry_out_status(&client, &proposal).await {
+        Ok(done) => (StatusCode::OK, Json(json!({ "carried_out": done }))),
+        Err(status) => error(refusal_status(status.code()), crate::cli::explain(&status)),
     }
-    (StatusCode::OK, Json(reply))
+}
+
+/// The HTTP status for the cluster's refusal of a confirmed proposal.
+fn refusal_status(code: tonic::Code) -> StatusCode {
+    use tonic::Code;
+    match code {
+        // Taken, not held by the asker, over the per-user limit: the state says no.
+        Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 /// Starts `/ask` on the config's `[assistant] listen` address, beside a local cluster this
@@ -128,6 +225,102 @@ pub async fn start(
         Err(e) => {
             eprintln!("the assistant's /ask could not listen on {addr}: {e}");
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_maps_to_the_http_status_a_page_can_act_on() {
+        use tonic::Code;
+        assert_eq!(
+            refusal_status(Code::FailedPrecondition),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            refusal_status(Code::Unauthenticated),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(refusal_status(Code::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(
+            refusal_status(Code::PermissionDenied),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            refusal_status(Code::Unavailable),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn a_proposal_from_outside_is_checked_like_a_tool_call() {
+        let parse = |v: Value| -> Result<Proposal, String> {
+            serde_json::from_value::<ConfirmRequest>(json!({ "proposal": v }))
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.proposal.checked())
+        };
+        let good = parse(json!({
+            "question": "anything: it is made again",
+            "action": { "kind": "reserve", "event": "demo", "seats": ["s2", "S3"] },
+            "request_id": "abc123",
+        }))
+        .expect("good");
+        assert_eq!(good.question, "Reserve S2 and S3 in demo?");
+        assert_eq!(
+            good.action,
+            super::super::Action::Reserve {
+                event: "demo".into(),
+                seats: vec!["S2".into(), "S3".into()]
+            }
+        );
+        let without_question = parse(json!({
+            "action": { "kind": "cancel_booking", "booking": "bk-7" }, "request_id": "r-1",
+        }));
+        assert_eq!(
+            without_question.expect("ok").question,
+            "Cancel booking bk-7?"
+        );
+        for (bad, why) in [
+            (
+                json!({ "action": { "kind": "reserve", "event": "demo", "seats": ["S2; DROP"] }, "request_id": "a" }),
+                "not a seat id",
+            ),
+            (
+                json!({ "action": { "kind": "reserve", "event": "demo", "seats": [] }, "request_id": "a" }),
+                "1 to 10 seat ids",
+            ),
+            (
+                json!({ "action": { "kind": "reserve", "event": "de mo", "seats": ["S2"] }, "request_id": "a" }),
+                "not an event name",
+            ),
+            (
+                json!({ "action": { "kind": "cancel_booking", "booking": "7" }, "request_id": "a" }),
+                "not a booking id",
+            ),
+            (
+                json!({ "action": { "kind": "reserve", "event": "demo", "seats": ["S2"] }, "request_id": "" }),
+                "'request_id' must be",
+            ),
+            (
+                json!({ "action": { "kind": "reserve", "event": "demo", "seats": ["S2"] }, "request_id": "x".repeat(65) }),
+                "'request_id' must be",
+            ),
+            (
+                json!({ "action": { "kind": "book_all", "event": "demo" }, "request_id": "a" }),
+                "unknown variant",
+            ),
+            (
+                json!({ "action": { "kind": "reserve", "event": "demo", "seats": ["S2"], "price": 0 }, "request_id": "a" }),
+                "unknown field",
+            ),
+        ] {
+            match parse(bad.clone()) {
+                Ok(p) => panic!("{bad} was taken: {p:?}"),
+                Err(e) => assert!(e.contains(why), "{bad}: {e}"),
+            }
         }
     }
 }

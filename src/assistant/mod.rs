@@ -15,9 +15,12 @@ pub mod openai;
 pub mod rules;
 pub mod tools;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::cli::explain;
@@ -34,8 +37,23 @@ pub struct Assistant {
 }
 
 /// Rules added by plugins: given a question, an answer (and where it came from), tried before
-/// the rules engine's own.
-pub type PluginRules = Arc<dyn Fn(&str) -> Option<(String, String)> + Send + Sync>;
+/// the rules engine's own. Their handlers are scripts: they run off the runtime's threads,
+/// each bounded in time and operations, so the future resolves within a bound.
+pub type PluginRules =
+    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = PluginAnswer> + Send>> + Send + Sync>;
+
+/// What the plugins' rules made of a question.
+#[derive(Debug, Default)]
+pub struct PluginAnswer {
+    /// The answer and the file of the rule that gave it.
+    pub answer: Option<(String, String)>,
+    /// Rules that matched but failed (a script error, too many operations, too slow).
+    pub failures: Vec<String>,
+}
+
+/// How long the assistant waits for the plugins' rules, whatever they do: beyond the bound
+/// each rule keeps itself to, a margin for starting its thread.
+const PLUGIN_RULES_WAIT: Duration = Duration::from_secs(5);
 
 impl Assistant {
     pub fn new(config: &AssistantConfig) -> Assistant {
@@ -51,14 +69,27 @@ impl Assistant {
         *self.plugin_rules.lock().unwrap_or_else(|e| e.into_inner()) = Some(rules);
     }
 
-    /// The rules engine, after the plugins' rules.
+    /// The rules engine, after the plugins' rules. A plugin rule that fails is passed over
+    /// (and said so): the built-in rules answer.
     async fn rules(&self, client: &Client, event: &str, question: &str) -> Answer {
         let plugins = self
             .plugin_rules
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if let Some((answer, _file)) = plugins.and_then(|rules| rules(question)) {
+        let outcome = match plugins {
+            None => PluginAnswer::default(),
+            Some(rules) => tokio::time::timeout(PLUGIN_RULES_WAIT, rules(question.to_string()))
+                .await
+                .unwrap_or_else(|_| PluginAnswer {
+                    answer: None,
+                    failures: vec![format!(
+                        "the plugin rules gave no answer within {} s",
+                        PLUGIN_RULES_WAIT.as_secs()
+                    )],
+                }),
+        };
+        if let Some((answer, _file)) = outcome.answer {
             return Answer {
                 answer,
                 backend: "rules",
@@ -66,9 +97,18 @@ impl Assistant {
                 applied_index: None,
                 proposal: None,
                 fallback: None,
+                streamed: false,
             };
         }
-        rules::ask(client, event, question).await
+        let mut answer = rules::ask(client, event, question).await;
+        if !outcome.failures.is_empty() {
+            answer.answer = format!(
+                "{}\n(A plugin rule failed: {}. The built-in rules answered.)",
+                answer.answer,
+                outcome.failures.join("; ")
+            );
+        }
+        answer
     }
 
     pub fn backend(&self) -> Backend {
@@ -126,6 +166,7 @@ impl Assistant {
                     applied_index: None,
                     proposal: None,
                     fallback: None,
+                    streamed: false,
                 },
             },
         }
@@ -145,12 +186,22 @@ pub struct Answer {
     /// Why the openai backend failed, when the rules engine answered in its place.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// Whether `answer` is exactly the text that went to `on_text` as it streamed in (so a
+    /// shell that showed it need not print it again). A failure after streaming began gives
+    /// an answer that was not streamed: the fallback or the failure, still to be shown.
+    #[serde(skip)]
+    pub streamed: bool,
 }
 
-/// A change the assistant suggests, for the person to confirm.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A change the assistant suggests, for the person to confirm. It travels: `POST /ask` puts
+/// it in its reply and `POST /ask/confirm` takes it back, so what comes back is checked again
+/// ([`Proposal::checked`]) before anything is carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Proposal {
-    /// The question to put to the person: "Reserve S4 and S5 in demo?"
+    /// The question to put to the person: "Reserve S4 and S5 in demo?" Made again from the
+    /// action when a proposal comes back, so a sender may leave it out.
+    #[serde(default)]
     pub question: String,
     pub action: Action,
     /// Sent with the write when it is confirmed: confirming twice (a retry after a timeout)
@@ -159,6 +210,50 @@ pub struct Proposal {
 }
 
 impl Proposal {
+    /// A proposal that came from outside (a page, a script), held to what the tools accept:
+    /// an event name, 1 to 10 seat ids, a booking id, a request id the cluster takes. Seat
+    /// ids are upper-cased and the question is made again from the action.
+    pub fn checked(self) -> Result<Proposal, String> {
+        if !tools::is_request_id(&self.request_id) {
+            return Err(format!(
+                "'request_id' must be 1 to {} letters, digits, - or _",
+                crate::limits::REQUEST_ID_LEN_MAX
+            ));
+        }
+        let seats = |event: &str, seats: Vec<String>| -> Result<Vec<String>, String> {
+            if !tools::is_event_name(event) {
+                return Err(format!("'{event}' is not an event name"));
+            }
+            if !(1..=tools::SEATS_MAX).contains(&seats.len()) {
+                return Err(format!(
+                    "'seats' must list 1 to {} seat ids",
+                    tools::SEATS_MAX
+                ));
+            }
+            seats
+                .iter()
+                .map(|s| tools::seat_id(s).ok_or_else(|| format!("'{s}' is not a seat id like S2")))
+                .collect()
+        };
+        let action = match self.action {
+            Action::Reserve { event, seats: list } => Action::Reserve {
+                seats: seats(&event, list)?,
+                event,
+            },
+            Action::CancelSeats { event, seats: list } => Action::CancelSeats {
+                seats: seats(&event, list)?,
+                event,
+            },
+            Action::CancelBooking { booking } if tools::is_booking_id(&booking) => {
+                Action::CancelBooking { booking }
+            }
+            Action::CancelBooking { booking } => {
+                return Err(format!("'{booking}' is not a booking id like bk-3"))
+            }
+        };
+        Ok(Proposal::new(action, self.request_id))
+    }
+
     pub fn new(action: Action, request_id: String) -> Proposal {
         let question = match &action {
             Action::Reserve { event, seats } => format!("Reserve {} in {event}?", and_list(seats)),
@@ -175,8 +270,8 @@ impl Proposal {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     Reserve { event: String, seats: Vec<String> },
     CancelSeats { event: String, seats: Vec<String> },
@@ -191,14 +286,22 @@ impl Answer {
 
 /// Carries out a confirmed proposal as the asking user; returns what happened.
 pub async fn carry_out(client: &Client, proposal: &Proposal) -> Result<String, String> {
+    carry_out_status(client, proposal)
+        .await
+        .map_err(|s| explain(&s))
+}
+
+/// [`carry_out`], keeping the cluster's status when it refuses, for callers that tell the
+/// kinds of refusal apart (HTTP: taken is 409, not logged in 401, ...).
+pub async fn carry_out_status(
+    client: &Client,
+    proposal: &Proposal,
+) -> Result<String, tonic::Status> {
     let id = proposal.request_id.as_str();
     match &proposal.action {
         Action::Reserve { event, seats } => {
             let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
-            let reply = client
-                .reserve_with_id(id, event, &seats)
-                .await
-                .map_err(|s| explain(&s))?;
+            let reply = client.reserve_with_id(id, event, &seats).await?;
             let booking = reply.booking.unwrap_or_default();
             Ok(format!(
                 "reserved {} in {} (booking {})",
@@ -209,10 +312,7 @@ pub async fn carry_out(client: &Client, proposal: &Proposal) -> Result<String, S
         }
         Action::CancelSeats { event, seats } => {
             let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
-            let reply = client
-                .cancel_seats_with_id(id, event, &seats)
-                .await
-                .map_err(|s| explain(&s))?;
+            let reply = client.cancel_seats_with_id(id, event, &seats).await?;
             Ok(format!(
                 "cancelled {} in {}",
                 reply.seats.join(", "),
@@ -220,10 +320,7 @@ pub async fn carry_out(client: &Client, proposal: &Proposal) -> Result<String, S
             ))
         }
         Action::CancelBooking { booking } => {
-            let reply = client
-                .cancel_booking_with_id(id, booking)
-                .await
-                .map_err(|s| explain(&s))?;
+            let reply = client.cancel_booking_with_id(id, booking).await?;
             Ok(format!(
                 "cancelled booking {booking}: {} in {}",
                 reply.seats.join(", "),

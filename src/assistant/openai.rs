@@ -5,24 +5,36 @@
 //! only propose; nothing changes until the person confirms.
 //!
 //! Lenient with what servers send (a tool call without an id, arguments as an object rather
-//! than a string, a whole message where a delta was expected), strict with what runs.
+//! than a string, a whole message where a delta was expected, error bodies of any shape),
+//! strict with what runs.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_openai::config::OpenAIConfig;
-use async_openai::error::OpenAIError;
+use async_openai::error::{ApiError, ApiErrorResponse, OpenAIError};
+use async_openai::middleware::{HttpRequestFactory, ReqwestService};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
+use tonic::codegen::Service;
 
-use super::tools::{self, SeatsView};
+use super::tools::{self, SeatsView, SEATS_MAX};
 use super::{Action, Answer, Proposal};
 use crate::client::Client;
 use crate::config::{AssistantConfig, OpenAiConfig};
 
-const DEFAULT_PROMPT: &str = include_str!("system_prompt.txt");
-/// Seats one reserve or cancel may name, and the longest run `free_seats` looks for.
-const SEATS_MAX: usize = 10;
+/// The built-in system prompt, shipped as a file so it can be copied and edited (and named
+/// by `system_prompt` in cluster.toml).
+pub const DEFAULT_PROMPT: &str = include_str!("../../prompts/assistant.txt");
+/// The longest tool name and arguments a streamed tool call may grow to: past these the
+/// server is sending nonsense, and memory is not the model's to spend.
+const NAME_BYTES_MAX: usize = 128;
+const ARGUMENTS_BYTES_MAX: usize = 64 << 10;
+/// How much of an error body is read to explain the error.
+const ERROR_BODY_BYTES_MAX: usize = 16 << 10;
 
 pub struct OpenAi {
     settings: OpenAiConfig,
@@ -56,7 +68,11 @@ impl OpenAi {
         let config = OpenAIConfig::new()
             .with_api_base(self.settings.base_url.trim_end_matches('/'))
             .with_api_key(key);
-        async_openai::Client::with_config(config)
+        // Our own transport instead of the default, which retries 429s and lets an error body
+        // that is not OpenAI's shape hide the HTTP status (see `StatusFirst`).
+        async_openai::Client::with_config(config).with_http_service(StatusFirst {
+            inner: ReqwestService::default(),
+        })
     }
 
     /// Answers within the configured time, or says why not.
@@ -97,9 +113,22 @@ impl OpenAi {
             applied_index: None,
             proposal: None,
             fallback: None,
+            streamed: false,
         };
         let api = self.api();
         let mut calls_made = 0;
+        // Unique to this question: the request ids of its proposals derive from it, so the
+        // same tool call in a later question ("book S9" again) is a new request, not a replay
+        // of the first one's outcome. Within the question the ids stay deterministic.
+        let turn = Turn {
+            user: client.user().unwrap_or(""),
+            event,
+            question,
+            nonce: crate::client::new_request_id(),
+        };
+        // The last tool the model asked for that does not exist, to name it if the loop ends.
+        let mut unknown_tool: Option<String> = None;
+        let max_calls = self.settings.max_tool_calls as usize;
         loop {
             let request = json!({
                 "model": self.settings.model,
@@ -120,14 +149,17 @@ impl OpenAi {
                     &chunk.map_err(|e| self.explain(e))?,
                     &mut text,
                     &mut calls,
+                    max_calls,
                     on_text,
-                );
+                )?;
             }
             if calls.is_empty() {
                 if text.trim().is_empty() {
                     return Err("the model answered nothing".into());
                 }
+                // All of it went to `on_text` as it came.
                 answer.answer = text;
+                answer.streamed = true;
                 return Ok(answer);
             }
             for (n, call) in calls.iter_mut().enumerate() {
@@ -150,16 +182,19 @@ impl OpenAi {
             messages.push(json!({ "role": "assistant", "content": content, "tool_calls": listed }));
             for call in &calls {
                 calls_made += 1;
-                if calls_made > self.settings.max_tool_calls {
-                    return Err(format!(
-                        "the model asked for more than {} tool calls",
-                        self.settings.max_tool_calls
-                    ));
+                if calls_made > max_calls {
+                    return Err(match &unknown_tool {
+                        Some(name) => format!(
+                            "the model asked for a tool that does not exist: '{name}' (and went \
+                             on past {max_calls} tool calls)"
+                        ),
+                        None => format!("the model asked for more than {max_calls} tool calls"),
+                    });
                 }
-                let result = match self
-                    .run_tool(client, event, question, call, &mut answer)
-                    .await
-                {
+                if !TOOLS.iter().any(|t| t.name == call.name) {
+                    unknown_tool = Some(shown(&call.name));
+                }
+                let result = match self.run_tool(client, event, &turn, call, &mut answer).await {
                     Ok(result) => result,
                     Err(problem) => json!({ "error": problem }),
                 };
@@ -176,18 +211,10 @@ impl OpenAi {
         &self,
         client: &Client,
         event_in_use: &str,
-        question: &str,
+        turn: &Turn<'_>,
         call: &Call,
         answer: &mut Answer,
     ) -> Result<Value, String> {
-        let args = arguments(&call.arguments)?;
-        let event = |args: &Map<String, Value>| -> Result<String, String> {
-            match args.get("event") {
-                None => Ok(event_in_use.to_string()),
-                Some(Value::String(e)) if valid_name(e) => Ok(e.clone()),
-                Some(other) => Err(format!("'event' must be an event name, not {other}")),
-            }
-        };
         let name = TOOLS
             .iter()
             .find(|t| t.name == call.name)
@@ -195,11 +222,19 @@ impl OpenAi {
                 let names: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
                 format!(
                     "there is no tool '{}'; the tools are {}",
-                    call.name,
+                    shown(&call.name),
                     names.join(", ")
                 )
             })?
             .name;
+        let args = arguments(&call.arguments)?;
+        let event = |args: &Map<String, Value>| -> Result<String, String> {
+            match args.get("event") {
+                None => Ok(event_in_use.to_string()),
+                Some(Value::String(e)) if tools::is_event_name(e) => Ok(e.clone()),
+                Some(other) => Err(format!("'event' must be an event name, not {other}")),
+            }
+        };
         only_keys(
             &args,
             TOOLS
@@ -293,7 +328,7 @@ impl OpenAi {
                     event: map.event.clone(),
                     seats: wanted,
                 };
-                Ok(self.propose(action, client, question, call, answer))
+                Ok(propose(action, turn, call, answer))
             }
             "cancel" => {
                 logged_in(client)?;
@@ -325,54 +360,32 @@ impl OpenAi {
                         )
                     }
                 };
-                Ok(self.propose(action, client, question, call, answer))
+                Ok(propose(action, turn, call, answer))
             }
             other => Err(format!("the tool '{other}' is not wired")),
         }
     }
 
-    /// Records a proposal whose request id is derived from the tool call, so confirming it
-    /// twice (or after a retried question) books once.
-    fn propose(
-        &self,
-        action: Action,
-        client: &Client,
-        question: &str,
-        call: &Call,
-        answer: &mut Answer,
-    ) -> Value {
-        let mut hash = Sha256::new();
-        for part in [
-            client.user().unwrap_or(""),
-            question,
-            &call.id,
-            &call.arguments,
-        ] {
-            hash.update(part.as_bytes());
-            hash.update([0]);
-        }
-        let request_id: String = hash.finalize()[..12]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let proposal = Proposal::new(action, request_id);
-        let result = json!({ "proposed": proposal.question, "needs_confirmation": true,
-                             "done": false });
-        answer.proposal = Some(proposal);
-        result
-    }
-
     fn explain(&self, error: OpenAIError) -> String {
         let base = &self.settings.base_url;
         match error {
-            OpenAIError::ApiError(r) => match r.status_code.as_u16() {
-                401 | 403 => format!(
-                    "{base} refused the API key ({}): set the variable {} to a valid key",
-                    r.status_code, self.settings.api_key_env
-                ),
-                429 => format!("{base} is rate-limiting or out of quota (429); try again shortly"),
-                _ => format!("{base} answered {}: {}", r.status_code, r.api_error.message),
-            },
+            // By the HTTP status first: servers word (and shape) their error bodies differently.
+            OpenAIError::ApiError(r) => {
+                let said = match r.api_error.message.as_str() {
+                    "" => String::new(),
+                    message => format!(" (it said: {message})"),
+                };
+                match r.status_code.as_u16() {
+                    401 | 403 => format!(
+                        "{base} refused the API key ({}): set the variable {} to a valid key{said}",
+                        r.status_code, self.settings.api_key_env
+                    ),
+                    429 => format!(
+                        "{base} is rate-limiting or out of quota (429); try again shortly{said}"
+                    ),
+                    _ => format!("{base} answered {}{said}", r.status_code),
+                }
+            }
             OpenAIError::Reqwest(e) if e.is_connect() => format!("cannot reach {base}: {e}"),
             OpenAIError::Reqwest(e) if e.is_timeout() => format!("{base} did not answer in time"),
             OpenAIError::JSONDeserialize(e, _) => {
@@ -384,15 +397,139 @@ impl OpenAi {
     }
 }
 
-/// Adds one streamed chunk: text as it comes (shown at once), tool calls by index.
+/// What the request ids of one question's proposals derive from.
+struct Turn<'a> {
+    user: &'a str,
+    event: &'a str,
+    question: &'a str,
+    /// Random, once per question.
+    nonce: String,
+}
+
+/// The request id of a proposal made by `call` in `turn`: the same call in the same turn (a
+/// retry) gets the same id, so confirming twice books once; another question never does.
+fn request_id(turn: &Turn<'_>, call: &Call) -> String {
+    let mut hash = Sha256::new();
+    for part in [
+        turn.user,
+        turn.event,
+        turn.question,
+        &turn.nonce,
+        &call.id,
+        &call.name,
+        &call.arguments,
+    ] {
+        // Lengths first, so no two different lists of parts hash alike.
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part.as_bytes());
+    }
+    hash.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Records a proposal whose request id is derived from the tool call and the turn.
+fn propose(action: Action, turn: &Turn<'_>, call: &Call, answer: &mut Answer) -> Value {
+    let proposal = Proposal::new(action, request_id(turn, call));
+    let result = json!({ "proposed": proposal.question, "needs_confirmation": true,
+                         "done": false });
+    answer.proposal = Some(proposal);
+    result
+}
+
+/// A name the model sent, fit to quote: at most 64 characters, no control characters.
+fn shown(name: &str) -> String {
+    let mut shown: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+    if name.chars().count() > 64 {
+        shown.push('…');
+    }
+    shown
+}
+
+/// The requests to the model's server, made by reqwest, with every unsuccessful reply turned
+/// into an [`OpenAIError::ApiError`] that keeps its HTTP status whatever the body's shape:
+/// OpenAI sends `{"error": {"message", "code": "..."}}`, llama.cpp a numeric code, vLLM a
+/// flat `{"object": "error", "message", "code"}`, proxies plain text. async-openai reads only
+/// OpenAI's shape and reports the others as a bad reply, losing the 401 or the 429.
+#[derive(Clone)]
+struct StatusFirst {
+    inner: ReqwestService,
+}
+
+type HttpResponse = <ReqwestService as Service<HttpRequestFactory>>::Response;
+
+impl Service<HttpRequestFactory> for StatusFirst {
+    type Response = HttpResponse;
+    type Error = OpenAIError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, OpenAIError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OpenAIError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: HttpRequestFactory) -> Self::Future {
+        let sent = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = sent.await?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response);
+            }
+            let mut body = Vec::new();
+            while body.len() < ERROR_BODY_BYTES_MAX {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                    // The status says enough when the body does not arrive whole.
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            Err(OpenAIError::ApiError(ApiErrorResponse {
+                status_code: status,
+                api_error: ApiError {
+                    message: error_message(&body),
+                    ..ApiError::default()
+                },
+            }))
+        })
+    }
+}
+
+/// The message in an error body of any of the shapes servers send, or its text, shortened.
+fn error_message(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let message = [
+        &parsed["error"]["message"],
+        &parsed["message"],
+        &parsed["error"],
+        &parsed["detail"],
+    ]
+    .into_iter()
+    .find_map(Value::as_str)
+    .unwrap_or(&text);
+    let mut short: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    if message.chars().count() > 200 {
+        short.push('…');
+    }
+    short.trim().to_string()
+}
+
+/// Adds one streamed chunk: text as it comes (shown at once), tool calls by index. The index
+/// comes from the server: it is held below `max_calls` rather than trusted to size a list.
 fn absorb(
     chunk: &Value,
     text: &mut String,
     calls: &mut Vec<Call>,
+    max_calls: usize,
     on_text: &(dyn Fn(&str) + Send + Sync),
-) {
+) -> Result<(), String> {
     let Some(choice) = chunk["choices"].get(0) else {
-        return;
+        return Ok(());
     };
     // A server that does not stream sends the whole message at once.
     let delta = if choice["delta"].is_object() {
@@ -405,10 +542,18 @@ fn absorb(
         text.push_str(piece);
     }
     let Some(parts) = delta["tool_calls"].as_array() else {
-        return;
+        return Ok(());
     };
     for (position, part) in parts.iter().enumerate() {
-        let index = part["index"].as_u64().map_or(position, |i| i as usize);
+        let index = match part["index"].as_u64() {
+            None => position,
+            Some(i) => usize::try_from(i).unwrap_or(usize::MAX),
+        };
+        if index >= max_calls {
+            return Err(format!(
+                "the model asked for more than {max_calls} tool calls in one reply"
+            ));
+        }
         while calls.len() <= index {
             calls.push(Call::default());
         }
@@ -416,15 +561,23 @@ fn absorb(
         if let Some(id) = part["id"].as_str() {
             call.id = id.to_string();
         }
+        // Some servers repeat the whole name in every chunk of a call rather than sending it
+        // once: a repeat is not more of the name.
         if let Some(name) = part["function"]["name"].as_str() {
-            call.name.push_str(name);
+            if call.name != name {
+                call.name.push_str(name);
+            }
         }
         match &part["function"]["arguments"] {
             Value::String(s) => call.arguments.push_str(s),
             Value::Null => {}
             other => call.arguments = other.to_string(),
         }
+        if call.name.len() > NAME_BYTES_MAX || call.arguments.len() > ARGUMENTS_BYTES_MAX {
+            return Err("the model sent a tool call too long to be one".into());
+        }
     }
+    Ok(())
 }
 
 fn arguments(text: &str) -> Result<Map<String, Value>, String> {
@@ -448,19 +601,11 @@ fn only_keys(args: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> 
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 fn seat_arg(value: Option<&Value>, key: &str) -> Result<String, String> {
-    match value.and_then(Value::as_str) {
-        Some(s) if super::rules::is_seat_id(&s.to_ascii_lowercase()) => Ok(s.to_ascii_uppercase()),
-        _ => Err(format!("'{key}' must be a seat id like S2 or A10")),
-    }
+    value
+        .and_then(Value::as_str)
+        .and_then(tools::seat_id)
+        .ok_or_else(|| format!("'{key}' must be a seat id like S2 or A10"))
 }
 
 fn seat_list(value: Option<&Value>) -> Result<Vec<String>, String> {
@@ -581,14 +726,18 @@ mod tests {
             &json!({"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"seat_status","arguments":"{\"seat\":"}}]}}]}),
             &mut text,
             &mut calls,
+            8,
             &quiet,
-        );
+        )
+        .expect("absorbed");
         absorb(
             &json!({"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"S2\"}"}}]}}]}),
             &mut text,
             &mut calls,
+            8,
             &quiet,
-        );
+        )
+        .expect("absorbed");
         assert_eq!(calls[0].name, "seat_status");
         assert_eq!(arguments(&calls[0].arguments).expect("json")["seat"], "S2");
         assert!(calls[0].id.is_empty(), "an id is made up later");
@@ -598,14 +747,159 @@ mod tests {
             &json!({"choices":[{"message":{"content":"Checking.","tool_calls":[{"id":"x","function":{"name":"free_seats","arguments":{"together":2}}}]}}]}),
             &mut text,
             &mut whole,
+            8,
             &quiet,
-        );
+        )
+        .expect("absorbed");
         assert_eq!(
             (whole[0].id.as_str(), whole[0].name.as_str()),
             ("x", "free_seats")
         );
         assert_eq!(arguments(&whole[0].arguments).expect("json")["together"], 2);
         assert_eq!(text, "Checking.");
+    }
+
+    #[test]
+    fn a_tool_call_index_is_held_below_the_bound_and_a_repeated_name_is_not_doubled() {
+        let mut text = String::new();
+        let quiet = |_: &str| {};
+        let chunk = |index: Value, name: &str, arguments: &str| {
+            json!({"choices":[{"delta":{"tool_calls":[{"index": index,
+                "function":{"name": name, "arguments": arguments}}]}}]})
+        };
+        // An index far past the bound would have sized the list of calls: refused instead.
+        let mut calls = Vec::new();
+        let refused = absorb(
+            &chunk(json!(u64::MAX), "help", ""),
+            &mut text,
+            &mut calls,
+            3,
+            &quiet,
+        );
+        assert_eq!(
+            refused,
+            Err("the model asked for more than 3 tool calls in one reply".to_string())
+        );
+        assert!(calls.is_empty(), "nothing allocated for it");
+        assert!(absorb(
+            &chunk(json!(3), "help", ""),
+            &mut text,
+            &mut calls,
+            3,
+            &quiet
+        )
+        .is_err());
+        assert!(absorb(
+            &chunk(json!(2), "help", ""),
+            &mut text,
+            &mut calls,
+            3,
+            &quiet
+        )
+        .is_ok());
+        assert_eq!(calls.len(), 3);
+        // A server that repeats the name in every chunk of a call.
+        let mut calls = Vec::new();
+        for (name, arguments) in [("seat_status", "{\"seat\":"), ("seat_status", "\"S2\"}")] {
+            absorb(
+                &chunk(json!(0), name, arguments),
+                &mut text,
+                &mut calls,
+                3,
+                &quiet,
+            )
+            .expect("absorbed");
+        }
+        assert_eq!(calls[0].name, "seat_status");
+        assert_eq!(calls[0].arguments, "{\"seat\":\"S2\"}");
+        // A name sent in pieces is still put together.
+        let mut calls = Vec::new();
+        for piece in ["seat_", "status"] {
+            absorb(
+                &chunk(json!(0), piece, ""),
+                &mut text,
+                &mut calls,
+                3,
+                &quiet,
+            )
+            .expect("absorbed");
+        }
+        assert_eq!(calls[0].name, "seat_status");
+        // Arguments that never end are cut off.
+        let mut calls = Vec::new();
+        let long = "x".repeat(ARGUMENTS_BYTES_MAX + 1);
+        assert!(absorb(
+            &chunk(json!(0), "help", &long),
+            &mut text,
+            &mut calls,
+            3,
+            &quiet
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn request_ids_repeat_within_a_turn_and_never_across_turns() {
+        let call = Call {
+            id: "call_0_0".into(),
+            name: "reserve".into(),
+            arguments: "{\"seats\":[\"S9\"]}".into(),
+        };
+        let turn = |nonce: &str, event: &'static str| Turn {
+            user: "user1",
+            event,
+            question: "book S9",
+            nonce: nonce.to_string(),
+        };
+        let first = turn("a1", "demo");
+        // A retry of the same call in the same turn: the same id, so it books once.
+        assert_eq!(request_id(&first, &call), request_id(&first, &call));
+        let id = request_id(&first, &call);
+        assert!(tools::is_request_id(&id), "{id}");
+        // The same words later (a new nonce), or about another event: another request.
+        assert_ne!(request_id(&turn("b2", "demo"), &call), id);
+        assert_ne!(request_id(&turn("a1", "gala"), &call), id);
+        let other_call = Call {
+            id: "call_0_1".into(),
+            ..Call::default()
+        };
+        assert_ne!(request_id(&first, &other_call), id);
+        // Parts are delimited: moving a character from one part to the next changes the id.
+        let shifted = Turn {
+            user: "user",
+            event: "1demo",
+            ..turn("a1", "demo")
+        };
+        assert_ne!(request_id(&shifted, &call), id);
+        // And two real questions get nonces of their own.
+        assert_ne!(
+            crate::client::new_request_id(),
+            crate::client::new_request_id()
+        );
+    }
+
+    #[test]
+    fn error_bodies_of_any_shape_give_their_message() {
+        let openai = br#"{"error":{"message":"Incorrect API key","type":"x","param":null,"code":"invalid_api_key"}}"#;
+        let llama =
+            br#"{"error":{"code":401,"message":"Invalid API Key","type":"authentication_error"}}"#;
+        let vllm = br#"{"object":"error","message":"Too many requests","type":"x","param":null,"code":429}"#;
+        let fastapi = br#"{"detail":"Unauthorized"}"#;
+        assert_eq!(error_message(openai), "Incorrect API key");
+        assert_eq!(error_message(llama), "Invalid API Key");
+        assert_eq!(error_message(vllm), "Too many requests");
+        assert_eq!(error_message(fastapi), "Unauthorized");
+        assert_eq!(error_message(b"Bad Gateway\n"), "Bad Gateway");
+        assert_eq!(error_message(b""), "");
+        let long = "y".repeat(1000);
+        assert_eq!(error_message(long.as_bytes()).chars().count(), 201);
+    }
+
+    #[test]
+    fn a_quoted_tool_name_is_short_and_printable() {
+        assert_eq!(shown("drop_tables"), "drop_tables");
+        assert_eq!(shown("a\u{1b}[31mb"), "a[31mb");
+        assert_eq!(shown(&"z".repeat(100)).chars().count(), 65);
     }
 
     #[test]

@@ -258,6 +258,7 @@ pub async fn ask(client: &Client, event_in_use: &str, question: &str) -> Answer 
             applied_index: None,
             proposal: None,
             fallback: None,
+            streamed: false,
         },
     };
     let result = turn.run(event_in_use, question).await;

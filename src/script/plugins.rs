@@ -14,12 +14,20 @@
 //! A handler calls the same API as a script, as the shell's user. What it returns is printed
 //! (a string as it is, anything else as JSON). A plugin that fails to parse or throws while
 //! loading is reported with `file:line:col` and skipped; the others load.
+//!
+//! Plugins also add assistant rules (`register_rule`). Their handlers answer questions from
+//! `/ask` as well as from the shell, so they run apart from scripts: on a thread of their own
+//! (never a runtime worker), on an engine of their own with a far smaller budget
+//! ([`RULE_OPERATIONS_MAX`], [`RULE_TIME_MAX`]), without the cluster and without the scripts'
+//! cancel switch (a question must not clear a script's Ctrl-C, nor a Ctrl-C fail a question).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
-use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, AST};
+use rhai::module_resolvers::DummyModuleResolver;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, Position, AST};
 
 use super::{enter, Context, Diagnostic, Output, Scripting};
 use crate::shell::command;
@@ -70,6 +78,129 @@ thread_local! {
     static LOADING: RefCell<Option<Vec<Registered>>> = const { RefCell::new(None) };
     /// The same for `register_rule`: (phrases, handler).
     static LOADING_RULES: RefCell<Vec<(Vec<Vec<String>>, FnPtr)>> = const { RefCell::new(Vec::new()) };
+    /// When the rule handlers running on this thread must stop.
+    static RULE_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Operations one rule handler may take: a rule answers from its own text, so a hundredth
+/// of a script's budget is plenty, and an endless loop ends in a moment.
+pub const RULE_OPERATIONS_MAX: u64 = 200_000;
+/// How long the rules matching one question may take in all, sleeps included: someone is
+/// waiting for the answer.
+pub const RULE_TIME_MAX: Duration = Duration::from_secs(2);
+
+const RULE_TIME_UP: &str = "the rule ran past its time limit";
+
+/// What the plugin rules made of a question: the first answer (and its rule's file), and the
+/// rules that matched but failed on the way.
+#[derive(Debug, Default)]
+pub struct RuleOutcome {
+    pub answer: Option<(String, PathBuf)>,
+    pub failures: Vec<String>,
+}
+
+fn rule_time_up() -> bool {
+    RULE_DEADLINE.with(|d| d.get().is_some_and(|at| Instant::now() >= at))
+}
+
+/// The engine rule handlers run on: the sandbox's bounds with a smaller operations budget, a
+/// deadline of its own, and only functions that need no session (no cluster, no cancel
+/// switch shared with scripts). A handler's closure was compiled by the scripts' engine;
+/// calling it here needs only its AST.
+fn rule_engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut engine = Engine::new();
+        engine
+            .set_max_operations(RULE_OPERATIONS_MAX)
+            .set_max_call_levels(super::CALL_LEVELS_MAX)
+            .set_max_expr_depths(super::EXPR_DEPTH_MAX, super::FN_EXPR_DEPTH_MAX)
+            .set_max_string_size(super::STRING_BYTES_MAX)
+            .set_max_array_size(super::ARRAY_LEN_MAX)
+            .set_max_map_size(super::MAP_LEN_MAX)
+            .set_max_variables(super::VARIABLES_MAX)
+            .set_module_resolver(DummyModuleResolver::new())
+            .disable_symbol("eval");
+        engine.on_progress(|_| rule_time_up().then(|| Dynamic::from(RULE_TIME_UP)));
+        engine.on_print(|text| tracing::debug!("plugin rule printed: {text}"));
+        engine.on_debug(|text, source, pos| {
+            tracing::debug!(source = source.unwrap_or(""), %pos, "{text}");
+        });
+        // On a rule's own thread sleeping blocks nobody else; the deadline still holds.
+        engine.register_fn("sleep", |ms: i64| -> Result<(), Box<EvalAltResult>> {
+            if !(0..=super::SLEEP_MS_MAX).contains(&ms) {
+                let max = super::SLEEP_MS_MAX;
+                return Err(format!("sleep takes 0 to {max} ms, not {ms}").into());
+            }
+            let wanted = Duration::from_millis(ms.unsigned_abs());
+            let left = RULE_DEADLINE.with(Cell::get).map_or(Duration::ZERO, |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            std::thread::sleep(wanted.min(left));
+            match wanted > left {
+                true => {
+                    Err(EvalAltResult::ErrorTerminated(RULE_TIME_UP.into(), Position::NONE).into())
+                }
+                false => Ok(()),
+            }
+        });
+        engine.register_fn("now_ms", || crate::server::node::now_ms() as i64);
+        engine
+    })
+}
+
+/// Runs the handlers of `rules` (all matching `question`) in order until one answers, within
+/// [`RULE_TIME_MAX`] in all. Blocks: run it on a thread of its own.
+fn run_rules(rules: &[PluginRule], question: &str) -> RuleOutcome {
+    RULE_DEADLINE.with(|d| d.set(Instant::now().checked_add(RULE_TIME_MAX)));
+    let mut failures = Vec::new();
+    for rule in rules {
+        let ran = rule
+            .run
+            .call::<Dynamic>(rule_engine(), &rule.ast, (question.to_string(),));
+        match ran {
+            Ok(answer) => {
+                return RuleOutcome {
+                    answer: Some((answer.to_string(), rule.file.clone())),
+                    failures,
+                }
+            }
+            Err(error) => {
+                let why = rule_failure(rule, &error);
+                tracing::warn!("a plugin rule failed: {why}");
+                failures.push(why);
+            }
+        }
+    }
+    RuleOutcome {
+        answer: None,
+        failures,
+    }
+}
+
+/// Why a rule failed, for the person who asked: its file's name (not where it lives) and
+/// what stopped it.
+fn rule_failure(rule: &PluginRule, error: &EvalAltResult) -> String {
+    let name = rule
+        .file
+        .file_name()
+        .map_or_else(|| rule.file.clone(), PathBuf::from);
+    let mut inner = error;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, cause, _) = inner {
+        inner = cause;
+    }
+    match inner {
+        EvalAltResult::ErrorTooManyOperations(_) => format!(
+            "{}: stopped after {RULE_OPERATIONS_MAX} operations, a rule's bound",
+            name.display()
+        ),
+        EvalAltResult::ErrorTerminated(..) => format!(
+            "{}: stopped after {} s, a rule's time limit",
+            name.display(),
+            RULE_TIME_MAX.as_secs()
+        ),
+        _ => Diagnostic::runtime(&name, &rule.source, error).to_string(),
+    }
 }
 
 pub(super) fn register(engine: &mut Engine) {
@@ -293,32 +424,45 @@ impl Scripting {
         Ok((commands, rules))
     }
 
-    /// The answer of the first plugin rule that matches `question`, if any. Rules answer
-    /// from their own text: they run without a session and cannot reach the cluster. One
-    /// that fails is logged and passed over.
-    pub fn answer_by_rule(&self, question: &str) -> Option<(String, PathBuf)> {
+    /// The answer of the first plugin rule that matches `question`, if any, and the matching
+    /// rules that failed before it (passed over). Rules answer from their own text: they run
+    /// without a session and cannot reach the cluster. Matching is done here; only when a
+    /// rule matches does a thread start for the handlers (see [`run_rules`]).
+    pub async fn answer_by_rule(&self, question: &str) -> RuleOutcome {
         let words = crate::assistant::rules::words(question);
-        self.reset_cancel();
-        for rule in self.plugins.rules() {
-            let matches = rule
-                .phrases
-                .iter()
-                .any(|phrase| phrase.iter().all(|w| words.contains(w)));
-            if !matches {
-                continue;
-            }
-            match rule
-                .run
-                .call::<Dynamic>(&self.engine, &rule.ast, (question.to_string(),))
-            {
-                Ok(answer) => return Some((answer.to_string(), rule.file.clone())),
-                Err(e) => {
-                    let d = Diagnostic::runtime(&rule.file, &rule.source, &e);
-                    tracing::warn!("a plugin rule failed: {d}");
-                }
-            }
+        let matched: Vec<PluginRule> = self
+            .plugins
+            .rules()
+            .into_iter()
+            .filter(|rule| {
+                rule.phrases
+                    .iter()
+                    .any(|phrase| phrase.iter().all(|w| words.contains(w)))
+            })
+            .collect();
+        if matched.is_empty() {
+            return RuleOutcome::default();
         }
-        None
+        let failed = |why: String| RuleOutcome {
+            answer: None,
+            failures: vec![why],
+        };
+        let question = question.to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // A thread of its own with a script thread's deep stack, not a runtime worker: a
+        // handler may sleep or spin until its bounds stop it.
+        let spawned = std::thread::Builder::new()
+            .name("plugin-rule".into())
+            .stack_size(super::STACK_BYTES)
+            .spawn(move || {
+                let _ = tx.send(run_rules(&matched, &question));
+            });
+        if let Err(e) = spawned {
+            return failed(format!("cannot start a thread for the plugin rules: {e}"));
+        }
+        rx.await.unwrap_or_else(|_| {
+            failed("the plugin rules stopped without an answer (a bug: see the log)".into())
+        })
     }
 
     /// Runs a plugin command's handler on a thread of its own, as `session`'s user.
@@ -387,6 +531,45 @@ mod tests {
         let scripting = Scripting::new(runtime.handle().clone(), None);
         let problems = scripting.load_plugins(dir.path());
         (scripting, problems)
+    }
+
+    /// Goal: an assistant rule runs on its own thread with its own bounds: it neither clears
+    /// a script's Ctrl-C (a question from /ask used to) nor is stopped by it; it may sleep;
+    /// an endless loop stops at the rule's operations bound, and the next matching rule
+    /// answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_assistant_rule_runs_apart_from_scripts_within_its_bounds() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = r#"
+            register_rule(#{ phrases: ["hours"], run: |q| { sleep(5); "open " + q } });
+            register_rule(#{ phrases: ["refund"], run: |q| { loop {} } });
+            register_rule(#{ phrases: ["refund"], run: |q| "no refunds" });
+        "#;
+        std::fs::write(dir.path().join("faq.rhai"), source).expect("write");
+        let scripting = Scripting::new(tokio::runtime::Handle::current(), None);
+        assert!(scripting.load_plugins(dir.path()).is_empty());
+        // A script was cancelled with Ctrl-C and has not yet seen it.
+        scripting.cancel();
+        let outcome = scripting.answer_by_rule("opening hours?").await;
+        let (answer, file) = outcome.answer.expect("answered");
+        assert_eq!(answer, "open opening hours?");
+        assert_eq!(file, dir.path().join("faq.rhai"));
+        assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+        assert!(
+            scripting.host.is_cancelled(),
+            "the script's Ctrl-C still stands"
+        );
+
+        let outcome = scripting.answer_by_rule("a refund").await;
+        assert_eq!(outcome.answer.map(|a| a.0).as_deref(), Some("no refunds"));
+        assert_eq!(
+            outcome.failures,
+            [format!(
+                "faq.rhai: stopped after {RULE_OPERATIONS_MAX} operations, a rule's bound"
+            )]
+        );
+        let none = scripting.answer_by_rule("is S2 free").await;
+        assert!(none.answer.is_none() && none.failures.is_empty());
     }
 
     #[test]

@@ -127,10 +127,17 @@ pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool>
 pub fn assistant_with_plugins(config: &Config, scripting: &Arc<Scripting>) -> Arc<Assistant> {
     let assistant = Arc::new(Assistant::new(&config.assistant));
     let scripting = scripting.clone();
-    assistant.set_plugin_rules(Arc::new(move |question: &str| {
-        scripting
-            .answer_by_rule(question)
-            .map(|(answer, file)| (answer, file.display().to_string()))
+    assistant.set_plugin_rules(Arc::new(move |question: String| {
+        let scripting = scripting.clone();
+        Box::pin(async move {
+            let outcome = scripting.answer_by_rule(&question).await;
+            crate::assistant::PluginAnswer {
+                answer: outcome
+                    .answer
+                    .map(|(answer, file)| (answer, file.display().to_string())),
+                failures: outcome.failures,
+            }
+        })
     }));
     assistant
 }

@@ -401,9 +401,13 @@ impl Session {
             text.push_str(&format!("\n[openai; tools used: {used}]"));
         }
         if streamed.load(Ordering::Relaxed) {
-            // The answer is on the screen already; only what follows it is left to print.
+            // What streamed is on the screen: end its line. When it was the whole answer, only
+            // the note after it is left to print; when the stream broke off, the answer (the
+            // failure, or the rules engine's answer with the failure noted) is still to come.
             println!();
-            text = text.split_off(answer.answer.len()).trim_start().to_string();
+            if answer.streamed {
+                text = text.split_off(answer.answer.len()).trim_start().to_string();
+            }
         }
         let Some(proposal) = &answer.proposal else {
             return Ok(Reply::new(text, json));
@@ -419,7 +423,7 @@ impl Session {
             println!("{text}");
             text.clear();
         }
-        let outcome = match self.confirm(&proposal.question) {
+        let outcome = match self.consent(&proposal.question) {
             Err(_) if !self.mode.interactive => {
                 json["carried_out"] = Value::Null;
                 format!(
@@ -427,10 +431,17 @@ impl Session {
                     proposal.question
                 )
             }
-            Ok(()) => {
+            Ok(true) => {
                 let done = assistant::carry_out(&self.client, proposal).await?;
                 json["carried_out"] = json!(done);
                 done
+            }
+            Ok(false) => {
+                json["carried_out"] = Value::Null;
+                match proposal.action {
+                    assistant::Action::Reserve { .. } => "nothing reserved".to_string(),
+                    _ => "not cancelled".to_string(),
+                }
             }
             Err(refused) => {
                 json["carried_out"] = Value::Null;
@@ -598,8 +609,17 @@ impl Session {
     /// Asks before a change that cannot be taken back; `--yes` answers for the person, and
     /// without a terminal nobody can, so it refuses.
     fn confirm(&self, question: &str) -> Result<(), String> {
+        match self.consent(question)? {
+            true => Ok(()),
+            false => Err("not cancelled".into()),
+        }
+    }
+
+    /// Whether the person agrees to `question`: `--yes` does, or they answer y at the
+    /// terminal. An error when there is nobody to ask.
+    fn consent(&self, question: &str) -> Result<bool, String> {
         if self.mode.yes {
-            return Ok(());
+            return Ok(true);
         }
         if !self.mode.interactive || !std::io::stdin().is_terminal() {
             return Err(format!(
@@ -613,10 +633,10 @@ impl Session {
             .lock()
             .read_line(&mut answer)
             .map_err(|e| e.to_string())?;
-        match answer.trim().to_ascii_lowercase().as_str() {
-            "y" | "yes" => Ok(()),
-            _ => Err("not cancelled".into()),
-        }
+        Ok(matches!(
+            answer.trim().to_ascii_lowercase().as_str(),
+            "y" | "yes"
+        ))
     }
 
     fn remember_events(&self, events: &[pb::Event]) {
