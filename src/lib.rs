@@ -9,6 +9,7 @@
 //! - [`server`]: the node daemon: the client API, forwarding to the leader, read index,
 //!   health, reflection, bootstrap and shutdown.
 //! - [`error`]: the API's errors and their one mapping to gRPC status codes.
+//! - [`json`]: the JSON shape of events and bookings, shared by `--json`, scripts and the page.
 //! - [`client`]: the one client everything above the server uses: any node, retries with
 //!   the same request id, failover.
 //! - [`cli`]: the subcommands of the `ticket` binary (`up`, `status`, `user add`, `bench`).
@@ -30,6 +31,7 @@ pub mod config;
 pub mod consensus;
 pub mod domain;
 pub mod error;
+pub mod json;
 pub mod limits;
 pub mod pb;
 pub mod script;

@@ -17,6 +17,7 @@ use crate::assistant::{self, Assistant, Backend};
 use crate::cli::{explain, read_password, status};
 use crate::client::{Client, Consistency};
 use crate::domain::state::DEMO_EVENT;
+use crate::json::{booking_json, event_json};
 use crate::pb::booking::v1 as pb;
 use crate::script::plugins::PluginCommand;
 use crate::script::{Output, Scripting};
@@ -818,21 +819,6 @@ fn cancelled(reply: pb::CancelReply) -> Reply {
         format!("cancelled {} in {}", reply.seats.join(", "), reply.event),
         json!({ "event": reply.event, "seats": reply.seats, "applied_index": reply.applied_index }),
     )
-}
-
-fn event_json(e: &pb::Event) -> Value {
-    json!({
-        "name": e.name,
-        "rows": e.rows,
-        "seats_per_row": e.seats_per_row,
-        "max_seats_per_user": e.max_seats_per_user,
-        "free": e.free,
-        "taken": e.taken,
-    })
-}
-
-fn booking_json(b: &pb::Booking) -> Value {
-    json!({ "id": b.id, "event": b.event, "seats": b.seats, "user": b.user, "created_at_ms": b.created_at_ms })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tonic::Code;
 
 use crate::client::{new_request_id, Client, Consistency};
+use crate::json::{booking_json, event_json};
 use crate::pb::booking::v1 as pb;
 
 /// How often the shared poll asks the cluster for its status while anyone watches it.
@@ -190,17 +191,6 @@ fn request_id(given: Option<String>) -> String {
         .unwrap_or_else(new_request_id)
 }
 
-pub fn event_json(e: &pb::Event) -> Value {
-    json!({
-        "name": e.name,
-        "rows": e.rows,
-        "seats_per_row": e.seats_per_row,
-        "max_seats_per_user": e.max_seats_per_user,
-        "free": e.free,
-        "taken": e.taken,
-    })
-}
-
 pub fn seat_json(s: &pb::Seat) -> Value {
     let status = match pb::SeatStatus::try_from(s.status) {
         Ok(pb::SeatStatus::Free) => "free",
@@ -214,16 +204,6 @@ pub fn seat_json(s: &pb::Seat) -> Value {
         seat["booking_id"] = json!(s.booking_id);
     }
     seat
-}
-
-fn booking_json(b: &pb::Booking) -> Value {
-    json!({
-        "id": b.id,
-        "event": b.event,
-        "seats": b.seats,
-        "user": b.user,
-        "created_at_ms": b.created_at_ms,
-    })
 }
 
 pub fn cluster_json(status: &pb::ClusterStatusReply) -> Value {
