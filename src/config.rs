@@ -386,7 +386,7 @@ fn check_assistant(a: &AssistantConfig, base: &Path) -> Result<(), (&'static str
         if !path.is_file() {
             let msg = format!(
                 "there is no file {} (a template with {{user}}, {{event}} and {{time}}; \
-                 prompts/assistant.txt is the built-in one)",
+                 plugins/assistant_prompt.txt is the built-in one)",
                 path.display()
             );
             return Err(("assistant.system_prompt", msg));

@@ -1344,20 +1344,24 @@ async fn a_system_prompt_template_file_is_filled_in() {
     assert_eq!(shape, "9999-99-99 99:99", "{system}");
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shipped = std::fs::read_to_string(root.join("prompts/assistant.txt")).expect("shipped");
+    let shipped =
+        std::fs::read_to_string(root.join("plugins/assistant_prompt.txt")).expect("shipped");
     assert_eq!(shipped, ticket::assistant::openai::DEFAULT_PROMPT);
     for key in ["{user}", "{event}", "{time}"] {
         assert!(shipped.contains(key), "the default uses {key}");
     }
     let toml = std::fs::read_to_string(root.join("cluster.toml")).expect("cluster.toml");
-    let commented = "# system_prompt = \"prompts/assistant.txt\"";
+    let commented = "# system_prompt = \"plugins/assistant_prompt.txt\"";
     assert!(toml.contains(commented), "cluster.toml names the default");
-    let uncommented = toml.replace(commented, "system_prompt = \"prompts/assistant.txt\"");
+    let uncommented = toml.replace(
+        commented,
+        "system_prompt = \"plugins/assistant_prompt.txt\"",
+    );
     let loaded = ticket::config::Config::parse(&root.join("cluster.toml"), &uncommented)
         .expect("loads with the line uncommented");
     assert_eq!(
         loaded.assistant.system_prompt,
-        Some(root.join("prompts/assistant.txt"))
+        Some(root.join("plugins/assistant_prompt.txt"))
     );
 }
 

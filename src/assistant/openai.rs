@@ -28,7 +28,7 @@ use crate::config::{AssistantConfig, OpenAiConfig};
 
 /// The built-in system prompt, shipped as a file so it can be copied and edited (and named
 /// by `system_prompt` in cluster.toml).
-pub const DEFAULT_PROMPT: &str = include_str!("../../prompts/assistant.txt");
+pub const DEFAULT_PROMPT: &str = include_str!("../../plugins/assistant_prompt.txt");
 /// The longest tool name and arguments a streamed tool call may grow to: past these the
 /// server is sending nonsense, and memory is not the model's to spend.
 const NAME_BYTES_MAX: usize = 128;
