@@ -192,21 +192,11 @@ async fn confirm(
     }
 }
 
-/// The HTTP status for the cluster's refusal of a confirmed proposal.
+/// The HTTP status for the cluster's refusal of a confirmed proposal: the same mapping as the
+/// page's API.
 fn refusal_status(code: tonic::Code) -> StatusCode {
-    use tonic::Code;
-    match code {
-        // Taken, not held by the asker, over the per-user limit: the state says no.
-        Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
-        Code::NotFound => StatusCode::NOT_FOUND,
-        Code::PermissionDenied => StatusCode::FORBIDDEN,
-        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    let (status, _) = crate::error::http_status(code);
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// Starts `/ask` on the config's `[assistant] listen` address, beside a local cluster this

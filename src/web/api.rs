@@ -93,30 +93,12 @@ impl ApiFailure {
     }
 }
 
-/// The one mapping of the cluster's gRPC statuses to HTTP.
+/// The cluster's refusal, with the one mapping of gRPC codes to HTTP (`error::http_status`).
 impl From<tonic::Status> for ApiFailure {
     fn from(status: tonic::Status) -> ApiFailure {
-        let (http, code) = match status.code() {
-            Code::InvalidArgument | Code::OutOfRange => {
-                (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT")
-            }
-            Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
-            Code::PermissionDenied => (StatusCode::FORBIDDEN, "PERMISSION_DENIED"),
-            Code::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
-            Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => {
-                (StatusCode::CONFLICT, "FAILED_PRECONDITION")
-            }
-            Code::Unavailable | Code::Cancelled | Code::Unknown => {
-                (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
-            }
-            Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED"),
-            Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED"),
-            Code::Ok | Code::Unimplemented | Code::Internal | Code::DataLoss => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
-            }
-        };
+        let (http, code) = crate::error::http_status(status.code());
         ApiFailure {
-            status: http,
+            status: StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code,
             message: explain(&status),
         }
