@@ -27,6 +27,7 @@ impl From<Rejection> for ApiError {
     fn from(rejection: Rejection) -> ApiError {
         let message = rejection.to_string();
         match rejection {
+            Rejection::Invalid(_) => ApiError::InvalidArgument(message),
             Rejection::NotBootstrapped => ApiError::Unavailable(message),
             Rejection::UnknownEvent(_)
             | Rejection::UnknownSeat { .. }

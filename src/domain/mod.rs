@@ -188,6 +188,11 @@ pub enum Rejection {
     TooManyEvents(usize),
     #[error("the cluster already has {0} users, the most it keeps")]
     TooManyUsers(usize),
+    /// The command breaks the rules of `validate`: the proposer should have refused it, so it
+    /// changes nothing, not even the table of remembered outcomes. Last, so that the encoding
+    /// of the other variants in stored outcomes and snapshots stays as it was.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BookingView, CancelTarget, Command, EventSpec, EventView, Outcome, PasswordHash, Rejection,
-    Role, SeatMap,
+    validate, BookingView, CancelTarget, Command, EventSpec, EventView, Outcome, PasswordHash,
+    Rejection, Role, SeatMap,
 };
 use crate::limits;
 
@@ -90,7 +90,16 @@ pub fn parse_booking_id(id: &str) -> Option<u64> {
 impl State {
     /// Applies one committed command. Every node applies the same commands in the same order,
     /// so every node reaches the same state and gives the same outcome.
+    ///
+    /// Total: a committed command is replayed on every node for as long as the log lives, so
+    /// one that panicked here would stop the cluster for good. Every command is checked again,
+    /// shape first, then against the state, before anything changes; anything amiss is a
+    /// rejection.
     pub fn apply(&mut self, command: &Command) -> Outcome {
+        // Before the dedupe table: a malformed request id or actor is no key to remember.
+        if let Err(why) = validate::command(command) {
+            return Outcome::Rejected(Rejection::Invalid(why));
+        }
         let key = command.dedupe_key();
         if let Some(first) = key.as_ref().and_then(|key| self.dedupe.get(key)) {
             return first.clone();
@@ -134,8 +143,12 @@ impl State {
         if let Some(key) = key {
             self.dedupe.insert(key, outcome.clone());
         }
+        // A broken invariant here is a bug in apply itself, not bad input: stop loudly in
+        // debug builds and tests, where the whole state is cheap enough to walk.
         #[cfg(debug_assertions)]
-        self.check_invariants();
+        if let Err(broken) = self.check_invariants() {
+            panic!("applying {command:?} broke an invariant: {broken}");
+        }
         outcome
     }
 
@@ -143,7 +156,6 @@ impl State {
         if self.token_key.is_some() {
             return Outcome::AlreadyBootstrapped;
         }
-        self.token_key = Some(token_key);
         if !self.events.contains_key(DEMO_EVENT) {
             let spec = EventSpec {
                 name: DEMO_EVENT.to_string(),
@@ -151,8 +163,11 @@ impl State {
                 seats_per_row: 10,
                 max_seats_per_user: limits::SEATS_PER_USER_DEFAULT,
             };
-            self.insert_event(&spec, now_ms);
+            if let Err(rejection) = self.insert_event(&spec, now_ms) {
+                return Outcome::Rejected(rejection);
+            }
         }
+        self.token_key = Some(token_key);
         Outcome::Bootstrapped
     }
 
@@ -187,6 +202,7 @@ impl State {
         spec: &EventSpec,
         now_ms: u64,
     ) -> Result<EventView, Rejection> {
+        self.known_user(actor)?;
         if !self.is_admin(Some(actor)) {
             return Err(Rejection::NotAdmin);
         }
@@ -196,14 +212,18 @@ impl State {
         if self.events.len() >= limits::EVENTS_MAX {
             return Err(Rejection::TooManyEvents(self.events.len()));
         }
-        Ok(self.insert_event(spec, now_ms))
+        self.insert_event(spec, now_ms)
     }
 
-    fn insert_event(&mut self, spec: &EventSpec, now_ms: u64) -> EventView {
-        let map = SeatMap::new(spec.row_labels.clone(), spec.seats_per_row);
+    fn insert_event(&mut self, spec: &EventSpec, now_ms: u64) -> Result<EventView, Rejection> {
+        validate::max_seats_per_user(spec.max_seats_per_user).map_err(Rejection::Invalid)?;
+        let map = SeatMap::new(spec.row_labels.clone(), spec.seats_per_row)
+            .map_err(Rejection::Invalid)?;
+        let seats = usize::try_from(map.len())
+            .map_err(|_| Rejection::Invalid("the event has too many seats".into()))?;
         let event = EventRecord {
             name: spec.name.clone(),
-            holders: vec![None; map.len() as usize],
+            holders: vec![None; seats],
             map,
             max_seats_per_user: spec.max_seats_per_user,
             held: BTreeMap::new(),
@@ -212,7 +232,15 @@ impl State {
         };
         let view = event.view();
         self.events.insert(spec.name.clone(), event);
-        view
+        Ok(view)
+    }
+
+    fn known_user(&self, name: &str) -> Result<(), Rejection> {
+        if self.users.contains_key(name) {
+            Ok(())
+        } else {
+            Err(Rejection::UnknownUser(name.to_string()))
+        }
     }
 
     fn reserve(
@@ -222,19 +250,22 @@ impl State {
         seats: &[String],
         now_ms: u64,
     ) -> Result<BookingView, Rejection> {
-        if !self.users.contains_key(actor) {
-            return Err(Rejection::UnknownUser(actor.to_string()));
-        }
+        self.known_user(actor)?;
+        let number = self
+            .last_booking
+            .checked_add(1)
+            .ok_or_else(|| Rejection::Invalid("no booking numbers are left".into()))?;
         let event = self
             .events
             .get_mut(event_name)
             .ok_or_else(|| Rejection::UnknownEvent(event_name.to_string()))?;
         let indices = event.seat_indices(seats)?;
-        let taken: Vec<String> = indices
-            .iter()
-            .filter(|&&i| event.holders[i as usize].is_some())
-            .map(|&i| event.map.id(i))
-            .collect();
+        let mut taken = Vec::new();
+        for &i in &indices {
+            if event.slot(i)?.is_some() {
+                taken.push(event.map.id(i));
+            }
+        }
         if !taken.is_empty() {
             return Err(Rejection::SeatsTaken {
                 event: event_name.to_string(),
@@ -242,22 +273,35 @@ impl State {
             });
         }
         let held = event.held.get(actor).copied().unwrap_or(0);
-        let requested = indices.len() as u32;
-        if held + requested > event.max_seats_per_user {
-            return Err(Rejection::LimitReached {
+        // At most limits::SEATS_PER_REQUEST_MAX: validate::seats bounds the request.
+        let requested = u32::try_from(indices.len()).unwrap_or(u32::MAX);
+        let held_after = held
+            .checked_add(requested)
+            .filter(|&n| n <= event.max_seats_per_user)
+            .ok_or_else(|| Rejection::LimitReached {
                 event: event_name.to_string(),
                 limit: event.max_seats_per_user,
                 held,
                 requested,
-            });
-        }
-        self.last_booking += 1;
-        let number = self.last_booking;
+            })?;
+        let taken_after = event
+            .taken
+            .checked_add(requested)
+            .filter(|&n| n <= event.map.len())
+            .ok_or_else(|| {
+                Rejection::Invalid(format!(
+                    "event '{event_name}' counts more seats taken than it has"
+                ))
+            })?;
+        // Nothing can be refused past this point.
         for &i in &indices {
-            event.holders[i as usize] = Some(number);
+            if let Some(slot) = event.slot_mut(i) {
+                *slot = Some(number);
+            }
         }
-        event.taken += requested;
-        *event.held.entry(actor.to_string()).or_insert(0) += requested;
+        event.taken = taken_after;
+        event.held.insert(actor.to_string(), held_after);
+        self.last_booking = number;
         let booking = BookingRecord {
             event: event_name.to_string(),
             user: actor.to_string(),
@@ -275,6 +319,7 @@ impl State {
         actor: &str,
         target: &CancelTarget,
     ) -> Result<(String, Vec<String>), Rejection> {
+        self.known_user(actor)?;
         let is_admin = self.is_admin(Some(actor));
         // Work out (booking, seat) pairs first, so that a refusal changes nothing.
         let (event_name, pairs): (String, Vec<(u64, u32)>) = match target {
@@ -297,11 +342,10 @@ impl State {
                 let mut pairs = Vec::with_capacity(indices.len());
                 for i in indices {
                     let seat = record.map.id(i);
-                    let number =
-                        record.holders[i as usize].ok_or_else(|| Rejection::SeatNotReserved {
-                            event: event.clone(),
-                            seat: seat.clone(),
-                        })?;
+                    let number = record.slot(i)?.ok_or_else(|| Rejection::SeatNotReserved {
+                        event: event.clone(),
+                        seat: seat.clone(),
+                    })?;
                     let holder = self.bookings.get(&number).map(|b| b.user.as_str());
                     if holder != Some(actor) && !is_admin {
                         return Err(Rejection::NotOwner(format!("seat {seat}")));
@@ -314,17 +358,31 @@ impl State {
         let Some(event) = self.events.get_mut(&event_name) else {
             return Err(Rejection::UnknownEvent(event_name));
         };
+        // The state's own books must agree before anything is freed: each seat held by the
+        // booking it is freed from, each booking there.
+        for &(number, seat) in &pairs {
+            if event.slot(seat)? != Some(number) || !self.bookings.contains_key(&number) {
+                return Err(Rejection::Invalid(format!(
+                    "seat {} of '{event_name}' is not held by {}",
+                    event.map.id(seat),
+                    booking_id(number)
+                )));
+            }
+        }
+        // Nothing can be refused past this point.
         let mut freed = Vec::with_capacity(pairs.len());
         for (number, seat) in pairs {
-            event.holders[seat as usize] = None;
-            event.taken -= 1;
+            if let Some(slot) = event.slot_mut(seat) {
+                *slot = None;
+            }
+            event.taken = event.taken.saturating_sub(1);
             freed.push(event.map.id(seat));
             let Some(booking) = self.bookings.get_mut(&number) else {
                 continue;
             };
             booking.seats.retain(|&s| s != seat);
             if let Some(held) = event.held.get_mut(&booking.user) {
-                *held -= 1;
+                *held = held.saturating_sub(1);
                 if *held == 0 {
                     event.held.remove(&booking.user);
                 }
@@ -382,38 +440,129 @@ impl State {
         Some((number, self.bookings.get(&number)?.user.as_str()))
     }
 
-    /// The invariants every reachable state keeps; checked after each apply in debug builds
-    /// and by the tests.
-    pub fn check_invariants(&self) {
+    /// The invariants every reachable state keeps, or the first one broken. Checked after
+    /// each apply in debug builds and by the tests; it reads everything with bounds-checked
+    /// lookups, so it answers for any state, in any build.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.events.len() > limits::EVENTS_MAX {
+            return Err(format!("{} events", self.events.len()));
+        }
+        if self.users.len() > limits::USERS_MAX {
+            return Err(format!("{} users", self.users.len()));
+        }
         for event in self.events.values() {
-            let mut held: BTreeMap<&str, u32> = BTreeMap::new();
-            let mut taken = 0;
-            for (seat, holder) in event.holders.iter().enumerate() {
-                let Some(number) = holder else { continue };
-                taken += 1;
-                let booking = &self.bookings[number];
-                assert_eq!(booking.event, event.name);
-                assert!(booking.seats.contains(&(seat as u32)));
-                *held.entry(&booking.user).or_insert(0) += 1;
+            let name = &event.name;
+            event
+                .map
+                .check()
+                .map_err(|e| format!("event {name}'s seat map: {e}"))?;
+            validate::max_seats_per_user(event.max_seats_per_user)
+                .map_err(|e| format!("event {name}: {e}"))?;
+            if usize::try_from(event.map.len()).ok() != Some(event.holders.len()) {
+                return Err(format!(
+                    "event {name} has {} holder slots for {} seats",
+                    event.holders.len(),
+                    event.map.len()
+                ));
             }
-            assert_eq!(taken, event.taken, "event {} taken count", event.name);
+            let mut held: BTreeMap<&str, u32> = BTreeMap::new();
+            let mut taken: u32 = 0;
+            for (seat, holder) in (0u32..).zip(&event.holders) {
+                let Some(number) = holder else { continue };
+                taken = taken.saturating_add(1);
+                let booking = self
+                    .bookings
+                    .get(number)
+                    .ok_or_else(|| format!("event {name} seat {seat}: no booking {number}"))?;
+                if booking.event != *name || !booking.seats.contains(&seat) {
+                    return Err(format!(
+                        "event {name} seat {seat} names booking {number}, which does not hold it"
+                    ));
+                }
+                let count = held.entry(&booking.user).or_insert(0);
+                *count = count.saturating_add(1);
+            }
+            if taken != event.taken {
+                return Err(format!(
+                    "event {name} counts {} seats taken; {taken} are",
+                    event.taken
+                ));
+            }
             let recorded: BTreeMap<&str, u32> =
                 event.held.iter().map(|(u, &n)| (u.as_str(), n)).collect();
-            assert_eq!(held, recorded, "event {} per-user counts", event.name);
-        }
-        for (number, booking) in &self.bookings {
-            assert!(!booking.seats.is_empty());
-            let event = &self.events[&booking.event];
-            let distinct: BTreeSet<_> = booking.seats.iter().collect();
-            assert_eq!(distinct.len(), booking.seats.len());
-            for &seat in &booking.seats {
-                assert_eq!(
-                    event.holders[seat as usize],
-                    Some(*number),
-                    "seat has two holders"
-                );
+            if held != recorded {
+                return Err(format!(
+                    "event {name} per-user counts {recorded:?}; the seats say {held:?}"
+                ));
+            }
+            if let Some((user, n)) = held.iter().find(|(_, &n)| n > event.max_seats_per_user) {
+                return Err(format!(
+                    "{user} holds {n} seats of {name}, over its limit of {}",
+                    event.max_seats_per_user
+                ));
             }
         }
+        for (number, booking) in &self.bookings {
+            if *number == 0 || *number > self.last_booking {
+                return Err(format!(
+                    "booking {number} is outside 1..={}",
+                    self.last_booking
+                ));
+            }
+            if booking.seats.is_empty() {
+                return Err(format!("booking {number} holds no seat"));
+            }
+            if !self.users.contains_key(&booking.user) {
+                return Err(format!(
+                    "booking {number}'s user {} is unknown",
+                    booking.user
+                ));
+            }
+            let event = self
+                .events
+                .get(&booking.event)
+                .ok_or_else(|| format!("booking {number}'s event {} is unknown", booking.event))?;
+            let distinct: BTreeSet<_> = booking.seats.iter().collect();
+            if distinct.len() != booking.seats.len() {
+                return Err(format!("booking {number} names a seat twice"));
+            }
+            for &seat in &booking.seats {
+                if event.slot(seat).ok() != Some(Some(*number)) {
+                    return Err(format!(
+                        "booking {number} names seat {seat}, which another holds or none does"
+                    ));
+                }
+            }
+        }
+        let dedupe = &self.dedupe;
+        if dedupe.order.len() != dedupe.outcomes.len()
+            || dedupe.outcomes.len() > limits::DEDUPE_ENTRIES_MAX
+        {
+            return Err(format!(
+                "the dedupe table keeps {} outcomes in an order of {}",
+                dedupe.outcomes.len(),
+                dedupe.order.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Equal in everything but the table of remembered outcomes, which a refusal adds to.
+    #[cfg(test)]
+    pub(crate) fn eq_but_dedupe(&self, other: &State) -> bool {
+        let State {
+            token_key,
+            users,
+            events,
+            bookings,
+            last_booking,
+            dedupe: _,
+        } = self;
+        *token_key == other.token_key
+            && *users == other.users
+            && *events == other.events
+            && *bookings == other.bookings
+            && *last_booking == other.last_booking
     }
 }
 
@@ -424,13 +573,29 @@ impl EventRecord {
             rows: self.map.rows(),
             seats_per_row: self.map.seats_per_row(),
             max_seats_per_user: self.max_seats_per_user,
-            free: self.map.len() - self.taken,
+            free: self.map.len().saturating_sub(self.taken),
             taken: self.taken,
         }
     }
 
-    /// Dense indices of the requested seats; every seat must exist (duplicates were refused
-    /// before the command was proposed, but are refused here too: apply trusts nothing).
+    /// The holder of a seat by dense index; an index outside the map is an unknown seat.
+    fn slot(&self, seat: u32) -> Result<Option<u64>, Rejection> {
+        usize::try_from(seat)
+            .ok()
+            .and_then(|i| self.holders.get(i))
+            .copied()
+            .ok_or_else(|| Rejection::UnknownSeat {
+                event: self.name.clone(),
+                seat: self.map.id(seat),
+            })
+    }
+
+    fn slot_mut(&mut self, seat: u32) -> Option<&mut Option<u64>> {
+        self.holders.get_mut(usize::try_from(seat).ok()?)
+    }
+
+    /// Dense indices of the requested seats; every seat must exist. `validate::seats` refused
+    /// a seat named twice before apply got here; one that still comes twice counts once.
     fn seat_indices(&self, seats: &[String]) -> Result<Vec<u32>, Rejection> {
         let mut indices = Vec::with_capacity(seats.len());
         for seat in seats {
@@ -465,7 +630,7 @@ mod tests {
     fn hash() -> PasswordHash {
         PasswordHash {
             salt: [0; 16],
-            iterations: 1,
+            iterations: limits::PBKDF2_ITERATIONS_MIN,
             hash: [0; 32],
         }
     }
@@ -794,7 +959,7 @@ mod tests {
         let run = || {
             let mut s = state();
             let outcomes: Vec<Outcome> = log.iter().map(|c| s.apply(c)).collect();
-            s.check_invariants();
+            assert_eq!(s.check_invariants(), Ok(()));
             (s, outcomes)
         };
         let (a, outcomes_a) = run();
@@ -808,5 +973,159 @@ mod tests {
         assert!(outcomes_a
             .iter()
             .any(|o| matches!(o, Outcome::Cancelled { .. })));
+    }
+
+    fn create(spec: EventSpec) -> Command {
+        Command::CreateEvent {
+            request_id: format!("create-{}", spec.name),
+            actor: "root".into(),
+            spec,
+            now_ms: 0,
+        }
+    }
+
+    fn spec(name: &str, row_labels: Vec<String>, seats_per_row: u32) -> EventSpec {
+        EventSpec {
+            name: name.into(),
+            row_labels,
+            seats_per_row,
+            max_seats_per_user: 4,
+        }
+    }
+
+    fn is_invalid(outcome: &Outcome) -> bool {
+        matches!(outcome, Outcome::Rejected(Rejection::Invalid(_)))
+    }
+
+    // The poison pill of issue 11: 2 rows of 2^31 seats wrapped the seat count to 0, and the
+    // next reservation in the event panicked apply on every node.
+    #[test]
+    fn an_event_whose_seat_count_overflows_is_rejected_and_changes_nothing() {
+        let mut s = state();
+        let before = s.clone();
+        let pill = create(spec("pill", vec!["A".into(), "B".into()], 1 << 31));
+        let outcome = s.apply(&pill);
+        assert!(is_invalid(&outcome), "{outcome:?}");
+        assert_eq!(s, before, "not even the dedupe table changes");
+        for seat in ["B1", "A2147483648", "B2147483647"] {
+            let outcome = s.apply(&Command::Reserve {
+                request_id: format!("r-{seat}"),
+                actor: "ana".into(),
+                event: "pill".into(),
+                seats: vec![seat.into()],
+                now_ms: u64::MAX,
+            });
+            assert_eq!(
+                outcome,
+                Outcome::Rejected(Rejection::UnknownEvent("pill".into()))
+            );
+        }
+        assert_eq!(s.check_invariants(), Ok(()));
+    }
+
+    // Every malformed layout is refused by apply itself, whatever the proposer let through.
+    #[test]
+    fn create_event_refuses_malformed_layouts() {
+        let mut s = state();
+        let labels = |n| SeatMap::default_row_labels(n);
+        let mut lowercase = labels(2);
+        lowercase[1] = "b".into();
+        let mut no_limit = spec("nolimit", labels(2), 5);
+        no_limit.max_seats_per_user = 0;
+        let malformed = [
+            spec("norows", Vec::new(), 5),
+            spec("noseats", labels(2), 0),
+            spec("wide", labels(2), limits::SEATS_PER_ROW_MAX + 1),
+            spec("max", labels(2), u32::MAX),
+            spec("twice", vec!["A".into(), "B".into(), "A".into()], 5),
+            spec("many", labels(10_000), 1),
+            spec("toomany", labels(limits::ROWS_MAX + 1), 1),
+            spec("lower", lowercase, 5),
+            spec("long", vec!["ABCDE".into()], 5),
+            spec("empty", vec![String::new()], 5),
+            spec("bad name", labels(1), 5),
+            no_limit,
+        ];
+        for spec in malformed {
+            let before = s.clone();
+            let outcome = s.apply(&create(spec.clone()));
+            assert!(is_invalid(&outcome), "{spec:?}: {outcome:?}");
+            assert_eq!(s, before, "{spec:?}");
+        }
+        // The largest layout the limits allow is still fine.
+        let largest = spec(
+            "largest",
+            labels(limits::ROWS_MAX),
+            limits::SEATS_PER_ROW_MAX,
+        );
+        let Outcome::EventCreated(view) = s.apply(&create(largest)) else {
+            panic!("the largest event was refused")
+        };
+        assert_eq!(view.free, limits::SEATS_PER_EVENT_MAX);
+    }
+
+    // Reserve, cancel and create-event name their actor; one nobody registered changes nothing.
+    #[test]
+    fn an_unknown_actor_is_refused() {
+        let mut s = state();
+        let unknown = Outcome::Rejected(Rejection::UnknownUser("ghost".into()));
+        assert_eq!(s.apply(&reserve("ghost", "r1", &["A1"])), unknown);
+        s.apply(&reserve("ana", "r2", &["A2"]));
+        let before = s.clone();
+        for target in [seats("show", &["A2"]), CancelTarget::Booking("bk-1".into())] {
+            assert_eq!(s.apply(&cancel("ghost", "c", target)), unknown);
+        }
+        let mut by_ghost = create(spec("ghosts", vec!["A".into()], 1));
+        if let Command::CreateEvent { actor, .. } = &mut by_ghost {
+            *actor = "ghost".into();
+        }
+        assert_eq!(s.apply(&by_ghost), unknown);
+        assert!(s.eq_but_dedupe(&before));
+    }
+
+    // A command that the proposer should have refused is refused by apply too, before the
+    // dedupe table sees its key, so that a well-formed retry still acts.
+    #[test]
+    fn malformed_commands_are_refused_before_anything_changes() {
+        let mut s = state();
+        let before = s.clone();
+        let mut empty_id = reserve("ana", "x", &["A1"]);
+        if let Command::Reserve { request_id, .. } = &mut empty_id {
+            request_id.clear();
+        }
+        let seventeen: Vec<String> = (1..=17).map(|i| format!("A{i}")).collect();
+        let seventeen: Vec<&str> = seventeen.iter().map(String::as_str).collect();
+        let long_seat = format!("A{}", "1".repeat(40));
+        let malformed = [
+            empty_id,
+            reserve("ana", "r", &["A1", "a1"]),
+            reserve("ana", "r", &seventeen),
+            reserve("ana", "r", &[]),
+            reserve("ana", "r", &[&long_seat]),
+            reserve("ana", "r", &["1A"]),
+            reserve(&"a".repeat(limits::NAME_LEN_MAX + 1), "r", &["A1"]),
+            reserve("ana", &"r".repeat(limits::REQUEST_ID_LEN_MAX + 1), &["A1"]),
+            cancel("ana", "r", CancelTarget::Booking("b".repeat(10_000))),
+            cancel("ana", "r", seats("no such event!", &["A1"])),
+            Command::AddUser {
+                request_id: "weak".into(),
+                actor: None,
+                name: "weak".into(),
+                role: Role::Customer,
+                password: PasswordHash {
+                    iterations: 0,
+                    ..hash()
+                },
+            },
+        ];
+        for command in malformed {
+            let outcome = s.apply(&command);
+            assert!(is_invalid(&outcome), "{command:?}: {outcome:?}");
+            assert_eq!(s, before, "{command:?}");
+        }
+        assert!(matches!(
+            s.apply(&reserve("ana", "r", &["A1"])),
+            Outcome::Reserved(_)
+        ));
     }
 }

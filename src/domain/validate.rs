@@ -1,7 +1,10 @@
 //! The shape of a request, checked by the node that receives it before anything is
-//! proposed: a malformed request never reaches the log. Each check returns a message a person
-//! understands; the server turns it into INVALID_ARGUMENT.
+//! proposed, and again by `State::apply` through [`command`]: a malformed request should never
+//! reach the log, and one that does anyway (a bug, an older node) is refused rather than
+//! replayed into a panic. Each check returns a message a person understands; the server turns
+//! it into INVALID_ARGUMENT.
 
+use super::{CancelTarget, Command, EventSpec, PasswordHash};
 use crate::limits;
 
 pub type Invalid = String;
@@ -107,7 +110,8 @@ pub fn seats(values: &[String]) -> Result<Vec<String>, Invalid> {
 pub fn booking_id(value: &str) -> Result<(), Invalid> {
     if value.is_empty() || value.len() > limits::BOOKING_ID_LEN_MAX {
         return Err(format!(
-            "'{value}' is not a booking id (they look like bk-12)"
+            "'{}' is not a booking id (they look like bk-12)",
+            shown(value, limits::BOOKING_ID_LEN_MAX)
         ));
     }
     Ok(())
@@ -127,6 +131,17 @@ pub fn event_shape(rows: u32, seats_per_row: u32, row_labels: &[String]) -> Resu
             limits::SEATS_PER_ROW_MAX
         ));
     }
+    // Implied by the two bounds above today; checked so that raising one cannot let the
+    // seat count overflow.
+    if rows
+        .checked_mul(seats_per_row)
+        .is_none_or(|seats| seats > limits::SEATS_PER_EVENT_MAX)
+    {
+        return Err(format!(
+            "{rows} rows of {seats_per_row} seats is more than the {} seats an event may have",
+            limits::SEATS_PER_EVENT_MAX
+        ));
+    }
     if !row_labels.is_empty() {
         if row_labels.len() != rows as usize {
             return Err(format!("{} row labels for {rows} rows", row_labels.len()));
@@ -136,7 +151,8 @@ pub fn event_shape(rows: u32, seats_per_row: u32, row_labels: &[String]) -> Resu
             if label.is_empty() || label.len() > 4 || !label.chars().all(|c| c.is_ascii_uppercase())
             {
                 return Err(format!(
-                    "row label '{label}' must be 1 to 4 capital letters"
+                    "row label '{}' must be 1 to 4 capital letters",
+                    shown(label, 4)
                 ));
             }
             if !seen.insert(label) {
@@ -145,6 +161,108 @@ pub fn event_shape(rows: u32, seats_per_row: u32, row_labels: &[String]) -> Resu
         }
     }
     Ok(())
+}
+
+/// A value for a message, cut short: whoever sent a megabyte need not get it back.
+fn shown(value: &str, max_chars: usize) -> String {
+    let mut shown: String = value.chars().take(max_chars).collect();
+    if shown.len() < value.len() {
+        shown.push('…');
+    }
+    shown
+}
+
+/// The per-person limit of an event as it is replicated (the server turns 0 into the
+/// default): at least one seat. A limit above the event's size just never binds.
+pub fn max_seats_per_user(value: u32) -> Result<(), Invalid> {
+    if value == 0 {
+        return Err("an event must let a person hold at least one seat".into());
+    }
+    Ok(())
+}
+
+/// A stored password hash: no fewer rounds than any node may be configured with.
+pub fn password_hash(value: &PasswordHash) -> Result<(), Invalid> {
+    if value.iterations < limits::PBKDF2_ITERATIONS_MIN {
+        return Err(format!(
+            "a password hash of {} rounds is too weak; the fewest is {}",
+            value.iterations,
+            limits::PBKDF2_ITERATIONS_MIN
+        ));
+    }
+    Ok(())
+}
+
+/// An event as it is replicated: its row labels are always spelled out.
+pub fn event_spec(spec: &EventSpec) -> Result<(), Invalid> {
+    name("event", &spec.name)?;
+    if spec.row_labels.is_empty() {
+        return Err("an event needs at least one row".into());
+    }
+    // More labels than a u32 counts are simply too many rows.
+    let rows = u32::try_from(spec.row_labels.len()).unwrap_or(u32::MAX);
+    event_shape(rows, spec.seats_per_row, &spec.row_labels)?;
+    max_seats_per_user(spec.max_seats_per_user)
+}
+
+/// The whole shape of a command, for `State::apply`, which must not trust that the proposer
+/// checked it: the same rules as the server's checks above, over the replicated form.
+pub fn command(command: &Command) -> Result<(), Invalid> {
+    match command {
+        Command::Bootstrap { .. } => Ok(()),
+        Command::AddUser {
+            request_id: id,
+            actor,
+            name: user,
+            password,
+            ..
+        } => {
+            request_id(id)?;
+            if let Some(actor) = actor {
+                name("user", actor)?;
+            }
+            name("user", user)?;
+            password_hash(password)
+        }
+        Command::CreateEvent {
+            request_id: id,
+            actor,
+            spec,
+            ..
+        } => {
+            request_id(id)?;
+            name("user", actor)?;
+            event_spec(spec)
+        }
+        Command::Reserve {
+            request_id: id,
+            actor,
+            event,
+            seats: ids,
+            ..
+        } => {
+            request_id(id)?;
+            name("user", actor)?;
+            name("event", event)?;
+            seats(ids).map(drop)
+        }
+        Command::Cancel {
+            request_id: id,
+            actor,
+            target,
+            ..
+        } => {
+            request_id(id)?;
+            name("user", actor)?;
+            match target {
+                CancelTarget::Booking(id) => booking_id(id),
+                CancelTarget::Seats { event, seats: ids } => {
+                    name("event", event)?;
+                    seats(ids).map(drop)
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
