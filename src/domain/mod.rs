@@ -10,6 +10,8 @@
 //! request before it is proposed (see [`validate`]), or know about Raft.
 
 pub mod auth;
+#[cfg(test)]
+mod proptests;
 mod seats;
 pub mod state;
 pub mod validate;

@@ -1,0 +1,460 @@
+//! `State::apply` is total: any sequence of commands, plausible or hostile, applied to a
+//! reachable state neither panics nor breaks an invariant, and a refusal changes nothing but
+//! the table of remembered outcomes (and a malformed command not even that).
+//!
+//! The case count is `PROPTEST_CASES` when set, else [`CASES_DEFAULT`]; 100,000 cases of up to
+//! [`STEPS_MAX`] commands take well under a minute in a release build on two cores.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::test_runner::{Config, TestRunner};
+
+use super::{
+    CancelTarget, Command, EventSpec, Outcome, PasswordHash, Rejection, Role, SeatMap, State,
+};
+use crate::limits;
+
+const CASES_DEFAULT: u32 = 100_000;
+const STEPS_MAX: usize = 30;
+
+/// Registered in the base state: root (an admin), ana and bo; cy and dee are free names.
+const USERS: &[&str] = &["root", "ana", "bo", "cy", "dee"];
+/// In the base state: demo, show and gig; new and fresh are free names.
+const EVENTS: &[&str] = &["demo", "show", "gig", "new", "fresh"];
+
+/// A hash as PBKDF2 would store it, made up: nothing here ever checks a password.
+const HASH: PasswordHash = PasswordHash {
+    salt: [7; 16],
+    iterations: limits::PBKDF2_ITERATIONS_MIN,
+    hash: [9; 32],
+};
+
+/// Text no rule accepts, or that names nobody.
+fn hostile_text() -> BoxedStrategy<String> {
+    prop_oneof![
+        select(vec![
+            String::new(),
+            "ghost".into(),
+            "a b".into(),
+            "root\0".into(),
+            "Root".into(),
+            "x".repeat(limits::NAME_LEN_MAX + 1),
+            "é".repeat(limits::NAME_LEN_MAX / 2 + 1),
+            "z".repeat(5_000),
+        ]),
+        ".{0,12}",
+    ]
+    .boxed()
+}
+
+/// Each field of a command is hostile about once in this many: with five or so fields, most
+/// commands are well-formed and reach the state, and about one in ten is malformed.
+const PLAUSIBLE: u32 = 30;
+
+/// Mostly a registered user, so that commands get past the actor check.
+fn user() -> BoxedStrategy<String> {
+    prop_oneof![
+        PLAUSIBLE => select(&USERS[..3]).prop_map(String::from),
+        PLAUSIBLE / 5 => select(USERS).prop_map(String::from),
+        1 => hostile_text(),
+    ]
+    .boxed()
+}
+
+/// Mostly a name not yet taken, for a new user.
+fn new_user() -> BoxedStrategy<String> {
+    prop_oneof![
+        PLAUSIBLE => select(&["cy", "dee", "eve", "fay", "gus"][..]).prop_map(String::from),
+        PLAUSIBLE / 3 => user(),
+    ]
+    .boxed()
+}
+
+/// Mostly the base state's admin, for commands only an admin may give.
+fn admin() -> BoxedStrategy<String> {
+    prop_oneof![PLAUSIBLE => Just("root".to_string()), PLAUSIBLE / 3 => user()].boxed()
+}
+
+fn event() -> BoxedStrategy<String> {
+    prop_oneof![
+        PLAUSIBLE => select(EVENTS).prop_map(String::from),
+        1 => hostile_text(),
+    ]
+    .boxed()
+}
+
+/// Mostly a few ids shared by all, so that retries and collisions happen.
+fn request_id() -> BoxedStrategy<String> {
+    prop_oneof![
+        PLAUSIBLE => (0u8..40).prop_map(|n| format!("r{n}")),
+        1 => select(vec![
+            String::new(),
+            "r 1".into(),
+            "r\u{7f}".into(),
+            "ré".into(),
+            "r".repeat(limits::REQUEST_ID_LEN_MAX + 1),
+        ]),
+    ]
+    .boxed()
+}
+
+fn now_ms() -> BoxedStrategy<u64> {
+    prop_oneof![
+        PLAUSIBLE => 0u64..1 << 45,
+        1 => Just(u64::MAX),
+        1 => any::<u64>(),
+    ]
+    .boxed()
+}
+
+fn seat() -> BoxedStrategy<String> {
+    prop_oneof![
+        PLAUSIBLE => (select(&["A", "B", "C", "S", "a", "s"][..]), 1u32..=5)
+            .prop_map(|(row, n)| format!("{row}{n}")),
+        PLAUSIBLE / 5 => (select(&["A", "B", "C", "D", "S"][..]), 0u32..=12)
+            .prop_map(|(row, n)| format!("{row}{n}")),
+        1 => select(&[
+            "",
+            "A0",
+            "A00",
+            "A+1",
+            "A-1",
+            "A2147483648",
+            "A4294967296",
+            "S99999999999999999999",
+            "1A",
+            "AB",
+            "S1x",
+            "ZZZZZ1",
+            "\u{ff21}1",
+            "#3",
+        ][..])
+        .prop_map(String::from),
+        1 => ".{0,20}",
+    ]
+    .boxed()
+}
+
+fn seats() -> BoxedStrategy<Vec<String>> {
+    prop_oneof![
+        PLAUSIBLE => vec(seat(), 1..=3),
+        1 => vec(seat(), 0..=limits::SEATS_PER_REQUEST_MAX + 2),
+    ]
+    .boxed()
+}
+
+/// Distinct seats of `rows` (labels) by `per_row`, the layout of a known or likely event.
+fn seats_of(rows: &[&str], per_row: u32) -> BoxedStrategy<Vec<String>> {
+    let ids: Vec<String> = rows
+        .iter()
+        .flat_map(|row| (1..=per_row).map(move |n| format!("{row}{n}")))
+        .collect();
+    proptest::sample::subsequence(ids, 1..=3)
+        .prop_shuffle()
+        .boxed()
+}
+
+/// An event and seats in it: mostly seats it has (the base state's events, and the small
+/// layouts `spec` makes), sometimes anything at all.
+fn event_and_seats() -> BoxedStrategy<(String, Vec<String>)> {
+    let named = |event: &'static str, seats| (Just(event.to_string()), seats);
+    prop_oneof![
+        PLAUSIBLE => named("demo", seats_of(&["S"], 10)),
+        PLAUSIBLE => named("show", seats_of(&["A", "B"], 5)),
+        PLAUSIBLE => named("gig", seats_of(&["A", "B", "C"], 4)),
+        PLAUSIBLE => (select(&EVENTS[3..]).prop_map(String::from), seats_of(&["A", "B"], 3)),
+        PLAUSIBLE => (event(), seats()),
+    ]
+    .boxed()
+}
+
+fn booking_id() -> BoxedStrategy<String> {
+    prop_oneof![
+        PLAUSIBLE => (0u64..=8).prop_map(|n| format!("bk-{n}")),
+        1 => select(vec![
+            String::new(),
+            "bk-".into(),
+            "bk--1".into(),
+            "bk-+1".into(),
+            "bk-01".into(),
+            format!("bk-{}", u64::MAX),
+            "bk-18446744073709551616".into(),
+            format!("bk-{}", "9".repeat(40)),
+            "booking".into(),
+        ]),
+    ]
+    .boxed()
+}
+
+fn row_labels() -> BoxedStrategy<Vec<String>> {
+    let labels = |v: &[&str]| v.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    prop_oneof![
+        PLAUSIBLE => (1u32..=4).prop_map(SeatMap::default_row_labels),
+        // Duplicates are likely.
+        PLAUSIBLE / 10 => vec(select(&["A", "B", "C", "AA", "ZZZZ"][..]).prop_map(String::from), 1..=4),
+        1 => select(vec![
+            Vec::new(),
+            labels(&[""]),
+            labels(&["a"]),
+            labels(&["A1"]),
+            labels(&["ABCDE"]),
+            labels(&["A", "b"]),
+            labels(&["É"]),
+            SeatMap::default_row_labels(limits::ROWS_MAX),
+            SeatMap::default_row_labels(limits::ROWS_MAX + 1),
+            SeatMap::default_row_labels(10_000),
+        ]),
+    ]
+    .boxed()
+}
+
+fn spec() -> BoxedStrategy<EventSpec> {
+    let seats_per_row = prop_oneof![
+        PLAUSIBLE => 1u32..=6,
+        1 => select(vec![0, limits::SEATS_PER_ROW_MAX, limits::SEATS_PER_ROW_MAX + 1, 1 << 31, u32::MAX]),
+        1 => any::<u32>(),
+    ];
+    let max_seats_per_user = prop_oneof![
+        PLAUSIBLE => 1u32..=5,
+        1 => select(vec![0, u32::MAX]),
+        1 => any::<u32>(),
+    ];
+    (event(), row_labels(), seats_per_row, max_seats_per_user)
+        .prop_map(
+            |(name, row_labels, seats_per_row, max_seats_per_user)| EventSpec {
+                name,
+                row_labels,
+                seats_per_row,
+                max_seats_per_user,
+            },
+        )
+        .boxed()
+}
+
+fn password() -> BoxedStrategy<PasswordHash> {
+    prop_oneof![
+        PLAUSIBLE => Just(HASH),
+        1 => select(vec![0, 1, limits::PBKDF2_ITERATIONS_MIN - 1, u32::MAX])
+            .prop_map(|iterations| PasswordHash { iterations, ..HASH }),
+    ]
+    .boxed()
+}
+
+fn command() -> BoxedStrategy<Command> {
+    let role = prop_oneof![3 => Just(Role::Customer), 1 => Just(Role::Admin)];
+    let target = prop_oneof![
+        1 => booking_id().prop_map(CancelTarget::Booking),
+        2 => event_and_seats().prop_map(|(event, seats)| CancelTarget::Seats { event, seats }),
+    ];
+    prop_oneof![
+        1 => (any::<[u8; 32]>(), now_ms())
+            .prop_map(|(token_key, now_ms)| Command::Bootstrap { token_key, now_ms }),
+        3 => (request_id(), proptest::option::of(user()), new_user(), role, password()).prop_map(
+            |(request_id, actor, name, role, password)| Command::AddUser {
+                request_id,
+                actor,
+                name,
+                role,
+                password,
+            }
+        ),
+        3 => (request_id(), admin(), spec(), now_ms()).prop_map(
+            |(request_id, actor, spec, now_ms)| Command::CreateEvent {
+                request_id,
+                actor,
+                spec,
+                now_ms,
+            }
+        ),
+        10 => (request_id(), user(), event_and_seats(), now_ms()).prop_map(
+            |(request_id, actor, (event, seats), now_ms)| Command::Reserve {
+                request_id,
+                actor,
+                event,
+                seats,
+                now_ms,
+            }
+        ),
+        6 => (request_id(), user(), target, now_ms()).prop_map(
+            |(request_id, actor, target, now_ms)| Command::Cancel {
+                request_id,
+                actor,
+                target,
+                now_ms,
+            }
+        ),
+    ]
+    .boxed()
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Apply(Command),
+    /// The previous command again, as a client's retry would send it.
+    Retry,
+}
+
+fn step() -> BoxedStrategy<Step> {
+    prop_oneof![15 => command().prop_map(Step::Apply), 1 => Just(Step::Retry)].boxed()
+}
+
+/// A bootstrapped cluster with an admin, two customers, three events and two bookings.
+fn base() -> State {
+    let mut state = State::default();
+    let mut commands = vec![Command::Bootstrap {
+        token_key: [1; 32],
+        now_ms: 0,
+    }];
+    for (name, role) in [
+        ("root", Role::Admin),
+        ("ana", Role::Customer),
+        ("bo", Role::Customer),
+    ] {
+        commands.push(Command::AddUser {
+            request_id: format!("add-{name}"),
+            actor: None,
+            name: name.into(),
+            role,
+            password: HASH,
+        });
+    }
+    for (name, rows, seats_per_row, max_seats_per_user) in [("show", 2, 5, 3), ("gig", 3, 4, 16)] {
+        commands.push(Command::CreateEvent {
+            request_id: format!("create-{name}"),
+            actor: "root".into(),
+            spec: EventSpec {
+                name: name.into(),
+                row_labels: SeatMap::default_row_labels(rows),
+                seats_per_row,
+                max_seats_per_user,
+            },
+            now_ms: 0,
+        });
+    }
+    for (actor, event, seats) in [("ana", "show", ["A1", "A2"]), ("bo", "demo", ["S1", "S2"])] {
+        commands.push(Command::Reserve {
+            request_id: format!("reserve-{actor}"),
+            actor: actor.into(),
+            event: event.into(),
+            seats: seats.iter().map(|s| s.to_string()).collect(),
+            now_ms: 0,
+        });
+    }
+    for command in &commands {
+        let outcome = state.apply(command);
+        assert!(
+            !matches!(outcome, Outcome::Rejected(_)),
+            "{command:?}: {outcome:?}"
+        );
+    }
+    state
+}
+
+/// The name of an outcome's variant (and a rejection's), for the tally of paths walked.
+fn kind(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Rejected(rejection) => {
+            let debug = format!("{rejection:?}");
+            let name = debug.split(['(', ' ']).next().unwrap_or_default();
+            format!("Rejected({name})")
+        }
+        other => {
+            let debug = format!("{other:?}");
+            debug
+                .split(['(', ' '])
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        }
+    }
+}
+
+/// The case count: `PROPTEST_CASES` if set, so that CI and a long run can choose.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CASES_DEFAULT)
+}
+
+// apply neither panics nor breaks an invariant, and refusals change nothing, on any sequence
+// of plausible and hostile commands from a reachable state.
+#[test]
+fn apply_is_total() {
+    let cases = cases();
+    let config = Config {
+        cases,
+        source_file: Some(file!()),
+        ..Config::default()
+    };
+    let start = prop_oneof![9 => Just(base()), 1 => Just(State::default())];
+    let seen: RefCell<BTreeMap<String, u64>> = RefCell::default();
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(
+        &(start, vec(step(), 1..=STEPS_MAX)),
+        |(mut state, steps)| {
+            let mut last: Option<(Command, Outcome)> = None;
+            for step in steps {
+                let command = match (step, &last) {
+                    (Step::Apply(command), _) => command,
+                    (Step::Retry, Some((command, _))) => command.clone(),
+                    (Step::Retry, None) => continue,
+                };
+                let before = state.clone();
+                let outcome = state.apply(&command);
+                *seen.borrow_mut().entry(kind(&outcome)).or_default() += 1;
+                prop_assert_eq!(state.check_invariants(), Ok(()), "after {:?}", command);
+                match &outcome {
+                    Outcome::Rejected(Rejection::Invalid(_)) => {
+                        prop_assert!(
+                            state == before,
+                            "{:?} was malformed yet changed the state",
+                            command
+                        );
+                    }
+                    Outcome::Rejected(_) => prop_assert!(
+                        state.eq_but_dedupe(&before),
+                        "{:?} was refused yet changed the state",
+                        command
+                    ),
+                    _ => {}
+                }
+                if let Some((previous, first)) = &last {
+                    let retry =
+                        previous == &command && !matches!(command, Command::Bootstrap { .. });
+                    if retry {
+                        prop_assert_eq!(first, &outcome, "a retry of {:?} acted anew", command);
+                    }
+                }
+                last = Some((command, outcome));
+            }
+            Ok(())
+        },
+    );
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+    let seen = seen.into_inner();
+    println!("apply_is_total: {cases} cases; outcomes {seen:?}");
+    // Both the accepting and the refusing paths must have been walked, or the property says
+    // little; a handful of cases may legitimately miss some.
+    if cases >= 1_000 {
+        for kind in [
+            "UserAdded",
+            "EventCreated",
+            "Reserved",
+            "Cancelled",
+            "Rejected(Invalid)",
+            "Rejected(SeatsTaken)",
+            "Rejected(LimitReached)",
+            "Rejected(NotOwner)",
+            "Rejected(UnknownUser)",
+        ] {
+            assert!(seen.contains_key(kind), "no {kind} in {seen:?}");
+        }
+    }
+}
