@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`limits`]: every bound, named, with their relations checked at compile time.
 //! - [`config`]: `cluster.toml`, typed and checked; errors name the file, line and key.
+//! - [`pki`]: the cluster's certificate authority; node certificates carry the node's id.
 //! - [`domain`]: the booking state machine. Pure and deterministic: no I/O, no clock.
 //! - [`consensus`]: openraft wiring: log store with group commit, state machine and
 //!   snapshots in redb, the peer network.
@@ -34,7 +35,13 @@ pub mod error;
 pub mod json;
 pub mod limits;
 pub mod pb;
+pub mod pki;
 pub mod script;
 pub mod server;
 pub mod shell;
 pub mod web;
+
+// Every allocation goes through this, so a script run's memory can be bounded
+// (see `script::memory`).
+#[global_allocator]
+static ALLOCATOR: script::memory::CountingAllocator = script::memory::CountingAllocator;

@@ -6,6 +6,7 @@
 //! | function | returns |
 //! |---|---|
 //! | `login(user, password)`, `login(previous_login)` | `#{user, role, expires_at, token}` |
+//! | `login_admin()`: as "admin", on a cluster this run started (or TICKET_ADMIN_PASSWORD) | the same |
 //! | `logout()`, `whoami()` | `#{user, event}` |
 //! | `events()` | array of `#{name, rows, seats_per_row, max_seats_per_user, free, taken}` |
 //! | `use_event(name)` | the event's name |
@@ -43,22 +44,42 @@ type Fallible<T> = Result<T, Box<EvalAltResult>>;
 const CLUSTER_WAIT: Duration = Duration::from_secs(15);
 const CLUSTER_POLL: Duration = Duration::from_millis(50);
 
+fn login(host: &Host, user: &str, password: &str) -> Fallible<Map> {
+    let json = run(host, |session| {
+        session.mode.password = Some(password.to_string());
+        Cmd::Login(Some(user.to_string()))
+    })?;
+    with_context(|c| c.session.mode.password = None)?;
+    let token = with_context(|c| c.session.client.token().map(str::to_string))?;
+    let mut map = to_map(json)?;
+    map.insert("token".into(), token.unwrap_or_default().into());
+    Ok(map)
+}
+
+/// The first admin's password, known to this process when it started the local cluster (or
+/// given as TICKET_ADMIN_PASSWORD): scripts never carry one of their own.
+fn admin_password(host: &Host) -> Fallible<String> {
+    if let Some(cluster) = &host.cluster {
+        let cluster = cluster.lock().unwrap_or_else(|e| e.into_inner());
+        return Ok(cluster.admin_password().to_string());
+    }
+    std::env::var(crate::server::ADMIN_PASSWORD_ENV).map_err(|_| {
+        "login_admin() knows the admin's password only for a cluster this run started, or from \
+         TICKET_ADMIN_PASSWORD; pass it to the script instead"
+            .into()
+    })
+}
+
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
-    engine.register_fn(
-        "login",
-        move |user: &str, password: &str| -> Fallible<Map> {
-            let json = run(&h, |session| {
-                session.mode.password = Some(password.to_string());
-                Cmd::Login(Some(user.to_string()))
-            })?;
-            with_context(|c| c.session.mode.password = None)?;
-            let token = with_context(|c| c.session.client.token().map(str::to_string))?;
-            let mut map = to_map(json)?;
-            map.insert("token".into(), token.unwrap_or_default().into());
-            Ok(map)
-        },
-    );
+    engine.register_fn("login", move |user: &str, password: &str| {
+        login(&h, user, password)
+    });
+    let h = host.clone();
+    engine.register_fn("login_admin", move || -> Fallible<Map> {
+        let password = admin_password(&h)?;
+        login(&h, "admin", &password)
+    });
     engine.register_fn("login", |previous: Map| -> Fallible<Map> {
         let field = |name: &str| {
             previous
@@ -308,18 +329,22 @@ fn parallel(host: &Host, context: NativeCallContext, n: i64, f: FnPtr) -> Fallib
             })
         })
         .collect::<Result<_, _>>()?;
+    // Branches spend the run's one memory budget, not one each.
+    let run_memory = super::memory::current();
     let results: Vec<Fallible<Dynamic>> = std::thread::scope(|scope| {
         let handles: Vec<_> = forks
             .into_iter()
             .enumerate()
             .map(|(i, fork)| {
                 let f = &f;
+                let run_memory = run_memory.clone();
                 std::thread::Builder::new()
                     .name(format!("parallel-{i}"))
                     .stack_size(STACK_BYTES)
                     .spawn_scoped(scope, move || {
                         let _runtime = host.runtime.enter();
                         join_run(run_deadline, true);
+                        let _memory = run_memory.map(super::memory::enter);
                         let ast = fork.ast.clone();
                         let _context = enter(fork);
                         f.call::<Dynamic>(engine, &ast, (i as i64,))

@@ -19,6 +19,7 @@
 
 mod api;
 mod diagnostic;
+pub mod memory;
 pub mod plugins;
 
 use std::cell::{Cell, RefCell};
@@ -291,7 +292,9 @@ impl Scripting {
             .spawn(move || {
                 let runtime = this.host.runtime.enter();
                 join_run(deadline, false);
+                let memory = memory::enter(memory::Budget::new(memory::SCRIPT_BYTES_MAX));
                 let result = work(&this);
+                drop(memory);
                 // Let go of the engine before answering: the caller may then drop the last
                 // handle on a local cluster this holds and expect its nodes stopped, and a
                 // process that exits first would leave them running.
@@ -366,6 +369,9 @@ fn sandboxed_engine(host: &Arc<Host>) -> Engine {
     engine.on_progress(move |operations| {
         if progress.is_cancelled() {
             return Some(Dynamic::from("cancelled (Ctrl-C)"));
+        }
+        if let Some(why) = memory::over_budget() {
+            return Some(Dynamic::from(why));
         }
         if operations % CLOCK_EVERY_OPS != 0 {
             return None;

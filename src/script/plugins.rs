@@ -121,7 +121,12 @@ fn rule_engine() -> &'static Engine {
             .set_max_variables(super::VARIABLES_MAX)
             .set_module_resolver(DummyModuleResolver::new())
             .disable_symbol("eval");
-        engine.on_progress(|_| rule_time_up().then(|| Dynamic::from(RULE_TIME_UP)));
+        engine.on_progress(|_| {
+            if rule_time_up() {
+                return Some(Dynamic::from(RULE_TIME_UP));
+            }
+            super::memory::over_budget().map(Dynamic::from)
+        });
         engine.on_print(|text| tracing::debug!("plugin rule printed: {text}"));
         engine.on_debug(|text, source, pos| {
             tracing::debug!(source = source.unwrap_or(""), %pos, "{text}");
@@ -152,6 +157,7 @@ fn rule_engine() -> &'static Engine {
 /// Runs the handlers of `rules` (all matching `question`) in order until one answers, within
 /// [`RULE_TIME_MAX`] in all. Blocks: run it on a thread of its own.
 fn run_rules(rules: &[PluginRule], question: &str) -> RuleOutcome {
+    let _memory = super::memory::enter(super::memory::Budget::new(super::memory::RULE_BYTES_MAX));
     RULE_DEADLINE.with(|d| d.set(Instant::now().checked_add(RULE_TIME_MAX)));
     let mut failures = Vec::new();
     for rule in rules {
