@@ -237,6 +237,70 @@ impl Client {
             .await
     }
 
+    /// Makes the first admin of a cluster with the setup code its first leader logged.
+    pub async fn setup_admin(
+        &self,
+        setup_code: &str,
+        name: &str,
+        password: &str,
+    ) -> Result<pb::AddUserReply, Status> {
+        let message = pb::SetupAdminRequest {
+            request_id: new_request_id(),
+            setup_code: setup_code.to_string(),
+            name: name.to_string(),
+            password: password.to_string(),
+        };
+        self.call(message, |mut s, r| async move { s.setup_admin(r).await })
+            .await
+    }
+
+    /// Revokes every token of `user` (None: the logged-in user), this client's included:
+    /// logging out everywhere.
+    pub async fn revoke_tokens(&self, user: Option<&str>) -> Result<pb::UserChangedReply, Status> {
+        let message = pb::LogoutRequest {
+            request_id: new_request_id(),
+            user: user.unwrap_or_default().to_string(),
+        };
+        self.call(message, |mut s, r| async move { s.logout(r).await })
+            .await
+    }
+
+    /// Sets a new password for `user` (None: the logged-in user); older tokens stop working.
+    pub async fn change_password(
+        &self,
+        user: Option<&str>,
+        new_password: &str,
+    ) -> Result<pb::UserChangedReply, Status> {
+        let message = pb::ChangePasswordRequest {
+            request_id: new_request_id(),
+            user: user.unwrap_or_default().to_string(),
+            new_password: new_password.to_string(),
+        };
+        self.call(
+            message,
+            |mut s, r| async move { s.change_password(r).await },
+        )
+        .await
+    }
+
+    /// Admin only: disables (or enables again) `user`.
+    pub async fn set_user_disabled(
+        &self,
+        user: &str,
+        disabled: bool,
+    ) -> Result<pb::UserChangedReply, Status> {
+        let message = pb::SetUserDisabledRequest {
+            request_id: new_request_id(),
+            user: user.to_string(),
+            disabled,
+        };
+        self.call(
+            message,
+            |mut s, r| async move { s.set_user_disabled(r).await },
+        )
+        .await
+    }
+
     pub async fn list_events(&self) -> Result<pb::ListEventsReply, Status> {
         let message = pb::ListEventsRequest::default();
         self.call(message, |mut s, r| async move { s.list_events(r).await })

@@ -25,6 +25,7 @@ pub struct Config {
     pub raft: RaftConfig,
     pub security: SecurityConfig,
     pub nodes: Vec<NodeConfig>,
+    pub peer_tls: PeerTlsConfig,
     pub assistant: AssistantConfig,
     pub web: WebConfig,
 }
@@ -61,6 +62,42 @@ pub struct NodeConfig {
     /// The address the node binds; defaults to `addr`. Differs when a proxy or NAT sits
     /// between the node and its peers.
     pub listen: SocketAddr,
+    /// Where the node's peers dial it for Raft traffic (mutual TLS, never shared with the
+    /// client API). Defaults to `addr` with the port plus 1000 (60051 → 61051).
+    pub peer_advertise: SocketAddr,
+    /// The address the peer listener binds; defaults to `peer_advertise`.
+    pub peer_listen: SocketAddr,
+}
+
+/// `[peer_tls]`: the files of the cluster's certificate authority and of this node's
+/// certificate. `{id}` in a path stands for the node's id. Without the section, a cluster
+/// whose nodes are all on loopback makes them under `<data_dir>/pki` on first start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTlsConfig {
+    /// The CA certificate every peer certificate must chain to.
+    pub ca: PathBuf,
+    /// This node's certificate (PEM), signed by the CA for `node{id}`.
+    pub cert: PathBuf,
+    /// This node's private key (PEM, mode 0600).
+    pub key: PathBuf,
+    /// Whether the files were named in cluster.toml (otherwise a local cluster may make them).
+    pub configured: bool,
+}
+
+impl PeerTlsConfig {
+    /// The path of node `id`'s certificate and key.
+    pub fn node_files(&self, id: u64) -> (PathBuf, PathBuf) {
+        let fill = |p: &Path| PathBuf::from(p.to_string_lossy().replace("{id}", &id.to_string()));
+        (fill(&self.cert), fill(&self.key))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeerTls {
+    ca: String,
+    cert: String,
+    key: String,
 }
 
 /// Raft timing and log compaction.
@@ -98,6 +135,9 @@ pub struct SecurityConfig {
     pub token_ttl_secs: u64,
     /// PBKDF2 rounds for new passwords; existing ones keep the rounds they were hashed with.
     pub pbkdf2_iterations: u32,
+    /// The file of token-signing keys every node reads (relative to this file); default
+    /// `<data_dir>/pki/token.keys`. Never in the replicated log.
+    pub token_keys: Option<PathBuf>,
 }
 
 impl Default for SecurityConfig {
@@ -105,6 +145,7 @@ impl Default for SecurityConfig {
         SecurityConfig {
             token_ttl_secs: 12 * 3600,
             pbkdf2_iterations: limits::PBKDF2_ITERATIONS_DEFAULT,
+            token_keys: None,
         }
     }
 }
@@ -132,6 +173,10 @@ pub struct AssistantConfig {
     /// A template for the openai backend's system prompt ({user}, {event}, {time} are filled
     /// in); relative to this file. Without it, the one built in.
     pub system_prompt: Option<PathBuf>,
+    /// Whether a `/ask` caller may pick the backend (`"backend"` in the request). Off by
+    /// default: a stranger must not spend the OpenAI key or send questions to a third party
+    /// unless the operator chose so.
+    pub ask_may_choose_backend: bool,
     pub openai: OpenAiConfig,
 }
 
@@ -142,6 +187,7 @@ impl Default for AssistantConfig {
             listen: "127.0.0.1:8000".into(),
             fallback_to_rules: true,
             system_prompt: None,
+            ask_may_choose_backend: false,
             openai: OpenAiConfig::default(),
         }
     }
@@ -189,6 +235,7 @@ struct RawConfig {
     raft: Option<Spanned<RaftConfig>>,
     security: Option<Spanned<SecurityConfig>>,
     nodes: Spanned<Vec<RawNode>>,
+    peer_tls: Option<RawPeerTls>,
     // Not `Spanned`: toml cannot span a table that only appears as `[assistant.openai]`.
     assistant: Option<AssistantConfig>,
     web: Option<RawWeb>,
@@ -201,6 +248,8 @@ struct RawNode {
     #[serde(alias = "advertise")]
     addr: Spanned<String>,
     listen: Option<Spanned<String>>,
+    peer_advertise: Option<Spanned<String>>,
+    peer_listen: Option<Spanned<String>>,
 }
 
 /// A problem with the file, located to its line and key.
@@ -274,6 +323,11 @@ impl Config {
             }
             None => SecurityConfig::default(),
         };
+        let mut security = security;
+        security.token_keys = Some(match security.token_keys.take() {
+            Some(path) => base.join(path),
+            None => data_dir.join("pki").join(crate::pki::TOKEN_KEYS_FILE),
+        });
 
         if raw.nodes.get_ref().is_empty() {
             return Err(locate.error(raw.nodes.span(), Some("nodes"), "name at least one node"));
@@ -302,7 +356,37 @@ impl Config {
                     .map_err(|msg| locate.error(listen.span(), Some(&key("listen")), &msg))?,
                 None => addr,
             };
-            nodes.push(NodeConfig { id, addr, listen });
+            let peer_advertise = match &node.peer_advertise {
+                Some(peer) => parse_addr(peer)
+                    .map_err(|msg| locate.error(peer.span(), Some(&key("peer_advertise")), &msg))?,
+                None => {
+                    let port = addr.port().checked_add(1000).ok_or_else(|| {
+                        let msg = "the port is too high to default peer_advertise to port + 1000; name peer_advertise";
+                        locate.error(node.addr.span(), Some(&key("addr")), msg)
+                    })?;
+                    SocketAddr::new(addr.ip(), port)
+                }
+            };
+            if let Some(first) = addrs.insert(peer_advertise, i) {
+                let msg = format!("address {peer_advertise} is already used by nodes[{first}]");
+                let span = node
+                    .peer_advertise
+                    .as_ref()
+                    .map_or(node.addr.span(), |p| p.span());
+                return Err(locate.error(span, Some(&key("peer_advertise")), &msg));
+            }
+            let peer_listen = match &node.peer_listen {
+                Some(peer) => parse_addr(peer)
+                    .map_err(|msg| locate.error(peer.span(), Some(&key("peer_listen")), &msg))?,
+                None => peer_advertise,
+            };
+            nodes.push(NodeConfig {
+                id,
+                addr,
+                listen,
+                peer_advertise,
+                peer_listen,
+            });
         }
 
         let assistant = match raw.assistant {
@@ -330,6 +414,21 @@ impl Config {
             None => AssistantConfig::default(),
         };
 
+        let peer_tls = match raw.peer_tls {
+            Some(t) => PeerTlsConfig {
+                ca: base.join(t.ca),
+                cert: base.join(t.cert),
+                key: base.join(t.key),
+                configured: true,
+            },
+            None => PeerTlsConfig {
+                ca: data_dir.join("pki").join("ca.pem"),
+                cert: data_dir.join("pki").join("node{id}.pem"),
+                key: data_dir.join("pki").join("node{id}.key"),
+                configured: false,
+            },
+        };
+
         let mut web = WebConfig::default();
         if let Some(listen) = raw.web.and_then(|w| w.listen) {
             web.listen = parse_addr(&listen)
@@ -342,6 +441,7 @@ impl Config {
             raft,
             security,
             nodes,
+            peer_tls,
             assistant,
             web,
         })
@@ -351,15 +451,23 @@ impl Config {
         self.nodes.iter().find(|n| n.id == id)
     }
 
+    /// The token-key file.
+    pub fn token_keys_path(&self) -> PathBuf {
+        self.security
+            .token_keys
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("pki").join(crate::pki::TOKEN_KEYS_FILE))
+    }
+
     pub fn node_data_dir(&self, id: u64) -> PathBuf {
         self.data_dir.join(format!("node{id}"))
     }
 
-    /// Where each node is dialed, by id.
+    /// Where each node's peer listener is dialed, by id.
     pub fn peer_addrs(&self) -> BTreeMap<u64, String> {
         self.nodes
             .iter()
-            .map(|n| (n.id, n.addr.to_string()))
+            .map(|n| (n.id, n.peer_advertise.to_string()))
             .collect()
     }
 
@@ -373,7 +481,9 @@ impl Config {
 
     /// Whether every node of the cluster is on this machine (a loopback address).
     pub fn all_local(&self) -> bool {
-        self.nodes.iter().all(|n| n.addr.ip().is_loopback())
+        self.nodes
+            .iter()
+            .all(|n| n.addr.ip().is_loopback() && n.peer_advertise.ip().is_loopback())
     }
 }
 

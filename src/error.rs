@@ -19,6 +19,12 @@ pub enum ApiError {
     /// No leader or no quorum right now: the request may be retried with the same id.
     #[error("{0}")]
     Unavailable(String),
+    /// Throttled or shed: the message says when to try again.
+    #[error("{message}")]
+    Exhausted {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -40,7 +46,9 @@ impl From<Rejection> for ApiError {
             | Rejection::EventExists(_)
             | Rejection::TooManyEvents(_)
             | Rejection::TooManyUsers(_) => ApiError::FailedPrecondition(message),
-            Rejection::NotOwner(_) | Rejection::NotAdmin => ApiError::PermissionDenied(message),
+            Rejection::NotOwner(_) | Rejection::NotAdmin | Rejection::SetupRefused => {
+                ApiError::PermissionDenied(message)
+            }
         }
     }
 }
@@ -54,6 +62,7 @@ impl From<ApiError> for Status {
             ApiError::NotFound(m) => (Code::NotFound, m),
             ApiError::FailedPrecondition(m) => (Code::FailedPrecondition, m),
             ApiError::Unavailable(m) => (Code::Unavailable, m),
+            ApiError::Exhausted { message, .. } => (Code::ResourceExhausted, message),
             ApiError::Internal(m) => (Code::Internal, m),
         };
         Status::new(code, message)

@@ -33,6 +33,35 @@ pub const PBKDF2_ITERATIONS_MIN: u32 = 10_000;
 /// Largest gRPC message either side accepts: a seat map of the largest event, or a snapshot
 /// chunk, with room to spare. tonic's default of 4 MiB is too small for the former.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Largest request the client API decodes: every request is well under 4 KiB; a stranger
+/// may not make a node buffer more before it has checked anything.
+pub const CLIENT_MESSAGE_BYTES_MAX: usize = 64 * 1024;
+/// Concurrent requests (HTTP/2 streams) one client connection may have open.
+pub const CLIENT_STREAMS_PER_CONNECTION_MAX: u32 = 256;
+/// How long one client request may run on a node before it is cut off (DEADLINE_EXCEEDED).
+/// Longer than the quorum wait, so a write that waited for a leader still gets its answer.
+pub const CLIENT_REQUEST_MS_MAX: u64 = 15_000;
+/// Failed logins one client address may make at once on one node, and per minute after that.
+pub const LOGIN_FAILURES_PER_ADDRESS_BURST: usize = 30;
+pub const LOGIN_FAILURES_PER_ADDRESS_PER_MIN: usize = 30;
+/// The longest a name waits after repeated failed logins.
+pub const LOGIN_LOCKOUT_SECS_MAX: u64 = 300;
+/// Self-registrations one client address may make at once on one node, and per minute after.
+pub const REGISTRATIONS_PER_ADDRESS_BURST: usize = 100;
+pub const REGISTRATIONS_PER_ADDRESS_PER_MIN: usize = 60;
+/// Names and addresses a node's throttle remembers; the least recently seen go first.
+pub const THROTTLE_ENTRIES_MAX: usize = 100_000;
+/// PBKDF2 computations one node runs at once (each holds a core for a fraction of a second),
+/// and how long a request waits for a turn before RESOURCE_EXHAUSTED.
+pub const PASSWORD_HASHES_AT_ONCE: usize = 2;
+pub const PASSWORD_HASH_WAIT_MS: u64 = 2_000;
+/// `WatchSeats` streams one node serves to callers without a token, in all and per address;
+/// logged-in callers have the rest of [`WATCH_STREAMS_MAX`], at most this many per user.
+pub const WATCH_STREAMS_ANONYMOUS_MAX: usize = 256;
+pub const WATCH_STREAMS_PER_ADDRESS_MAX: usize = 32;
+pub const WATCH_STREAMS_PER_USER_MAX: usize = 16;
+/// A watch stream that has sent nothing for this long is ended (the client resumes).
+pub const WATCH_IDLE_SECS_MAX: u64 = 600;
 /// Snapshot bytes sent per InstallSnapshot call.
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// The largest encoded command: a reserve or cancel of the most seats with the longest ids is
@@ -80,3 +109,7 @@ const _: () = assert!(
 const _: () = assert!(COMMANDS_PER_ENTRY_MAX <= COMMANDS_QUEUED_MAX);
 const _: () = assert!(EVENTS_MAX * (SEATS_PER_EVENT_MAX as usize) <= u32::MAX as usize);
 const _: () = assert!(WATCH_BROADCAST_SETS <= WATCH_JOURNAL_SETS);
+const _: () = assert!(COMMAND_BYTES_MAX * 4 <= CLIENT_MESSAGE_BYTES_MAX);
+const _: () = assert!(WATCH_STREAMS_ANONYMOUS_MAX < WATCH_STREAMS_MAX / 2);
+const _: () = assert!(WATCH_STREAMS_PER_ADDRESS_MAX <= WATCH_STREAMS_ANONYMOUS_MAX);
+const _: () = assert!(QUORUM_WAIT_MS * 2 < CLIENT_REQUEST_MS_MAX);

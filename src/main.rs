@@ -77,6 +77,28 @@ enum Cmd {
         #[command(subcommand)]
         command: UserCmd,
     },
+    /// Make the first admin of a new cluster with the one-time setup code from the first
+    /// leader's log (a local cluster started by `ticket up` or the shell needs none).
+    Init {
+        #[arg(long)]
+        setup_code: Option<String>,
+        #[arg(long, default_value = "admin")]
+        name: String,
+        /// Read the password from stdin (else TICKET_ADMIN_PASSWORD, else the terminal).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// The cluster's certificates: a CA, node certificates for the peer protocol, a server
+    /// certificate for the client API.
+    Cert {
+        #[command(subcommand)]
+        command: CertCmd,
+    },
+    /// The token-signing keys (the file every node reads).
+    Key {
+        #[command(subcommand)]
+        command: KeyCmd,
+    },
     /// Measure booking throughput and latency against the running cluster.
     Bench {
         /// Concurrent clients, each on its own connection.
@@ -96,13 +118,43 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
+enum KeyCmd {
+    /// Add a new token key: new tokens are signed with it, older ones stay good until they
+    /// expire. Copy the file to every node (each reads it again within a second).
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum CertCmd {
+    /// Make the cluster's CA (ca.pem, ca.key) in DIR (default <data_dir>/pki).
+    Init {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Issue a key and certificate signed by the CA in DIR: `--node N` for node N's peer
+    /// identity (nodeN.pem, nodeN.key), or `--server NAME...` for the client API (server.pem,
+    /// server.key) valid for those host names and IP addresses.
+    Issue {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, conflicts_with = "server", required_unless_present = "server")]
+        node: Option<u64>,
+        #[arg(long, num_args = 1.., value_name = "NAME")]
+        server: Option<Vec<String>>,
+        /// Write the key and certificate here (default: DIR).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum UserCmd {
     /// Add a user. The password is read without echo, from --password-stdin, or from
     /// TICKET_PASSWORD.
     Add {
         name: String,
-        /// Make the user an admin. The first admin of a cluster needs no login; later ones
-        /// need --as ADMIN.
+        /// Make the user an admin (needs --as ADMIN; the first admin comes from `ticket init`
+        /// or a local cluster's setup).
         #[arg(long)]
         admin: bool,
         #[arg(long)]
@@ -110,6 +162,19 @@ enum UserCmd {
         /// Act as this admin (its password from TICKET_ADMIN_PASSWORD or the terminal).
         #[arg(long = "as")]
         acting_admin: Option<String>,
+    },
+    /// Disable a user: it cannot log in, and its tokens stop working at once.
+    Disable {
+        name: String,
+        /// The admin to act as (its password from TICKET_ADMIN_PASSWORD or the terminal).
+        #[arg(long = "as", default_value = "admin")]
+        acting_admin: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        name: String,
+        #[arg(long = "as", default_value = "admin")]
+        acting_admin: String,
     },
 }
 
@@ -130,7 +195,7 @@ fn main() -> ExitCode {
     // A node serves many connections; the shell and scripts block script threads on the
     // runtime, which needs workers of its own; the other commands are light.
     let runtime = match &cli.command {
-        Some(Cmd::Status { .. } | Cmd::User { .. } | Cmd::Up) => {
+        Some(Cmd::Status { .. } | Cmd::User { .. } | Cmd::Up | Cmd::Init { .. }) => {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -180,9 +245,78 @@ fn main() -> ExitCode {
     }
 }
 
+fn cert(command: CertCmd, config: &Config) -> anyhow::Result<()> {
+    use ticket::pki;
+    let default_dir = config.data_dir.join("pki");
+    match command {
+        CertCmd::Init { dir } => {
+            let dir = dir.unwrap_or(default_dir);
+            pki::init_ca(&dir)?;
+            println!(
+                "made a CA in {}: ca.pem (give it to every node and client), ca.key (keep it \
+                 private: whoever has it can join the cluster)",
+                dir.display()
+            );
+        }
+        CertCmd::Issue {
+            dir,
+            node,
+            server,
+            out,
+        } => {
+            let dir = dir.unwrap_or(default_dir);
+            let subject = match (node, server) {
+                (Some(id), _) => pki::Subject::Node(id),
+                (None, Some(names)) => pki::Subject::Server(names),
+                (None, None) => anyhow::bail!("name --node N or --server NAME"),
+            };
+            let out = out.unwrap_or_else(|| dir.clone());
+            let (cert, key) = pki::issue(&dir, &subject, &out)?;
+            println!("wrote {} and {} (0600)", cert.display(), key.display());
+        }
+    }
+    Ok(())
+}
+
 async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
     match command {
         Cmd::Shell | Cmd::Run { .. } => Ok(()),
+        Cmd::Cert { command } => cert(command, &config),
+        Cmd::Init {
+            setup_code,
+            name,
+            password_stdin,
+        } => {
+            let args = cli::user::Init {
+                setup_code,
+                name,
+                password_stdin,
+            };
+            cli::user::init(Client::from_config(&config), args).await
+        }
+        Cmd::User {
+            command: UserCmd::Disable { name, acting_admin },
+        } => {
+            let client = Client::from_config(&config);
+            cli::user::set_disabled(client, &name, true, &acting_admin).await
+        }
+        Cmd::User {
+            command: UserCmd::Enable { name, acting_admin },
+        } => {
+            let client = Client::from_config(&config);
+            cli::user::set_disabled(client, &name, false, &acting_admin).await
+        }
+        Cmd::Key {
+            command: KeyCmd::Rotate,
+        } => {
+            let path = config.token_keys_path();
+            let version = ticket::pki::add_token_key(&path)?;
+            println!(
+                "token key version {version} added to {}; copy the file to every node",
+                path.display()
+            );
+            Ok(())
+        }
         Cmd::Node { id } => ticket::server::run(config, id, ticket::server::signal()).await,
         Cmd::Up => cli::up::run(&config).await,
         Cmd::Web { listen } => cli::web::run(&config, listen).await,

@@ -12,5 +12,6 @@ pub mod raft {
     }
 }
 
-/// The encoded descriptors of every proto file, for the gRPC reflection service.
+/// The encoded descriptors of the client API (not the peer protocol), for the gRPC
+/// reflection service.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("descriptor");

@@ -142,6 +142,13 @@ async fn ask(
             format!("\"q\" must be a question of 1 to {QUESTION_BYTES_MAX} bytes"),
         );
     }
+    if request.backend.is_some() && !shared.assistant.callers_may_choose_backend() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "this server does not let callers choose the assistant's backend \
+             ([assistant] ask_may_choose_backend in cluster.toml); leave out \"backend\"",
+        );
+    }
     let client = match as_asker(&shared, &headers).await {
         Ok(asker) => asker.unwrap_or_else(|| shared.client.clone()),
         Err(reply) => return reply,

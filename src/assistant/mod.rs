@@ -56,6 +56,12 @@ pub struct PluginAnswer {
 const PLUGIN_RULES_WAIT: Duration = Duration::from_secs(5);
 
 impl Assistant {
+    /// Whether `/ask` callers may choose the backend (cluster.toml
+    /// `[assistant] ask_may_choose_backend`).
+    pub fn callers_may_choose_backend(&self) -> bool {
+        self.config.ask_may_choose_backend
+    }
+
     pub fn new(config: &AssistantConfig) -> Assistant {
         Assistant {
             config: config.clone(),

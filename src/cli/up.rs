@@ -23,6 +23,46 @@ pub struct LocalCluster {
     config_path: PathBuf,
     addrs: Vec<(u64, SocketAddr)>,
     paused: BTreeSet<u64>,
+    /// The first admin's password, handed to the nodes for the cluster's seed.
+    admin_password: String,
+}
+
+/// Where a local cluster keeps its first admin's password when the operator typed none.
+pub fn admin_password_file(config: &Config) -> PathBuf {
+    config.data_dir.join("admin-password")
+}
+
+/// The first admin's password for a local cluster: TICKET_ADMIN_PASSWORD if set; else the one
+/// chosen before (kept 0600 in the data directory); else, for a new cluster, one the
+/// operator types at a terminal, or a random one written 0600 beside the data and said once.
+fn local_admin_password(config: &Config) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let env = crate::server::ADMIN_PASSWORD_ENV;
+    if let Ok(password) = std::env::var(env) {
+        return Ok(password);
+    }
+    let file = admin_password_file(config);
+    if let Ok(password) = std::fs::read_to_string(&file) {
+        return Ok(password.trim().to_string());
+    }
+    let fresh = !config.data_dir.join("pki").exists();
+    if fresh && std::io::stdin().is_terminal() {
+        eprintln!("A new cluster: choose the password of its first admin, 'admin'.");
+        let password = super::read_password("Admin password: ", false, env, true)?;
+        crate::domain::validate::password(&password).map_err(|e| anyhow::anyhow!(e))?;
+        return Ok(password);
+    }
+    let bytes: [u8; 15] = rand::random();
+    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    crate::pki::private_dir(&config.data_dir)?;
+    crate::pki::write_private(&file, format!("{password}\n").as_bytes())?;
+    if fresh {
+        eprintln!(
+            "A new cluster: its first admin is 'admin', with the password in {} (0600).",
+            file.display()
+        );
+    }
+    Ok(password)
 }
 
 impl LocalCluster {
@@ -30,8 +70,15 @@ impl LocalCluster {
     /// `<data_dir>/node<N>.log`.
     pub fn start(config: &Config) -> anyhow::Result<LocalCluster> {
         let exe = std::env::current_exe().context("finding the ticket binary")?;
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let admin_password = local_admin_password(config)?;
+        crate::pki::private_dir(&config.data_dir)?;
+        // Made here, before the nodes start, so the message is said once, on this screen.
+        if crate::pki::ensure_local(config)? {
+            eprintln!(
+                "A new cluster: made its CA, node certificates and token key in {} (files 0600).",
+                config.data_dir.join("pki").display()
+            );
+        }
         let mut cluster = LocalCluster {
             children: Vec::new(),
             logs: Vec::new(),
@@ -39,6 +86,7 @@ impl LocalCluster {
             config_path: config.path.clone(),
             addrs: config.nodes.iter().map(|n| (n.id, n.addr)).collect(),
             paused: BTreeSet::new(),
+            admin_password,
         };
         for node in &config.nodes {
             let log_path = config.data_dir.join(format!("node{}.log", node.id));
@@ -61,6 +109,7 @@ impl LocalCluster {
             .arg("node")
             .arg("--id")
             .arg(id.to_string())
+            .env(crate::server::ADMIN_PASSWORD_ENV, &self.admin_password)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -68,6 +117,11 @@ impl LocalCluster {
             .with_context(|| format!("starting node {id}"))?;
         self.children.push((id, child));
         Ok(())
+    }
+
+    /// The first admin's password (for scripts run against the cluster this process started).
+    pub fn admin_password(&self) -> &str {
+        &self.admin_password
     }
 
     /// Where node `id` answers.

@@ -37,3 +37,62 @@ pub async fn add(mut client: Client, args: AddUser) -> anyhow::Result<()> {
     println!("added {role} {}", args.name);
     Ok(())
 }
+
+/// `ticket init`: makes the first admin of a cluster that has none, with the one-time setup
+/// code its first leader printed to its log.
+pub struct Init {
+    pub setup_code: Option<String>,
+    pub name: String,
+    pub password_stdin: bool,
+}
+
+pub async fn init(client: Client, args: Init) -> anyhow::Result<()> {
+    let code = match args.setup_code {
+        Some(code) => code,
+        None => {
+            if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                anyhow::bail!("pass --setup-code CODE (it is in the first leader's log)");
+            }
+            rpassword::prompt_password("Setup code (from the first leader's log): ")?
+        }
+    };
+    let password = super::read_password(
+        &format!("Password for {}: ", args.name),
+        args.password_stdin,
+        "TICKET_ADMIN_PASSWORD",
+        true,
+    )?;
+    client
+        .setup_admin(code.trim(), &args.name, &password)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", super::explain(&s)))?;
+    println!("added the first admin, {}", args.name);
+    Ok(())
+}
+
+/// `ticket user disable|enable NAME --as ADMIN` and `ticket user passwd`: changes that
+/// revoke the user's tokens.
+pub async fn set_disabled(
+    mut client: Client,
+    name: &str,
+    disabled: bool,
+    admin: &str,
+) -> anyhow::Result<()> {
+    let password = super::read_password(
+        &format!("Password of {admin}: "),
+        false,
+        "TICKET_ADMIN_PASSWORD",
+        false,
+    )?;
+    client
+        .login(admin, &password)
+        .await
+        .map_err(|s| anyhow::anyhow!("logging in as {admin}: {}", super::explain(&s)))?;
+    client
+        .set_user_disabled(name, disabled)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", super::explain(&s)))?;
+    let done = if disabled { "disabled" } else { "enabled" };
+    println!("{done} {name}; its tokens no longer work");
+    Ok(())
+}

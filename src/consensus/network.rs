@@ -2,7 +2,9 @@
 //! a write to the leader, asking it for a read index, asking a node for its status).
 //!
 //! One lazily connected tonic channel per peer, kept for the life of the node and shared by
-//! every caller (HTTP/2 multiplexes them): never a new connection per RPC.
+//! every caller (HTTP/2 multiplexes them): never a new connection per RPC. Every channel is
+//! mutual TLS: this node shows its own certificate, and accepts the peer only if the cluster's
+//! CA signed it for the node id it dials (`pki::node_name`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -19,7 +21,7 @@ use openraft::raft::{
 use openraft::{AnyError, BasicNode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::{decode, encode, NodeId, TypeConfig};
 use crate::limits;
@@ -48,14 +50,18 @@ impl<T: Serialize> Reply<T> {
 }
 
 /// The channels to every peer, by node id.
-#[derive(Default)]
 pub struct Peers {
     channels: Mutex<BTreeMap<NodeId, (String, Channel)>>,
+    identity: crate::pki::Identity,
 }
 
 impl Peers {
-    pub fn new() -> Peers {
-        Peers::default()
+    /// Peers dialed with this node's certificate, trusting only the cluster's CA.
+    pub fn new(identity: crate::pki::Identity) -> Peers {
+        Peers {
+            channels: Mutex::default(),
+            identity,
+        }
     }
 
     /// The client for a peer at `addr` (IP:PORT), connecting lazily on first use.
@@ -66,8 +72,17 @@ impl Peers {
                 return Ok(client(channel.clone()));
             }
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.identity.ca_pem))
+            .identity(Identity::from_pem(
+                &self.identity.cert_pem,
+                &self.identity.key_pem,
+            ))
+            .domain_name(crate::pki::node_name(id));
+        let channel = Endpoint::from_shared(format!("https://{addr}"))
             .map_err(|e| format!("bad peer address {addr}: {e}"))?
+            .tls_config(tls)
+            .map_err(|e| format!("peer TLS for {addr}: {e}"))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

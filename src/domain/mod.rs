@@ -51,6 +51,18 @@ pub struct EventSpec {
     pub max_seats_per_user: u32,
 }
 
+/// How a new cluster gets its first admin.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum FirstAdmin {
+    /// The admin "admin", with the password the seeding node was given.
+    Password(PasswordHash),
+    /// Whoever shows the code whose SHA-256 this is (once): see `Command::SetupAdmin`.
+    SetupCode([u8; 32]),
+}
+
+/// The name of the first admin a cluster makes from a password.
+pub const FIRST_ADMIN: &str = "admin";
+
 /// What to cancel: some seats of one event, or a whole booking.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum CancelTarget {
@@ -61,9 +73,41 @@ pub enum CancelTarget {
 /// One change to the replicated state.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Once per cluster: the key every node signs and checks tokens with, and the demo
-    /// event. Applied at most once; later copies are no-ops.
-    Bootstrap { token_key: [u8; 32], now_ms: u64 },
+    /// Once per cluster: the demo event and the way to the first admin. Applied at most once;
+    /// later copies are no-ops. It carries no secret: token keys are in a file on each node,
+    /// and a setup code travels only as its hash.
+    Bootstrap {
+        now_ms: u64,
+        first_admin: Option<FirstAdmin>,
+    },
+    /// The first admin, made with the cluster's one-time setup code (its hash, checked by the
+    /// node that took the code, and again here).
+    SetupAdmin {
+        request_id: String,
+        name: String,
+        password: PasswordHash,
+        setup_code: [u8; 32],
+    },
+    /// Revokes every token of `user` (logging out everywhere): the user itself or an admin.
+    RevokeTokens {
+        request_id: String,
+        actor: String,
+        user: String,
+    },
+    /// A new password (the user itself or an admin); revokes the user's tokens.
+    SetPassword {
+        request_id: String,
+        actor: String,
+        user: String,
+        password: PasswordHash,
+    },
+    /// Admin only: a disabled user cannot log in, and its tokens are revoked.
+    SetDisabled {
+        request_id: String,
+        actor: String,
+        user: String,
+        disabled: bool,
+    },
     /// `actor` is the admin creating the user, or none for a self-registration.
     AddUser {
         request_id: String,
@@ -98,9 +142,31 @@ impl Command {
     fn dedupe_key(&self) -> Option<(String, String)> {
         match self {
             Command::Bootstrap { .. } => None,
+            // A self-registration is scoped by the name it registers, so two strangers who
+            // chose the same request id do not share an outcome.
             Command::AddUser {
+                request_id,
+                actor: None,
+                name,
+                ..
+            }
+            | Command::SetupAdmin {
+                request_id, name, ..
+            } => Some((format!("register:{name}"), request_id.clone())),
+            Command::AddUser {
+                request_id,
+                actor: Some(actor),
+                ..
+            } => Some((actor.clone(), request_id.clone())),
+            Command::RevokeTokens {
                 request_id, actor, ..
-            } => Some((actor.clone().unwrap_or_default(), request_id.clone())),
+            }
+            | Command::SetPassword {
+                request_id, actor, ..
+            }
+            | Command::SetDisabled {
+                request_id, actor, ..
+            } => Some((actor.clone(), request_id.clone())),
             Command::CreateEvent {
                 request_id, actor, ..
             }
@@ -146,9 +212,14 @@ pub enum Outcome {
     Bootstrapped,
     AlreadyBootstrapped,
     UserAdded,
+    /// A user's tokens, password or standing changed.
+    UserChanged,
     EventCreated(EventView),
     Reserved(BookingView),
-    Cancelled { event: String, seats: Vec<String> },
+    Cancelled {
+        event: String,
+        seats: Vec<String>,
+    },
     Rejected(Rejection),
 }
 
@@ -182,6 +253,8 @@ pub enum Rejection {
     NotOwner(String),
     #[error("this needs an admin")]
     NotAdmin,
+    #[error("that is not this cluster's setup code, or its first admin exists already")]
+    SetupRefused,
     #[error("a user named '{0}' already exists")]
     UserExists(String),
     #[error("an event named '{0}' already exists")]
@@ -218,8 +291,20 @@ mod tests {
         };
         let largest = [
             Command::Bootstrap {
-                token_key: [0xff; 32],
                 now_ms: u64::MAX,
+                first_admin: Some(FirstAdmin::Password(password.clone())),
+            },
+            Command::SetupAdmin {
+                request_id: request_id.clone(),
+                name: name.clone(),
+                password: password.clone(),
+                setup_code: [0xff; 32],
+            },
+            Command::SetPassword {
+                request_id: request_id.clone(),
+                actor: name.clone(),
+                user: name.clone(),
+                password: password.clone(),
             },
             Command::AddUser {
                 request_id: request_id.clone(),

@@ -16,6 +16,7 @@ use proptest::test_runner::{Config, TestRunner};
 use super::{
     CancelTarget, Command, EventSpec, Outcome, PasswordHash, Rejection, Role, SeatMap, State,
 };
+use crate::domain::FirstAdmin;
 use crate::limits;
 
 const CASES_DEFAULT: u32 = 100_000;
@@ -251,8 +252,47 @@ fn command() -> BoxedStrategy<Command> {
         2 => event_and_seats().prop_map(|(event, seats)| CancelTarget::Seats { event, seats }),
     ];
     prop_oneof![
-        1 => (any::<[u8; 32]>(), now_ms())
-            .prop_map(|(token_key, now_ms)| Command::Bootstrap { token_key, now_ms }),
+        1 => (any::<[u8; 32]>(), now_ms(), password(), any::<bool>()).prop_map(
+            |(code, now_ms, password, by_code)| Command::Bootstrap {
+                now_ms,
+                first_admin: Some(if by_code {
+                    FirstAdmin::SetupCode(code)
+                } else {
+                    FirstAdmin::Password(password)
+                }),
+            }
+        ),
+        1 => (request_id(), new_user(), password(), any::<[u8; 32]>()).prop_map(
+            |(request_id, name, password, setup_code)| Command::SetupAdmin {
+                request_id,
+                name,
+                password,
+                setup_code,
+            }
+        ),
+        1 => (request_id(), user(), user()).prop_map(|(request_id, actor, user)| {
+            Command::RevokeTokens {
+                request_id,
+                actor,
+                user,
+            }
+        }),
+        1 => (request_id(), user(), user(), password()).prop_map(
+            |(request_id, actor, user, password)| Command::SetPassword {
+                request_id,
+                actor,
+                user,
+                password,
+            }
+        ),
+        1 => (request_id(), user(), user(), any::<bool>()).prop_map(
+            |(request_id, actor, user, disabled)| Command::SetDisabled {
+                request_id,
+                actor,
+                user,
+                disabled,
+            }
+        ),
         3 => (request_id(), proptest::option::of(user()), new_user(), role, password()).prop_map(
             |(request_id, actor, name, role, password)| Command::AddUser {
                 request_id,
@@ -306,8 +346,8 @@ fn step() -> BoxedStrategy<Step> {
 fn base() -> State {
     let mut state = State::default();
     let mut commands = vec![Command::Bootstrap {
-        token_key: [1; 32],
         now_ms: 0,
+        first_admin: Some(FirstAdmin::Password(HASH)),
     }];
     for (name, role) in [
         ("root", Role::Admin),
@@ -316,7 +356,7 @@ fn base() -> State {
     ] {
         commands.push(Command::AddUser {
             request_id: format!("add-{name}"),
-            actor: None,
+            actor: Some(crate::domain::FIRST_ADMIN.into()),
             name: name.into(),
             role,
             password: HASH,

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    validate, BookingView, CancelTarget, Command, EventSpec, EventView, Outcome, PasswordHash,
-    Rejection, Role, SeatMap,
+    validate, BookingView, CancelTarget, Command, EventSpec, EventView, FirstAdmin, Outcome,
+    PasswordHash, Rejection, Role, SeatMap, FIRST_ADMIN,
 };
 use crate::limits;
 
@@ -17,6 +17,21 @@ pub const DEMO_EVENT: &str = "demo";
 pub struct User {
     pub role: Role,
     pub password: PasswordHash,
+    /// Tokens carry the epoch they were issued in; moving it on revokes every older token.
+    pub token_epoch: u64,
+    /// A disabled user cannot log in, and no token of it works.
+    pub disabled: bool,
+}
+
+impl User {
+    fn new(role: Role, password: &PasswordHash) -> User {
+        User {
+            role,
+            password: password.clone(),
+            token_epoch: 0,
+            disabled: false,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -68,7 +83,9 @@ impl Dedupe {
 /// Everything the cluster agrees on.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
-    token_key: Option<[u8; 32]>,
+    bootstrapped: bool,
+    /// The hash of the one-time code that may make the first admin, until it is used.
+    setup_code: Option<[u8; 32]>,
     users: BTreeMap<String, User>,
     events: BTreeMap<String, EventRecord>,
     /// By booking number, given out in commit order.
@@ -105,7 +122,37 @@ impl State {
             return first.clone();
         }
         let outcome = match command {
-            Command::Bootstrap { token_key, now_ms } => self.bootstrap(*token_key, *now_ms),
+            Command::Bootstrap {
+                now_ms,
+                first_admin,
+            } => self.bootstrap(*now_ms, first_admin.as_ref()),
+            Command::SetupAdmin {
+                name,
+                password,
+                setup_code,
+                ..
+            } => self
+                .setup_admin(name, password, setup_code)
+                .map_or_else(Outcome::Rejected, |()| Outcome::UserAdded),
+            Command::RevokeTokens { actor, user, .. } => self
+                .change_user(actor, user, false, |_| ())
+                .map_or_else(Outcome::Rejected, |()| Outcome::UserChanged),
+            Command::SetPassword {
+                actor,
+                user,
+                password,
+                ..
+            } => self
+                .change_user(actor, user, false, |u| u.password = password.clone())
+                .map_or_else(Outcome::Rejected, |()| Outcome::UserChanged),
+            Command::SetDisabled {
+                actor,
+                user,
+                disabled,
+                ..
+            } => self
+                .change_user(actor, user, true, |u| u.disabled = *disabled)
+                .map_or_else(Outcome::Rejected, |()| Outcome::UserChanged),
             Command::AddUser {
                 actor,
                 name,
@@ -152,8 +199,8 @@ impl State {
         outcome
     }
 
-    fn bootstrap(&mut self, token_key: [u8; 32], now_ms: u64) -> Outcome {
-        if self.token_key.is_some() {
+    fn bootstrap(&mut self, now_ms: u64, first_admin: Option<&FirstAdmin>) -> Outcome {
+        if self.bootstrapped {
             return Outcome::AlreadyBootstrapped;
         }
         if !self.events.contains_key(DEMO_EVENT) {
@@ -167,7 +214,17 @@ impl State {
                 return Outcome::Rejected(rejection);
             }
         }
-        self.token_key = Some(token_key);
+        match first_admin {
+            Some(FirstAdmin::Password(password)) if !self.has_admin() => {
+                let admin = User::new(Role::Admin, password);
+                self.users.insert(FIRST_ADMIN.to_string(), admin);
+            }
+            Some(FirstAdmin::SetupCode(hash)) if !self.has_admin() => {
+                self.setup_code = Some(*hash);
+            }
+            _ => {}
+        }
+        self.bootstrapped = true;
         Outcome::Bootstrapped
     }
 
@@ -178,21 +235,60 @@ impl State {
         role: Role,
         password: &PasswordHash,
     ) -> Result<(), Rejection> {
-        // Customers register themselves. An admin is made by an admin, except the first one.
-        if role == Role::Admin && self.has_admin() && !self.is_admin(actor) {
+        // Customers register themselves. An admin is made by an admin; the first one only by
+        // the cluster's seed or its setup code.
+        if role == Role::Admin && !self.is_admin(actor) {
             return Err(Rejection::NotAdmin);
         }
+        self.insert_user(name, User::new(role, password))
+    }
+
+    fn insert_user(&mut self, name: &str, user: User) -> Result<(), Rejection> {
         if self.users.contains_key(name) {
             return Err(Rejection::UserExists(name.to_string()));
         }
         if self.users.len() >= limits::USERS_MAX {
             return Err(Rejection::TooManyUsers(self.users.len()));
         }
-        let user = User {
-            role,
-            password: password.clone(),
-        };
         self.users.insert(name.to_string(), user);
+        Ok(())
+    }
+
+    fn setup_admin(
+        &mut self,
+        name: &str,
+        password: &PasswordHash,
+        code: &[u8; 32],
+    ) -> Result<(), Rejection> {
+        if self.setup_code.as_ref() != Some(code) || self.has_admin() {
+            return Err(Rejection::SetupRefused);
+        }
+        self.insert_user(name, User::new(Role::Admin, password))?;
+        // One time only.
+        self.setup_code = None;
+        Ok(())
+    }
+
+    /// Changes `user` as `actor` (itself, or an admin; only an admin when `admin_only`) and
+    /// revokes its tokens.
+    fn change_user(
+        &mut self,
+        actor: &str,
+        user: &str,
+        admin_only: bool,
+        change: impl FnOnce(&mut User),
+    ) -> Result<(), Rejection> {
+        self.known_user(actor)?;
+        let is_admin = self.is_admin(Some(actor));
+        if !(is_admin || (!admin_only && actor == user)) {
+            return Err(Rejection::NotAdmin);
+        }
+        let record = self
+            .users
+            .get_mut(user)
+            .ok_or_else(|| Rejection::UnknownUser(user.to_string()))?;
+        change(record);
+        record.token_epoch = record.token_epoch.wrapping_add(1);
         Ok(())
     }
 
@@ -394,8 +490,14 @@ impl State {
         Ok((event_name, freed))
     }
 
-    pub fn token_key(&self) -> Option<&[u8; 32]> {
-        self.token_key.as_ref()
+    /// Whether the cluster was seeded (the demo event, the way to the first admin).
+    pub fn is_bootstrapped(&self) -> bool {
+        self.bootstrapped
+    }
+
+    /// The hash of the setup code that may still make the first admin.
+    pub fn setup_code_hash(&self) -> Option<[u8; 32]> {
+        self.setup_code.filter(|_| !self.has_admin())
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {
@@ -551,14 +653,16 @@ impl State {
     #[cfg(test)]
     pub(crate) fn eq_but_dedupe(&self, other: &State) -> bool {
         let State {
-            token_key,
+            bootstrapped,
+            setup_code,
             users,
             events,
             bookings,
             last_booking,
             dedupe: _,
         } = self;
-        *token_key == other.token_key
+        *bootstrapped == other.bootstrapped
+            && *setup_code == other.setup_code
             && *users == other.users
             && *events == other.events
             && *bookings == other.bookings
@@ -642,8 +746,8 @@ mod tests {
         apply(
             &mut s,
             Command::Bootstrap {
-                token_key: [1; 32],
                 now_ms: 0,
+                first_admin: Some(FirstAdmin::Password(hash())),
             },
         );
         for (name, role) in [
@@ -651,7 +755,7 @@ mod tests {
             ("ana", Role::Customer),
             ("bo", Role::Customer),
         ] {
-            let actor = (role == Role::Admin).then(|| "nobody".to_string());
+            let actor = (role == Role::Admin).then(|| FIRST_ADMIN.to_string());
             let add = Command::AddUser {
                 request_id: format!("add-{name}"),
                 actor,
@@ -706,22 +810,80 @@ mod tests {
     #[test]
     fn bootstrap_makes_the_demo_event_once() {
         let mut s = State::default();
-        assert_eq!(
-            s.apply(&Command::Bootstrap {
-                token_key: [1; 32],
-                now_ms: 0
-            }),
-            Outcome::Bootstrapped
-        );
-        let again = Command::Bootstrap {
-            token_key: [2; 32],
+        let first = Command::Bootstrap {
             now_ms: 0,
+            first_admin: Some(FirstAdmin::SetupCode([1; 32])),
+        };
+        assert_eq!(s.apply(&first), Outcome::Bootstrapped);
+        let again = Command::Bootstrap {
+            now_ms: 0,
+            first_admin: Some(FirstAdmin::SetupCode([2; 32])),
         };
         assert_eq!(s.apply(&again), Outcome::AlreadyBootstrapped);
-        assert_eq!(s.token_key(), Some(&[1; 32]), "the first key stays");
+        assert_eq!(s.setup_code_hash(), Some([1; 32]), "the first code stays");
         let demo = s.event(DEMO_EVENT).expect("demo");
         assert_eq!(demo.map.id(0), "S1");
         assert_eq!(demo.map.id(9), "S10");
+    }
+
+    /// The setup code makes one admin, once; nothing else makes the first admin.
+    #[test]
+    fn the_setup_code_makes_the_first_admin_once() {
+        let mut s = State::default();
+        s.apply(&Command::Bootstrap {
+            now_ms: 0,
+            first_admin: Some(FirstAdmin::SetupCode([7; 32])),
+        });
+        let setup = |name: &str, code: [u8; 32]| Command::SetupAdmin {
+            request_id: format!("s-{name}"),
+            name: name.into(),
+            password: hash(),
+            setup_code: code,
+        };
+        assert_eq!(
+            s.apply(&setup("eve", [8; 32])),
+            Outcome::Rejected(Rejection::SetupRefused)
+        );
+        assert_eq!(s.apply(&setup("boss", [7; 32])), Outcome::UserAdded);
+        assert!(s.is_admin(Some("boss")));
+        assert_eq!(
+            s.apply(&setup("again", [7; 32])),
+            Outcome::Rejected(Rejection::SetupRefused)
+        );
+        assert_eq!(s.setup_code_hash(), None);
+    }
+
+    /// Logging out, a new password and disabling all move the token epoch on; only the user
+    /// or an admin may, and only an admin disables.
+    #[test]
+    fn user_changes_revoke_tokens_and_need_the_right_actor() {
+        let mut s = state();
+        let epoch = |s: &State| s.user("ana").map(|u| u.token_epoch);
+        let revoke = |actor: &str, id: &str| Command::RevokeTokens {
+            request_id: id.into(),
+            actor: actor.into(),
+            user: "ana".into(),
+        };
+        assert_eq!(s.apply(&revoke("ana", "r1")), Outcome::UserChanged);
+        assert_eq!(epoch(&s), Some(1));
+        assert_eq!(
+            s.apply(&revoke("bo", "r2")),
+            Outcome::Rejected(Rejection::NotAdmin)
+        );
+        assert_eq!(s.apply(&revoke("root", "r3")), Outcome::UserChanged);
+        let disable = |actor: &str, id: &str| Command::SetDisabled {
+            request_id: id.into(),
+            actor: actor.into(),
+            user: "ana".into(),
+            disabled: true,
+        };
+        assert_eq!(
+            s.apply(&disable("ana", "d1")),
+            Outcome::Rejected(Rejection::NotAdmin)
+        );
+        assert_eq!(s.apply(&disable("root", "d2")), Outcome::UserChanged);
+        assert!(s.user("ana").is_some_and(|u| u.disabled));
+        assert_eq!(epoch(&s), Some(3));
     }
 
     #[test]
@@ -870,8 +1032,12 @@ mod tests {
     }
 
     #[test]
-    fn admins_are_made_by_admins_except_the_first() {
+    fn admins_are_made_by_admins_only() {
         let mut s = State::default();
+        s.apply(&Command::Bootstrap {
+            now_ms: 0,
+            first_admin: Some(FirstAdmin::Password(hash())),
+        });
         let add = |name: &str, actor: Option<&str>, role| Command::AddUser {
             request_id: format!("a-{name}"),
             actor: actor.map(str::to_string),
@@ -879,10 +1045,6 @@ mod tests {
             role,
             password: hash(),
         };
-        assert_eq!(
-            s.apply(&add("first", None, Role::Admin)),
-            Outcome::UserAdded
-        );
         assert_eq!(
             s.apply(&add("sneaky", None, Role::Admin)),
             Outcome::Rejected(Rejection::NotAdmin)
@@ -894,6 +1056,10 @@ mod tests {
         assert_eq!(
             s.apply(&add("sneaky2", Some("cust"), Role::Admin)),
             Outcome::Rejected(Rejection::NotAdmin)
+        );
+        assert_eq!(
+            s.apply(&add("first", Some(FIRST_ADMIN), Role::Admin)),
+            Outcome::UserAdded
         );
         assert_eq!(
             s.apply(&add("second", Some("first"), Role::Admin)),

@@ -10,6 +10,37 @@ use crate::limits;
 pub type Invalid = String;
 
 /// User, event and row names: 1 to 64 of `[A-Za-z0-9_-]`.
+/// User names are one per person whatever their case: "Admin" is "admin". Checked names are
+/// ASCII, so folding is ASCII lowercase.
+pub fn fold_name(value: &str) -> String {
+    value.to_ascii_lowercase()
+}
+
+/// A user name as stored: checked, and already folded (so "Admin" cannot sit beside "admin").
+pub fn folded_name(value: &str) -> Result<(), Invalid> {
+    name("user", value)?;
+    if fold_name(value) != value {
+        return Err(format!("the user name '{value}' must be in lower case"));
+    }
+    Ok(())
+}
+
+/// Names a stranger may not register: they would pass for the system or its operators.
+pub fn is_reserved_name(folded: &str) -> bool {
+    const RESERVED: [&str; 9] = [
+        "admin",
+        "administrator",
+        "root",
+        "system",
+        "ticket",
+        "operator",
+        "support",
+        "nobody",
+        "anonymous",
+    ];
+    RESERVED.contains(&folded)
+}
+
 pub fn name(kind: &str, value: &str) -> Result<(), Invalid> {
     if value.is_empty() {
         return Err(format!("the {kind} name is empty"));
@@ -209,7 +240,46 @@ pub fn event_spec(spec: &EventSpec) -> Result<(), Invalid> {
 /// checked it: the same rules as the server's checks above, over the replicated form.
 pub fn command(command: &Command) -> Result<(), Invalid> {
     match command {
-        Command::Bootstrap { .. } => Ok(()),
+        Command::Bootstrap { first_admin, .. } => match first_admin {
+            Some(super::FirstAdmin::Password(hash)) => password_hash(hash),
+            _ => Ok(()),
+        },
+        Command::SetupAdmin {
+            request_id: id,
+            name: user,
+            password,
+            ..
+        } => {
+            request_id(id)?;
+            folded_name(user)?;
+            password_hash(password)
+        }
+        Command::RevokeTokens {
+            request_id: id,
+            actor,
+            user,
+        }
+        | Command::SetDisabled {
+            request_id: id,
+            actor,
+            user,
+            ..
+        } => {
+            request_id(id)?;
+            name("user", actor)?;
+            folded_name(user)
+        }
+        Command::SetPassword {
+            request_id: id,
+            actor,
+            user,
+            password,
+        } => {
+            request_id(id)?;
+            name("user", actor)?;
+            folded_name(user)?;
+            password_hash(password)
+        }
         Command::AddUser {
             request_id: id,
             actor,
@@ -221,7 +291,7 @@ pub fn command(command: &Command) -> Result<(), Invalid> {
             if let Some(actor) = actor {
                 name("user", actor)?;
             }
-            name("user", user)?;
+            folded_name(user)?;
             password_hash(password)
         }
         Command::CreateEvent {

@@ -11,7 +11,8 @@ use crate::consensus::changes::{ChangeSet, Since};
 use crate::domain::auth;
 use crate::domain::state::{EventRecord, State, DEMO_EVENT};
 use crate::domain::{
-    validate, BookingView, CancelTarget, Command, EventSpec, EventView, Outcome, Role, SeatMap,
+    validate, BookingView, CancelTarget, Command, EventSpec, EventView, Outcome, Rejection, Role,
+    SeatMap,
 };
 use crate::error::ApiError;
 use crate::limits;
@@ -23,8 +24,8 @@ pub const LEADER_HEADER: &str = "x-ticket-leader";
 
 pub struct Api {
     node: Arc<Node>,
-    /// One permit per open `WatchSeats` stream.
-    watchers: Arc<tokio::sync::Semaphore>,
+    /// Who holds the open `WatchSeats` streams.
+    watchers: super::watchers::Watchers,
     /// What an unknown user's login is checked against, so that it costs as much as a known
     /// user's and does not reveal which names exist.
     decoy: crate::domain::PasswordHash,
@@ -33,7 +34,7 @@ pub struct Api {
 impl Api {
     pub fn new(node: Arc<Node>) -> Api {
         let decoy = auth::hash_password("decoy", node.config.security.pbkdf2_iterations);
-        let watchers = Arc::new(tokio::sync::Semaphore::new(limits::WATCH_STREAMS_MAX));
+        let watchers = super::watchers::Watchers::default();
         Api {
             node,
             decoy,
@@ -71,6 +72,15 @@ impl Api {
             .transpose()
     }
 
+    /// The user a request about "a user" means: the named one, or the caller when empty.
+    fn target_user(&self, actor: &str, named: &str) -> Result<String, ApiError> {
+        if named.is_empty() {
+            return Ok(actor.to_string());
+        }
+        validate::name("user", named).map_err(invalid)?;
+        Ok(validate::fold_name(named))
+    }
+
     async fn write(&self, command: Command) -> Result<Written, ApiError> {
         self.node.write(command).await
     }
@@ -99,6 +109,18 @@ fn unexpected(outcome: Outcome) -> ApiError {
     match outcome {
         Outcome::Rejected(rejection) => rejection.into(),
         other => ApiError::Internal(format!("unexpected outcome {other:?}")),
+    }
+}
+
+fn user_changed(written: Written) -> Result<Response<pb::UserChangedReply>, Status> {
+    match written.outcome {
+        Outcome::UserChanged => Ok(with_leader(
+            pb::UserChangedReply {
+                applied_index: written.index,
+            },
+            written.leader,
+        )),
+        other => Err(unexpected(other).into()),
     }
 }
 
@@ -241,11 +263,19 @@ async fn watch(
     if tx.send(Ok(first)).await.is_err() {
         return;
     }
+    let idle = std::time::Duration::from_secs(limits::WATCH_IDLE_SECS_MAX);
+    let mut quiet_until = tokio::time::Instant::now() + idle;
     loop {
         let next = tokio::select! {
             // (The guard `wait_for` returns is dropped at once: it is not Send.)
             _ = async { let _ = stopping.wait_for(|&stop| stop).await; } => None,
             _ = tx.closed() => return,
+            // A stream with nothing to say for long gives its place back; the client resumes.
+            _ = tokio::time::sleep_until(quiet_until) => {
+                let why = "nothing changed for a while; resume from the last index";
+                let _ = tx.try_send(Err(Status::unavailable(why)));
+                return;
+            }
             next = changes.recv() => Some(next),
         };
         let Some(next) = next else {
@@ -266,7 +296,9 @@ async fn watch(
         // Never report an index going back, whatever order sets were read in.
         reply.applied_index = reply.applied_index.max(sent);
         sent = reply.applied_index;
-        if tx.send(Ok(reply)).await.is_err() {
+        quiet_until = tokio::time::Instant::now() + idle;
+        // A watcher that stops reading holds only its own place, and not for ever.
+        if tx.send_timeout(Ok(reply), idle).await.is_err() {
             return;
         }
     }
@@ -281,6 +313,7 @@ impl BookingService for Api {
         request: Request<pb::WatchSeatsRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let viewer = self.optional_user(&request)?;
+        let address = request.remote_addr().map(|a| a.ip());
         let r = request.into_inner();
         let event = if r.event.is_empty() {
             DEMO_EVENT.to_string()
@@ -288,9 +321,7 @@ impl BookingService for Api {
             r.event
         };
         validate::name("event", &event).map_err(invalid)?;
-        let permit = self.watchers.clone().try_acquire_owned().map_err(|_| {
-            ApiError::Unavailable("this node has as many watchers as it serves; try another".into())
-        })?;
+        let permit = self.watchers.acquire(viewer.as_deref(), address)?;
         // A watcher that was on a node further ahead waits (briefly) for this one to catch up,
         // so that it never sees seats go back in time.
         if r.from_index > self.node.sm.applied_index() {
@@ -326,30 +357,39 @@ impl BookingService for Api {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginReply>, Status> {
+        let address = request.remote_addr().map(|a| a.ip());
         let pb::LoginRequest { user, password } = request.into_inner();
         validate::name("user", &user).map_err(invalid)?;
+        // Checked before any hashing: a megabyte of password costs PBKDF2 a megabyte a round.
+        if password.len() > limits::PASSWORD_LEN_MAX {
+            return Err(ApiError::Unauthenticated("wrong user name or password".into()).into());
+        }
+        let user = validate::fold_name(&user);
+        self.node.throttle.before_login(&user, address)?;
         // Linearizable, so a user added a moment ago through another node can log in here.
         self.node.read_barrier(Consistency::Linearizable).await?;
-        let (stored, key) = {
-            let applied = self.node.sm.read();
-            let key = applied.state.token_key().copied();
-            (applied.state.user(&user).cloned(), key)
-        };
-        let key =
-            key.ok_or_else(|| ApiError::Unavailable("the cluster is still starting".into()))?;
+        let stored = self.node.sm.read().state.user(&user).cloned();
+        let key = self.node.keyring.signing().ok_or_else(|| {
+            ApiError::Unavailable("this node has no token key; check its token.keys file".into())
+        })?;
         let checked = stored
             .as_ref()
             .map_or_else(|| self.decoy.clone(), |u| u.password.clone());
-        let matches =
-            tokio::task::spawn_blocking(move || auth::verify_password(&password, &checked))
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let Some(stored) = stored.filter(|_| matches) else {
-            tracing::info!(user, "login refused");
+        let matches = self
+            .node
+            .throttle
+            .hash(move || auth::verify_password(&password, &checked))
+            .await?;
+        let accepted = stored.filter(|u| matches && !u.disabled);
+        self.node
+            .throttle
+            .after_login(&user, address, accepted.is_some());
+        let Some(stored) = accepted else {
+            tracing::info!(user, ?address, "login refused");
             return Err(ApiError::Unauthenticated("wrong user name or password".into()).into());
         };
         let expires_at = now_ms() / 1000 + self.node.config.security.token_ttl_secs;
-        let token = auth::sign_token(&key, &user, expires_at);
+        let token = auth::sign_token(&key, &user, stored.token_epoch, expires_at);
         let role = match stored.role {
             Role::Admin => pb::Role::Admin,
             Role::Customer => pb::Role::Customer,
@@ -367,6 +407,7 @@ impl BookingService for Api {
         request: Request<pb::AddUserRequest>,
     ) -> Result<Response<pb::AddUserReply>, Status> {
         let actor = self.optional_user(&request)?;
+        let address = request.remote_addr().map(|a| a.ip());
         let pb::AddUserRequest {
             request_id,
             name,
@@ -376,16 +417,35 @@ impl BookingService for Api {
         validate::request_id(&request_id).map_err(invalid)?;
         validate::name("user", &name).map_err(invalid)?;
         validate::password(&password).map_err(invalid)?;
+        let name = validate::fold_name(&name);
         let role = match pb::Role::try_from(role) {
             Ok(pb::Role::Admin) => Role::Admin,
             Ok(pb::Role::Customer) => Role::Customer,
             Err(_) => return Err(invalid(format!("unknown role {role}")).into()),
         };
+        let is_admin = self.node.sm.read().state.is_admin(actor.as_deref());
+        // An admin is made by an admin; the first one only by `ticket init` (or the setup of
+        // a local cluster), never by whoever asks first.
+        if role == Role::Admin && !is_admin {
+            return Err(ApiError::PermissionDenied(
+                "only an admin can make an admin (the first one is made when the cluster is \
+                 set up: see `ticket init`)"
+                    .into(),
+            )
+            .into());
+        }
+        if !is_admin {
+            if validate::is_reserved_name(&name) {
+                return Err(invalid("cannot register that name; choose another".into()).into());
+            }
+            self.node.throttle.before_registration(address)?;
+        }
         let iterations = self.node.config.security.pbkdf2_iterations;
-        let password =
-            tokio::task::spawn_blocking(move || auth::hash_password(&password, iterations))
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let password = self
+            .node
+            .throttle
+            .hash(move || auth::hash_password(&password, iterations))
+            .await?;
         let written = self
             .write(Command::AddUser {
                 request_id,
@@ -402,8 +462,136 @@ impl BookingService for Api {
                 },
                 written.leader,
             )),
+            // A stranger is not told which names exist.
+            Outcome::Rejected(Rejection::UserExists(_)) if !is_admin => Err(
+                ApiError::FailedPrecondition("cannot register that name; choose another".into())
+                    .into(),
+            ),
             other => Err(unexpected(other).into()),
         }
+    }
+
+    async fn setup_admin(
+        &self,
+        request: Request<pb::SetupAdminRequest>,
+    ) -> Result<Response<pb::AddUserReply>, Status> {
+        let address = request.remote_addr().map(|a| a.ip());
+        let pb::SetupAdminRequest {
+            request_id,
+            setup_code,
+            name,
+            password,
+        } = request.into_inner();
+        validate::request_id(&request_id).map_err(invalid)?;
+        validate::name("user", &name).map_err(invalid)?;
+        validate::password(&password).map_err(invalid)?;
+        // Guessing codes is guessing passwords: the same throttle, under one shared name.
+        self.node.throttle.before_login("(setup code)", address)?;
+        let expected = self.node.sm.read().state.setup_code_hash();
+        let matches = expected.is_some_and(|hash| auth::setup_code_matches(&setup_code, &hash));
+        self.node
+            .throttle
+            .after_login("(setup code)", address, matches);
+        let Some(setup_code) = expected.filter(|_| matches) else {
+            return Err(ApiError::PermissionDenied(
+                "that is not this cluster's setup code, or its first admin exists already".into(),
+            )
+            .into());
+        };
+        let iterations = self.node.config.security.pbkdf2_iterations;
+        let password = self
+            .node
+            .throttle
+            .hash(move || auth::hash_password(&password, iterations))
+            .await?;
+        let written = self
+            .write(Command::SetupAdmin {
+                request_id,
+                name: validate::fold_name(&name),
+                password,
+                setup_code,
+            })
+            .await?;
+        match written.outcome {
+            Outcome::UserAdded => Ok(with_leader(
+                pb::AddUserReply {
+                    applied_index: written.index,
+                },
+                written.leader,
+            )),
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    async fn logout(
+        &self,
+        request: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::UserChangedReply>, Status> {
+        let actor = self.user(&request)?;
+        let pb::LogoutRequest { request_id, user } = request.into_inner();
+        let user = self.target_user(&actor, &user)?;
+        validate::request_id(&request_id).map_err(invalid)?;
+        let written = self
+            .write(Command::RevokeTokens {
+                request_id,
+                actor,
+                user,
+            })
+            .await?;
+        user_changed(written)
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::UserChangedReply>, Status> {
+        let actor = self.user(&request)?;
+        let pb::ChangePasswordRequest {
+            request_id,
+            user,
+            new_password,
+        } = request.into_inner();
+        let user = self.target_user(&actor, &user)?;
+        validate::request_id(&request_id).map_err(invalid)?;
+        validate::password(&new_password).map_err(invalid)?;
+        let iterations = self.node.config.security.pbkdf2_iterations;
+        let password = self
+            .node
+            .throttle
+            .hash(move || auth::hash_password(&new_password, iterations))
+            .await?;
+        let written = self
+            .write(Command::SetPassword {
+                request_id,
+                actor,
+                user,
+                password,
+            })
+            .await?;
+        user_changed(written)
+    }
+
+    async fn set_user_disabled(
+        &self,
+        request: Request<pb::SetUserDisabledRequest>,
+    ) -> Result<Response<pb::UserChangedReply>, Status> {
+        let actor = self.user(&request)?;
+        let pb::SetUserDisabledRequest {
+            request_id,
+            user,
+            disabled,
+        } = request.into_inner();
+        validate::request_id(&request_id).map_err(invalid)?;
+        validate::name("user", &user).map_err(invalid)?;
+        let written = self
+            .write(Command::SetDisabled {
+                request_id,
+                actor,
+                user: validate::fold_name(&user),
+                disabled,
+            })
+            .await?;
+        user_changed(written)
     }
 
     async fn list_events(

@@ -7,8 +7,12 @@
 //! initializes: it waits to be caught up by the leader, so an existing cluster is never
 //! re-initialized.
 //!
-//! Once a leader exists, it seeds the state machine once (the token-signing key, the demo
-//! event); the command is idempotent, so leaders racing to seed do no harm.
+//! Once a leader exists, it seeds the state machine once: the demo event, and the way to the
+//! first admin. If the node was given the first admin's password (TICKET_ADMIN_PASSWORD, as a
+//! local cluster's parent process does), the seed makes the admin "admin"; otherwise it holds
+//! the hash of a one-time setup code, which this node prints to its log for the operator
+//! (`ticket init --setup-code CODE`). The command is idempotent, so leaders racing to seed do
+//! no harm. No key travels in it: token keys live in a file on each node.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, ServerState};
 
 use super::node::{now_ms, role_name, Node};
-use crate::domain::Command;
+use crate::domain::{auth, Command, FirstAdmin, Outcome};
 
 pub async fn initialize_if_new_cluster(node: &Node) {
     let peers_with_state: Vec<u64> = node
@@ -38,7 +42,7 @@ pub async fn initialize_if_new_cluster(node: &Node) {
         .config
         .nodes
         .iter()
-        .map(|n| (n.id, BasicNode::new(n.addr.to_string())))
+        .map(|n| (n.id, BasicNode::new(n.peer_advertise.to_string())))
         .collect();
     match node.raft.initialize(members).await {
         Ok(()) => tracing::info!("initialized a new cluster"),
@@ -49,10 +53,30 @@ pub async fn initialize_if_new_cluster(node: &Node) {
     }
 }
 
+/// The variable that gives a node the first admin's password, for the seed.
+pub const ADMIN_PASSWORD_ENV: &str = "TICKET_ADMIN_PASSWORD";
+
+/// The way to the first admin this node would seed with, and the setup code to print if it
+/// is the code's way.
+fn first_admin_seed(node: &Node) -> (Option<FirstAdmin>, Option<String>) {
+    if let Ok(password) = std::env::var(ADMIN_PASSWORD_ENV) {
+        if crate::domain::validate::password(&password).is_ok() {
+            let hash = auth::hash_password(&password, node.config.security.pbkdf2_iterations);
+            return (Some(FirstAdmin::Password(hash)), None);
+        }
+        tracing::warn!("{ADMIN_PASSWORD_ENV} is not a valid password; using a setup code instead");
+    }
+    let code = auth::new_setup_code();
+    (
+        Some(FirstAdmin::SetupCode(auth::setup_code_hash(&code))),
+        Some(code),
+    )
+}
+
 pub async fn seed_when_leader(node: Arc<Node>) {
     let mut metrics = node.raft.metrics();
     loop {
-        if node.sm.read().state.token_key().is_some() {
+        if node.sm.read().state.is_bootstrapped() {
             return;
         }
         let leading = {
@@ -61,15 +85,27 @@ pub async fn seed_when_leader(node: Arc<Node>) {
         };
         // Only after everything committed is applied does an unseeded state mean unseeded.
         if leading && node.raft.ensure_linearizable().await.is_ok() {
-            if node.sm.read().state.token_key().is_some() {
+            if node.sm.read().state.is_bootstrapped() {
                 return;
             }
+            let (first_admin, code) = first_admin_seed(&node);
             let seed = Command::Bootstrap {
-                token_key: rand::random(),
                 now_ms: now_ms(),
+                first_admin,
             };
             match node.raft.client_write(vec![seed]).await {
-                Ok(reply) => tracing::info!(outcome = ?reply.data, "seeded the cluster"),
+                Ok(reply) => {
+                    tracing::info!(outcome = ?reply.data, "seeded the cluster");
+                    let seeded_here = matches!(reply.data.first(), Some(Outcome::Bootstrapped));
+                    if let (Some(code), true) = (code, seeded_here) {
+                        // The operator's one way to the first admin: printed once, here.
+                        tracing::warn!(
+                            "no admin yet: make the first one with `ticket init` and this \
+                             one-time setup code: {code}"
+                        );
+                        eprintln!("setup code: {code}");
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "seeding failed; will retry"),
             }
         }

@@ -1,6 +1,6 @@
-//! The node daemon: opens the store, starts openraft, serves the client API, the peer API,
-//! gRPC health and reflection on one address, bootstraps a fresh cluster, and shuts down
-//! cleanly.
+//! The node daemon: opens the store, starts openraft, serves the client API (with gRPC
+//! health and reflection) on its address and the peer API on a second one behind mutual TLS,
+//! bootstraps a fresh cluster, and shuts down cleanly.
 //!
 //! Start-up order matters: the server listens before the node tries to bootstrap, so peers
 //! starting at the same time can reach it; a fresh cluster is initialized only when no peer
@@ -8,9 +8,12 @@
 
 pub mod api;
 mod bootstrap;
+mod keyring;
 pub mod node;
 mod peer;
 mod proposer;
+mod throttle;
+mod watchers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use crate::consensus::{self, LogStore, NodeId, Raft, StateMachineStore};
 use crate::limits;
 use crate::pb::booking::v1::booking_service_server::BookingServiceServer;
 use crate::pb::raft::v1::raft_server::RaftServer;
+pub use bootstrap::ADMIN_PASSWORD_ENV;
 pub use node::Node;
 
 /// How long shutdown may take before in-flight work is abandoned (it is either committed and
@@ -61,13 +65,22 @@ pub async fn run(
         .node(id)
         .with_context(|| format!("{} has no node with id {id}", config.path.display()))?
         .clone();
+    if crate::pki::ensure_local(&config)? {
+        tracing::info!(
+            dir = %config.data_dir.join("pki").display(),
+            "made this local cluster's CA and node certificates (files 0600)"
+        );
+    }
+    let identity = crate::pki::Identity::load_peer(&config, id)?;
+    let keyring = keyring::Keyring::open(config.token_keys_path())?;
     let dir = config.node_data_dir(id);
+    crate::pki::private_dir(&dir)?;
     let log = LogStore::open(consensus::open_db(&dir, "log.redb")?)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let sm = StateMachineStore::open(consensus::open_db(&dir, "snapshot.redb")?)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let fresh = log.is_empty();
-    let peers = Arc::new(Peers::new());
+    let peers = Arc::new(Peers::new(identity.clone()));
     let raft = Raft::new(
         id,
         Arc::new(raft_config(&config)?),
@@ -83,6 +96,8 @@ pub async fn run(
         config,
         raft,
         proposer,
+        keyring,
+        throttle: throttle::Throttle::default(),
         sm,
         log,
         peers,
@@ -98,27 +113,58 @@ pub async fn run(
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
+    // A stranger's request is small: the client API takes 64 KiB at most, so no one makes a
+    // node buffer a snapshot-sized message before it has even checked a token. Replies may
+    // be large (the seat map of the largest event).
     let booking = BookingServiceServer::new(api::Api::new(node.clone()))
-        .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
+        .max_decoding_message_size(limits::CLIENT_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX);
     let peer = RaftServer::new(peer::PeerService::new(node.clone()))
         .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX);
-    let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
+    let peer_listener = TcpListener::bind(me.peer_listen).await.with_context(|| {
+        format!(
+            "cannot listen for peers on {}: is another node using it?",
+            me.peer_listen
+        )
+    })?;
+    let (stop_serving, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|&stop| stop).await;
+    };
     // The builder's tcp_nodelay applies only to listeners tonic binds itself: without it here,
     // Nagle's algorithm and delayed ACKs hold small replies back for up to 40 ms.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = Server::builder()
         .tcp_nodelay(true)
+        .max_concurrent_streams(Some(limits::CLIENT_STREAMS_PER_CONNECTION_MAX))
+        .timeout(Duration::from_millis(limits::CLIENT_REQUEST_MS_MAX))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(booking)
+        .serve_with_incoming_shutdown(incoming, until_stopped(stopped.clone()));
+    let peer_tls = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(
+            &identity.cert_pem,
+            &identity.key_pem,
+        ))
+        .client_ca_root(tonic::transport::Certificate::from_pem(&identity.ca_pem))
+        .timeout(Duration::from_secs(5));
+    let peer_incoming = TcpIncoming::from(peer_listener).with_nodelay(Some(true));
+    let peer_server = Server::builder()
+        .tls_config(peer_tls)
+        .context("peer TLS")?
+        .tcp_nodelay(true)
         .add_service(peer)
-        .serve_with_incoming_shutdown(incoming, async {
-            let _ = stopped.await;
-        });
-    let server = tokio::spawn(server);
-    tracing::info!(addr = %me.addr, listen = %me.listen, data = %dir.display(), fresh, "node serving");
+        .serve_with_incoming_shutdown(peer_incoming, until_stopped(stopped));
+    let server = tokio::spawn(async move {
+        let (client, peer) = tokio::join!(server, peer_server);
+        client.and(peer)
+    });
+    tracing::info!(
+        addr = %me.addr, listen = %me.listen, peer_listen = %me.peer_listen,
+        data = %dir.display(), fresh, "node serving"
+    );
 
     if fresh {
         bootstrap::initialize_if_new_cluster(&node).await;
@@ -138,7 +184,7 @@ pub async fn run(
         Some(why) => tracing::error!(error = %why, "raft stopped on a fatal error; shutting down"),
     }
     node.stopping.send_replace(true);
-    let _ = stop_serving.send(());
+    let _ = stop_serving.send(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server stopped with an error"),

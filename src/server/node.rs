@@ -27,6 +27,10 @@ pub struct Node {
     pub log: LogStore,
     pub peers: Arc<Peers>,
     pub proposer: Proposer,
+    /// The keys tokens are signed and checked with (from a file, never from the log).
+    pub keyring: super::keyring::Keyring,
+    /// What strangers may spend on passwords here.
+    pub throttle: super::throttle::Throttle,
     /// Becomes true when the node starts shutting down: long-lived streams (`WatchSeats`)
     /// end then, so that they do not hold the shutdown up.
     pub stopping: tokio::sync::watch::Sender<bool>,
@@ -67,8 +71,9 @@ impl Node {
         self.raft.metrics().borrow().current_leader
     }
 
-    fn addr_of(&self, id: NodeId) -> Option<String> {
-        self.config.node(id).map(|n| n.addr.to_string())
+    /// Where node `id`'s peer listener is dialed.
+    fn peer_addr_of(&self, id: NodeId) -> Option<String> {
+        self.config.node(id).map(|n| n.peer_advertise.to_string())
     }
 
     /// Waits (until `deadline`) for any leader to be known and returns it.
@@ -89,7 +94,7 @@ impl Node {
     }
 
     async fn forward(&self, leader: NodeId, command: &Command, deadline: Instant) -> Proposed {
-        let Some(addr) = self.addr_of(leader) else {
+        let Some(addr) = self.peer_addr_of(leader) else {
             return Proposed::Unavailable(format!("leader {leader} is not in cluster.toml"));
         };
         let mut client = match self.peers.client(leader, &addr) {
@@ -169,7 +174,7 @@ impl Node {
 
     async fn read_index_at(&self, leader: NodeId, deadline: Instant) -> Result<u64, Proposed> {
         let addr = self
-            .addr_of(leader)
+            .peer_addr_of(leader)
             .ok_or_else(|| Proposed::Unavailable(format!("leader {leader} is unknown")))?;
         let mut client = self
             .peers
@@ -233,17 +238,23 @@ impl Node {
         }
     }
 
-    /// The user a bearer token names, if its signature and expiry hold.
+    /// The user a bearer token names, if its signature and expiry hold and it was not revoked:
+    /// the user still exists, is not disabled, and the token is of its current epoch.
     pub fn check_token(&self, token: &str) -> Result<String, ApiError> {
-        let key = self.sm.read().state.token_key().copied().ok_or_else(|| {
-            ApiError::Unavailable(
-                "this node has not yet learned the cluster's signing key; retry".into(),
-            )
-        })?;
         let now = now_ms() / 1000;
-        auth::verify_token(&key, token, now)
-            .map(|claims| claims.user)
-            .map_err(|e| ApiError::Unauthenticated(e.to_string()))
+        let ttl = self.config.security.token_ttl_secs;
+        let claims = auth::verify_token(|v| self.keyring.secret(v), token, now, ttl)
+            .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+        let applied = self.sm.read();
+        match applied.state.user(&claims.user) {
+            Some(user) if user.token_epoch == claims.epoch && !user.disabled => Ok(claims.user),
+            Some(user) if user.disabled => Err(ApiError::Unauthenticated(
+                "this user is disabled; ask an admin".into(),
+            )),
+            _ => Err(ApiError::Unauthenticated(
+                "this token was revoked (logged out, or the password changed); log in again".into(),
+            )),
+        }
     }
 
     /// This node as it sees itself.
@@ -267,7 +278,7 @@ impl Node {
             if n.id == self.id {
                 return (n.id, Some(self.local_state()));
             }
-            let Ok(mut client) = self.peers.client(n.id, &n.addr.to_string()) else {
+            let Ok(mut client) = self.peers.client(n.id, &n.peer_advertise.to_string()) else {
                 return (n.id, None);
             };
             let call = client.node_status(Empty {});

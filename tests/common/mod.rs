@@ -24,6 +24,10 @@ pub struct Options {
     pub snapshot_threshold: u64,
     pub keep_after_snapshot: u64,
     pub token_ttl_secs: u64,
+    pub pbkdf2_iterations: u32,
+    /// The first admin's password, given to the nodes as TICKET_ADMIN_PASSWORD; None starts
+    /// a cluster without an admin (made later with the setup code).
+    pub first_admin_password: Option<String>,
 }
 
 impl Default for Options {
@@ -33,6 +37,8 @@ impl Default for Options {
             snapshot_threshold: 20_000,
             keep_after_snapshot: 1_000,
             token_ttl_secs: 3_600,
+            pbkdf2_iterations: 10_000,
+            first_admin_password: Some(ADMIN_PASSWORD.to_string()),
         }
     }
 }
@@ -41,6 +47,7 @@ pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     pub config: Config,
+    pub options: Options,
     children: BTreeMap<u64, Child>,
 }
 
@@ -91,17 +98,23 @@ pub fn config_text(ports: &[u16], options: &Options) -> String {
     let mut text = format!(
         "data_dir = \"data\"\n\n[raft]\nheartbeat_interval_ms = 50\nelection_timeout_min_ms = 300\n\
          election_timeout_max_ms = 600\nsnapshot_threshold = {}\nkeep_after_snapshot = {}\n\n\
-         [security]\ntoken_ttl_secs = {}\npbkdf2_iterations = 10000\n",
-        options.snapshot_threshold, options.keep_after_snapshot, options.token_ttl_secs
+         [security]\ntoken_ttl_secs = {}\npbkdf2_iterations = {}\n",
+        options.snapshot_threshold,
+        options.keep_after_snapshot,
+        options.token_ttl_secs,
+        options.pbkdf2_iterations
     );
     let (ask, ports) = ports.split_last().expect("ports");
     text.push_str(&format!("\n[assistant]\nlisten = \"127.0.0.1:{ask}\"\n"));
     // The page on any free port: whoever starts it prints where it is.
     text.push_str("\n[web]\nlisten = \"127.0.0.1:0\"\n");
-    for (i, port) in ports.iter().enumerate() {
+    // Two ports a node: the client API, then the peer listener.
+    for (i, pair) in ports.chunks(2).enumerate() {
         text.push_str(&format!(
-            "\n[[nodes]]\nid = {}\naddr = \"127.0.0.1:{port}\"\n",
-            i + 1
+            "\n[[nodes]]\nid = {}\naddr = \"127.0.0.1:{}\"\npeer_advertise = \"127.0.0.1:{}\"\n",
+            i + 1,
+            pair[0],
+            pair[1]
         ));
     }
     text
@@ -121,8 +134,8 @@ impl TestCluster {
     /// Writes cluster.toml without starting anything.
     pub fn configure(options: Options) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        // One port a node, and the last for the assistant's /ask.
-        let ports = free_ports(options.nodes + 1);
+        // Two ports a node (clients, peers), and the last for the assistant's /ask.
+        let ports = free_ports(options.nodes * 2 + 1);
         let config_path = dir.path().join("cluster.toml");
         std::fs::write(&config_path, config_text(&ports, &options)).expect("write config");
         let config = Config::load(&config_path).expect("valid test config");
@@ -130,6 +143,7 @@ impl TestCluster {
             dir,
             config_path,
             config,
+            options,
             children: BTreeMap::new(),
         }
     }
@@ -152,6 +166,10 @@ impl TestCluster {
             .arg(id.to_string())
             .stdin(Stdio::null())
             .env("RUST_LOG", "warn,ticket=info");
+        match &self.options.first_admin_password {
+            Some(password) => command.env("TICKET_ADMIN_PASSWORD", password),
+            None => command.env_remove("TICKET_ADMIN_PASSWORD"),
+        };
         command
     }
 
@@ -240,25 +258,18 @@ impl TestCluster {
         status.leader
     }
 
-    /// Makes the first admin (once) and returns a client logged in as it.
+    /// A client logged in as the first admin, which the cluster made from the password its
+    /// nodes were given when it was seeded.
     pub async fn admin(&self) -> Client {
-        let mut client = self.client();
-        let adding = &client;
-        poll_for("the first admin", Duration::from_secs(10), || async move {
-            match adding.add_user("admin", ADMIN_PASSWORD, true).await {
-                Ok(_) => Some(()),
-                // It exists (asked again, a later admin needs an admin: the same answer).
-                Err(s) if s.code() == tonic::Code::FailedPrecondition => Some(()),
-                Err(s) if s.code() == tonic::Code::PermissionDenied => Some(()),
-                Err(_) => None,
+        let client = self.client();
+        poll_for("the first admin", Duration::from_secs(10), || {
+            let mut client = client.clone();
+            async move {
+                client.login("admin", ADMIN_PASSWORD).await.ok()?;
+                Some(client)
             }
         })
-        .await;
-        client
-            .login("admin", ADMIN_PASSWORD)
-            .await
-            .expect("admin login");
-        client
+        .await
     }
 
     /// Starts a cluster with the first admin and the prototype's `user1`/`mysecret`.

@@ -1,8 +1,8 @@
 //! A 3-node cluster of real `ticket node` processes with a proxy on every peer link, the
 //! clients that load it while a nemesis injects faults, and the final read after healing.
 //!
-//! Each node reads its own copy of cluster.toml, in which every peer's address is the proxy
-//! for that one link (node A dialing node B), so a link can be cut, slowed or lossy on its
+//! Each node reads its own copy of cluster.toml, in which every peer's peer address is the
+//! proxy for that one link (node A dialing node B), so a link can be cut, slowed or lossy on its
 //! own. Clients dial the nodes directly.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -98,11 +98,14 @@ impl Cluster {
         let ids = vec![1, 2, 3];
         let listen: BTreeMap<u64, SocketAddr> =
             ids.iter().copied().zip(free_addrs(ids.len())).collect();
+        // Peers talk on their own listeners; the proxies sit on those links only.
+        let peer_listen: BTreeMap<u64, SocketAddr> =
+            ids.iter().copied().zip(free_addrs(ids.len())).collect();
         let mut links = BTreeMap::new();
         for &from in &ids {
             for &to in &ids {
                 if from != to {
-                    links.insert((from, to), Link::start(listen[&to]).await);
+                    links.insert((from, to), Link::start(peer_listen[&to]).await);
                 }
             }
         }
@@ -110,19 +113,24 @@ impl Cluster {
         for &me in &ids {
             let mut text = base.clone();
             for &id in &ids {
-                let addr = if id == me {
-                    listen[&id]
+                let peer = if id == me {
+                    peer_listen[&id]
                 } else {
                     links[&(me, id)].addr
                 };
-                text.push_str(&format!("\n[[nodes]]\nid = {id}\naddr = \"{addr}\"\n"));
+                text.push_str(&format!(
+                    "\n[[nodes]]\nid = {id}\naddr = \"{}\"\npeer_advertise = \"{peer}\"\n",
+                    listen[&id]
+                ));
             }
             std::fs::write(dir.path().join(format!("node{me}.toml")), text).expect("write");
         }
         let mut text = base;
         for &id in &ids {
-            let addr = listen[&id];
-            text.push_str(&format!("\n[[nodes]]\nid = {id}\naddr = \"{addr}\"\n"));
+            text.push_str(&format!(
+                "\n[[nodes]]\nid = {id}\naddr = \"{}\"\npeer_advertise = \"{}\"\n",
+                listen[&id], peer_listen[&id]
+            ));
         }
         let client_path = dir.path().join("client.toml");
         std::fs::write(&client_path, text).expect("write");

@@ -1,0 +1,525 @@
+//! The attacks found against the cluster, each tried again against real node processes: a
+//! stranger on the peer port, a peer speaking for another node, a poison-pill event, the first
+//! admin without the secret, forged and revoked tokens, password guessing, oversized messages,
+//! a crowd of anonymous watchers. Each must be refused or harmless, with the state unchanged.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{poll_for, Options, TestCluster, ADMIN_PASSWORD};
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::Vote;
+use ticket::consensus::{encode, TypeConfig};
+use ticket::pb::raft::v1::raft_client::RaftClient;
+use ticket::pb::raft::v1::Blob;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::Code;
+
+/// A peer channel to node `to` of `cluster`, showing `cert`/`key` and trusting `ca`.
+async fn peer_channel(
+    cluster: &TestCluster,
+    to: u64,
+    ca: &str,
+    cert: &str,
+    key: &str,
+) -> Result<Channel, tonic::transport::Error> {
+    let addr = cluster.config.node(to).expect("node").peer_advertise;
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .identity(Identity::from_pem(cert, key))
+        .domain_name(ticket::pki::node_name(to));
+    Endpoint::from_shared(format!("https://{addr}"))
+        .expect("endpoint")
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+}
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The PEM texts of node `id` in the cluster's own PKI: (ca, cert, key).
+fn node_identity(cluster: &TestCluster, id: u64) -> (String, String, String) {
+    let (cert, key) = cluster.config.peer_tls.node_files(id);
+    (read(&cluster.config.peer_tls.ca), read(&cert), read(&key))
+}
+
+/// A CA of the attacker's own, with a certificate for "node 2" signed by it.
+fn strangers_identity() -> (tempfile::TempDir, String, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    ticket::pki::init_ca(dir.path()).expect("ca");
+    let (cert, key) =
+        ticket::pki::issue(dir.path(), &ticket::pki::Subject::Node(2), dir.path()).expect("issue");
+    let ca = read(&dir.path().join("ca.pem"));
+    let (cert, key) = (read(&cert), read(&key));
+    (dir, ca, cert, key)
+}
+
+fn append_entries(term: u64, leader: u64) -> Blob {
+    let rpc = AppendEntriesRequest::<TypeConfig> {
+        vote: Vote::new_committed(term, leader),
+        prev_log_id: None,
+        entries: Vec::new(),
+        leader_commit: None,
+    };
+    Blob {
+        data: encode(&rpc).expect("encode"),
+    }
+}
+
+async fn term_of(cluster: &TestCluster) -> u64 {
+    let status = cluster.client().cluster_status().await.expect("status");
+    status.nodes.iter().map(|n| n.term).max().unwrap_or(0)
+}
+
+/// Goal: the peer protocol is not served on the client port, nor listed by reflection there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_service_is_not_on_the_client_port() {
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let channel = Endpoint::from_shared(format!("http://{}", cluster.addr(1)))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("client port");
+    let status = RaftClient::new(channel.clone())
+        .forward(Blob {
+            data: vec![1, 2, 3],
+        })
+        .await
+        .expect_err("no peer service on the client port");
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let reply = replies.message().await.expect("reply").expect("one reply");
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("not a service list: {reply:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.iter().any(|n| n == "booking.v1.BookingService"),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.starts_with("raft.")), "{names:?}");
+}
+
+/// Goal: a process without a certificate from the cluster's CA cannot reach the peer
+/// service at all, in plain text or with a CA of its own; a forged AppendEntries with a huge
+/// term changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_speak_the_peer_protocol() {
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let term = term_of(&cluster).await;
+    let peer_addr = cluster.config.node(1).expect("node").peer_advertise;
+
+    // Plain text to the peer port: no TLS, no service.
+    if let Ok(channel) = Endpoint::from_shared(format!("http://{peer_addr}"))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+    {
+        let result = RaftClient::new(channel)
+            .append_entries(append_entries(term + 1000, 99))
+            .await;
+        assert!(result.is_err(), "plain text reached the peer service");
+    }
+
+    // TLS with the attacker's own CA: the node refuses its certificate, and the attacker
+    // cannot verify the node's either.
+    let (_dir, ca, cert, key) = strangers_identity();
+    let refused = match peer_channel(&cluster, 1, &ca, &cert, &key).await {
+        Err(_) => true,
+        Ok(channel) => RaftClient::new(channel)
+            .append_entries(append_entries(term + 1000, 2))
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a certificate from another CA was accepted");
+    // Trusting the real CA (it is public) but showing its own certificate: still refused.
+    let (real_ca, _, _) = node_identity(&cluster, 1);
+    let refused = match peer_channel(&cluster, 1, &real_ca, &cert, &key).await {
+        Err(_) => true,
+        Ok(channel) => RaftClient::new(channel)
+            .append_entries(append_entries(term + 1000, 2))
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a certificate from another CA was accepted");
+
+    assert!(
+        term_of(&cluster).await < term + 1000,
+        "the forged term was believed"
+    );
+    // Still a working cluster.
+    let user = cluster.customer("after-forgery").await;
+    user.reserve("demo", &["S1"])
+        .await
+        .expect("booking still works");
+}
+
+/// Goal: a real peer certificate (node 2's) cannot be used to speak for node 3, nor by a
+/// node that is not a member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_certificate_cannot_claim_another_node() {
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let term = term_of(&cluster).await;
+    let (ca, cert, key) = node_identity(&cluster, 2);
+    let channel = peer_channel(&cluster, 1, &ca, &cert, &key)
+        .await
+        .expect("node 2's certificate is good");
+    let mut raft = RaftClient::new(channel);
+
+    let status = raft
+        .append_entries(append_entries(term + 1000, 3))
+        .await
+        .expect_err("node 2 speaking for node 3");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let vote = VoteRequest::<u64> {
+        vote: Vote::new(term + 1000, 3),
+        last_log_id: None,
+    };
+    let status = raft
+        .vote(Blob {
+            data: encode(&vote).expect("encode"),
+        })
+        .await
+        .expect_err("a vote asked for node 3 by node 2");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        term_of(&cluster).await < term + 1000,
+        "the forged term was believed"
+    );
+
+    // A certificate the real CA signed for a node that is not a member.
+    let pki = cluster.config.data_dir.join("pki");
+    let out = tempfile::tempdir().expect("temp dir");
+    let (cert9, key9) =
+        ticket::pki::issue(&pki, &ticket::pki::Subject::Node(9), out.path()).expect("issue");
+    let channel = peer_channel(&cluster, 1, &ca, &read(&cert9), &read(&key9))
+        .await
+        .expect("TLS holds: the CA signed it");
+    let status = RaftClient::new(channel)
+        .node_status(ticket::pb::raft::v1::Empty {})
+        .await
+        .expect_err("node 9 is no member");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+}
+
+/// Goal: the poison pill (an event of 2^31 seats a row) is refused before it reaches the
+/// log, and every node still serves and restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poison_pill_event_is_refused_and_the_cluster_restarts() {
+    let mut cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let admin = cluster.admin().await;
+    let status = admin
+        .create_event("poison", 2, 1 << 31, 1)
+        .await
+        .expect_err("2^31 seats a row");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let events = admin.list_events().await.expect("events");
+    assert!(!events.events.iter().any(|e| e.name == "poison"));
+
+    for id in [1, 2, 3] {
+        cluster.kill(id);
+    }
+    for id in [1, 2, 3] {
+        cluster.start_node(id);
+    }
+    cluster.wait_leader(Duration::from_secs(10)).await;
+    let user = cluster.customer("after-restart").await;
+    user.reserve("demo", &["S2"])
+        .await
+        .expect("booking after restart");
+}
+
+/// Goal: the first admin cannot be made by whoever asks first: not through AddUser, not with
+/// a wrong setup code; the code from the first leader's log makes it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_admin_needs_the_setup_code() {
+    let cluster = TestCluster::start(Options {
+        first_admin_password: None,
+        ..Options::default()
+    });
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let client = cluster.client();
+    let status = poll_for("an answer", Duration::from_secs(10), || async {
+        match client.add_user("mallory", "password1", true).await {
+            Err(s) if s.code() == Code::Unavailable => None,
+            other => Some(other),
+        }
+    })
+    .await
+    .expect_err("an admin with no credential");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = client
+        .setup_admin("not-the-code", "mallory", "password1")
+        .await
+        .expect_err("a wrong setup code");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let mut mallory = cluster.client();
+    assert!(mallory.login("mallory", "password1").await.is_err());
+
+    let code = poll_for(
+        "the setup code in a log",
+        Duration::from_secs(10),
+        || async {
+            [1, 2, 3].iter().find_map(|&id| {
+                let log = cluster.log(id);
+                let at = log.find("setup code: ")? + "setup code: ".len();
+                Some(
+                    log[at..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric())
+                        .collect::<String>(),
+                )
+            })
+        },
+    )
+    .await;
+    client
+        .setup_admin(&code, "boss", ADMIN_PASSWORD)
+        .await
+        .expect("the code works");
+    let status = client
+        .setup_admin(&code, "second", ADMIN_PASSWORD)
+        .await
+        .expect_err("the code works once");
+    assert!(
+        matches!(
+            status.code(),
+            Code::PermissionDenied | Code::FailedPrecondition
+        ),
+        "{status:?}"
+    );
+    let mut boss = cluster.client();
+    let reply = boss
+        .login("boss", ADMIN_PASSWORD)
+        .await
+        .expect("boss logs in");
+    assert_eq!(reply.role, ticket::pb::booking::v1::Role::Admin as i32);
+}
+
+/// Goal: a token whose expiry lies past issue time + TTL is refused even with a good
+/// signature; logging out, a new password and disabling a user revoke its tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capped_expiry_and_revoked_tokens_are_refused() {
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let admin = cluster.admin().await;
+    let user = cluster.customer("carol").await;
+    let token = user.token().expect("token");
+
+    // A local user who read the key file could sign anything; the cap still holds.
+    let keys = ticket::pki::read_token_keys(&cluster.config.token_keys_path()).expect("keys");
+    let key = keys.last().expect("a key");
+    let far = ticket::domain::auth::sign_token(key, "carol", 0, u64::MAX / 2);
+    let mut forged = cluster.client();
+    forged.set_token("carol", &far).expect("header");
+    let status = forged.my_bookings().await.expect_err("a far expiry");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let ghost = ticket::domain::auth::sign_token(key, "ghost", 0, unix_now() + 60);
+    let mut ghostly = cluster.client();
+    ghostly.set_token("ghost", &ghost).expect("header");
+    let status = ghostly
+        .my_bookings()
+        .await
+        .expect_err("a user that does not exist");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    // Logout revokes every token of the user, the one used included.
+    user.my_bookings().await.expect("good before logout");
+    let token = token.to_string();
+    user.revoke_tokens(None).await.expect("logout");
+    let mut stale = cluster.client();
+    stale.set_token("carol", &token).expect("header");
+    let status = stale.my_bookings().await.expect_err("revoked by logout");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    // A new password revokes the tokens of the old one.
+    let mut carol = cluster.client();
+    carol.login("carol", "password1").await.expect("login");
+    carol
+        .change_password(None, "password2")
+        .await
+        .expect("new password");
+    let status = carol
+        .my_bookings()
+        .await
+        .expect_err("revoked by the new password");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(carol.login("carol", "password1").await.is_err());
+    carol
+        .login("carol", "password2")
+        .await
+        .expect("new password works");
+
+    // Disabled: no token works, no login.
+    admin
+        .set_user_disabled("carol", true)
+        .await
+        .expect("disable");
+    let status = carol.my_bookings().await.expect_err("disabled");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(carol.login("carol", "password2").await.is_err());
+    admin
+        .set_user_disabled("carol", false)
+        .await
+        .expect("enable");
+    carol
+        .login("carol", "password2")
+        .await
+        .expect("enabled again");
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// Goal: 1,000 wrong passwords in a row are throttled (answered at once, without PBKDF2) and
+/// the cluster keeps booking meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_wrong_passwords_are_throttled_while_bookings_go_on() {
+    let cluster = TestCluster::with_user1(Options {
+        pbkdf2_iterations: 200_000,
+        ..Options::default()
+    })
+    .await;
+    let booker = cluster.customer("booker").await;
+    let started = Instant::now();
+    let guesses = async {
+        let mut throttled = 0;
+        let mut wrong = 0;
+        for _ in 0..1_000 {
+            let mut guesser = cluster.node_client(1);
+            match guesser.login("user1", "guess-guess").await {
+                Err(s) if s.code() == Code::ResourceExhausted => {
+                    assert!(s.message().contains("try again in"), "{}", s.message());
+                    throttled += 1;
+                }
+                Err(s) if s.code() == Code::Unauthenticated => wrong += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        (throttled, wrong)
+    };
+    let bookings = async {
+        let mut worst = Duration::ZERO;
+        for i in 1..=10 {
+            let at = Instant::now();
+            booker
+                .reserve("demo", &[&format!("S{i}")])
+                .await
+                .expect("booking during the guessing");
+            worst = worst.max(at.elapsed());
+        }
+        worst
+    };
+    let ((throttled, wrong), worst) = tokio::join!(guesses, bookings);
+    assert!(wrong <= 10, "{wrong} guesses were checked");
+    assert_eq!(throttled + wrong, 1_000);
+    assert!(worst < Duration::from_secs(2), "a booking took {worst:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Goal: a 60 MiB login is refused before the node buffers it, and the node's memory stays
+/// small while 16 of them arrive at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_message_is_refused_without_buffering_it() {
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let rss_before = rss_kib(cluster.pid(1));
+    let password = "x".repeat(60 << 20);
+    let attempts = (0..16).map(|_| {
+        let password = password.clone();
+        let mut client = cluster.node_client(1);
+        async move { client.login("user1", &password).await }
+    });
+    for result in futures::future::join_all(attempts).await {
+        let status = result.expect_err("60 MiB");
+        assert!(
+            matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
+            "{status:?}"
+        );
+    }
+    let grew = rss_kib(cluster.pid(1)).saturating_sub(rss_before);
+    assert!(grew < 200 * 1024, "the node grew by {grew} KiB");
+    let user = cluster.customer("still-here").await;
+    user.reserve("demo", &["S3"]).await.expect("still serving");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = read(std::path::Path::new(&format!("/proc/{pid}/status")));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Goal: 1,100 anonymous watch streams do not keep a logged-in watcher out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_watchers_cannot_crowd_out_a_logged_in_one() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let addr = cluster.addr(1);
+    let mut held = Vec::new();
+    let mut refused = 0;
+    // Several connections, as an attacker would open, each with many streams.
+    for _ in 0..11 {
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        for _ in 0..100 {
+            let mut client =
+                ticket::pb::booking::v1::booking_service_client::BookingServiceClient::new(
+                    channel.clone(),
+                );
+            let request = ticket::pb::booking::v1::WatchSeatsRequest {
+                event: "demo".into(),
+                from_index: 0,
+            };
+            match client.watch_seats(request).await {
+                Ok(stream) => held.push(stream),
+                Err(s) if s.code() == Code::ResourceExhausted => refused += 1,
+                Err(s) => panic!("unexpected {s:?}"),
+            }
+        }
+    }
+    assert!(refused >= 1_000, "only {refused} of 1,100 refused");
+    let mut user = cluster.node_client(1);
+    user.login("user1", "mysecret").await.expect("login");
+    let mut watch = user.watch_seats("demo", 0);
+    let first = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("first reply in time")
+        .expect("a logged-in watcher is served");
+    assert!(first.reset && !first.seats.is_empty());
+    drop(held);
+}
