@@ -28,8 +28,50 @@ struct Target {
     stub: Stub,
 }
 
+/// How a client reaches the nodes: plain text, or TLS verified against the cluster's CA.
+#[derive(Clone, Default)]
+pub struct Transport {
+    /// The CA (PEM) the nodes' client-API certificates must chain to; None: plain text.
+    ca_pem: Option<String>,
+}
+
+impl Transport {
+    pub fn plain() -> Transport {
+        Transport::default()
+    }
+
+    pub fn tls(ca_pem: String) -> Transport {
+        Transport {
+            ca_pem: Some(ca_pem),
+        }
+    }
+
+    fn channel(&self, addr: SocketAddr) -> Result<Channel, String> {
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| format!("bad address {addr}: {e}"))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true);
+        if let Some(ca) = &self.ca_pem {
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("TLS for {addr}: {e}"))?;
+        }
+        Ok(endpoint.connect_lazy())
+    }
+}
+
 pub struct Client {
     targets: Vec<Target>,
+    /// Why this client cannot call at all (its CA unreadable, plain text refused): every call
+    /// answers it at once.
+    refused: Option<String>,
     /// The node calls go to first: the last one that answered, or the leader a reply named.
     current: AtomicUsize,
     auth: Option<MetadataValue<Ascii>>,
@@ -46,6 +88,7 @@ impl Clone for Client {
     fn clone(&self) -> Client {
         Client {
             targets: self.targets.clone(),
+            refused: self.refused.clone(),
             current: AtomicUsize::new(self.current.load(Ordering::Relaxed)),
             auth: self.auth.clone(),
             user: self.user.clone(),
@@ -73,25 +116,32 @@ pub fn new_request_id() -> String {
 }
 
 impl Client {
-    /// A client of the given nodes (id, address). Connections are made on first use.
+    /// A client of the given nodes (id, address), in plain text. Connections are made on
+    /// first use.
     pub fn new(nodes: &[(u64, SocketAddr)]) -> Client {
+        Client::with_transport(nodes, &Transport::plain())
+    }
+
+    pub fn with_transport(nodes: &[(u64, SocketAddr)], transport: &Transport) -> Client {
+        let mut refused = None;
         let targets = nodes
             .iter()
-            .map(|&(id, addr)| {
-                // The address is a parsed SocketAddr, so this URI is always valid.
-                let channel = Endpoint::from_shared(format!("http://{addr}"))
-                    .expect("a socket address makes a valid URI")
-                    .connect_timeout(Duration::from_millis(500))
-                    .tcp_nodelay(true)
-                    .connect_lazy();
-                let stub = BookingServiceClient::new(channel)
-                    .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
-                    .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX);
-                Target { id, stub }
+            .filter_map(|&(id, addr)| match transport.channel(addr) {
+                Ok(channel) => {
+                    let stub = BookingServiceClient::new(channel)
+                        .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
+                        .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX);
+                    Some(Target { id, stub })
+                }
+                Err(e) => {
+                    refused = Some(e);
+                    None
+                }
             })
             .collect();
         Client {
             targets,
+            refused,
             current: AtomicUsize::new(0),
             auth: None,
             user: None,
@@ -108,9 +158,42 @@ impl Client {
         self
     }
 
+    /// A client of every node of `config`: TLS against `[tls] ca` when the file names one;
+    /// plain text otherwise, which it refuses to nodes off loopback unless `config.insecure`.
     pub fn from_config(config: &Config) -> Client {
         let nodes: Vec<(u64, SocketAddr)> = config.nodes.iter().map(|n| (n.id, n.addr)).collect();
-        Client::new(&nodes)
+        Client::of_nodes(config, &nodes)
+    }
+
+    /// A client of only these nodes of `config` (it never moves to another), as
+    /// [`from_config`](Self::from_config) would reach them.
+    pub fn of_nodes(config: &Config, nodes: &[(u64, SocketAddr)]) -> Client {
+        match Client::transport(config) {
+            Ok(transport) => Client::with_transport(nodes, &transport),
+            Err(why) => {
+                let mut client = Client::new(&[]);
+                client.refused = Some(why);
+                client
+            }
+        }
+    }
+
+    fn transport(config: &Config) -> Result<Transport, String> {
+        if let Some(tls) = &config.tls {
+            let ca = std::fs::read_to_string(&tls.ca)
+                .map_err(|e| format!("cannot read the cluster's CA {}: {e}", tls.ca.display()))?;
+            return Ok(Transport::tls(ca));
+        }
+        let remote = config.nodes.iter().find(|n| !n.addr.ip().is_loopback());
+        match remote {
+            Some(node) if !config.insecure => Err(format!(
+                "refusing to send passwords and tokens in plain text to {}: name the cluster's CA \
+                 in [tls] of {}, or pass --insecure",
+                node.addr,
+                config.path.display()
+            )),
+            _ => Ok(Transport::plain()),
+        }
     }
 
     /// Calls go to this node first.
@@ -137,8 +220,8 @@ impl Client {
 
     /// The node calls go to first: the one that answered last, or the leader a reply named.
     pub fn current_node(&self) -> u64 {
-        let i = self.current.load(Ordering::Relaxed) % self.targets.len();
-        self.targets[i].id
+        let i = self.current.load(Ordering::Relaxed) % self.targets.len().max(1);
+        self.targets.get(i).map_or(0, |t| t.id)
     }
 
     pub fn token(&self) -> Option<&str> {
@@ -160,6 +243,12 @@ impl Client {
         F: Fn(Stub, Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
+        if let Some(why) = &self.refused {
+            return Err(Status::failed_precondition(why.clone()));
+        }
+        if self.targets.is_empty() {
+            return Err(Status::failed_precondition("this client knows no node"));
+        }
         let deadline = tokio::time::Instant::now() + self.call_timeout;
         let mut attempt = 0usize;
         loop {

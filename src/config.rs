@@ -26,6 +26,12 @@ pub struct Config {
     pub security: SecurityConfig,
     pub nodes: Vec<NodeConfig>,
     pub peer_tls: PeerTlsConfig,
+    /// `[tls]`: TLS on the client API. None: plain text, which a node allows only on a
+    /// loopback address and a client only to one (or when told `--insecure`).
+    pub tls: Option<ClientTlsConfig>,
+    /// Set from the command line (`--insecure`): a client may speak plain text to nodes that
+    /// are not on loopback.
+    pub insecure: bool,
     pub assistant: AssistantConfig,
     pub web: WebConfig,
 }
@@ -36,12 +42,18 @@ pub struct WebConfig {
     /// Where the page is served (with the local cluster, by the shell and `ticket up`; and by
     /// `ticket web` against any cluster).
     pub listen: SocketAddr,
+    /// HTTPS for the page and `/ask`: the certificate and key (PEM). Without them both are
+    /// plain HTTP, which is allowed only on a loopback address.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            cert: None,
+            key: None,
         }
     }
 }
@@ -50,6 +62,8 @@ impl Default for WebConfig {
 #[serde(deny_unknown_fields)]
 struct RawWeb {
     listen: Option<Spanned<String>>,
+    cert: Option<String>,
+    key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +100,23 @@ pub struct PeerTlsConfig {
 
 impl PeerTlsConfig {
     /// The path of node `id`'s certificate and key.
+    pub fn node_files(&self, id: u64) -> (PathBuf, PathBuf) {
+        let fill = |p: &Path| PathBuf::from(p.to_string_lossy().replace("{id}", &id.to_string()));
+        (fill(&self.cert), fill(&self.key))
+    }
+}
+
+/// `[tls]`: the client API's certificate on the nodes, and the CA clients verify it against.
+/// `{id}` in `cert` or `key` stands for the node's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTlsConfig {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl ClientTlsConfig {
+    /// Node `id`'s certificate and key.
     pub fn node_files(&self, id: u64) -> (PathBuf, PathBuf) {
         let fill = |p: &Path| PathBuf::from(p.to_string_lossy().replace("{id}", &id.to_string()));
         (fill(&self.cert), fill(&self.key))
@@ -236,6 +267,7 @@ struct RawConfig {
     security: Option<Spanned<SecurityConfig>>,
     nodes: Spanned<Vec<RawNode>>,
     peer_tls: Option<RawPeerTls>,
+    tls: Option<RawPeerTls>,
     // Not `Spanned`: toml cannot span a table that only appears as `[assistant.openai]`.
     assistant: Option<AssistantConfig>,
     web: Option<RawWeb>,
@@ -429,10 +461,20 @@ impl Config {
             },
         };
 
+        let tls = raw.tls.map(|t| ClientTlsConfig {
+            ca: base.join(t.ca),
+            cert: base.join(t.cert),
+            key: base.join(t.key),
+        });
+
         let mut web = WebConfig::default();
-        if let Some(listen) = raw.web.and_then(|w| w.listen) {
-            web.listen = parse_addr(&listen)
-                .map_err(|msg| locate.error(listen.span(), Some("web.listen"), &msg))?;
+        if let Some(raw_web) = raw.web {
+            if let Some(listen) = raw_web.listen {
+                web.listen = parse_addr(&listen)
+                    .map_err(|msg| locate.error(listen.span(), Some("web.listen"), &msg))?;
+            }
+            web.cert = raw_web.cert.map(|p| base.join(p));
+            web.key = raw_web.key.map(|p| base.join(p));
         }
 
         Ok(Config {
@@ -442,6 +484,8 @@ impl Config {
             security,
             nodes,
             peer_tls,
+            tls,
+            insecure: false,
             assistant,
             web,
         })

@@ -10,6 +10,7 @@
 //! - [`server`]: the node daemon: the client API, forwarding to the leader, read index,
 //!   health, reflection, bootstrap and shutdown.
 //! - [`error`]: the API's errors and their one mapping to gRPC status codes.
+//! - [`https`]: serving the page and `/ask` over TLS (or plain text on loopback only).
 //! - [`json`]: the JSON shape of events and bookings, shared by `--json`, scripts and the page.
 //! - [`client`]: the one client everything above the server uses: any node, retries with
 //!   the same request id, failover.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod consensus;
 pub mod domain;
 pub mod error;
+pub mod https;
 pub mod json;
 pub mod limits;
 pub mod pb;

@@ -36,6 +36,8 @@ pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Largest request the client API decodes: every request is well under 4 KiB; a stranger
 /// may not make a node buffer more before it has checked anything.
 pub const CLIENT_MESSAGE_BYTES_MAX: usize = 64 * 1024;
+/// Client connections one address may hold open on one node at once.
+pub const CLIENT_CONNECTIONS_PER_ADDRESS_MAX: usize = 256;
 /// Concurrent requests (HTTP/2 streams) one client connection may have open.
 pub const CLIENT_STREAMS_PER_CONNECTION_MAX: u32 = 256;
 /// How long one client request may run on a node before it is cut off (DEADLINE_EXCEEDED).

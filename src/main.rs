@@ -15,6 +15,9 @@ struct Cli {
     /// The cluster's description.
     #[arg(long, global = true, default_value = "cluster.toml")]
     config: PathBuf,
+    /// Talk plain text to nodes that are not on loopback (passwords and tokens in clear).
+    #[arg(long, global = true)]
+    insecure: bool,
     /// Shell: run this command and exit (repeatable; stops at the first failure).
     #[arg(short = 'c', value_name = "CMD")]
     commands: Vec<String>,
@@ -186,7 +189,10 @@ fn main() -> ExitCode {
     };
     cli::logging::init(node_id);
     let config = match Config::load(&cli.config) {
-        Ok(config) => config,
+        Ok(mut config) => {
+            config.insecure = cli.insecure;
+            config
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);

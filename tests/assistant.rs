@@ -1662,3 +1662,35 @@ async fn at_a_terminal_a_broken_stream_shows_the_fallback_and_declining_reserves
         "the shell exited with {status:?}"
     );
 }
+
+/// Goal: a stranger cannot switch `/ask` to the openai backend (spending the key, sending
+/// questions to a third party) unless cluster.toml allows callers to choose; when it does,
+/// the choice is honoured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_callers_choose_the_backend_only_when_the_config_allows() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let model = FakeModel::start(vec![says("From the model.")]).await;
+    let base = serve_ask(
+        &cluster,
+        ticket::assistant::Assistant::new(&openai_config(&model, false)),
+    )
+    .await;
+    let question = serde_json::json!({ "q": "Is seat S2 available?", "backend": "openai" });
+    let (status, reply) = post(&format!("{base}/ask"), question.clone(), None).await;
+    assert_eq!(status, 403, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ask_may_choose_backend")),
+        "{reply}"
+    );
+
+    let mut allowing = openai_config(&model, false);
+    allowing.backend = ticket::config::Backend::Rules;
+    allowing.ask_may_choose_backend = true;
+    let base = serve_ask(&cluster, ticket::assistant::Assistant::new(&allowing)).await;
+    let (status, reply) = post(&format!("{base}/ask"), question, None).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["backend"], "openai");
+    assert_eq!(reply["answer"], "From the model.");
+}

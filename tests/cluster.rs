@@ -35,7 +35,12 @@ async fn leader_is_elected_within_two_seconds_and_every_node_agrees() {
     // `ticket status --json` asked of each node alone gives the same leader and term.
     let mut views = BTreeSet::new();
     for node in &cluster.config.nodes {
-        let text = format!("[[nodes]]\nid = {}\naddr = \"{}\"\n", node.id, node.addr);
+        let mut text = format!("[[nodes]]\nid = {}\naddr = \"{}\"\n", node.id, node.addr);
+        if cluster.options.tls {
+            text.push_str(
+                "[tls]\nca = \"tls/ca.pem\"\ncert = \"tls/server.pem\"\nkey = \"tls/server.key\"\n",
+            );
+        }
         let path = cluster.dir.path().join(format!("only{}.toml", node.id));
         std::fs::write(&path, text).expect("write config");
         let out = std::process::Command::new(BIN)
@@ -896,11 +901,7 @@ async fn every_node_serves_grpc_health_and_reflection() {
     let cluster = TestCluster::start(Options::default());
     cluster.wait_leader(Duration::from_secs(5)).await;
     for node in &cluster.config.nodes {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect");
+        let channel = cluster.channel(node.id).await;
         let check = HealthCheckRequest {
             service: "booking.v1.BookingService".into(),
         };

@@ -56,7 +56,12 @@ async fn the_shipped_scenarios_run_green_against_a_running_cluster() {
     let said = text(&race.stdout);
     assert!(said.contains("49 were told it is taken"), "{said}");
 
-    let sale = run_script(&cluster, &repo("scripts/flash_sale.rhai"), &[]);
+    // A cluster it did not start: the admin's password comes as the argument.
+    let sale = run_script(
+        &cluster,
+        &repo("scripts/flash_sale.rhai"),
+        &[common::ADMIN_PASSWORD],
+    );
     assert_ok(&sale, "flash_sale.rhai");
     assert!(
         text(&sale.stdout).contains("each sold once"),
@@ -66,7 +71,11 @@ async fn the_shipped_scenarios_run_green_against_a_running_cluster() {
 
     // Again, on what the first runs left behind: the scenarios clean up or make their own.
     for script in ["demo", "race", "flash_sale"] {
-        let again = run_script(&cluster, &repo(&format!("scripts/{script}.rhai")), &[]);
+        let args: &[&str] = match script {
+            "flash_sale" => &[common::ADMIN_PASSWORD],
+            _ => &[],
+        };
+        let again = run_script(&cluster, &repo(&format!("scripts/{script}.rhai")), args);
         assert_ok(&again, &format!("{script}.rhai, the second time"));
     }
 
@@ -420,4 +429,32 @@ async fn the_time_limit_stops_sleeping_and_calling_loops() {
         );
         assert!(took < Duration::from_secs(20), "{name} took {took:?}");
     }
+}
+
+/// Goal: values a script holds where rhai's size limits do not look (strings curried into
+/// function pointers, a thousand of a megabyte each) are still bounded: the run stops at its
+/// memory budget with a clear error, and the process never holds the gigabyte it asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curried_strings_cannot_hold_more_than_the_memory_budget() {
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("curry.rhai");
+    let source = "let s = \"x\";\nfor i in 0..19 { s += s; }\nlet held = [];\n\
+                  for i in 0..1000 {\n    held.push(Fn(\"len\").curry(s + i));\n}\n";
+    std::fs::write(&file, source).expect("write");
+    let out = run_script(&cluster, &file, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("more than 256 MiB of memory"), "{err}");
+    assert!(err.contains("curry.rhai:"), "{err}");
+    // The largest child this test process has waited for: the script's `ticket run`.
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage writes the struct it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let peak_mib = usage.ru_maxrss / 1024;
+    assert!(peak_mib < 600, "a child peaked at {peak_mib} MiB");
 }

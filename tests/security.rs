@@ -80,11 +80,7 @@ async fn term_of(cluster: &TestCluster) -> u64 {
 async fn the_peer_service_is_not_on_the_client_port() {
     let cluster = TestCluster::start(Options::default());
     cluster.wait_leader(Duration::from_secs(5)).await;
-    let channel = Endpoint::from_shared(format!("http://{}", cluster.addr(1)))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("client port");
+    let channel = cluster.channel(1).await;
     let status = RaftClient::new(channel.clone())
         .forward(Blob {
             data: vec![1, 2, 3],
@@ -486,16 +482,11 @@ fn rss_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_watchers_cannot_crowd_out_a_logged_in_one() {
     let cluster = TestCluster::with_user1(Options::default()).await;
-    let addr = cluster.addr(1);
     let mut held = Vec::new();
     let mut refused = 0;
     // Several connections, as an attacker would open, each with many streams.
     for _ in 0..11 {
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
+        let channel = cluster.channel(1).await;
         for _ in 0..100 {
             let mut client =
                 ticket::pb::booking::v1::booking_service_client::BookingServiceClient::new(

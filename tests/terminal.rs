@@ -34,6 +34,12 @@ fn until(shell: &mut Pty, pattern: &str, what: &str) -> (String, String) {
 /// Opens the interactive shell on `cluster` in its directory (plugins/ and scripts there),
 /// with its HOME there too (history), and waits for the greeting; returns what came before.
 fn open_shell(cluster: &TestCluster) -> (Pty, String) {
+    let mut shell = spawn_shell(cluster);
+    let (_, printed) = until(&mut shell, "Type `help`", "greeting");
+    (shell, printed)
+}
+
+fn spawn_shell(cluster: &TestCluster) -> Pty {
     let mut command = std::process::Command::new(BIN);
     command
         .arg("--config")
@@ -43,8 +49,7 @@ fn open_shell(cluster: &TestCluster) -> (Pty, String) {
         .env_remove("TICKET_PASSWORD");
     let mut shell: Pty = Session::spawn(command).expect("spawn the shell on a pty");
     shell.set_expect_timeout(Some(Duration::from_secs(30)));
-    let (_, printed) = until(&mut shell, "Type `help`", "greeting");
-    (shell, printed)
+    shell
 }
 
 /// `quit`, and the shell ends with status 0.
@@ -194,10 +199,21 @@ async fn at_a_terminal_scripts_and_plugins_fail_without_taking_the_shell_down() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_a_terminal_the_shell_starts_the_local_cluster_and_stops_it_on_quit() {
     let cluster = TestCluster::configure(Options::default());
-    let (mut shell, printed) = open_shell(&cluster);
+    let mut shell = spawn_shell(&cluster);
+    // A new cluster: the first admin's password is asked for, twice, never echoed.
+    let (_, before) = until(
+        &mut shell,
+        "Admin password: ",
+        "the first admin's password asked for",
+    );
+    shell.send("first-admin-pw\r").expect("send");
+    until(&mut shell, "Again: ", "the password asked again");
+    shell.send("first-admin-pw\r").expect("send");
+    let (_, printed) = until(&mut shell, "Type `help`", "greeting");
+    assert!(!printed.contains("first-admin-pw"), "echoed: {printed:?}");
     assert!(
-        printed.contains("No node answered; starting the local cluster"),
-        "{printed:?}"
+        before.contains("No node answered; starting the local cluster"),
+        "{before:?}"
     );
     shell.send("status\r").expect("send");
     until(
@@ -209,6 +225,11 @@ async fn at_a_terminal_the_shell_starts_the_local_cluster_and_stops_it_on_quit()
     until(&mut shell, "legend", "the demo event's seat map");
     let client = cluster.client().with_call_timeout(Duration::from_secs(1));
     assert!(client.cluster_status().await.is_ok(), "the nodes serve");
+    let mut admin = cluster.client();
+    admin
+        .login("admin", "first-admin-pw")
+        .await
+        .expect("the admin has the password typed at first start");
     quit(shell);
     let client = &client;
     common::poll_for(

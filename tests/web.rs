@@ -516,3 +516,79 @@ async fn the_cluster_stream_follows_an_election() {
         .expect("the dead node is listed");
     assert_eq!(dead["reachable"], false, "{after}");
 }
+
+/// Goal: with `[web] cert` and `key` the page and its API are served over HTTPS, verified
+/// against the cluster's CA; without them, plain text is refused off loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_served_over_tls_and_plain_text_only_on_loopback() {
+    use std::io::BufRead;
+    let cluster = TestCluster::with_user1(common::Options::default()).await;
+    let tls = cluster.dir.path().join("tls");
+    let text = std::fs::read_to_string(&cluster.config_path).expect("config");
+    let text = text.replace(
+        "[web]\n",
+        "[web]\ncert = \"tls/server.pem\"\nkey = \"tls/server.key\"\n",
+    );
+    let https_config = cluster.dir.path().join("https.toml");
+    std::fs::write(&https_config, text).expect("write");
+    let mut child = std::process::Command::new(common::BIN)
+        .arg("--config")
+        .arg(&https_config)
+        .args(["web", "--listen", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ticket web");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {}
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("ticket web said where it listens");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap_or_else(|| panic!("no https address in {line:?}"))
+        .to_string();
+    let ca = std::fs::read(tls.join("ca.pem")).expect("ca");
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("ca pem"))
+        .build()
+        .expect("client");
+    let reply = https
+        .post(format!("{url}api/login"))
+        .json(&serde_json::json!({ "user": "user1", "password": "mysecret" }))
+        .send()
+        .await
+        .expect("an HTTPS request");
+    assert_eq!(reply.status().as_u16(), 200);
+    // Plain HTTP to the TLS port gets nothing readable.
+    let plain = url.replacen("https://", "http://", 1);
+    let refused = reqwest::Client::new()
+        .get(format!("{plain}api/events"))
+        .send()
+        .await;
+    assert!(
+        refused.map_or(true, |r| !r.status().is_success()),
+        "plain text was served"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Off loopback without a certificate: refused, with the reason.
+    let out = common::run_ticket(
+        &cluster.config_path,
+        &["web", "--listen", "0.0.0.0:0"],
+        "",
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("plain text"), "{err}");
+}

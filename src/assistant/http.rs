@@ -66,9 +66,7 @@ pub fn router(client: Client, assistant: Arc<Assistant>) -> Router {
 
 /// Serves the routes on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, client: Client, assistant: Arc<Assistant>) {
-    if let Err(e) = axum::serve(listener, router(client, assistant)).await {
-        tracing::warn!(error = %e, "the /ask server stopped");
-    }
+    crate::https::serve(listener, None, router(client, assistant)).await;
 }
 
 type Reply = (StatusCode, Json<Value>);
@@ -216,7 +214,15 @@ pub async fn start(
     match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => {
             let bound = listener.local_addr().ok();
-            tokio::spawn(serve(listener, Client::from_config(config), assistant));
+            let tls = match crate::https::server_config(config, addr) {
+                Ok(tls) => tls,
+                Err(e) => {
+                    eprintln!("the assistant's /ask: {e:#}");
+                    return None;
+                }
+            };
+            let app = router(Client::from_config(config), assistant);
+            tokio::spawn(crate::https::serve(listener, tls, app));
             bound
         }
         Err(e) => {

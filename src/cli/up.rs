@@ -25,6 +25,7 @@ pub struct LocalCluster {
     paused: BTreeSet<u64>,
     /// The first admin's password, handed to the nodes for the cluster's seed.
     admin_password: String,
+    config: Config,
 }
 
 /// Where a local cluster keeps its first admin's password when the operator typed none.
@@ -87,6 +88,7 @@ impl LocalCluster {
             addrs: config.nodes.iter().map(|n| (n.id, n.addr)).collect(),
             paused: BTreeSet::new(),
             admin_password,
+            config: config.clone(),
         };
         for node in &config.nodes {
             let log_path = config.data_dir.join(format!("node{}.log", node.id));
@@ -122,6 +124,12 @@ impl LocalCluster {
     /// The first admin's password (for scripts run against the cluster this process started).
     pub fn admin_password(&self) -> &str {
         &self.admin_password
+    }
+
+    /// A client of node `id` alone, reaching it as clients of this cluster do (TLS or not).
+    pub fn node_client(&self, id: u64) -> Option<Client> {
+        let addr = self.addr(id)?;
+        Some(Client::of_nodes(&self.config, &[(id, addr)]))
     }
 
     /// Where node `id` answers.

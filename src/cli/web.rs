@@ -13,6 +13,7 @@ pub async fn run(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<
         .await
         .with_context(|| format!("cannot listen on {addr}: is the page already served?"))?;
     let bound = listener.local_addr().context("reading the bound address")?;
+    let tls = crate::https::server_config(config, bound)?;
     // The Ask box answers with the same rules as the shell, plugins' rules included.
     let scripting = crate::script::Scripting::new(tokio::runtime::Handle::current(), None);
     for problem in scripting.load_plugins(&config.base_dir().join("plugins")) {
@@ -20,9 +21,11 @@ pub async fn run(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<
     }
     let assistant = crate::shell::assistant_with_plugins(config, &scripting);
     let client = crate::client::Client::from_config(config);
-    println!("the page is at http://{bound}/ (Ctrl-C stops it)");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("the page is at {scheme}://{bound}/ (Ctrl-C stops it)");
+    let app = crate::web::router(client, assistant);
     tokio::select! {
-        _ = crate::web::serve(listener, client, assistant) => {}
+        _ = crate::https::serve(listener, tls, app) => {}
         _ = crate::server::signal() => {}
     }
     Ok(())

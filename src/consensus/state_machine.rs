@@ -54,6 +54,19 @@ fn storage_error(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl ToStrin
     StorageIOError::new(subject, verb, AnyError::error(e.to_string())).into()
 }
 
+/// The fatal error for a command whose apply panicked: the node stops with the log index and
+/// the command's kind, and says what to do (the panic message itself went to the log).
+fn apply_failed(log_id: LogId, command: &crate::domain::Command) -> StorageError {
+    let why = format!(
+        "applying the {} command at log index {} panicked (a bug in apply): this node stops \
+         instead of serving a state it could not finish; report it with the node's log",
+        command.kind(),
+        log_id.index
+    );
+    tracing::error!(index = log_id.index, kind = command.kind(), "{why}");
+    storage_error(ErrorSubject::Apply(log_id), ErrorVerb::Write, why)
+}
+
 impl StateMachineStore {
     /// Loads the latest snapshot, if any, checking its checksum.
     pub fn open(db: Arc<Database>) -> Result<StateMachineStore, StorageError> {
@@ -254,7 +267,21 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     // Leader blanks and membership changes carry no commands.
                     EntryPayload::Blank => Vec::new(),
                     EntryPayload::Normal(batch) => {
-                        batch.iter().map(|c| applied.state.apply(c)).collect()
+                        let mut results = Vec::with_capacity(batch.len());
+                        for command in &batch {
+                            // apply is total (property-tested); should it ever panic anyway,
+                            // stop this node saying where, rather than unwind through openraft.
+                            let state = &mut applied.state;
+                            let result =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    state.apply(command)
+                                }));
+                            match result {
+                                Ok(outcome) => results.push(outcome),
+                                Err(_) => return Err(apply_failed(entry.log_id, command)),
+                            }
+                        }
+                        results
                     }
                     EntryPayload::Membership(membership) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), membership);

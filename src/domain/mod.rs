@@ -138,6 +138,21 @@ pub enum Command {
 }
 
 impl Command {
+    /// The command's name, for logs and errors (never its contents: they hold hashes).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::Bootstrap { .. } => "Bootstrap",
+            Command::SetupAdmin { .. } => "SetupAdmin",
+            Command::RevokeTokens { .. } => "RevokeTokens",
+            Command::SetPassword { .. } => "SetPassword",
+            Command::SetDisabled { .. } => "SetDisabled",
+            Command::AddUser { .. } => "AddUser",
+            Command::CreateEvent { .. } => "CreateEvent",
+            Command::Reserve { .. } => "Reserve",
+            Command::Cancel { .. } => "Cancel",
+        }
+    }
+
     /// The key under which the outcome is remembered for retries.
     fn dedupe_key(&self) -> Option<(String, String)> {
         match self {

@@ -22,7 +22,6 @@
 //! | `leader()`, `kill(id)`, `restart(id)`, `pause(id)`, `resume(id)` | cluster control |
 //! | `sleep(ms)`, `assert(cond, message)`, `now_ms()`, `print(x)` | |
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -420,11 +419,11 @@ fn register_cluster_control(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
     engine.register_fn("restart", move |id: i64| -> Fallible<()> {
         control(&h, "restart", id, LocalCluster::restart)?;
-        let addr = cluster(&h, "restart", id)?
+        let client = cluster(&h, "restart", id)?
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .addr(id as u64);
-        wait_answering(&h, id as u64, addr)
+            .node_client(id as u64);
+        wait_answering(&h, id as u64, client)
     });
 }
 
@@ -452,9 +451,10 @@ fn control(
 }
 
 /// Waits until node `id` answers a status call of its own.
-fn wait_answering(host: &Host, id: u64, addr: Option<SocketAddr>) -> Fallible<()> {
-    let addr = addr.ok_or_else(|| format!("restart: no node {id}"))?;
-    let client = Client::new(&[(id, addr)]).with_call_timeout(Duration::from_secs(1));
+fn wait_answering(host: &Host, id: u64, client: Option<Client>) -> Fallible<()> {
+    let client = client
+        .ok_or_else(|| format!("restart: no node {id}"))?
+        .with_call_timeout(Duration::from_secs(1));
     let answered = host.runtime.block_on(host.cancellable(async {
         let deadline = tokio::time::Instant::now() + CLUSTER_WAIT;
         while client.cluster_status().await.is_err() {

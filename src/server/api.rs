@@ -56,9 +56,9 @@ impl Api {
     }
 
     /// The logged-in user; UNAUTHENTICATED without a valid token.
-    fn user<T>(&self, request: &Request<T>) -> Result<String, ApiError> {
+    async fn user<T>(&self, request: &Request<T>) -> Result<String, ApiError> {
         match Self::token(request)? {
-            Some(token) => self.node.check_token(&token),
+            Some(token) => self.node.check_token(&token).await,
             None => Err(ApiError::Unauthenticated(
                 "log in first: this needs a token (authorization: Bearer <token>)".into(),
             )),
@@ -66,10 +66,11 @@ impl Api {
     }
 
     /// The logged-in user if there is a token; a bad token is still an error.
-    fn optional_user<T>(&self, request: &Request<T>) -> Result<Option<String>, ApiError> {
-        Self::token(request)?
-            .map(|token| self.node.check_token(&token))
-            .transpose()
+    async fn optional_user<T>(&self, request: &Request<T>) -> Result<Option<String>, ApiError> {
+        match Self::token(request)? {
+            Some(token) => self.node.check_token(&token).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The user a request about "a user" means: the named one, or the caller when empty.
@@ -312,7 +313,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::WatchSeatsRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        let viewer = self.optional_user(&request)?;
+        let viewer = self.optional_user(&request).await?;
         let address = request.remote_addr().map(|a| a.ip());
         let r = request.into_inner();
         let event = if r.event.is_empty() {
@@ -406,7 +407,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::AddUserRequest>,
     ) -> Result<Response<pb::AddUserReply>, Status> {
-        let actor = self.optional_user(&request)?;
+        let actor = self.optional_user(&request).await?;
         let address = request.remote_addr().map(|a| a.ip());
         let pb::AddUserRequest {
             request_id,
@@ -527,7 +528,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::LogoutRequest>,
     ) -> Result<Response<pb::UserChangedReply>, Status> {
-        let actor = self.user(&request)?;
+        let actor = self.user(&request).await?;
         let pb::LogoutRequest { request_id, user } = request.into_inner();
         let user = self.target_user(&actor, &user)?;
         validate::request_id(&request_id).map_err(invalid)?;
@@ -545,7 +546,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::ChangePasswordRequest>,
     ) -> Result<Response<pb::UserChangedReply>, Status> {
-        let actor = self.user(&request)?;
+        let actor = self.user(&request).await?;
         let pb::ChangePasswordRequest {
             request_id,
             user,
@@ -575,7 +576,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::SetUserDisabledRequest>,
     ) -> Result<Response<pb::UserChangedReply>, Status> {
-        let actor = self.user(&request)?;
+        let actor = self.user(&request).await?;
         let pb::SetUserDisabledRequest {
             request_id,
             user,
@@ -616,7 +617,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::CreateEventRequest>,
     ) -> Result<Response<pb::CreateEventReply>, Status> {
-        let actor = self.user(&request)?;
+        let actor = self.user(&request).await?;
         let r = request.into_inner();
         validate::request_id(&r.request_id).map_err(invalid)?;
         validate::name("event", &r.name).map_err(invalid)?;
@@ -660,7 +661,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::GetSeatsRequest>,
     ) -> Result<Response<pb::GetSeatsReply>, Status> {
-        let viewer = self.optional_user(&request)?;
+        let viewer = self.optional_user(&request).await?;
         let r = request.into_inner();
         let event_name = if r.event.is_empty() {
             DEMO_EVENT.to_string()
@@ -689,7 +690,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::ReserveReply>, Status> {
-        let actor = self.user(&request)?;
+        let actor = self.user(&request).await?;
         let r = request.into_inner();
         validate::request_id(&r.request_id).map_err(invalid)?;
         let event = if r.event.is_empty() {
@@ -724,7 +725,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::CancelRequest>,
     ) -> Result<Response<pb::CancelReply>, Status> {
-        let actor = self.user(&request)?;
+        let actor = self.user(&request).await?;
         let r = request.into_inner();
         validate::request_id(&r.request_id).map_err(invalid)?;
         let target = match (r.booking_id.is_empty(), r.seats.is_empty()) {
@@ -774,7 +775,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::MyBookingsRequest>,
     ) -> Result<Response<pb::MyBookingsReply>, Status> {
-        let user = self.user(&request)?;
+        let user = self.user(&request).await?;
         let index = self
             .node
             .read_barrier(consistency(request.get_ref().consistency))

@@ -8,6 +8,7 @@
 
 pub mod api;
 mod bootstrap;
+mod incoming;
 mod keyring;
 pub mod node;
 mod peer;
@@ -72,6 +73,25 @@ pub async fn run(
         );
     }
     let identity = crate::pki::Identity::load_peer(&config, id)?;
+    let config_tls = match &config.tls {
+        Some(tls) => {
+            let (cert, key) = tls.node_files(id);
+            let read = |path: &std::path::Path| {
+                std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read {} ([tls] of cluster.toml)", path.display())
+                })
+            };
+            Some(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(
+                        read(&cert)?,
+                        read(&key)?,
+                    ))
+                    .timeout(Duration::from_secs(5)),
+            )
+        }
+        None => None,
+    };
     let keyring = keyring::Keyring::open(config.token_keys_path())?;
     let dir = config.node_data_dir(id);
     crate::pki::private_dir(&dir)?;
@@ -134,8 +154,20 @@ pub async fn run(
     };
     // The builder's tcp_nodelay applies only to listeners tonic binds itself: without it here,
     // Nagle's algorithm and delayed ACKs hold small replies back for up to 40 ms.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = Server::builder()
+    let incoming = incoming::capped(TcpIncoming::from(listener).with_nodelay(Some(true)));
+    let mut builder = Server::builder();
+    match &config_tls {
+        Some(tls) => builder = builder.tls_config(tls.clone()).context("client TLS")?,
+        // Passwords and tokens cross this listener: plain text only where no one else sees.
+        None if !me.listen.ip().is_loopback() => anyhow::bail!(
+            "node {id} would serve clients in plain text on {}: name [tls] in {} \
+             (`ticket cert issue --server NAME...`), or listen on a loopback address",
+            me.listen,
+            node.config.path.display()
+        ),
+        None => {}
+    }
+    let server = builder
         .tcp_nodelay(true)
         .max_concurrent_streams(Some(limits::CLIENT_STREAMS_PER_CONNECTION_MAX))
         .timeout(Duration::from_millis(limits::CLIENT_REQUEST_MS_MAX))

@@ -44,6 +44,14 @@ pub enum Proposed {
     Unavailable(String),
 }
 
+/// What this node's state says of a well-signed token.
+enum Standing {
+    Good,
+    Refused(String),
+    /// The token is newer than what this node has applied.
+    Behind,
+}
+
 /// A committed and applied write.
 #[derive(Debug)]
 pub struct Written {
@@ -239,21 +247,41 @@ impl Node {
     }
 
     /// The user a bearer token names, if its signature and expiry hold and it was not revoked:
-    /// the user still exists, is not disabled, and the token is of its current epoch.
-    pub fn check_token(&self, token: &str) -> Result<String, ApiError> {
+    /// the user exists, is not disabled, and the token is of its current epoch. A node that
+    /// has not yet applied the user (or its newer epoch) catches up once before it decides.
+    pub async fn check_token(&self, token: &str) -> Result<String, ApiError> {
         let now = now_ms() / 1000;
         let ttl = self.config.security.token_ttl_secs;
         let claims = auth::verify_token(|v| self.keyring.secret(v), token, now, ttl)
             .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+        match self.token_standing(&claims) {
+            Standing::Good => return Ok(claims.user),
+            Standing::Refused(why) => return Err(ApiError::Unauthenticated(why)),
+            Standing::Behind => {}
+        }
+        self.read_barrier(Consistency::Linearizable).await?;
+        match self.token_standing(&claims) {
+            Standing::Good => Ok(claims.user),
+            Standing::Refused(why) => Err(ApiError::Unauthenticated(why)),
+            Standing::Behind => Err(ApiError::Unauthenticated(format!(
+                "there is no user '{}'; log in again",
+                claims.user
+            ))),
+        }
+    }
+
+    fn token_standing(&self, claims: &auth::Claims) -> Standing {
         let applied = self.sm.read();
         match applied.state.user(&claims.user) {
-            Some(user) if user.token_epoch == claims.epoch && !user.disabled => Ok(claims.user),
-            Some(user) if user.disabled => Err(ApiError::Unauthenticated(
-                "this user is disabled; ask an admin".into(),
-            )),
-            _ => Err(ApiError::Unauthenticated(
+            None => Standing::Behind,
+            Some(user) if user.disabled => {
+                Standing::Refused("this user is disabled; ask an admin".into())
+            }
+            Some(user) if user.token_epoch == claims.epoch => Standing::Good,
+            Some(user) if user.token_epoch < claims.epoch => Standing::Behind,
+            Some(_) => Standing::Refused(
                 "this token was revoked (logged out, or the password changed); log in again".into(),
-            )),
+            ),
         }
     }
 

@@ -81,9 +81,7 @@ pub fn router(client: Client, assistant: Arc<Assistant>) -> Router {
 
 /// Serves the page on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, client: Client, assistant: Arc<Assistant>) {
-    if let Err(e) = axum::serve(listener, router(client, assistant)).await {
-        tracing::warn!(error = %e, "the web server stopped");
-    }
+    crate::https::serve(listener, None, router(client, assistant)).await;
 }
 
 /// Starts the page on the config's `[web] listen` address. A taken port is reported, not
@@ -93,7 +91,15 @@ pub async fn start(config: &Config, assistant: Arc<Assistant>) -> Option<SocketA
     match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => {
             let bound = listener.local_addr().ok();
-            tokio::spawn(serve(listener, Client::from_config(config), assistant));
+            let tls = match crate::https::server_config(config, addr) {
+                Ok(tls) => tls,
+                Err(e) => {
+                    eprintln!("the page: {e:#}");
+                    return None;
+                }
+            };
+            let app = router(Client::from_config(config), assistant);
+            tokio::spawn(crate::https::serve(listener, tls, app));
             bound
         }
         Err(e) => {

@@ -28,6 +28,8 @@ pub struct Options {
     /// The first admin's password, given to the nodes as TICKET_ADMIN_PASSWORD; None starts
     /// a cluster without an admin (made later with the setup code).
     pub first_admin_password: Option<String>,
+    /// TLS on the client API (the suite runs with it on, as a cluster across machines must).
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -39,6 +41,7 @@ impl Default for Options {
             token_ttl_secs: 3_600,
             pbkdf2_iterations: 10_000,
             first_admin_password: Some(ADMIN_PASSWORD.to_string()),
+            tls: true,
         }
     }
 }
@@ -108,6 +111,11 @@ pub fn config_text(ports: &[u16], options: &Options) -> String {
     text.push_str(&format!("\n[assistant]\nlisten = \"127.0.0.1:{ask}\"\n"));
     // The page on any free port: whoever starts it prints where it is.
     text.push_str("\n[web]\nlisten = \"127.0.0.1:0\"\n");
+    if options.tls {
+        text.push_str(
+            "\n[tls]\nca = \"tls/ca.pem\"\ncert = \"tls/server.pem\"\nkey = \"tls/server.key\"\n",
+        );
+    }
     // Two ports a node: the client API, then the peer listener.
     for (i, pair) in ports.chunks(2).enumerate() {
         text.push_str(&format!(
@@ -137,6 +145,13 @@ impl TestCluster {
         // Two ports a node (clients, peers), and the last for the assistant's /ask.
         let ports = free_ports(options.nodes * 2 + 1);
         let config_path = dir.path().join("cluster.toml");
+        if options.tls {
+            // The client API's certificate, for the loopback address clients dial.
+            let tls = dir.path().join("tls");
+            ticket::pki::init_ca(&tls).expect("a CA for the client API");
+            let server = ticket::pki::Subject::Server(vec!["127.0.0.1".into(), "localhost".into()]);
+            ticket::pki::issue(&tls, &server, &tls).expect("a server certificate");
+        }
         std::fs::write(&config_path, config_text(&ports, &options)).expect("write config");
         let config = Config::load(&config_path).expect("valid test config");
         TestCluster {
@@ -231,7 +246,24 @@ impl TestCluster {
 
     /// A client of one node only: it never moves to another.
     pub fn node_client(&self, id: u64) -> Client {
-        Client::new(&[(id, self.addr(id))])
+        Client::of_nodes(&self.config, &[(id, self.addr(id))])
+    }
+
+    /// A raw gRPC channel to node `id`'s client API, over TLS when the cluster has it.
+    pub async fn channel(&self, id: u64) -> tonic::transport::Channel {
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+        let addr = self.addr(id);
+        let endpoint = match &self.config.tls {
+            Some(tls) => {
+                let ca = std::fs::read_to_string(&tls.ca).expect("read the CA");
+                Endpoint::from_shared(format!("https://{addr}"))
+                    .expect("endpoint")
+                    .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+                    .expect("tls")
+            }
+            None => Endpoint::from_shared(format!("http://{addr}")).expect("endpoint"),
+        };
+        endpoint.connect().await.expect("connect to the client API")
     }
 
     /// Polls the cluster until `check` accepts its status.

@@ -172,6 +172,8 @@ impl Cluster {
             .stdout(log.try_clone().expect("clone"))
             .stderr(log)
             .env("RUST_LOG", "warn,ticket=info")
+            // The seed makes the first admin from it.
+            .env("TICKET_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .spawn()
             .expect("spawn node");
         self.children.insert(id, child);
@@ -287,20 +289,15 @@ impl Cluster {
 
     /// Makes the admin, the users c0..c(n-1) and the event; returns the admin's token.
     pub async fn prepare(&self, users: usize) -> String {
-        let mut admin = self.client();
-        let adding = &admin;
-        poll_for("the first admin", Duration::from_secs(20), || async move {
-            match adding.add_user("admin", ADMIN_PASSWORD, true).await {
-                Ok(_) => Some(()),
-                Err(s) if s.code() == Code::FailedPrecondition => Some(()),
-                Err(_) => None,
+        let client = self.client();
+        let admin = poll_for("the first admin", Duration::from_secs(20), || {
+            let mut admin = client.clone();
+            async move {
+                admin.login("admin", ADMIN_PASSWORD).await.ok()?;
+                Some(admin)
             }
         })
         .await;
-        admin
-            .login("admin", ADMIN_PASSWORD)
-            .await
-            .expect("admin login");
         admin
             .create_event(EVENT, ROWS, SEATS_PER_ROW, ROWS * SEATS_PER_ROW)
             .await
