@@ -53,6 +53,18 @@ impl From<Rejection> for ApiError {
     }
 }
 
+/// The metadata key of a throttled reply: the seconds to wait before trying again.
+pub const RETRY_AFTER: &str = "retry-after";
+
+/// The seconds a RESOURCE_EXHAUSTED reply said to wait, if it said.
+pub fn retry_after_secs(status: &Status) -> Option<u64> {
+    status
+        .metadata()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Status {
         let (code, message) = match error {
@@ -62,7 +74,16 @@ impl From<ApiError> for Status {
             ApiError::NotFound(m) => (Code::NotFound, m),
             ApiError::FailedPrecondition(m) => (Code::FailedPrecondition, m),
             ApiError::Unavailable(m) => (Code::Unavailable, m),
-            ApiError::Exhausted { message, .. } => (Code::ResourceExhausted, message),
+            ApiError::Exhausted {
+                message,
+                retry_after_secs,
+            } => {
+                let mut status = Status::resource_exhausted(message);
+                status
+                    .metadata_mut()
+                    .insert(RETRY_AFTER, retry_after_secs.into());
+                return status;
+            }
             ApiError::Internal(m) => (Code::Internal, m),
         };
         Status::new(code, message)

@@ -514,3 +514,45 @@ async fn anonymous_watchers_cannot_crowd_out_a_logged_in_one() {
     assert!(first.reset && !first.seats.is_empty());
     drop(held);
 }
+
+/// Goal: one address cannot hold more than its share of a node's connections: past the cap,
+/// a new connection is closed before anything is read, and the places come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_from_one_address_are_capped() {
+    use tokio::io::AsyncReadExt;
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let addr = cluster.addr(1);
+    let cap = ticket::limits::CLIENT_CONNECTIONS_PER_ADDRESS_MAX;
+    let mut held = Vec::new();
+    for _ in 0..cap {
+        held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    // Give the node time to accept them all: one more is then refused.
+    let refused = poll_for(
+        "a connection past the cap closed",
+        Duration::from_secs(10),
+        || async {
+            let mut extra = tokio::net::TcpStream::connect(addr).await.ok()?;
+            let mut byte = [0u8; 1];
+            match tokio::time::timeout(Duration::from_millis(500), extra.read(&mut byte)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => Some(()),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    let () = refused;
+    drop(held);
+    let user = poll_for("a client served again", Duration::from_secs(10), || async {
+        let mut client = cluster.node_client(1);
+        client
+            .add_user("after-cap", "password1", false)
+            .await
+            .ok()?;
+        client.login("after-cap", "password1").await.ok()?;
+        Some(client)
+    })
+    .await;
+    user.reserve("demo", &["S4"]).await.expect("booking");
+}

@@ -592,3 +592,41 @@ async fn the_page_is_served_over_tls_and_plain_text_only_on_loopback() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("plain text"), "{err}");
 }
+
+/// Goal: a throttled request through the page's API is a 429 with Retry-After (the page can
+/// wait that long), and a sentence that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_logins_are_429_with_retry_after() {
+    let cluster = TestCluster::with_user1(common::Options::default()).await;
+    let web = WebServer::start(&cluster);
+    let http = reqwest::Client::new();
+    let mut last = None;
+    for _ in 0..8 {
+        let reply = http
+            .post(web.url("/api/login"))
+            .json(&json!({ "user": "user1", "password": "not-the-password" }))
+            .send()
+            .await
+            .expect("login");
+        if reply.status() == StatusCode::TOO_MANY_REQUESTS {
+            last = Some(reply);
+            break;
+        }
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    }
+    let reply = last.expect("the sixth failure in a row is throttled");
+    let wait: u64 = reply
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!((1..=300).contains(&wait), "{wait}");
+    let body: Value = reply.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("try again in")),
+        "{body}"
+    );
+}

@@ -73,6 +73,8 @@ pub struct ApiFailure {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// For a 429: the seconds the cluster said to wait (sent as Retry-After).
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiFailure {
@@ -81,6 +83,7 @@ impl ApiFailure {
             status: StatusCode::BAD_REQUEST,
             code: "INVALID_ARGUMENT",
             message: message.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -89,6 +92,7 @@ impl ApiFailure {
             status: StatusCode::UNAUTHORIZED,
             code: "UNAUTHENTICATED",
             message: message.into(),
+            retry_after_secs: None,
         }
     }
 }
@@ -101,6 +105,7 @@ impl From<tonic::Status> for ApiFailure {
             status: StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code,
             message: explain(&status),
+            retry_after_secs: crate::error::retry_after_secs(&status),
         }
     }
 }
@@ -108,7 +113,13 @@ impl From<tonic::Status> for ApiFailure {
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
         let body = json!({ "error": self.message, "code": self.code });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -197,6 +208,7 @@ pub async fn not_found() -> ApiFailure {
         status: StatusCode::NOT_FOUND,
         code: "NOT_FOUND",
         message: "no such page or API route".into(),
+        retry_after_secs: None,
     }
 }
 
