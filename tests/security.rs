@@ -556,3 +556,110 @@ async fn connections_from_one_address_are_capped() {
     .await;
     user.reserve("demo", &["S4"]).await.expect("booking");
 }
+
+/// Goal: a stranger learns who leads (clients route by it) but not where the nodes are; a
+/// logged-in user sees the addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_addresses_are_for_logged_in_users() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let anonymous = cluster.client().cluster_status().await.expect("status");
+    assert_ne!(anonymous.leader, 0);
+    assert!(
+        anonymous.nodes.iter().all(|n| n.addr.is_empty()),
+        "{anonymous:?}"
+    );
+    let mut user = cluster.client();
+    user.login("user1", "mysecret").await.expect("login");
+    let known = user.cluster_status().await.expect("status");
+    assert!(known.nodes.iter().all(|n| !n.addr.is_empty()), "{known:?}");
+}
+
+/// Goal: names are one per person whatever their case, reserved names are refused, a
+/// stranger is not told which names exist, and two strangers who chose the same request id
+/// each get their own registration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_folds_names_scopes_request_ids_and_says_nothing_of_others() {
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let client = poll_for("registration", Duration::from_secs(10), || async {
+        let client = cluster.client();
+        client.add_user("Alice", "password1", false).await.ok()?;
+        Some(client)
+    })
+    .await;
+    let mut alice = cluster.client();
+    alice.login("ALICE", "password1").await.expect("any case logs in");
+    assert_eq!(alice.user(), Some("alice"));
+    let status = client
+        .add_user("alice", "password2", false)
+        .await
+        .expect_err("the same name in another case");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("cannot register that name") && !status.message().contains("alice"),
+        "{}",
+        status.message()
+    );
+    for reserved in ["root", "Admin", "system"] {
+        let status = client
+            .add_user(reserved, "password1", false)
+            .await
+            .expect_err(reserved);
+        assert!(status.message().contains("cannot register that name"), "{status:?}");
+    }
+
+    // The same request id from two strangers: two users, not one outcome shared.
+    use ticket::pb::booking::v1::{booking_service_client::BookingServiceClient, AddUserRequest};
+    let mut raw = BookingServiceClient::new(cluster.channel(1).await);
+    for name in ["reg-a", "reg-b"] {
+        raw.add_user(AddUserRequest {
+            request_id: "reg-1".into(),
+            name: name.into(),
+            password: "password1".into(),
+            role: 0,
+        })
+        .await
+        .unwrap_or_else(|s| panic!("{name}: {s:?}"));
+    }
+    for name in ["reg-a", "reg-b"] {
+        let mut user = cluster.client();
+        user.login(name, "password1").await.expect("each was created");
+    }
+}
+
+/// Goal: `ticket key rotate` takes effect on running nodes: new tokens name the new key,
+/// and a token signed with the old key still works until it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_signs_new_tokens_and_old_ones_stay_good() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let mut old = cluster.client();
+    let old_token = old.login("user1", "mysecret").await.expect("login").token;
+    assert!(old_token.contains(".1."), "{old_token}");
+    let out = common::run_ticket(&cluster.config_path, &["key", "rotate"], "", &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new_token = poll_for("a token of key 2", Duration::from_secs(10), || async {
+        let mut client = cluster.client();
+        let token = client.login("user1", "mysecret").await.ok()?.token;
+        let version = token.split('.').nth(2)?;
+        (version == "2").then_some(token)
+    })
+    .await;
+    let mut new = cluster.client();
+    new.set_token("user1", &new_token).expect("header");
+    new.my_bookings().await.expect("the new token works");
+    old.my_bookings().await.expect("the old token still works");
+}
+
+/// Goal: a client will not send passwords in plain text to a node off loopback: it refuses
+/// before connecting, and says how to fix it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_refuses_plain_text_off_loopback() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("remote.toml");
+    // A documentation-only address (TEST-NET-1): nothing is ever sent to it.
+    std::fs::write(&path, "[[nodes]]\nid = 1\naddr = \"192.0.2.1:60051\"\n").expect("write");
+    let out = common::run_ticket(&path, &["status"], "", &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("plain text") && err.contains("--insecure"), "{err}");
+}

@@ -519,6 +519,17 @@ fn error_message(body: &[u8]) -> String {
     short.trim().to_string()
 }
 
+/// The longest answer shown from a model; the rest is dropped.
+pub const ANSWER_CHARS_MAX: usize = 8_000;
+
+/// `text` without control characters (escape sequences, carriage returns, bells); line
+/// breaks and tabs stay.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|&c| c == '\n' || c == '\t' || !c.is_control())
+        .collect()
+}
+
 /// Adds one streamed chunk: text as it comes (shown at once), tool calls by index. The index
 /// comes from the server: it is held below `max_calls` rather than trusted to size a list.
 fn absorb(
@@ -538,8 +549,14 @@ fn absorb(
         &choice["message"]
     };
     if let Some(piece) = delta["content"].as_str() {
-        on_text(piece);
-        text.push_str(piece);
+        // What reaches a terminal or a page is text: no escape sequences from the model
+        // (they could rewrite the screen or hide what was proposed), and not without end.
+        let room = ANSWER_CHARS_MAX.saturating_sub(text.chars().count());
+        let piece: String = printable(piece).chars().take(room).collect();
+        if !piece.is_empty() {
+            on_text(&piece);
+            text.push_str(&piece);
+        }
     }
     let Some(parts) = delta["tool_calls"].as_array() else {
         return Ok(());
@@ -715,6 +732,24 @@ pub fn schemas() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Escape sequences and other control characters from a model never reach the screen,
+    /// and an answer stops at its length cap.
+    #[test]
+    fn model_text_is_printable_and_capped() {
+        let mut text = String::new();
+        let mut calls = Vec::new();
+        let shown = std::sync::Mutex::new(String::new());
+        let on_text = |piece: &str| shown.lock().expect("lock").push_str(piece);
+        let chunk = json!({"choices":[{"delta":{"content":"S2 is \u{1b}[2Jfree\r\u{7}.\n"}}]});
+        absorb(&chunk, &mut text, &mut calls, 4, &on_text).expect("absorb");
+        assert_eq!(text, "S2 is [2Jfree.\n");
+        let long = "x".repeat(ANSWER_CHARS_MAX * 2);
+        let chunk = json!({"choices":[{"delta":{"content": long}}]});
+        absorb(&chunk, &mut text, &mut calls, 4, &on_text).expect("absorb");
+        assert_eq!(text.chars().count(), ANSWER_CHARS_MAX);
+        assert_eq!(*shown.lock().expect("lock"), text);
+    }
 
     #[test]
     fn streamed_tool_calls_are_put_together_leniently() {

@@ -52,7 +52,13 @@ pub fn open_db(
         .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display()))?;
     let path = dir.join(name);
     match redb::Database::create(&path) {
-        Ok(db) => Ok(std::sync::Arc::new(db)),
+        Ok(db) => {
+            // The log holds password hashes: readable by this user only.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| anyhow::anyhow!("cannot restrict {}: {e}", path.display()))?;
+            Ok(std::sync::Arc::new(db))
+        }
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(anyhow::anyhow!(
             "{} is in use by another process: is this node already running?",
             path.display()

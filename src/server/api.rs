@@ -789,8 +789,11 @@ impl BookingService for Api {
 
     async fn cluster_status(
         &self,
-        _: Request<pb::ClusterStatusRequest>,
+        request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusReply>, Status> {
+        // Anyone may learn whether the cluster serves and who leads (clients route by it);
+        // where the nodes are is for logged-in users.
+        let may_see_addresses = self.optional_user(&request).await.ok().flatten().is_some();
         let states = self.node.probe_all().await;
         let mut reply = pb::ClusterStatusReply::default();
         for (id, state) in states {
@@ -798,6 +801,7 @@ impl BookingService for Api {
                 .node
                 .config
                 .node(id)
+                .filter(|_| may_see_addresses)
                 .map(|n| n.addr.to_string())
                 .unwrap_or_default();
             let status = match state {
