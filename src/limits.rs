@@ -40,6 +40,8 @@ pub const CLIENT_MESSAGE_BYTES_MAX: usize = 64 * 1024;
 pub const CLIENT_CONNECTIONS_PER_ADDRESS_MAX: usize = 256;
 /// Concurrent requests (HTTP/2 streams) one client connection may have open.
 pub const CLIENT_STREAMS_PER_CONNECTION_MAX: u32 = 256;
+/// Requests one client connection may have in progress on a node; the next is shed.
+pub const CLIENT_REQUESTS_IN_PROGRESS_PER_CONNECTION_MAX: usize = 128;
 /// How long one client request may run on a node before it is cut off (DEADLINE_EXCEEDED).
 /// Longer than the quorum wait, so a write that waited for a leader still gets its answer.
 pub const CLIENT_REQUEST_MS_MAX: u64 = 15_000;
@@ -115,3 +117,6 @@ const _: () = assert!(COMMAND_BYTES_MAX * 4 <= CLIENT_MESSAGE_BYTES_MAX);
 const _: () = assert!(WATCH_STREAMS_ANONYMOUS_MAX < WATCH_STREAMS_MAX / 2);
 const _: () = assert!(WATCH_STREAMS_PER_ADDRESS_MAX <= WATCH_STREAMS_ANONYMOUS_MAX);
 const _: () = assert!(QUORUM_WAIT_MS * 2 < CLIENT_REQUEST_MS_MAX);
+const _: () = assert!(
+    CLIENT_REQUESTS_IN_PROGRESS_PER_CONNECTION_MAX <= CLIENT_STREAMS_PER_CONNECTION_MAX as usize
+);

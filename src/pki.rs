@@ -296,8 +296,8 @@ pub fn ensure_local(config: &Config) -> anyhow::Result<bool> {
         .data_dir
         .join(format!("pki.new-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
+    // (with the token key)
     init_ca(&staging)?;
-    add_token_key(&staging.join(TOKEN_KEYS_FILE))?;
     for node in &config.nodes {
         issue(&staging, &Subject::Node(node.id), &staging)?;
     }

@@ -170,6 +170,10 @@ pub async fn run(
     let server = builder
         .tcp_nodelay(true)
         .max_concurrent_streams(Some(limits::CLIENT_STREAMS_PER_CONNECTION_MAX))
+        // Past this many requests in progress on one connection, shed the next at once
+        // (RESOURCE_EXHAUSTED) rather than queue it without bound.
+        .concurrency_limit_per_connection(limits::CLIENT_REQUESTS_IN_PROGRESS_PER_CONNECTION_MAX)
+        .load_shed(true)
         .timeout(Duration::from_millis(limits::CLIENT_REQUEST_MS_MAX))
         .add_service(health_service)
         .add_service(reflection)
