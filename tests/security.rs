@@ -148,16 +148,35 @@ async fn a_stranger_cannot_speak_the_peer_protocol() {
             .is_err(),
     };
     assert!(refused, "a certificate from another CA was accepted");
-    // Trusting the real CA (it is public) but showing its own certificate: still refused.
+    // Trusting the real CA (it is public) but showing its own certificate: still refused,
+    // for Raft messages and for a forwarded command that would make an admin.
     let (real_ca, _, _) = node_identity(&cluster, 1);
+    let forged_admin = ticket::domain::Command::AddUser {
+        request_id: "forged".into(),
+        actor: Some("admin".into()),
+        name: "mallory".into(),
+        role: ticket::domain::Role::Admin,
+        password: ticket::domain::auth::hash_password("password1", 10_000),
+    };
     let refused = match peer_channel(&cluster, 1, &real_ca, &cert, &key).await {
         Err(_) => true,
-        Ok(channel) => RaftClient::new(channel)
-            .append_entries(append_entries(term + 1000, 2))
-            .await
-            .is_err(),
+        Ok(channel) => {
+            let mut raft = RaftClient::new(channel);
+            let forward = raft
+                .forward(Blob {
+                    data: encode(&forged_admin).expect("encode"),
+                })
+                .await;
+            let append = raft.append_entries(append_entries(term + 1000, 2)).await;
+            forward.is_err() && append.is_err()
+        }
     };
     assert!(refused, "a certificate from another CA was accepted");
+    let mut mallory = cluster.client();
+    assert!(
+        mallory.login("mallory", "password1").await.is_err(),
+        "the forged admin exists"
+    );
 
     assert!(
         term_of(&cluster).await < term + 1000,

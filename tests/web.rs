@@ -521,7 +521,6 @@ async fn the_cluster_stream_follows_an_election() {
 /// against the cluster's CA; without them, plain text is refused off loopback.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_is_served_over_tls_and_plain_text_only_on_loopback() {
-    use std::io::BufRead;
     let cluster = TestCluster::with_user1(common::Options::default()).await;
     let tls = cluster.dir.path().join("tls");
     let text = std::fs::read_to_string(&cluster.config_path).expect("config");
@@ -531,31 +530,9 @@ async fn the_page_is_served_over_tls_and_plain_text_only_on_loopback() {
     );
     let https_config = cluster.dir.path().join("https.toml");
     std::fs::write(&https_config, text).expect("write");
-    let mut child = std::process::Command::new(common::BIN)
-        .arg("--config")
-        .arg(&https_config)
-        .args(["web", "--listen", "127.0.0.1:0"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("ticket web");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
-            let _ = tx.send(line);
-        }
-        for _ in lines {}
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("ticket web said where it listens");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .unwrap_or_else(|| panic!("no https address in {line:?}"))
-        .to_string();
+    let web = WebServer::start_with(&https_config);
+    assert_eq!(web.scheme, "https");
+    let url = web.url("/");
     let ca = std::fs::read(tls.join("ca.pem")).expect("ca");
     let https = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("ca pem"))
@@ -578,8 +555,7 @@ async fn the_page_is_served_over_tls_and_plain_text_only_on_loopback() {
         refused.map_or(true, |r| !r.status().is_success()),
         "plain text was served"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(web);
 
     // Off loopback without a certificate: refused, with the reason.
     let out = common::run_ticket(

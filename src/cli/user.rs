@@ -10,18 +10,24 @@ pub struct AddUser {
     pub acting_admin: Option<String>,
 }
 
+/// Logs `client` in as `admin`, its password from TICKET_ADMIN_PASSWORD or the terminal.
+async fn login_as_admin(client: &mut Client, admin: &str) -> anyhow::Result<()> {
+    let password = super::read_password(
+        &format!("Password of {admin}: "),
+        false,
+        "TICKET_ADMIN_PASSWORD",
+        false,
+    )?;
+    client
+        .login(admin, &password)
+        .await
+        .map_err(|s| anyhow::anyhow!("logging in as {admin}: {}", super::explain(&s)))?;
+    Ok(())
+}
+
 pub async fn add(mut client: Client, args: AddUser) -> anyhow::Result<()> {
     if let Some(admin) = &args.acting_admin {
-        let password = super::read_password(
-            &format!("Password of {admin}: "),
-            false,
-            "TICKET_ADMIN_PASSWORD",
-            false,
-        )?;
-        client
-            .login(admin, &password)
-            .await
-            .map_err(|s| anyhow::anyhow!("logging in as {admin}: {}", super::explain(&s)))?;
+        login_as_admin(&mut client, admin).await?;
     }
     let password = super::read_password(
         &format!("Password for {}: ", args.name),
@@ -78,16 +84,7 @@ pub async fn set_disabled(
     disabled: bool,
     admin: &str,
 ) -> anyhow::Result<()> {
-    let password = super::read_password(
-        &format!("Password of {admin}: "),
-        false,
-        "TICKET_ADMIN_PASSWORD",
-        false,
-    )?;
-    client
-        .login(admin, &password)
-        .await
-        .map_err(|s| anyhow::anyhow!("logging in as {admin}: {}", super::explain(&s)))?;
+    login_as_admin(&mut client, admin).await?;
     client
         .set_user_disabled(name, disabled)
         .await

@@ -369,7 +369,20 @@ impl BookingService for Api {
         self.node.throttle.before_login(&user, address)?;
         // Linearizable, so a user added a moment ago through another node can log in here.
         self.node.read_barrier(Consistency::Linearizable).await?;
-        let stored = self.node.sm.read().state.user(&user).cloned();
+        let (stored, seeded) = {
+            let applied = self.node.sm.read();
+            (
+                applied.state.user(&user).cloned(),
+                applied.state.is_bootstrapped(),
+            )
+        };
+        // Before the seed, the first admin does not exist yet: "wrong password" would be a
+        // lie, and UNAVAILABLE tells a client to retry in a moment.
+        if !seeded {
+            return Err(
+                ApiError::Unavailable("the cluster is still starting; retry".into()).into(),
+            );
+        }
         let key = self.node.keyring.signing().ok_or_else(|| {
             ApiError::Unavailable("this node has no token key; check its token.keys file".into())
         })?;

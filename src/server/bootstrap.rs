@@ -88,7 +88,13 @@ pub async fn seed_when_leader(node: Arc<Node>) {
             if node.sm.read().state.is_bootstrapped() {
                 return;
             }
-            let (first_admin, code) = first_admin_seed(&node);
+            // PBKDF2 takes a core for a moment: not on a runtime worker.
+            let seeding = node.clone();
+            let Ok((first_admin, code)) =
+                tokio::task::spawn_blocking(move || first_admin_seed(&seeding)).await
+            else {
+                return;
+            };
             let seed = Command::Bootstrap {
                 now_ms: now_ms(),
                 first_admin,

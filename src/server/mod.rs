@@ -10,6 +10,7 @@ pub mod api;
 mod bootstrap;
 mod incoming;
 mod keyring;
+mod listeners;
 pub mod node;
 mod peer;
 mod proposer;
@@ -22,15 +23,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
 
 use crate::config::Config;
 use crate::consensus::network::{Network, Peers};
 use crate::consensus::{self, LogStore, NodeId, Raft, StateMachineStore};
 use crate::limits;
-use crate::pb::booking::v1::booking_service_server::BookingServiceServer;
-use crate::pb::raft::v1::raft_server::RaftServer;
 pub use bootstrap::ADMIN_PASSWORD_ENV;
 pub use node::Node;
 
@@ -73,25 +70,7 @@ pub async fn run(
         );
     }
     let identity = crate::pki::Identity::load_peer(&config, id)?;
-    let config_tls = match &config.tls {
-        Some(tls) => {
-            let (cert, key) = tls.node_files(id);
-            let read = |path: &std::path::Path| {
-                std::fs::read_to_string(path).with_context(|| {
-                    format!("cannot read {} ([tls] of cluster.toml)", path.display())
-                })
-            };
-            Some(
-                tonic::transport::ServerTlsConfig::new()
-                    .identity(tonic::transport::Identity::from_pem(
-                        read(&cert)?,
-                        read(&key)?,
-                    ))
-                    .timeout(Duration::from_secs(5)),
-            )
-        }
-        None => None,
-    };
+    let config_tls = listeners::client_tls(&config, id, me.listen)?;
     let keyring = keyring::Keyring::open(config.token_keys_path())?;
     let dir = config.node_data_dir(id);
     crate::pki::private_dir(&dir)?;
@@ -127,21 +106,6 @@ pub async fn run(
     let listener = TcpListener::bind(me.listen)
         .await
         .with_context(|| format!("cannot listen on {}: is another node using it?", me.listen))?;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<BookingServiceServer<api::Api>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building the reflection service")?;
-    // A stranger's request is small: the client API takes 64 KiB at most, so no one makes a
-    // node buffer a snapshot-sized message before it has even checked a token. Replies may
-    // be large (the seat map of the largest event).
-    let booking = BookingServiceServer::new(api::Api::new(node.clone()))
-        .max_decoding_message_size(limits::CLIENT_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX);
-    let peer = RaftServer::new(peer::PeerService::new(node.clone()))
-        .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX);
     let peer_listener = TcpListener::bind(me.peer_listen).await.with_context(|| {
         format!(
             "cannot listen for peers on {}: is another node using it?",
@@ -149,50 +113,9 @@ pub async fn run(
         )
     })?;
     let (stop_serving, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|&stop| stop).await;
-    };
-    // The builder's tcp_nodelay applies only to listeners tonic binds itself: without it here,
-    // Nagle's algorithm and delayed ACKs hold small replies back for up to 40 ms.
-    let incoming = incoming::capped(TcpIncoming::from(listener).with_nodelay(Some(true)));
-    let mut builder = Server::builder();
-    match &config_tls {
-        Some(tls) => builder = builder.tls_config(tls.clone()).context("client TLS")?,
-        // Passwords and tokens cross this listener: plain text only where no one else sees.
-        None if !me.listen.ip().is_loopback() => anyhow::bail!(
-            "node {id} would serve clients in plain text on {}: name [tls] in {} \
-             (`ticket cert issue --server NAME...`), or listen on a loopback address",
-            me.listen,
-            node.config.path.display()
-        ),
-        None => {}
-    }
-    let server = builder
-        .tcp_nodelay(true)
-        .max_concurrent_streams(Some(limits::CLIENT_STREAMS_PER_CONNECTION_MAX))
-        // Past this many requests in progress on one connection, shed the next at once
-        // (RESOURCE_EXHAUSTED) rather than queue it without bound.
-        .concurrency_limit_per_connection(limits::CLIENT_REQUESTS_IN_PROGRESS_PER_CONNECTION_MAX)
-        .load_shed(true)
-        .timeout(Duration::from_millis(limits::CLIENT_REQUEST_MS_MAX))
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(booking)
-        .serve_with_incoming_shutdown(incoming, until_stopped(stopped.clone()));
-    let peer_tls = tonic::transport::ServerTlsConfig::new()
-        .identity(tonic::transport::Identity::from_pem(
-            &identity.cert_pem,
-            &identity.key_pem,
-        ))
-        .client_ca_root(tonic::transport::Certificate::from_pem(&identity.ca_pem))
-        .timeout(Duration::from_secs(5));
-    let peer_incoming = TcpIncoming::from(peer_listener).with_nodelay(Some(true));
-    let peer_server = Server::builder()
-        .tls_config(peer_tls)
-        .context("peer TLS")?
-        .tcp_nodelay(true)
-        .add_service(peer)
-        .serve_with_incoming_shutdown(peer_incoming, until_stopped(stopped));
+    let server =
+        listeners::serve_clients(node.clone(), listener, config_tls, stopped.clone()).await?;
+    let peer_server = listeners::serve_peers(node.clone(), peer_listener, &identity, stopped)?;
     let server = tokio::spawn(async move {
         let (client, peer) = tokio::join!(server, peer_server);
         client.and(peer)

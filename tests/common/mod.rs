@@ -392,15 +392,22 @@ where
 pub struct WebServer {
     child: Child,
     pub addr: SocketAddr,
+    /// "http" or "https".
+    pub scheme: String,
 }
 
 impl WebServer {
     /// Starts the page's server and waits (with a deadline) until it says where it listens.
     pub fn start(cluster: &TestCluster) -> WebServer {
+        WebServer::start_with(&cluster.config_path)
+    }
+
+    /// The same with another cluster.toml (HTTPS settings, say); `url` then says https.
+    pub fn start_with(config_path: &std::path::Path) -> WebServer {
         use std::io::BufRead;
         let mut child = Command::new(BIN)
             .arg("--config")
-            .arg(&cluster.config_path)
+            .arg(config_path)
             .args(["web", "--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -421,17 +428,24 @@ impl WebServer {
         let line = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("ticket web said where it listens");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
+        let (scheme, rest) = line
+            .split_once("://")
+            .map(|(before, rest)| (before.rsplit(' ').next().unwrap_or(before), rest))
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let addr = rest
+            .split('/')
+            .next()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        WebServer { child, addr }
+        WebServer {
+            child,
+            addr,
+            scheme: scheme.to_string(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 }
 
