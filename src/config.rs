@@ -15,6 +15,13 @@ use toml::Spanned;
 
 use crate::limits;
 
+/// The file of token keys in a CA's directory (see `pki`).
+pub const TOKEN_KEYS_FILE: &str = "token.keys";
+
+/// The variable that gives the first admin's password: to a node for the cluster's seed, and
+/// to the commands that start a local cluster or log a script in as that admin.
+pub const ADMIN_PASSWORD_ENV: &str = "TICKET_ADMIN_PASSWORD";
+
 /// A loaded and checked `cluster.toml`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -358,7 +365,7 @@ impl Config {
         let mut security = security;
         security.token_keys = Some(match security.token_keys.take() {
             Some(path) => base.join(path),
-            None => data_dir.join("pki").join(crate::pki::TOKEN_KEYS_FILE),
+            None => data_dir.join("pki").join(TOKEN_KEYS_FILE),
         });
 
         if raw.nodes.get_ref().is_empty() {
@@ -500,7 +507,7 @@ impl Config {
         self.security
             .token_keys
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("pki").join(crate::pki::TOKEN_KEYS_FILE))
+            .unwrap_or_else(|| self.data_dir.join("pki").join(TOKEN_KEYS_FILE))
     }
 
     pub fn node_data_dir(&self, id: u64) -> PathBuf {

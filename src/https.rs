@@ -59,6 +59,34 @@ fn load(cert: &Path, key: &Path) -> anyhow::Result<ServerConfig> {
     Ok(config)
 }
 
+/// Binds `addr` and serves `router` there in the background (over TLS when `[web]` says so);
+/// where it listens, or None after saying why (`what` names the service). Not fatal: the
+/// shell works without the page or `/ask`.
+pub async fn start(
+    config: &Config,
+    addr: SocketAddr,
+    router: axum::Router,
+    what: &str,
+) -> Option<SocketAddr> {
+    let listener = match TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("{what} could not listen on {addr}: {e}");
+            return None;
+        }
+    };
+    let tls = match server_config(config, addr) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("{what}: {e:#}");
+            return None;
+        }
+    };
+    let bound = listener.local_addr().ok();
+    tokio::spawn(serve(listener, tls, router));
+    bound
+}
+
 /// Serves `router` on `listener` until the task is dropped, over TLS when `tls` is set.
 pub async fn serve(listener: TcpListener, tls: Option<Arc<ServerConfig>>, router: axum::Router) {
     let served = match tls {

@@ -208,8 +208,7 @@ fn years_from_now(years: i32) -> time::OffsetDateTime {
     rcgen::date_time_ymd(year + years, 1, 1)
 }
 
-/// The file of token keys beside a CA made in `dir`.
-pub const TOKEN_KEYS_FILE: &str = "token.keys";
+pub use crate::config::TOKEN_KEYS_FILE;
 
 /// Reads a token-key file: every version it lists, the newest last.
 pub fn read_token_keys(path: &Path) -> anyhow::Result<Vec<crate::domain::auth::TokenKey>> {

@@ -211,25 +211,8 @@ pub async fn start(
     assistant: Arc<Assistant>,
 ) -> Option<std::net::SocketAddr> {
     let addr = config.assistant.listen_addr()?;
-    match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => {
-            let bound = listener.local_addr().ok();
-            let tls = match crate::https::server_config(config, addr) {
-                Ok(tls) => tls,
-                Err(e) => {
-                    eprintln!("the assistant's /ask: {e:#}");
-                    return None;
-                }
-            };
-            let app = router(Client::from_config(config), assistant);
-            tokio::spawn(crate::https::serve(listener, tls, app));
-            bound
-        }
-        Err(e) => {
-            eprintln!("the assistant's /ask could not listen on {addr}: {e}");
-            None
-        }
-    }
+    let app = router(Client::from_config(config), assistant);
+    crate::https::start(config, addr, app, "the assistant's /ask").await
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub fn admin_password_file(config: &Config) -> PathBuf {
 /// operator types at a terminal, or a random one written 0600 beside the data and said once.
 fn local_admin_password(config: &Config) -> anyhow::Result<String> {
     use std::io::IsTerminal;
-    let env = crate::server::ADMIN_PASSWORD_ENV;
+    let env = crate::config::ADMIN_PASSWORD_ENV;
     if let Ok(password) = std::env::var(env) {
         return Ok(password);
     }
@@ -111,7 +111,7 @@ impl LocalCluster {
             .arg("node")
             .arg("--id")
             .arg(id.to_string())
-            .env(crate::server::ADMIN_PASSWORD_ENV, &self.admin_password)
+            .env(crate::config::ADMIN_PASSWORD_ENV, &self.admin_password)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

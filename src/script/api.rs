@@ -62,7 +62,7 @@ fn admin_password(host: &Host) -> Fallible<String> {
         let cluster = cluster.lock().unwrap_or_else(|e| e.into_inner());
         return Ok(cluster.admin_password().to_string());
     }
-    std::env::var(crate::server::ADMIN_PASSWORD_ENV).map_err(|_| {
+    std::env::var(crate::config::ADMIN_PASSWORD_ENV).map_err(|_| {
         "login_admin() knows the admin's password only for a cluster this run started, or from \
          TICKET_ADMIN_PASSWORD; pass it to the script instead"
             .into()

@@ -53,8 +53,7 @@ pub async fn initialize_if_new_cluster(node: &Node) {
     }
 }
 
-/// The variable that gives a node the first admin's password, for the seed.
-pub const ADMIN_PASSWORD_ENV: &str = "TICKET_ADMIN_PASSWORD";
+use crate::config::ADMIN_PASSWORD_ENV;
 
 /// The way to the first admin this node would seed with, and the setup code to print if it
 /// is the code's way.

@@ -1,5 +1,5 @@
 //! The token keys this node signs and checks with, read from the file every node has
-//! (`pki::TOKEN_KEYS_FILE`) and read again when it changes, so `ticket key rotate` on every
+//! (`config::TOKEN_KEYS_FILE`) and read again when it changes, so `ticket key rotate` on every
 //! node takes effect without a restart.
 //!
 //! What it does not do: write the file (`ticket key rotate` does), or keep sessions.

@@ -28,7 +28,6 @@ use crate::config::Config;
 use crate::consensus::network::{Network, Peers};
 use crate::consensus::{self, LogStore, NodeId, Raft, StateMachineStore};
 use crate::limits;
-pub use bootstrap::ADMIN_PASSWORD_ENV;
 pub use node::Node;
 
 /// How long shutdown may take before in-flight work is abandoned (it is either committed and

@@ -88,23 +88,6 @@ pub async fn serve(listener: tokio::net::TcpListener, client: Client, assistant:
 /// fatal: the shell works without the page.
 pub async fn start(config: &Config, assistant: Arc<Assistant>) -> Option<SocketAddr> {
     let addr = config.web.listen;
-    match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => {
-            let bound = listener.local_addr().ok();
-            let tls = match crate::https::server_config(config, addr) {
-                Ok(tls) => tls,
-                Err(e) => {
-                    eprintln!("the page: {e:#}");
-                    return None;
-                }
-            };
-            let app = router(Client::from_config(config), assistant);
-            tokio::spawn(crate::https::serve(listener, tls, app));
-            bound
-        }
-        Err(e) => {
-            eprintln!("the page could not listen on {addr}: {e}");
-            None
-        }
-    }
+    let app = router(Client::from_config(config), assistant);
+    crate::https::start(config, addr, app, "the page").await
 }
