@@ -249,7 +249,8 @@ impl TestCluster {
         Client::of_nodes(&self.config, &[(id, self.addr(id))])
     }
 
-    /// A raw gRPC channel to node `id`'s client API, over TLS when the cluster has it.
+    /// A raw gRPC channel to node `id`'s client API, over TLS when the cluster has it, once the
+    /// node accepts connections.
     pub async fn channel(&self, id: u64) -> tonic::transport::Channel {
         use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
         let addr = self.addr(id);
@@ -263,7 +264,12 @@ impl TestCluster {
             }
             None => Endpoint::from_shared(format!("http://{addr}")).expect("endpoint"),
         };
-        endpoint.connect().await.expect("connect to the client API")
+        // A node may still be opening its listener after the cluster has a leader.
+        poll_for("the client API to accept", Duration::from_secs(10), || {
+            let endpoint = endpoint.clone();
+            async move { endpoint.connect().await.ok() }
+        })
+        .await
     }
 
     /// Polls the cluster until `check` accepts its status.
