@@ -25,6 +25,7 @@ type Stub = BookingServiceClient<Channel>;
 #[derive(Clone)]
 struct Target {
     id: u64,
+    addr: SocketAddr,
     stub: Stub,
 }
 
@@ -110,6 +111,33 @@ fn retryable(status: &Status) -> bool {
     )
 }
 
+/// How long a command waits for any node to accept a connection before it says the cluster
+/// is not answering.
+pub const PROBE_WAIT: Duration = Duration::from_secs(2);
+
+/// No node of the cluster accepted a connection: it is not running, or not reachable from
+/// here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoNodeAnswered {
+    pub addrs: Vec<SocketAddr>,
+    pub within: Duration,
+}
+
+impl std::fmt::Display for NoNodeAnswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let addrs: Vec<String> = self.addrs.iter().map(ToString::to_string).collect();
+        write!(
+            f,
+            "no node of the cluster answered within {} s (tried {}): is it running? Start it \
+             with `ticket up`",
+            self.within.as_secs_f32(),
+            addrs.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for NoNodeAnswered {}
+
 pub fn new_request_id() -> String {
     let bytes: [u8; 12] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -131,7 +159,7 @@ impl Client {
                     let stub = BookingServiceClient::new(channel)
                         .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
                         .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX);
-                    Some(Target { id, stub })
+                    Some(Target { id, addr, stub })
                 }
                 Err(e) => {
                     refused = Some(e);
@@ -194,6 +222,34 @@ impl Client {
             )),
             _ => Ok(Transport::plain()),
         }
+    }
+
+    /// Whether any node accepts a connection within `within` (all are tried at once). A call
+    /// to a cluster that is down retries for `call_timeout`; this says so at once, naming the
+    /// addresses it tried.
+    pub async fn probe(&self, within: Duration) -> Result<(), NoNodeAnswered> {
+        if self.refused.is_some() || self.targets.is_empty() {
+            // The call itself will say why.
+            return Ok(());
+        }
+        let tries = self.targets.iter().map(|t| {
+            Box::pin(tokio::time::timeout(
+                within,
+                tokio::net::TcpStream::connect(t.addr),
+            ))
+        });
+        let mut pending: Vec<_> = tries.collect();
+        while !pending.is_empty() {
+            let (result, _, rest) = futures::future::select_all(pending).await;
+            if let Ok(Ok(_)) = result {
+                return Ok(());
+            }
+            pending = rest;
+        }
+        Err(NoNodeAnswered {
+            addrs: self.targets.iter().map(|t| t.addr).collect(),
+            within,
+        })
     }
 
     /// Calls go to this node first.

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use ticket::cli;
 use ticket::client::Client;
 use ticket::config::Config;
@@ -13,35 +13,66 @@ use ticket::config::Config;
 #[command(name = "ticket", version, about = "A replicated seat-booking system")]
 struct Cli {
     /// The cluster's description.
-    #[arg(long, global = true, default_value = "cluster.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "TICKET_CONFIG",
+        default_value = "cluster.toml"
+    )]
     config: PathBuf,
     /// Talk plain text to nodes that are not on loopback (passwords and tokens in clear).
     #[arg(long, global = true)]
     insecure: bool,
-    /// Shell: run this command and exit (repeatable; stops at the first failure).
-    #[arg(short = 'c', value_name = "CMD")]
-    commands: Vec<String>,
-    /// Shell: run the commands of this file, one a line, and exit.
-    #[arg(short = 'f', value_name = "FILE")]
-    file: Option<PathBuf>,
-    /// Shell: print every reply as one JSON object a line.
-    #[arg(long)]
-    json: bool,
-    /// Shell: answer yes to confirmations (without a terminal they are refused otherwise).
-    #[arg(long)]
-    yes: bool,
-    /// Shell: read the login password from the first line of stdin.
-    #[arg(long)]
-    password_stdin: bool,
+    #[command(flatten)]
+    shell: ShellArgs,
     /// Without a subcommand, `ticket` opens the booking shell.
     #[command(subcommand)]
     command: Option<Cmd>,
 }
 
+/// The shell's flags: `ticket` and `ticket shell` take the same.
+#[derive(clap::Args, Clone, Default)]
+struct ShellArgs {
+    /// Run this command and exit (repeatable; stops at the first failure).
+    #[arg(short = 'c', value_name = "CMD")]
+    commands: Vec<String>,
+    /// Run the commands of this file, one a line, and exit.
+    #[arg(short = 'f', value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Print every reply as one JSON object a line.
+    #[arg(long)]
+    json: bool,
+    /// Answer yes to confirmations (without a terminal they are refused otherwise).
+    #[arg(long)]
+    yes: bool,
+    /// Read the login password from the first line of stdin.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+impl ShellArgs {
+    fn options(self) -> ticket::shell::ShellOptions {
+        ticket::shell::ShellOptions {
+            commands: self.commands,
+            file: self.file,
+            json: self.json,
+            yes: self.yes,
+            password_stdin: self.password_stdin,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Open the booking shell (the default).
-    Shell,
+    Shell(ShellArgs),
+    /// Print a completion script for a shell: `source <(ticket completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `ticket man > ticket.1; man ./ticket.1`.
+    Man,
     /// Run one node of the cluster (the daemon).
     Node {
         /// Its id in cluster.toml.
@@ -183,6 +214,25 @@ enum UserCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // What needs no cluster.toml.
+    match &cli.command {
+        Some(Cmd::Completions { shell }) => {
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "ticket", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(Cmd::Man) => {
+            let page = clap_mangen::Man::new(Cli::command());
+            return match page.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     let node_id = match &cli.command {
         Some(Cmd::Node { id }) => Some(*id),
         _ => None,
@@ -217,16 +267,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let shell = ticket::shell::ShellOptions {
-        commands: cli.commands,
-        file: cli.file,
-        json: cli.json,
-        yes: cli.yes,
-        password_stdin: cli.password_stdin,
-    };
-    let command = cli.command.unwrap_or(Cmd::Shell);
+    let command = cli.command.unwrap_or(Cmd::Shell(cli.shell));
     let finished = match command {
-        Cmd::Shell => runtime.block_on(ticket::shell::run(&config, shell)),
+        Cmd::Shell(shell) => runtime.block_on(cli::shell::run(&config, shell.options())),
         Cmd::Run {
             file,
             args,
@@ -234,9 +277,7 @@ fn main() -> ExitCode {
             timeout,
         } => {
             let timeout = timeout.map(std::time::Duration::from_secs);
-            runtime.block_on(ticket::shell::run_script(
-                &config, file, args, json, timeout,
-            ))
+            runtime.block_on(cli::shell::run_script(&config, file, args, json, timeout))
         }
         other => runtime.block_on(dispatch(other, config)).map(|()| true),
     };
@@ -284,9 +325,17 @@ fn cert(command: CertCmd, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A client of the cluster, once some node accepts a connection: a cluster that is down is
+/// said so within `PROBE_WAIT`, not after a call's retries.
+async fn reach(config: &Config) -> anyhow::Result<Client> {
+    let client = Client::from_config(config);
+    client.probe(ticket::client::PROBE_WAIT).await?;
+    Ok(client)
+}
+
 async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
     match command {
-        Cmd::Shell | Cmd::Run { .. } => Ok(()),
+        Cmd::Shell(_) | Cmd::Run { .. } | Cmd::Completions { .. } | Cmd::Man => Ok(()),
         Cmd::Cert { command } => cert(command, &config),
         Cmd::Init {
             setup_code,
@@ -298,18 +347,18 @@ async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
                 name,
                 password_stdin,
             };
-            cli::user::init(Client::from_config(&config), args).await
+            cli::user::init(reach(&config).await?, args).await
         }
         Cmd::User {
             command: UserCmd::Disable { name, acting_admin },
         } => {
-            let client = Client::from_config(&config);
+            let client = reach(&config).await?;
             cli::user::set_disabled(client, &name, true, &acting_admin).await
         }
         Cmd::User {
             command: UserCmd::Enable { name, acting_admin },
         } => {
-            let client = Client::from_config(&config);
+            let client = reach(&config).await?;
             cli::user::set_disabled(client, &name, false, &acting_admin).await
         }
         Cmd::Key {
@@ -326,7 +375,7 @@ async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
         Cmd::Node { id } => ticket::server::run(config, id, ticket::server::signal()).await,
         Cmd::Up => cli::up::run(&config).await,
         Cmd::Web { listen } => cli::web::run(&config, listen).await,
-        Cmd::Status { json } => cli::status::run(&Client::from_config(&config), json).await,
+        Cmd::Status { json } => cli::status::run(&reach(&config).await?, json).await,
         Cmd::User {
             command:
                 UserCmd::Add {
@@ -342,7 +391,7 @@ async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
                 password_stdin,
                 acting_admin,
             };
-            cli::user::add(Client::from_config(&config), args).await
+            cli::user::add(reach(&config).await?, args).await
         }
         Cmd::Bench {
             clients,
@@ -351,6 +400,7 @@ async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
             user,
             password_stdin,
         } => {
+            reach(&config).await?;
             let password = cli::read_password(
                 &format!("Password of {user}: "),
                 password_stdin,

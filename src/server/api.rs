@@ -60,7 +60,7 @@ impl Api {
         match Self::token(request)? {
             Some(token) => self.node.check_token(&token).await,
             None => Err(ApiError::Unauthenticated(
-                "log in first: this needs a token (authorization: Bearer <token>)".into(),
+                "log in first: this needs a logged-in user (`login NAME` in the shell)".into(),
             )),
         }
     }

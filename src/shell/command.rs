@@ -61,6 +61,23 @@ pub enum Cmd {
     },
 }
 
+impl Cmd {
+    /// Whether running it calls the cluster (`help` or `quit` do not).
+    pub fn needs_cluster(&self) -> bool {
+        !matches!(
+            self,
+            Cmd::Help(_)
+                | Cmd::Quit
+                | Cmd::History
+                | Cmd::Logout
+                | Cmd::Whoami
+                | Cmd::AssistantUse(_)
+                | Cmd::AssistantStatus
+                | Cmd::Plugins { .. }
+        )
+    }
+}
+
 /// Name, usage and what it does, for `help` and completion.
 pub struct CommandHelp {
     pub name: &'static str,
@@ -367,17 +384,29 @@ pub fn parse_with(line: &str, is_plugin: &dyn Fn(&str) -> bool) -> Result<Option
             args: args.to_vec(),
         },
         other => {
-            let known = COMMANDS.iter().find(|c| c.name.starts_with(other));
-            return Err(match known {
-                Some(c) => format!(
-                    "unknown command '{other}'; did you mean '{}'? (help lists them)",
-                    c.name
-                ),
+            return Err(match suggest(other) {
+                Some(name) => {
+                    format!("unknown command '{other}'; did you mean '{name}'? (help lists them)")
+                }
                 None => format!("unknown command '{other}' (help lists them)"),
             });
         }
     };
     Ok(Some(cmd))
+}
+
+/// The command `word` was most likely meant to be: one it begins, or the nearest by edit
+/// distance (Jaro-Winkler, as clap suggests) if near enough.
+pub fn suggest(word: &str) -> Option<&'static str> {
+    if let Some(c) = COMMANDS.iter().find(|c| c.name.starts_with(word)) {
+        return Some(c.name);
+    }
+    COMMANDS
+        .iter()
+        .map(|c| (strsim::jaro_winkler(word, c.name), c.name))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, name)| name)
 }
 
 /// Whether `word` names a built-in command or alias (for highlighting; plugins may not take
@@ -470,6 +499,13 @@ mod tests {
         assert!(parse("use").unwrap_err().contains("use EVENT"));
         assert!(parse("bookigns").unwrap_err().contains("unknown command"));
         assert!(parse("stat").unwrap_err().contains("did you mean 'status'"));
+        assert!(parse("resrve S2")
+            .unwrap_err()
+            .contains("did you mean 'reserve'"));
+        assert!(parse("bokings")
+            .unwrap_err()
+            .contains("did you mean 'bookings'"));
+        assert!(!parse("zzz").unwrap_err().contains("did you mean"));
         assert!(parse("ask \"open").unwrap_err().contains("quote"));
     }
 }

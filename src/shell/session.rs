@@ -109,6 +109,9 @@ pub struct Session {
     pub assistant: Arc<Assistant>,
     /// The interactive shell's history, which `history` prints; `None` in a script.
     pub history_file: Option<PathBuf>,
+    /// Some node has accepted a connection: a first command against a cluster that is down
+    /// is told so within `PROBE_WAIT` rather than after the client's retries.
+    reached: bool,
 }
 
 impl Session {
@@ -123,6 +126,7 @@ impl Session {
             plugin_dir: PathBuf::from("plugins"),
             assistant: Arc::new(Assistant::new(&Default::default())),
             history_file: None,
+            reached: false,
         }
     }
 
@@ -143,6 +147,7 @@ impl Session {
             plugin_dir: self.plugin_dir.clone(),
             assistant: self.assistant.clone(),
             history_file: None,
+            reached: self.reached,
         }
     }
 
@@ -178,6 +183,13 @@ impl Session {
             | Cmd::Plugin { .. } => Some(false),
             _ => None,
         };
+        if !self.reached && cmd.needs_cluster() {
+            self.client
+                .probe(crate::client::PROBE_WAIT)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.reached = true;
+        }
         let reply = self.execute(cmd).await;
         if let Some(events) = refresh {
             self.refresh_known(events).await;
@@ -275,7 +287,9 @@ impl Session {
             }
             Cmd::CancelSeats(seats) => {
                 let what = format!("Cancel {} in {}?", seats.join(", "), self.event);
-                self.confirm(&what)?;
+                if !self.confirm(&what)? {
+                    return Ok(declined());
+                }
                 let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
                 let reply = self
                     .client
@@ -285,7 +299,9 @@ impl Session {
                 Ok(cancelled(reply))
             }
             Cmd::CancelBooking(booking) => {
-                self.confirm(&format!("Cancel booking {booking}?"))?;
+                if !self.confirm(&format!("Cancel booking {booking}?"))? {
+                    return Ok(declined());
+                }
                 let reply = self.client.cancel_booking(&booking).await.map_err(fail)?;
                 Ok(cancelled(reply))
             }
@@ -542,22 +558,13 @@ impl Session {
         ))
     }
 
-    /// Loads the plugins (at start); returns what was skipped.
-    pub fn load_plugins(&mut self) -> Vec<String> {
-        let Some(scripting) = self.scripting.clone() else {
-            return Vec::new();
-        };
-        let problems = scripting.load_plugins(&self.plugin_dir);
-        self.remember_plugins();
-        problems.iter().map(ToString::to_string).collect()
-    }
-
     fn known_plugins(&self) -> Vec<PluginCommand> {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         known.plugins.clone()
     }
 
-    fn remember_plugins(&self) {
+    /// Takes the commands of the loaded plugins for help and completion.
+    pub fn remember_plugins(&self) {
         let commands = self
             .scripting
             .as_ref()
@@ -609,11 +616,9 @@ impl Session {
 
     /// Asks before a change that cannot be taken back; `--yes` answers for the person, and
     /// without a terminal nobody can, so it refuses.
-    fn confirm(&self, question: &str) -> Result<(), String> {
-        match self.consent(question)? {
-            true => Ok(()),
-            false => Err("not cancelled".into()),
-        }
+    /// Whether to go on; declining is the person's choice, not an error.
+    fn confirm(&self, question: &str) -> Result<bool, String> {
+        self.consent(question)
     }
 
     /// Whether the person agrees to `question`: `--yes` does, or they answer y at the
@@ -812,6 +817,11 @@ fn backend_name(backend: Backend) -> &'static str {
         Backend::Rules => "the rules engine",
         Backend::OpenAi => "openai",
     }
+}
+
+/// The person said no: nothing changed, and that is not a failure.
+fn declined() -> Reply {
+    Reply::new("not cancelled", json!({ "cancelled": false }))
 }
 
 fn cancelled(reply: pb::CancelReply) -> Reply {
