@@ -1387,7 +1387,7 @@ register_rule(#{ phrases: ["doze"], run: |question| { loop { sleep(5); } } });
     let scripting = ticket::script::Scripting::new(tokio::runtime::Handle::current(), None);
     let problems = scripting.load_plugins(&plugins);
     assert!(problems.is_empty(), "{problems:?}");
-    let assistant = ticket::shell::assistant_with_plugins(&cluster.config, &scripting);
+    let assistant = ticket::cli::assistant_with_plugins(&cluster.config, &scripting);
     let ask = format!("{}/ask", serve_ask_shared(&cluster, assistant).await);
 
     let (status, reply) = post(&ask, serde_json::json!({ "q": "nap please" }), None).await;

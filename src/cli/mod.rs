@@ -1,40 +1,23 @@
-//! The subcommands of the `ticket` binary, each a thin layer over [`crate::client`] or
-//! [`crate::server`].
+//! The subcommands of the `ticket` binary, and the one place that wires the front half
+//! together: plugins into the assistant, the assistant into `/ask`, the page and the shell.
+//! Nothing imports this module but the binary.
 
 pub mod bench;
 pub mod logging;
+pub mod shell;
 pub mod status;
 pub mod up;
 pub mod user;
 pub mod web;
 
-use std::io::{BufRead, IsTerminal};
+use std::sync::{Arc, Mutex};
 
-/// Reads a password: from stdin when asked to, else from `env` when set, else from the
-/// terminal without echo (twice when `confirm`, to catch typos).
-pub fn read_password(
-    prompt: &str,
-    from_stdin: bool,
-    env: &str,
-    confirm: bool,
-) -> anyhow::Result<String> {
-    if from_stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        return Ok(line.trim_end_matches(['\n', '\r']).to_string());
-    }
-    if let Ok(password) = std::env::var(env) {
-        return Ok(password);
-    }
-    if !std::io::stdin().is_terminal() {
-        anyhow::bail!("no password: pass --password-stdin, or set {env}");
-    }
-    let password = rpassword::prompt_password(prompt)?;
-    if confirm && rpassword::prompt_password("Again: ")? != password {
-        anyhow::bail!("the two passwords differ");
-    }
-    Ok(password)
-}
+use crate::assistant::Assistant;
+use crate::config::Config;
+use crate::local_cluster::LocalCluster;
+use crate::script::Scripting;
+
+pub use crate::prompt::read_password;
 
 /// A status from the cluster as a sentence for a person.
 pub fn explain(status: &tonic::Status) -> String {
@@ -43,5 +26,50 @@ pub fn explain(status: &tonic::Status) -> String {
             "no node of the cluster answered: is it running? (start it with `ticket up`)".into()
         }
         _ => status.message().to_string(),
+    }
+}
+
+/// The plugins of `plugins/` beside cluster.toml, loaded (what is skipped is said), and an
+/// assistant that tries their rules before its own (now and after `plugins reload`).
+pub fn plugins_and_assistant(
+    config: &Config,
+    cluster: Option<Arc<Mutex<LocalCluster>>>,
+) -> (Arc<Scripting>, Arc<Assistant>) {
+    let scripting = Scripting::new(tokio::runtime::Handle::current(), cluster);
+    for problem in scripting.load_plugins(&config.base_dir().join("plugins")) {
+        eprintln!("plugin skipped: {problem}");
+    }
+    let assistant = assistant_with_plugins(config, &scripting);
+    (scripting, assistant)
+}
+
+/// The assistant of `config`, trying the rules that `scripting`'s plugins register (now and
+/// after `plugins reload`) before its own.
+pub fn assistant_with_plugins(config: &Config, scripting: &Arc<Scripting>) -> Arc<Assistant> {
+    let assistant = Arc::new(Assistant::new(&config.assistant));
+    let scripting = scripting.clone();
+    assistant.set_plugin_rules(Arc::new(move |question: String| {
+        let scripting = scripting.clone();
+        Box::pin(async move {
+            let outcome = scripting.answer_by_rule(&question).await;
+            crate::assistant::PluginAnswer {
+                answer: outcome
+                    .answer
+                    .map(|(answer, file)| (answer, file.display().to_string())),
+                failures: outcome.failures,
+            }
+        })
+    }));
+    assistant
+}
+
+/// Beside a cluster this process started: the assistant's `/ask` and the page, each on its
+/// address of cluster.toml (a taken port is said, not fatal).
+pub async fn serve_front(config: &Config, assistant: &Arc<Assistant>) {
+    if let Some(addr) = crate::assistant::http::start(config, assistant.clone()).await {
+        println!("the assistant answers POST http://{addr}/ask");
+    }
+    if let Some(addr) = crate::web::start(config, assistant.clone()).await {
+        println!("the page is at http://{addr}/");
     }
 }

@@ -1,320 +1,154 @@
-//! `ticket up`: every node of cluster.toml as a child process of this one, until Ctrl-C.
+//! `ticket up`: every node of cluster.toml on this machine, supervised, until Ctrl-C, SIGINT
+//! or SIGTERM.
+//!
+//! A supervisor, not a fuse: a node that dies is logged and started again after a backoff
+//! (0.5 s, doubling to 8 s), while the others keep serving. A node that dies
+//! `CRASHES_MAX` times within `CRASH_WINDOW` is left down, and said so: its log says why.
 
-use std::collections::BTreeSet;
-use std::fs::OpenOptions;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
-use crate::client::Client;
+use crate::client::{Client, PROBE_WAIT};
 use crate::config::Config;
+use crate::local_cluster::LocalCluster;
 
-/// Nodes started by this process. Dropping it stops them.
-///
-/// It can also kill, restart, pause and resume one of them: the script API's cluster control
-/// (`kill(2)` in a scenario) works on the nodes of the process that started them.
-pub struct LocalCluster {
-    children: Vec<(u64, Child)>,
-    pub logs: Vec<(u64, PathBuf)>,
-    exe: PathBuf,
-    config_path: PathBuf,
-    addrs: Vec<(u64, SocketAddr)>,
-    paused: BTreeSet<u64>,
-    /// The first admin's password, handed to the nodes for the cluster's seed.
-    admin_password: String,
-    config: Config,
-}
-
-/// Where a local cluster keeps its first admin's password when the operator typed none.
-pub fn admin_password_file(config: &Config) -> PathBuf {
-    config.data_dir.join("admin-password")
-}
-
-/// The first admin's password for a local cluster: TICKET_ADMIN_PASSWORD if set; else the one
-/// chosen before (kept 0600 in the data directory); else, for a new cluster, one the
-/// operator types at a terminal, or a random one written 0600 beside the data and said once.
-fn local_admin_password(config: &Config) -> anyhow::Result<String> {
-    use std::io::IsTerminal;
-    let env = crate::config::ADMIN_PASSWORD_ENV;
-    if let Ok(password) = std::env::var(env) {
-        return Ok(password);
-    }
-    let file = admin_password_file(config);
-    if let Ok(password) = std::fs::read_to_string(&file) {
-        return Ok(password.trim().to_string());
-    }
-    let fresh = !config.data_dir.join("pki").exists();
-    if fresh && std::io::stdin().is_terminal() {
-        eprintln!("A new cluster: choose the password of its first admin, 'admin'.");
-        let password = super::read_password("Admin password: ", false, env, true)?;
-        crate::domain::validate::password(&password).map_err(|e| anyhow::anyhow!(e))?;
-        return Ok(password);
-    }
-    let bytes: [u8; 15] = rand::random();
-    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    crate::pki::private_dir(&config.data_dir)?;
-    crate::pki::write_private(&file, format!("{password}\n").as_bytes())?;
-    if fresh {
-        eprintln!(
-            "A new cluster: its first admin is 'admin', with the password in {} (0600).",
-            file.display()
-        );
-    }
-    Ok(password)
-}
-
-impl LocalCluster {
-    /// Starts `ticket node --id N` for every node of the file, each logging to
-    /// `<data_dir>/node<N>.log`.
-    pub fn start(config: &Config) -> anyhow::Result<LocalCluster> {
-        let exe = std::env::current_exe().context("finding the ticket binary")?;
-        let admin_password = local_admin_password(config)?;
-        crate::pki::private_dir(&config.data_dir)?;
-        // Made here, before the nodes start, so the message is said once, on this screen.
-        if crate::pki::ensure_local(config)? {
-            eprintln!(
-                "A new cluster: made its CA, node certificates and token key in {} (files 0600).",
-                config.data_dir.join("pki").display()
-            );
-        }
-        let mut cluster = LocalCluster {
-            children: Vec::new(),
-            logs: Vec::new(),
-            exe,
-            config_path: config.path.clone(),
-            addrs: config.nodes.iter().map(|n| (n.id, n.addr)).collect(),
-            paused: BTreeSet::new(),
-            admin_password,
-            config: config.clone(),
-        };
-        for node in &config.nodes {
-            let log_path = config.data_dir.join(format!("node{}.log", node.id));
-            cluster.logs.push((node.id, log_path));
-            cluster.spawn(node.id)?;
-        }
-        Ok(cluster)
-    }
-
-    fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
-        let log_path = self.log_path(id)?;
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
-        let child = Command::new(&self.exe)
-            .arg("--config")
-            .arg(&self.config_path)
-            .arg("node")
-            .arg("--id")
-            .arg(id.to_string())
-            .env(crate::config::ADMIN_PASSWORD_ENV, &self.admin_password)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting node {id}"))?;
-        self.children.push((id, child));
-        Ok(())
-    }
-
-    /// The first admin's password (for scripts run against the cluster this process started).
-    pub fn admin_password(&self) -> &str {
-        &self.admin_password
-    }
-
-    /// A client of node `id` alone, reaching it as clients of this cluster do (TLS or not).
-    pub fn node_client(&self, id: u64) -> Option<Client> {
-        let addr = self.addr(id)?;
-        Some(Client::of_nodes(&self.config, &[(id, addr)]))
-    }
-
-    /// Where node `id` answers.
-    pub fn addr(&self, id: u64) -> Option<SocketAddr> {
-        self.addrs.iter().find(|(n, _)| *n == id).map(|(_, a)| *a)
-    }
-
-    fn log_path(&self, id: u64) -> anyhow::Result<PathBuf> {
-        self.logs
-            .iter()
-            .find(|(n, _)| *n == id)
-            .map(|(_, path)| path.clone())
-            .ok_or_else(|| {
-                anyhow::anyhow!("there is no node {id} in {}", self.config_path.display())
-            })
-    }
-
-    fn child(&mut self, id: u64) -> anyhow::Result<&mut Child> {
-        self.log_path(id)?;
-        self.children
-            .iter_mut()
-            .find(|(n, _)| *n == id)
-            .map(|(_, child)| child)
-            .ok_or_else(|| anyhow::anyhow!("node {id} is not running (restart it first)"))
-    }
-
-    fn signal(&mut self, id: u64, signal: i32) -> anyhow::Result<()> {
-        let pid = self.child(id)?.id() as i32;
-        // SAFETY: kill(2) with a pid this process spawned and has not yet reaped.
-        if unsafe { libc::kill(pid, signal) } != 0 {
-            anyhow::bail!(
-                "cannot signal node {id}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        Ok(())
-    }
-
-    /// Kills one node with SIGKILL, as a crash would, and reaps it.
-    pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
-        let child = self.child(id)?;
-        child.kill().with_context(|| format!("killing node {id}"))?;
-        child.wait().with_context(|| format!("reaping node {id}"))?;
-        self.children.retain(|(n, _)| *n != id);
-        self.paused.remove(&id);
-        Ok(())
-    }
-
-    /// Starts a node again after `kill`; it recovers from its own store.
-    pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
-        self.log_path(id)?;
-        if self.children.iter().any(|(n, _)| *n == id) {
-            anyhow::bail!("node {id} is running (kill it first)");
-        }
-        self.spawn(id)
-    }
-
-    /// Freezes a node (SIGSTOP): it holds its connections but answers nothing, like a long
-    /// garbage-collection pause or a hung machine.
-    pub fn pause(&mut self, id: u64) -> anyhow::Result<()> {
-        self.signal(id, libc::SIGSTOP)?;
-        self.paused.insert(id);
-        Ok(())
-    }
-
-    pub fn resume(&mut self, id: u64) -> anyhow::Result<()> {
-        self.signal(id, libc::SIGCONT)?;
-        self.paused.remove(&id);
-        Ok(())
-    }
-
-    /// Waits until the cluster has a leader and every node answers.
-    pub async fn wait_ready(&mut self, client: &Client, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if let Some((id, status)) = self.exited() {
-                anyhow::bail!("node {id} exited ({status}); see its log");
-            }
-            if let Ok(status) = client.cluster_status().await {
-                if status.leader != 0 && status.nodes.iter().all(|n| n.reachable) {
-                    return Ok(());
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                anyhow::bail!(
-                    "no leader within {} s; see the node logs",
-                    timeout.as_secs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// A child that has exited, if any.
-    pub fn exited(&mut self) -> Option<(u64, std::process::ExitStatus)> {
-        self.children
-            .iter_mut()
-            .find_map(|(id, child)| child.try_wait().ok().flatten().map(|s| (*id, s)))
-    }
-
-    /// SIGTERM to every node, then waits for each (SIGKILL after 6 s).
-    pub fn stop(&mut self) {
-        for (id, child) in &self.children {
-            let pid = child.id() as i32;
-            // SAFETY: kill(2) with a pid this process spawned and has not yet reaped.
-            unsafe {
-                if self.paused.contains(id) {
-                    libc::kill(pid, libc::SIGCONT);
-                }
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        for (id, child) in &mut self.children {
-            let deadline = std::time::Instant::now() + Duration::from_secs(6);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if std::time::Instant::now() >= deadline => {
-                        eprintln!("node {id} did not stop in time; killing it");
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        }
-        self.children.clear();
-    }
-}
-
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+/// How long a node is given to elect a leader with the others before `up` gives up.
+const READY_WAIT: Duration = Duration::from_secs(15);
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// A node that crashes this often within the window is in a crash loop.
+const CRASHES_MAX: usize = 5;
+const CRASH_WINDOW: Duration = Duration::from_secs(60);
+/// How often the supervisor looks at its children.
+const POLL: Duration = Duration::from_millis(100);
 
 pub async fn run(config: &Config) -> anyhow::Result<()> {
+    // First, so that a signal during start-up is not lost (a background job starts with
+    // SIGINT ignored until this handler is installed).
+    let stop = crate::server::signal();
+    tokio::pin!(stop);
     let client = Client::from_config(config);
-    if client.cluster_status().await.is_ok() {
+    if client.probe(PROBE_WAIT).await.is_ok() {
         anyhow::bail!(
             "a node of {} is already answering: the cluster is running (see `ticket status`)",
             config.path.display()
         );
     }
+    println!(
+        "starting the {} nodes of {}",
+        config.nodes.len(),
+        config.path.display()
+    );
     let mut cluster = LocalCluster::start(config)?;
-    cluster.wait_ready(&client, Duration::from_secs(15)).await?;
+    for (id, log) in &cluster.logs {
+        let pid = cluster.pid(*id).unwrap_or_default();
+        println!("node{id} started (pid {pid}), logs to {}", log.display());
+    }
+    tokio::select! {
+        ready = cluster.wait_ready(&client, READY_WAIT) => ready?,
+        _ = &mut stop => {
+            cluster.stop();
+            println!("stopped");
+            return Ok(());
+        }
+    }
     let status = client
         .cluster_status()
         .await
         .map_err(|s| anyhow::anyhow!(super::explain(&s)))?;
     print!("{}", super::status::render(&status));
-    for (id, log) in &cluster.logs {
-        println!("node{id} logs to {}", log.display());
-    }
-    // The assistant's /ask, with the rules of plugins/*.rhai.
-    let scripting = crate::script::Scripting::new(tokio::runtime::Handle::current(), None);
-    for problem in scripting.load_plugins(&config.base_dir().join("plugins")) {
-        eprintln!("plugin skipped: {problem}");
-    }
-    let assistant = crate::shell::assistant_with_plugins(config, &scripting);
-    if let Some(addr) = crate::assistant::http::start(config, assistant.clone()).await {
-        println!("the assistant answers POST http://{addr}/ask");
-    }
-    if let Some(addr) = crate::web::start(config, assistant).await {
-        println!("the page is at http://{addr}/");
-    }
+    let (_scripting, assistant) = super::plugins_and_assistant(config, None);
+    super::serve_front(config, &assistant).await;
     println!(
         "\nThe cluster is up. In another terminal: `ticket user add NAME` or `ticket status`."
     );
-    println!("Ctrl-C stops every node.");
+    println!("A node that dies is started again. Ctrl-C stops every node.");
+    let mut supervisor = Supervisor::default();
     tokio::select! {
-        _ = crate::server::signal() => {}
-        id = watch_children(&mut cluster) => eprintln!("node {id} exited unexpectedly; stopping the others"),
+        _ = &mut stop => {}
+        _ = supervisor.watch(&mut cluster) => {}
     }
     cluster.stop();
     println!("stopped");
     Ok(())
 }
 
-async fn watch_children(cluster: &mut LocalCluster) -> u64 {
-    loop {
-        if let Some((id, _)) = cluster.exited() {
-            return id;
+/// What the supervisor knows of each node's crashes.
+#[derive(Default)]
+struct Supervisor {
+    crashes: BTreeMap<u64, Vec<Instant>>,
+    /// Nodes waiting to be started again, and when.
+    due: BTreeMap<u64, Instant>,
+}
+
+impl Supervisor {
+    /// Restarts nodes as they die, forever (the caller stops it with a signal).
+    async fn watch(&mut self, cluster: &mut LocalCluster) {
+        loop {
+            let now = Instant::now();
+            for (id, status) in cluster.reap_exited() {
+                self.died(id, status, now);
+            }
+            let ready: Vec<u64> = self
+                .due
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ready {
+                self.due.remove(&id);
+                match cluster.restart(id) {
+                    Ok(()) => {
+                        let pid = cluster.pid(id).unwrap_or_default();
+                        println!("node{id} started again (pid {pid})");
+                    }
+                    Err(e) => eprintln!("node{id} could not be started again: {e:#}"),
+                }
+            }
+            tokio::time::sleep(POLL).await;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    fn died(&mut self, id: u64, status: std::process::ExitStatus, now: Instant) {
+        let crashes = self.crashes.entry(id).or_default();
+        crashes.retain(|at| now.duration_since(*at) < CRASH_WINDOW);
+        crashes.push(now);
+        if crashes.len() >= CRASHES_MAX {
+            eprintln!(
+                "node{id} exited ({status}) {} times within {} s: leaving it down; see its log, \
+                 then restart `ticket up`",
+                crashes.len(),
+                CRASH_WINDOW.as_secs()
+            );
+            return;
+        }
+        let wait = backoff(crashes.len());
+        eprintln!(
+            "node{id} exited ({status}); starting it again in {:.1} s",
+            wait.as_secs_f32()
+        );
+        self.due.insert(id, now + wait);
+    }
+}
+
+/// The wait before the `n`th restart within the window (n ≥ 1): doubling from the minimum.
+fn backoff(n: usize) -> Duration {
+    let doublings = u32::try_from(n.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
+    BACKOFF_MIN.saturating_mul(1 << doublings).min(BACKOFF_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_maximum() {
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(4), Duration::from_secs(4));
+        assert_eq!(backoff(5), BACKOFF_MAX);
+        assert_eq!(backoff(usize::MAX), BACKOFF_MAX);
     }
 }

@@ -15,11 +15,7 @@ pub async fn run(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<
     let bound = listener.local_addr().context("reading the bound address")?;
     let tls = crate::https::server_config(config, bound)?;
     // The Ask box answers with the same rules as the shell, plugins' rules included.
-    let scripting = crate::script::Scripting::new(tokio::runtime::Handle::current(), None);
-    for problem in scripting.load_plugins(&config.base_dir().join("plugins")) {
-        eprintln!("plugin skipped: {problem}");
-    }
-    let assistant = crate::shell::assistant_with_plugins(config, &scripting);
+    let (_scripting, assistant) = super::plugins_and_assistant(config, None);
     let client = crate::client::Client::from_config(config);
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("the page is at {scheme}://{bound}/ (Ctrl-C stops it)");

@@ -21,6 +21,7 @@
 //! | `parallel(n, \|i\| ..)` | the n results, in order of `i` (not nested: a branch cannot call it) |
 //! | `leader()`, `kill(id)`, `restart(id)`, `pause(id)`, `resume(id)` | cluster control |
 //! | `sleep(ms)`, `assert(cond, message)`, `now_ms()`, `print(x)` | |
+//! | `random_password()` | 24 random hex digits, for an account the script makes for itself |
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,8 +34,8 @@ use super::{
     SLEEP_MS_MAX, STACK_BYTES,
 };
 use crate::cli::explain;
-use crate::cli::up::LocalCluster;
 use crate::client::Client;
+use crate::local_cluster::LocalCluster;
 use crate::shell::command::Cmd;
 
 type Fallible<T> = Result<T, Box<EvalAltResult>>;
@@ -193,6 +194,11 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         }
     });
     engine.register_fn("now_ms", || crate::server::node::now_ms() as i64);
+    // For accounts a scenario makes for itself: nobody who reads the script knows it.
+    engine.register_fn("random_password", || {
+        let bytes: [u8; 12] = rand::random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    });
     let h = host.clone();
     engine.register_fn(
         "parallel",

@@ -35,7 +35,7 @@ use tokio::runtime::Handle;
 pub use diagnostic::Diagnostic;
 use plugins::Plugins;
 
-use crate::cli::up::LocalCluster;
+use crate::local_cluster::LocalCluster;
 use crate::shell::Session;
 
 /// Bounds of the sandbox. An endless loop reaches `OPERATIONS_MAX` in a second or two.

@@ -7,9 +7,8 @@
 //! the first failure with a non-zero exit status, prints plain text (or `--json`, one object a
 //! line), and never prompts.
 //!
-//! If no node of `cluster.toml` answers and every node is on this machine, the interactive
-//! shell (and `ticket run`) starts the local cluster itself (as `ticket up` does) and stops it
-//! on exit; scripts can then kill, restart, pause and resume its nodes.
+//! It is handed a [`Session`] wired by the binary (`cli::shell`: the local cluster, plugins,
+//! the assistant).
 //!
 //! `run FILE.rhai` and the commands of `plugins/*.rhai` go to [`crate::script`].
 //!
@@ -20,16 +19,10 @@ mod editor;
 mod render;
 mod session;
 
-use std::io::{BufRead, IsTerminal};
+use std::io::BufRead;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use crate::assistant::Assistant;
-use crate::cli::up::LocalCluster;
-use crate::client::Client;
 use crate::config::Config;
-use crate::script::Scripting;
 pub use session::{Mode, Reply, Session};
 
 pub struct ShellOptions {
@@ -42,58 +35,20 @@ pub struct ShellOptions {
     pub password_stdin: bool,
 }
 
-/// Runs the shell; returns whether every command succeeded.
-pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool> {
-    let scripted = !options.commands.is_empty() || options.file.is_some();
-    let interactive = !scripted && std::io::stdin().is_terminal();
-    // Read before any command, so that piped commands start on the next line.
-    let password = match options.password_stdin {
-        true => {
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line)?;
-            Some(line.trim_end_matches(['\n', '\r']).to_string())
-        }
-        false => None,
-    };
-    let mode = Mode {
-        interactive,
-        yes: options.yes,
-        password,
-        colour: interactive && std::io::stdout().is_terminal() && !options.json,
-        json: options.json,
-        script: false,
-    };
-    // Held by the session's scripting: the nodes stop when the shell ends.
-    let local = if interactive {
-        start_local_cluster_if_needed(config).await?
-    } else {
-        None
-    };
-    let mut session = Session::new(Client::from_config(config), mode);
-    let ours = local.is_some();
-    let scripting = Scripting::new(tokio::runtime::Handle::current(), local);
-    session.assistant = assistant_with_plugins(config, &scripting);
-    session.scripting = Some(scripting);
-    session.plugin_dir = config.base_dir().join("plugins");
-    session.history_file = Some(editor::history_path(config));
-    for problem in session.load_plugins() {
-        eprintln!("plugin skipped: {problem}");
-    }
-    // Beside a cluster this shell started, the assistant also answers over HTTP, and the
-    // page is served.
-    if ours {
-        if let Some(addr) = crate::assistant::http::start(config, session.assistant.clone()).await {
-            eprintln!("the assistant answers POST http://{addr}/ask");
-        }
-        if let Some(addr) = crate::web::start(config, session.assistant.clone()).await {
-            eprintln!("the page is at http://{addr}/");
-        }
-    }
-    if interactive {
+/// Runs the shell over `session` (made and wired by the binary): the line editor at a
+/// terminal, else the commands of `-c`, `-f` or stdin. Returns whether every command
+/// succeeded.
+pub async fn run(
+    mut session: Session,
+    options: ShellOptions,
+    config: &Config,
+) -> anyhow::Result<bool> {
+    if session.mode.interactive {
         editor::run(&mut session, options.json, config).await?;
         return Ok(true);
     }
     // Lines are run as they arrive, so a program can drive the shell through a pipe.
+    let scripted = !options.commands.is_empty();
     let (lines, source): (Box<dyn Iterator<Item = String>>, Option<&PathBuf>) =
         match (&options.file, scripted) {
             (Some(file), _) => {
@@ -122,55 +77,15 @@ pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool>
     Ok(true)
 }
 
-/// The assistant of `config`, trying the rules that `scripting`'s plugins register (now and
-/// after `plugins reload`) before its own.
-pub fn assistant_with_plugins(config: &Config, scripting: &Arc<Scripting>) -> Arc<Assistant> {
-    let assistant = Arc::new(Assistant::new(&config.assistant));
-    let scripting = scripting.clone();
-    assistant.set_plugin_rules(Arc::new(move |question: String| {
-        let scripting = scripting.clone();
-        Box::pin(async move {
-            let outcome = scripting.answer_by_rule(&question).await;
-            crate::assistant::PluginAnswer {
-                answer: outcome
-                    .answer
-                    .map(|(answer, file)| (answer, file.display().to_string())),
-                failures: outcome.failures,
-            }
-        })
-    }));
-    assistant
+/// Where the interactive shell keeps its history.
+pub fn history_path(config: &Config) -> PathBuf {
+    editor::history_path(config)
 }
 
-/// `ticket run FILE.rhai [ARGS]`: runs one script and returns whether it succeeded. If no
-/// node answers and the cluster is local, it starts the cluster for the script (which can
-/// then kill and restart nodes) and stops it afterwards. `timeout` replaces the scripts'
-/// time limit.
-pub async fn run_script(
-    config: &Config,
-    file: PathBuf,
-    args: Vec<String>,
-    json: bool,
-    timeout: Option<Duration>,
-) -> anyhow::Result<bool> {
-    let local = start_local_cluster_if_needed(config).await?;
-    let mode = Mode {
-        yes: true,
-        json,
-        ..Mode::default()
-    };
-    let mut session = Session::new(Client::from_config(config), mode);
-    let scripting = Scripting::new(tokio::runtime::Handle::current(), local);
-    if let Some(timeout) = timeout {
-        scripting.set_time_limit(timeout);
-    }
-    session.scripting = Some(scripting);
-    session.assistant = Arc::new(Assistant::new(&config.assistant));
-    let line = command::Cmd::Run {
-        file: file.display().to_string(),
-        args,
-    };
-    Ok(print_reply(session.run(line).await, json))
+/// Runs one command already parsed (`ticket run` hands `run FILE`), printing its reply;
+/// returns whether it succeeded.
+pub async fn run_cmd(session: &mut Session, cmd: command::Cmd, json: bool) -> bool {
+    print_reply(session.run(cmd).await, json)
 }
 
 /// Parses and runs one line, printing its reply; returns whether it succeeded.
@@ -209,30 +124,4 @@ fn print_error(message: &str, json: bool) {
     } else {
         eprintln!("error: {message}");
     }
-}
-
-async fn start_local_cluster_if_needed(
-    config: &Config,
-) -> anyhow::Result<Option<Arc<Mutex<LocalCluster>>>> {
-    let probe = Client::from_config(config).with_call_timeout(Duration::from_secs(2));
-    if probe.cluster_status().await.is_ok() {
-        return Ok(None);
-    }
-    if !config.all_local() {
-        anyhow::bail!(
-            "no node of {} answered: is the cluster running?",
-            config.path.display()
-        );
-    }
-    eprintln!(
-        "No node answered; starting the local cluster of {} ...",
-        config.path.display()
-    );
-    let mut cluster = LocalCluster::start(config)?;
-    cluster.wait_ready(&probe, Duration::from_secs(20)).await?;
-    for (id, log) in &cluster.logs {
-        eprintln!("node{id} logs to {}", log.display());
-    }
-    eprintln!("It stops when this command ends.");
-    Ok(Some(Arc::new(Mutex::new(cluster))))
 }
