@@ -124,7 +124,7 @@ pub fn seats(values: &[String]) -> Result<Vec<String>, Invalid> {
                 limits::SEAT_ID_LEN_MAX
             ));
         }
-        if super::seats::split_seat_id(value).is_none() {
+        if split_seat_id(value).is_none() {
             return Err(format!(
                 "'{value}' is not a seat id: a row's letters, then a number, like A12"
             ));
@@ -136,6 +136,16 @@ pub fn seats(values: &[String]) -> Result<Vec<String>, Invalid> {
         seats.push(seat);
     }
     Ok(seats)
+}
+
+/// Splits `AB12` into (`AB`, `12`): letters, then digits, nothing else.
+pub fn split_seat_id(seat: &str) -> Option<(&str, &str)> {
+    let digits_at = seat.find(|c: char| c.is_ascii_digit())?;
+    let (row, number) = seat.split_at(digits_at);
+    let well_formed = !row.is_empty()
+        && row.chars().all(|c| c.is_ascii_alphabetic())
+        && number.chars().all(|c| c.is_ascii_digit());
+    well_formed.then_some((row, number))
 }
 
 pub fn booking_id(value: &str) -> Result<(), Invalid> {
