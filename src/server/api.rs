@@ -169,7 +169,7 @@ impl Viewer {
         // Who holds a seat is told only to the holder and to admins.
         let (holder, booking_id) = match holder {
             Some((number, user)) if mine || self.is_admin => {
-                (user.to_string(), crate::domain::state::booking_id(number))
+                (user.to_string(), validate::format_booking_id(number))
             }
             _ => (String::new(), String::new()),
         };
