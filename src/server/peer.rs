@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::node::{Node, Proposed};
+use super::node::Node;
+use super::proposer::ProposeOutcome;
 use crate::consensus::network::Reply;
 use crate::consensus::NodeId;
 use crate::consensus::{decode, TypeConfig};
@@ -127,11 +128,13 @@ impl Raft for PeerService {
         match self.node.read_index_here().await {
             Ok(index) => Ok(Response::new(ReadIndexReply { index })),
             // FAILED_PRECONDITION with the leader's id (or nothing) as the message.
-            Err(Proposed::NotLeader(leader)) => Err(Status::failed_precondition(
+            Err(ProposeOutcome::NotLeader(leader)) => Err(Status::failed_precondition(
                 leader.map(|l| l.to_string()).unwrap_or_default(),
             )),
-            Err(Proposed::Unavailable(why)) => Err(Status::unavailable(why)),
-            Err(Proposed::Done { .. }) => Err(Status::internal("unexpected read index reply")),
+            Err(ProposeOutcome::Unavailable(why)) => Err(Status::unavailable(why)),
+            Err(ProposeOutcome::Done { .. }) => {
+                Err(Status::internal("unexpected read index reply"))
+            }
         }
     }
 
