@@ -16,7 +16,6 @@ use crate::config::Config;
 use crate::limits;
 use crate::pb::booking::v1 as pb;
 use crate::pb::booking::v1::booking_service_client::BookingServiceClient;
-use crate::server::api::LEADER_HEADER;
 
 pub use crate::pb::booking::v1::Consistency;
 
@@ -265,12 +264,7 @@ impl Client {
             };
             match result {
                 Ok(response) => {
-                    if let Some(leader) = response
-                        .metadata()
-                        .get(LEADER_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok())
-                    {
+                    if let Some(leader) = crate::wire::leader(response.metadata()) {
                         self.prefer(leader);
                     }
                     return Ok(response.into_inner());

@@ -9,6 +9,8 @@
 //!   snapshots in redb, the peer network.
 //! - [`server`]: the node daemon: the client API, forwarding to the leader, read index,
 //!   health, reflection, bootstrap and shutdown.
+//! - [`pb`]: the messages and services generated from `proto/`; [`wire`]: what travels
+//!   beside them (the leader header), shared by server and client.
 //! - [`error`]: the API's errors and their one mapping to gRPC status codes.
 //! - [`https`]: serving the page and `/ask` over TLS (or plain text on loopback only).
 //! - [`json`]: the JSON shape of events and bookings, shared by `--json`, scripts and the page.
@@ -24,7 +26,8 @@
 //!   shell's commands as functions.
 //!
 //! Layering runs one way: `domain` ← `consensus` ← `server`; `client` ← `cli` / `shell` ⇄ `script`, `assistant` ← `web`. Nothing above
-//! `server` touches the store or openraft.
+//! `server` touches the store or openraft. `server` and `client` meet only in `pb` and `wire`:
+//! `client` imports nothing from `server`.
 
 pub mod assistant;
 pub mod cli;
@@ -42,6 +45,7 @@ pub mod script;
 pub mod server;
 pub mod shell;
 pub mod web;
+pub mod wire;
 
 // Every allocation goes through this, so a script run's memory can be bounded
 // (see `script::memory`).

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use super::node::{now_ms, Consistency, Node, Written};
@@ -18,9 +17,6 @@ use crate::error::ApiError;
 use crate::limits;
 use crate::pb::booking::v1 as pb;
 use crate::pb::booking::v1::booking_service_server::BookingService;
-
-/// The response header naming the leader that took a write, so clients can go there next.
-pub const LEADER_HEADER: &str = "x-ticket-leader";
 
 pub struct Api {
     node: Arc<Node>,
@@ -100,9 +96,7 @@ fn invalid(message: String) -> ApiError {
 
 fn with_leader<T>(message: T, leader: u64) -> Response<T> {
     let mut response = Response::new(message);
-    response
-        .metadata_mut()
-        .insert(LEADER_HEADER, MetadataValue::from(leader));
+    crate::wire::set_leader(response.metadata_mut(), leader);
     response
 }
 

@@ -1,0 +1,37 @@
+//! What travels on the gRPC APIs beside the messages of [`crate::pb`]: the metadata (headers)
+//! both ends read and write, and its format. The server and the client import it from here,
+//! not from each other, so that neither layer reaches into the other for a constant.
+
+use tonic::metadata::{MetadataMap, MetadataValue};
+
+/// The metadata naming the leader: on a reply, the leader that took the write, so clients go
+/// there next; on a peer's read-index refusal (FAILED_PRECONDITION), the leader to ask instead.
+pub const LEADER_HEADER: &str = "x-ticket-leader";
+
+/// Names `leader` in `metadata` (see [`LEADER_HEADER`]).
+pub fn set_leader(metadata: &mut MetadataMap, leader: u64) {
+    metadata.insert(LEADER_HEADER, MetadataValue::from(leader));
+}
+
+/// The leader `metadata` names, if it names one (see [`LEADER_HEADER`]).
+pub fn leader(metadata: &MetadataMap) -> Option<u64> {
+    metadata
+        .get(LEADER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leader_round_trips_through_metadata() {
+        let mut metadata = MetadataMap::new();
+        assert_eq!(leader(&metadata), None);
+        set_leader(&mut metadata, 3);
+        assert_eq!(leader(&metadata), Some(3));
+        metadata.insert(LEADER_HEADER, MetadataValue::from_static("three"));
+        assert_eq!(leader(&metadata), None);
+    }
+}
