@@ -4,6 +4,8 @@
 
 use tonic::metadata::{MetadataMap, MetadataValue};
 
+use crate::domain::state::DEMO_EVENT;
+
 /// The metadata naming the leader: on a reply, the leader that took the write, so clients go
 /// there next; on a peer's read-index refusal (FAILED_PRECONDITION), the leader to ask instead.
 pub const LEADER_HEADER: &str = "x-ticket-leader";
@@ -21,6 +23,16 @@ pub fn leader(metadata: &MetadataMap) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The event a request's `event` field names: an empty one means the demo event, which every
+/// cluster starts with (its name is the domain's: the state machine makes it).
+pub fn event_or_demo(event: String) -> String {
+    if event.is_empty() {
+        DEMO_EVENT.to_string()
+    } else {
+        event
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,5 +45,11 @@ mod tests {
         assert_eq!(leader(&metadata), Some(3));
         metadata.insert(LEADER_HEADER, MetadataValue::from_static("three"));
         assert_eq!(leader(&metadata), None);
+    }
+
+    #[test]
+    fn an_empty_event_is_the_demo_event() {
+        assert_eq!(event_or_demo(String::new()), DEMO_EVENT);
+        assert_eq!(event_or_demo("gala".into()), "gala");
     }
 }

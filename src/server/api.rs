@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::node::{now_ms, Consistency, Node, Written};
 use crate::consensus::changes::{ChangeSet, Since};
 use crate::domain::auth;
-use crate::domain::state::{EventRecord, State, DEMO_EVENT};
+use crate::domain::state::{EventRecord, State};
 use crate::domain::{
     validate, BookingView, CancelTarget, Command, EventSpec, EventView, Outcome, Rejection, Role,
     SeatMap,
@@ -310,11 +310,7 @@ impl BookingService for Api {
         let viewer = self.optional_user(&request).await?;
         let address = request.remote_addr().map(|a| a.ip());
         let r = request.into_inner();
-        let event = if r.event.is_empty() {
-            DEMO_EVENT.to_string()
-        } else {
-            r.event
-        };
+        let event = crate::wire::event_or_demo(r.event);
         validate::name("event", &event).map_err(invalid)?;
         let permit = self.watchers.acquire(viewer.as_deref(), address)?;
         // A watcher that was on a node further ahead waits (briefly) for this one to catch up,
@@ -670,11 +666,7 @@ impl BookingService for Api {
     ) -> Result<Response<pb::GetSeatsReply>, Status> {
         let viewer = self.optional_user(&request).await?;
         let r = request.into_inner();
-        let event_name = if r.event.is_empty() {
-            DEMO_EVENT.to_string()
-        } else {
-            r.event
-        };
+        let event_name = crate::wire::event_or_demo(r.event);
         validate::name("event", &event_name).map_err(invalid)?;
         let index = self.node.read_barrier(consistency(r.consistency)).await?;
         let applied = self.node.sm.read();
@@ -700,11 +692,7 @@ impl BookingService for Api {
         let actor = self.user(&request).await?;
         let r = request.into_inner();
         validate::request_id(&r.request_id).map_err(invalid)?;
-        let event = if r.event.is_empty() {
-            DEMO_EVENT.to_string()
-        } else {
-            r.event
-        };
+        let event = crate::wire::event_or_demo(r.event);
         validate::name("event", &event).map_err(invalid)?;
         let seats = validate::seats(&r.seats).map_err(invalid)?;
         let written = self
@@ -741,11 +729,7 @@ impl BookingService for Api {
                 CancelTarget::Booking(r.booking_id)
             }
             (true, false) => {
-                let event = if r.event.is_empty() {
-                    DEMO_EVENT.to_string()
-                } else {
-                    r.event
-                };
+                let event = crate::wire::event_or_demo(r.event);
                 validate::name("event", &event).map_err(invalid)?;
                 let seats = validate::seats(&r.seats).map_err(invalid)?;
                 CancelTarget::Seats { event, seats }
