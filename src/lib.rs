@@ -1,6 +1,7 @@
 //! # ticket: a replicated seat-booking system
 //!
 //! # Layout
+//! - [`clock`]: the one place wall-clock time is read (the domain never reads it).
 //! - [`limits`]: every bound, named, with their relations checked at compile time.
 //! - [`config`]: `cluster.toml`, typed and checked; errors name the file, line and key.
 //! - [`pki`]: the cluster's certificate authority; node certificates carry the node's id.
@@ -33,6 +34,7 @@
 pub mod assistant;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod consensus;
 pub mod domain;

@@ -650,7 +650,7 @@ async fn seats(client: &Client, event: &str, answer: &mut Answer) -> Result<Seat
 /// The system prompt: the template with {user}, {event} and {time} filled in.
 fn fill(template: &str, client: &Client, event: &str) -> String {
     let user = client.user().unwrap_or("someone not logged in");
-    let now = crate::server::node::now_ms() / 1000;
+    let now = crate::clock::now_ms() / 1000;
     template
         .replace("{user}", user)
         .replace("{event}", event)

@@ -192,7 +192,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
             false => Err("assertion failed".into()),
         }
     });
-    engine.register_fn("now_ms", || crate::server::node::now_ms() as i64);
+    engine.register_fn("now_ms", || crate::clock::now_ms() as i64);
     let h = host.clone();
     engine.register_fn(
         "parallel",

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::node::{now_ms, Consistency, Node, Written};
+use super::node::{Consistency, Node, Written};
+use crate::clock::now_ms;
 use crate::consensus::changes::{ChangeSet, Since};
 use crate::domain::auth;
 use crate::domain::state::{EventRecord, State};

@@ -2,13 +2,14 @@
 //! node is a follower), wait for a linearizable read, check a token, report status.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::ServerState;
 use tokio::time::Instant;
 
 use super::proposer::{ProposeOutcome, Proposer};
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::consensus::network::Peers;
 use crate::consensus::{decode, encode, LogStore, NodeId, Raft, StateMachineStore};
@@ -57,12 +58,6 @@ pub struct Written {
 pub enum Consistency {
     Linearizable,
     Stale,
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Node {
