@@ -203,7 +203,7 @@ impl Client {
     }
 
     pub fn set_token(&mut self, user: &str, token: &str) -> Result<(), Status> {
-        let value = format!("Bearer {token}")
+        let value = crate::wire::bearer(token)
             .parse()
             .map_err(|_| Status::invalid_argument("the token is not valid header text"))?;
         self.auth = Some(value);
@@ -227,7 +227,7 @@ impl Client {
         self.auth
             .as_ref()
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(crate::wire::bearer_token)
     }
 
     pub fn user(&self) -> Option<&str> {
@@ -254,7 +254,9 @@ impl Client {
             let i = self.current.load(Ordering::Relaxed) % self.targets.len();
             let mut request = Request::new(message.clone());
             if let Some(auth) = &self.auth {
-                request.metadata_mut().insert("authorization", auth.clone());
+                request
+                    .metadata_mut()
+                    .insert(crate::wire::AUTHORIZATION_HEADER, auth.clone());
             }
             let stub = self.targets[i].stub.clone();
             let result = match tokio::time::timeout(self.attempt_timeout, rpc(stub, request)).await

@@ -11,8 +11,8 @@
 //! - [`server`]: the node daemon: the client API, forwarding to the leader, read index,
 //!   health, reflection, bootstrap and shutdown.
 //! - [`pb`]: the messages and services generated from `proto/`; [`wire`]: what travels
-//!   beside them (the leader header; an empty event meaning the demo event), shared by server
-//!   and client.
+//!   beside them (the leader and authorization headers; an empty event meaning the demo
+//!   event), shared by server and client.
 //! - [`error`]: the API's errors and their one mapping to gRPC status codes.
 //! - [`https`]: serving the page and `/ask` over TLS (or plain text on loopback only).
 //! - [`json`]: the JSON shape of events and bookings, shared by `--json`, scripts and the page.

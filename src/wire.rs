@@ -10,6 +10,21 @@ use crate::domain::state::DEMO_EVENT;
 /// there next; on a peer's read-index refusal (FAILED_PRECONDITION), the leader to ask instead.
 pub const LEADER_HEADER: &str = "x-ticket-leader";
 
+/// The request metadata (and HTTP header) carrying a token: `authorization: Bearer <token>`.
+pub const AUTHORIZATION_HEADER: &str = "authorization";
+
+/// The authorization value that carries `token`.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// The token an authorization value carries: what follows `Bearer `, without the spaces around
+/// it (possibly nothing: the caller decides what an empty token means); `None` when the value
+/// is not `Bearer <token>`. The one reading of it, for the gRPC API, the page's API and `/ask`.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    value.strip_prefix("Bearer ").map(str::trim)
+}
+
 /// Names `leader` in `metadata` (see [`LEADER_HEADER`]).
 pub fn set_leader(metadata: &mut MetadataMap, leader: u64) {
     metadata.insert(LEADER_HEADER, MetadataValue::from(leader));
@@ -45,6 +60,15 @@ mod tests {
         assert_eq!(leader(&metadata), Some(3));
         metadata.insert(LEADER_HEADER, MetadataValue::from_static("three"));
         assert_eq!(leader(&metadata), None);
+    }
+
+    #[test]
+    fn a_bearer_token_is_read_back() {
+        assert_eq!(bearer_token(&bearer("u.1.sig")), Some("u.1.sig"));
+        assert_eq!(bearer_token("Bearer  u.1.sig "), Some("u.1.sig"));
+        assert_eq!(bearer_token("Bearer "), Some(""));
+        assert_eq!(bearer_token("Basic dTpw"), None);
+        assert_eq!(bearer_token("bearer u.1.sig"), None);
     }
 
     #[test]

@@ -40,16 +40,16 @@ impl Api {
     }
 
     fn token<T>(request: &Request<T>) -> Result<Option<String>, ApiError> {
-        let Some(value) = request.metadata().get("authorization") else {
+        let Some(value) = request.metadata().get(crate::wire::AUTHORIZATION_HEADER) else {
             return Ok(None);
         };
         let value = value.to_str().map_err(|_| {
             ApiError::Unauthenticated("the authorization header is not text".into())
         })?;
-        let token = value.strip_prefix("Bearer ").ok_or_else(|| {
+        let token = crate::wire::bearer_token(value).ok_or_else(|| {
             ApiError::Unauthenticated("the authorization header must be 'Bearer <token>'".into())
         })?;
-        Ok(Some(token.trim().to_string()))
+        Ok(Some(token.to_string()))
     }
 
     /// The logged-in user; UNAUTHENTICATED without a valid token.

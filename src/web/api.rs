@@ -152,8 +152,7 @@ fn as_caller(shared: &Shared, headers: &HeaderMap) -> Result<Client, ApiFailure>
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(crate::wire::bearer_token)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
             ApiFailure::unauthenticated("send the token as Authorization: Bearer TOKEN")
