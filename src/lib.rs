@@ -15,7 +15,8 @@
 //!   event), shared by server and client.
 //! - [`error`]: the API's errors and their one mapping to gRPC status codes.
 //! - [`https`]: serving the page and `/ask` over TLS (or plain text on loopback only).
-//! - [`json`]: the JSON shape of events and bookings, shared by `--json`, scripts and the page.
+//! - [`json`]: the JSON shape of events and bookings and the word for a seat status, shared by
+//!   `--json`, scripts, the page and the assistant.
 //! - [`client`]: the one client everything above the server uses: any node, retries with
 //!   the same request id, failover.
 //! - [`cli`]: the subcommands of the `ticket` binary (`up`, `status`, `user add`, `bench`).

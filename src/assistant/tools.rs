@@ -97,11 +97,7 @@ pub async fn seats(client: &Client, event: &str) -> Result<SeatsView, String> {
         .seats
         .into_iter()
         .map(|s| SeatView {
-            status: match pb::SeatStatus::try_from(s.status) {
-                Ok(pb::SeatStatus::Mine) => "mine",
-                Ok(pb::SeatStatus::Taken) => "taken",
-                _ => "free",
-            },
+            status: crate::json::seat_status_word(s.status),
             id: s.id,
             row: s.row,
             holder: (!s.holder.is_empty()).then_some(s.holder),

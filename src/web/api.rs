@@ -184,11 +184,7 @@ fn request_id(given: Option<String>) -> String {
 }
 
 pub fn seat_json(s: &pb::Seat) -> Value {
-    let status = match pb::SeatStatus::try_from(s.status) {
-        Ok(pb::SeatStatus::Free) => "free",
-        Ok(pb::SeatStatus::Mine) => "mine",
-        _ => "taken",
-    };
+    let status = crate::json::seat_status_word(s.status);
     let mut seat = json!({ "id": s.id, "row": s.row, "status": status });
     // Only the holder and admins are told who holds a seat: the cluster leaves it empty.
     if !s.holder.is_empty() {
