@@ -187,9 +187,10 @@ impl Node {
             .map_err(ProposeOutcome::Unavailable)?;
         match tokio::time::timeout_at(deadline, client.read_index(Empty {})).await {
             Ok(Ok(reply)) => Ok(reply.into_inner().index),
-            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
-                Err(ProposeOutcome::NotLeader(status.message().parse().ok()))
-            }
+            // Not the leader: the one it knows of, if any, is named in the metadata.
+            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => Err(
+                ProposeOutcome::NotLeader(crate::wire::leader(status.metadata())),
+            ),
             Ok(Err(status)) => Err(ProposeOutcome::Unavailable(status.message().to_string())),
             Err(_) => Err(ProposeOutcome::Unavailable(format!(
                 "leader {leader} did not answer in time"

@@ -31,6 +31,20 @@ impl PeerService {
     }
 }
 
+/// A read index refused because this node does not lead: FAILED_PRECONDITION, with the
+/// leader's id (when known) in the metadata (`wire::LEADER_HEADER`) for the asking node, and
+/// a message for people.
+fn not_leader(leader: Option<NodeId>) -> Status {
+    let mut status = Status::failed_precondition(match leader {
+        Some(leader) => format!("this node is not the leader; node {leader} is"),
+        None => "this node is not the leader, and no leader is known".to_string(),
+    });
+    if let Some(leader) = leader {
+        crate::wire::set_leader(status.metadata_mut(), leader);
+    }
+    status
+}
+
 fn undecodable(e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("undecodable peer message: {e}"))
 }
@@ -127,10 +141,7 @@ impl Raft for PeerService {
         self.caller(&request)?;
         match self.node.read_index_here().await {
             Ok(index) => Ok(Response::new(ReadIndexReply { index })),
-            // FAILED_PRECONDITION with the leader's id (or nothing) as the message.
-            Err(ProposeOutcome::NotLeader(leader)) => Err(Status::failed_precondition(
-                leader.map(|l| l.to_string()).unwrap_or_default(),
-            )),
+            Err(ProposeOutcome::NotLeader(leader)) => Err(not_leader(leader)),
             Err(ProposeOutcome::Unavailable(why)) => Err(Status::unavailable(why)),
             Err(ProposeOutcome::Done { .. }) => {
                 Err(Status::internal("unexpected read index reply"))
@@ -141,5 +152,21 @@ impl Raft for PeerService {
     async fn node_status(&self, request: Request<Empty>) -> Result<Response<NodeState>, Status> {
         self.caller(&request)?;
         Ok(Response::new(self.node.local_state()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_read_index_names_the_leader_in_metadata() {
+        let status = not_leader(Some(3));
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(crate::wire::leader(status.metadata()), Some(3));
+        assert!(status.message().contains("node 3"), "{}", status.message());
+        let status = not_leader(None);
+        assert_eq!(crate::wire::leader(status.metadata()), None);
+        assert!(!status.message().is_empty());
     }
 }
