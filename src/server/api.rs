@@ -10,6 +10,7 @@ use crate::clock::now_ms;
 use crate::consensus::changes::{ChangeSet, Since};
 use crate::domain::auth;
 use crate::domain::state::{EventRecord, State};
+use crate::domain::viewer::{SeatState, Viewer};
 use crate::domain::{
     validate, BookingView, CancelTarget, Command, EventSpec, EventView, Outcome, Rejection, Role,
     SeatMap,
@@ -141,40 +142,27 @@ fn booking_pb(view: BookingView) -> pb::Booking {
     }
 }
 
-/// Who is looking at seats, which decides what each seat shows.
-struct Viewer {
-    user: Option<String>,
-    is_admin: bool,
-}
-
-impl Viewer {
-    fn new(state: &State, user: Option<String>) -> Viewer {
-        let is_admin = state.is_admin(user.as_deref());
-        Viewer { user, is_admin }
-    }
-
-    fn seat(&self, state: &State, event: &EventRecord, i: u32) -> pb::Seat {
-        let holder = state.holder(event, i);
-        let mine = holder.is_some_and(|(_, user)| Some(user) == self.user.as_deref());
-        let status = match holder {
-            None => pb::SeatStatus::Free,
-            Some(_) if mine => pb::SeatStatus::Mine,
-            Some(_) => pb::SeatStatus::Taken,
-        };
-        // Who holds a seat is told only to the holder and to admins.
-        let (holder, booking_id) = match holder {
-            Some((number, user)) if mine || self.is_admin => {
-                (user.to_string(), validate::format_booking_id(number))
-            }
-            _ => (String::new(), String::new()),
-        };
-        pb::Seat {
-            id: event.map.id(i),
-            row: event.map.row_of(i).to_string(),
-            status: status as i32,
-            holder,
-            booking_id,
-        }
+/// Seat `i` of `event` as `viewer` may see it (the rule is the domain's: `domain::viewer`).
+fn seat_pb(viewer: &Viewer, state: &State, event: &EventRecord, i: u32) -> pb::Seat {
+    let seen = viewer.seat(state, event, i);
+    let status = match seen.state {
+        SeatState::Free => pb::SeatStatus::Free,
+        SeatState::Mine => pb::SeatStatus::Mine,
+        SeatState::Taken => pb::SeatStatus::Taken,
+    };
+    let (holder, booking_id) = match seen.holder {
+        Some(holder) => (
+            holder.user.to_string(),
+            validate::format_booking_id(holder.booking),
+        ),
+        None => (String::new(), String::new()),
+    };
+    pb::Seat {
+        id: event.map.id(i),
+        row: event.map.row_of(i).to_string(),
+        status: status as i32,
+        holder,
+        booking_id,
     }
 }
 
@@ -203,7 +191,7 @@ fn watch_reply(
         Next::Whole => (
             true,
             (0..record.map.len())
-                .map(|i| viewer.seat(state, record, i))
+                .map(|i| seat_pb(viewer, state, record, i))
                 .collect(),
         ),
         Next::Seats(sets) => {
@@ -220,7 +208,7 @@ fn watch_reply(
             wanted.dedup();
             let seats = wanted
                 .into_iter()
-                .map(|i| viewer.seat(state, record, i))
+                .map(|i| seat_pb(viewer, state, record, i))
                 .collect();
             (false, seats)
         }
@@ -677,7 +665,7 @@ impl BookingService for Api {
             .ok_or_else(|| ApiError::NotFound(format!("no event named '{event_name}'")))?;
         let viewer = Viewer::new(state, viewer);
         let seats = (0..event.map.len())
-            .map(|i| viewer.seat(state, event, i))
+            .map(|i| seat_pb(&viewer, state, event, i))
             .collect();
         Ok(Response::new(pb::GetSeatsReply {
             event: Some(event_pb(event.view())),
