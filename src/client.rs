@@ -16,7 +16,6 @@ use crate::config::Config;
 use crate::limits;
 use crate::pb::booking::v1 as pb;
 use crate::pb::booking::v1::booking_service_client::BookingServiceClient;
-use crate::server::api::LEADER_HEADER;
 
 pub use crate::pb::booking::v1::Consistency;
 
@@ -260,7 +259,7 @@ impl Client {
     }
 
     pub fn set_token(&mut self, user: &str, token: &str) -> Result<(), Status> {
-        let value = format!("Bearer {token}")
+        let value = crate::wire::bearer(token)
             .parse()
             .map_err(|_| Status::invalid_argument("the token is not valid header text"))?;
         self.auth = Some(value);
@@ -284,7 +283,7 @@ impl Client {
         self.auth
             .as_ref()
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(crate::wire::bearer_token)
     }
 
     pub fn user(&self) -> Option<&str> {
@@ -311,7 +310,9 @@ impl Client {
             let i = self.current.load(Ordering::Relaxed) % self.targets.len();
             let mut request = Request::new(message.clone());
             if let Some(auth) = &self.auth {
-                request.metadata_mut().insert("authorization", auth.clone());
+                request
+                    .metadata_mut()
+                    .insert(crate::wire::AUTHORIZATION_HEADER, auth.clone());
             }
             let stub = self.targets[i].stub.clone();
             let result = match tokio::time::timeout(self.attempt_timeout, rpc(stub, request)).await
@@ -321,12 +322,7 @@ impl Client {
             };
             match result {
                 Ok(response) => {
-                    if let Some(leader) = response
-                        .metadata()
-                        .get(LEADER_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok())
-                    {
+                    if let Some(leader) = crate::wire::leader(response.metadata()) {
                         self.prefer(leader);
                     }
                     return Ok(response.into_inner());

@@ -1,6 +1,7 @@
 //! # ticket: a replicated seat-booking system
 //!
 //! # Layout
+//! - [`clock`]: the one place wall-clock time is read (the domain never reads it).
 //! - [`limits`]: every bound, named, with their relations checked at compile time.
 //! - [`config`]: `cluster.toml`, typed and checked; errors name the file, line and key.
 //! - [`pki`]: the cluster's certificate authority; node certificates carry the node's id.
@@ -9,9 +10,13 @@
 //!   snapshots in redb, the peer network.
 //! - [`server`]: the node daemon: the client API, forwarding to the leader, read index,
 //!   health, reflection, bootstrap and shutdown.
+//! - [`pb`]: the messages and services generated from `proto/`; [`wire`]: what travels
+//!   beside them (the leader and authorization headers; an empty event meaning the demo
+//!   event), shared by server and client.
 //! - [`error`]: the API's errors and their one mapping to gRPC status codes.
 //! - [`https`]: serving the page and `/ask` over TLS (or plain text on loopback only).
-//! - [`json`]: the JSON shape of events and bookings, shared by `--json`, scripts and the page.
+//! - [`json`]: the JSON shape of events and bookings and the word for a seat status, shared by
+//!   `--json`, scripts, the page and the assistant.
 //! - [`client`]: the one client everything above the server uses: any node, retries with
 //!   the same request id, failover.
 //! - [`cli`]: the subcommands of the `ticket` binary (`up`, `status`, `user add`, `bench`).
@@ -24,11 +29,13 @@
 //!   shell's commands as functions.
 //!
 //! Layering runs one way: `domain` ← `consensus` ← `server`; `client` ← `cli` / `shell` ⇄ `script`, `assistant` ← `web`. Nothing above
-//! `server` touches the store or openraft.
+//! `server` touches the store or openraft. `server` and `client` meet only in `pb` and `wire`:
+//! `client` imports nothing from `server`.
 
 pub mod assistant;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod consensus;
 pub mod domain;
@@ -44,6 +51,7 @@ pub mod script;
 pub mod server;
 pub mod shell;
 pub mod web;
+pub mod wire;
 
 // Every allocation goes through this, so a script run's memory can be bounded
 // (see `script::memory`).

@@ -201,9 +201,7 @@ pub fn issue(
 /// The first of January `years` after this one: far enough that no one renews by accident,
 /// near enough that a lost key does not stay good forever.
 fn years_from_now(years: i32) -> time::OffsetDateTime {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::now_ms() / 1000;
     let year = 1970 + (now / 31_556_952) as i32;
     rcgen::date_time_ymd(year + years, 1, 1)
 }

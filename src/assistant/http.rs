@@ -90,8 +90,7 @@ async fn as_asker(shared: &Shared, headers: &HeaderMap) -> Result<Option<Client>
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(crate::wire::bearer_token)
         .unwrap_or_default();
     // A token is `user.expiry.signature`; the cluster checks it on every call.
     let user = token.split('.').next().unwrap_or_default();

@@ -27,6 +27,7 @@ use crate::cli::explain;
 use crate::client::Client;
 use crate::config::AssistantConfig;
 pub use crate::config::Backend;
+use crate::domain::validate;
 
 /// The assistant of a shell or of the `/ask` server: its backends and which one is in use.
 pub struct Assistant {
@@ -217,17 +218,18 @@ pub struct Proposal {
 
 impl Proposal {
     /// A proposal that came from outside (a page, a script), held to what the tools accept:
-    /// an event name, 1 to 10 seat ids, a booking id, a request id the cluster takes. Seat
-    /// ids are upper-cased and the question is made again from the action.
+    /// an event name, 1 to 10 seat ids, a booking id, a request id the cluster takes (each as
+    /// `domain::validate` has it). Seat ids are upper-cased and the question is made again
+    /// from the action.
     pub fn checked(self) -> Result<Proposal, String> {
-        if !tools::is_request_id(&self.request_id) {
+        if validate::request_id(&self.request_id).is_err() {
             return Err(format!(
-                "'request_id' must be 1 to {} letters, digits, - or _",
+                "'request_id' must be 1 to {} printable ASCII characters",
                 crate::limits::REQUEST_ID_LEN_MAX
             ));
         }
         let seats = |event: &str, seats: Vec<String>| -> Result<Vec<String>, String> {
-            if !tools::is_event_name(event) {
+            if !validate::is_event_name(event) {
                 return Err(format!("'{event}' is not an event name"));
             }
             if !(1..=tools::SEATS_MAX).contains(&seats.len()) {
@@ -238,7 +240,9 @@ impl Proposal {
             }
             seats
                 .iter()
-                .map(|s| tools::seat_id(s).ok_or_else(|| format!("'{s}' is not a seat id like S2")))
+                .map(|s| {
+                    validate::seat_id(s).map_err(|_| format!("'{s}' is not a seat id like S2"))
+                })
                 .collect()
         };
         let action = match self.action {
@@ -250,7 +254,7 @@ impl Proposal {
                 seats: seats(&event, list)?,
                 event,
             },
-            Action::CancelBooking { booking } if tools::is_booking_id(&booking) => {
+            Action::CancelBooking { booking } if validate::is_booking_id(&booking) => {
                 Action::CancelBooking { booking }
             }
             Action::CancelBooking { booking } => {

@@ -25,6 +25,7 @@ use super::tools::{self, SeatsView, SEATS_MAX};
 use super::{Action, Answer, Proposal};
 use crate::client::Client;
 use crate::config::{AssistantConfig, OpenAiConfig};
+use crate::domain::validate;
 
 /// The built-in system prompt, shipped as a file so it can be copied and edited (and named
 /// by `system_prompt` in cluster.toml).
@@ -231,7 +232,7 @@ impl OpenAi {
         let event = |args: &Map<String, Value>| -> Result<String, String> {
             match args.get("event") {
                 None => Ok(event_in_use.to_string()),
-                Some(Value::String(e)) if tools::is_event_name(e) => Ok(e.clone()),
+                Some(Value::String(e)) if validate::is_event_name(e) => Ok(e.clone()),
                 Some(other) => Err(format!("'event' must be an event name, not {other}")),
             }
         };
@@ -621,7 +622,7 @@ fn only_keys(args: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> 
 fn seat_arg(value: Option<&Value>, key: &str) -> Result<String, String> {
     value
         .and_then(Value::as_str)
-        .and_then(tools::seat_id)
+        .and_then(|s| validate::seat_id(s).ok())
         .ok_or_else(|| format!("'{key}' must be a seat id like S2 or A10"))
 }
 
@@ -649,7 +650,7 @@ async fn seats(client: &Client, event: &str, answer: &mut Answer) -> Result<Seat
 /// The system prompt: the template with {user}, {event} and {time} filled in.
 fn fill(template: &str, client: &Client, event: &str) -> String {
     let user = client.user().unwrap_or("someone not logged in");
-    let now = crate::server::node::now_ms() / 1000;
+    let now = crate::clock::now_ms() / 1000;
     template
         .replace("{user}", user)
         .replace("{event}", event)
@@ -890,7 +891,7 @@ mod tests {
         // A retry of the same call in the same turn: the same id, so it books once.
         assert_eq!(request_id(&first, &call), request_id(&first, &call));
         let id = request_id(&first, &call);
-        assert!(tools::is_request_id(&id), "{id}");
+        assert!(validate::request_id(&id).is_ok(), "{id}");
         // The same words later (a new nonce), or about another event: another request.
         assert_ne!(request_id(&turn("b2", "demo"), &call), id);
         assert_ne!(request_id(&turn("a1", "gala"), &call), id);

@@ -9,6 +9,7 @@
 use super::tools::{self, SeatsView};
 use super::{and_list, Action, Answer, Proposal};
 use crate::client::Client;
+use crate::domain::validate;
 
 /// What a question asks, in the order they are tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,14 +81,6 @@ pub fn words(question: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn is_seat_id(word: &str) -> bool {
-    let digits = word.trim_start_matches(|c: char| c.is_ascii_alphabetic());
-    let letters = word.len() - digits.len();
-    (1..=4).contains(&letters)
-        && (1..=4).contains(&digits.len())
-        && digits.chars().all(|c| c.is_ascii_digit())
-}
-
 fn small_number(word: &str) -> Option<usize> {
     if let Ok(n) = word.trim_start_matches('#').parse::<usize>() {
         return Some(n);
@@ -105,10 +98,10 @@ pub fn parse(question: &str, events: &[String]) -> Parsed {
         let next = words.get(i + 1).map(String::as_str);
         if let Some(event) = events.iter().find(|e| e.eq_ignore_ascii_case(w)) {
             parsed.event.get_or_insert_with(|| event.clone());
-        } else if w.starts_with("bk-") && w[3..].chars().all(|c| c.is_ascii_digit()) {
+        } else if validate::is_booking_id(w) {
             parsed.bookings.push(w.to_string());
         } else if w == "row"
-            && next.is_some_and(|r| r.len() <= 4 && r.chars().all(|c| c.is_ascii_alphabetic()))
+            && next.is_some_and(|r| validate::is_row_label(&r.to_ascii_uppercase()))
         {
             parsed.row = next.map(str::to_ascii_uppercase);
             i += 1;
@@ -129,7 +122,7 @@ pub fn parse(question: &str, events: &[String]) -> Parsed {
             }
             i = j.max(i + 1);
             continue;
-        } else if is_seat_id(w) {
+        } else if validate::is_seat_id(w) {
             parsed.seats.push(w.to_ascii_uppercase());
         } else if let Some(n) = small_number(w).filter(|_| parsed.count.is_none()) {
             parsed.count = Some(n);

@@ -79,36 +79,9 @@ pub struct BookingView {
     pub seats: Vec<String>,
 }
 
-/// Seats one reserve or cancel may name, and the longest run `free_seats` looks for.
+/// Seats one reserve or cancel may name, and the longest run `free_seats` looks for. (What a
+/// seat id, an event name or a booking id looks like is `domain::validate`'s to say.)
 pub const SEATS_MAX: usize = 10;
-
-/// What an event name may be, as the tools and proposals accept it.
-pub fn is_event_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-/// A seat id such as `S2` or `a10`, upper-cased; `None` when it is not one.
-pub fn seat_id(text: &str) -> Option<String> {
-    super::rules::is_seat_id(text).then(|| text.to_ascii_uppercase())
-}
-
-/// A booking id: `bk-` and a number.
-pub fn is_booking_id(text: &str) -> bool {
-    text.strip_prefix("bk-")
-        .is_some_and(|n| (1..=20).contains(&n.len()) && n.chars().all(|c| c.is_ascii_digit()))
-}
-
-/// A request id as the cluster takes it, and as proposals carry it.
-pub fn is_request_id(text: &str) -> bool {
-    (1..=crate::limits::REQUEST_ID_LEN_MAX).contains(&text.len())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
 
 pub async fn list_events(client: &Client) -> Result<Vec<pb::Event>, String> {
     Ok(client.list_events().await.map_err(|s| explain(&s))?.events)
@@ -124,11 +97,7 @@ pub async fn seats(client: &Client, event: &str) -> Result<SeatsView, String> {
         .seats
         .into_iter()
         .map(|s| SeatView {
-            status: match pb::SeatStatus::try_from(s.status) {
-                Ok(pb::SeatStatus::Mine) => "mine",
-                Ok(pb::SeatStatus::Taken) => "taken",
-                _ => "free",
-            },
+            status: crate::json::seat_status_word(s.status),
             id: s.id,
             row: s.row,
             holder: (!s.holder.is_empty()).then_some(s.holder),

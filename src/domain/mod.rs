@@ -15,6 +15,7 @@ mod proptests;
 mod seats;
 pub mod state;
 pub mod validate;
+pub mod viewer;
 
 use serde::{Deserialize, Serialize};
 

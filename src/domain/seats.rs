@@ -1,10 +1,11 @@
-//! Seat ids and the seat map of one event: `A1`..`A40` is row `A`, seats 1 to 40.
+//! The seat map of one event: `A1`..`A40` is row `A`, seats 1 to 40. What a seat id looks
+//! like is [`validate`]'s to say; this module only imports from it.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::validate::{self, Invalid};
+use super::validate::{self, split_seat_id, Invalid};
 
 /// The layout of an event's seats; it maps seat ids to dense indices and back.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -122,16 +123,6 @@ impl SeatMap {
         }
         Ok(())
     }
-}
-
-/// Splits `AB12` into (`AB`, `12`): letters, then digits, nothing else.
-pub fn split_seat_id(seat: &str) -> Option<(&str, &str)> {
-    let digits_at = seat.find(|c: char| c.is_ascii_digit())?;
-    let (row, number) = seat.split_at(digits_at);
-    let well_formed = !row.is_empty()
-        && row.chars().all(|c| c.is_ascii_alphabetic())
-        && number.chars().all(|c| c.is_ascii_digit());
-    well_formed.then_some((row, number))
 }
 
 #[cfg(test)]

@@ -95,15 +95,6 @@ pub struct State {
     dedupe: Dedupe,
 }
 
-/// `bk-<booking number>`.
-pub fn booking_id(number: u64) -> String {
-    format!("bk-{number}")
-}
-
-pub fn parse_booking_id(id: &str) -> Option<u64> {
-    id.strip_prefix("bk-")?.parse().ok()
-}
-
 impl State {
     /// Applies one committed command. Every node applies the same commands in the same order,
     /// so every node reaches the same state and gives the same outcome.
@@ -421,7 +412,7 @@ impl State {
         let (event_name, pairs): (String, Vec<(u64, u32)>) = match target {
             CancelTarget::Booking(id) => {
                 let unknown = || Rejection::UnknownBooking(id.clone());
-                let number = parse_booking_id(id).ok_or_else(unknown)?;
+                let number = validate::parse_booking_id(id).ok_or_else(unknown)?;
                 let booking = self.bookings.get(&number).ok_or_else(unknown)?;
                 if booking.user != actor && !is_admin {
                     return Err(Rejection::NotOwner(id.clone()));
@@ -461,7 +452,7 @@ impl State {
                 return Err(Rejection::Invalid(format!(
                     "seat {} of '{event_name}' is not held by {}",
                     event.map.id(seat),
-                    booking_id(number)
+                    validate::format_booking_id(number)
                 )));
             }
         }
@@ -718,7 +709,7 @@ impl EventRecord {
 impl BookingRecord {
     fn view(&self, number: u64, map: &SeatMap) -> BookingView {
         BookingView {
-            id: booking_id(number),
+            id: validate::format_booking_id(number),
             event: self.event.clone(),
             seats: self.seats.iter().map(|&s| map.id(s)).collect(),
             user: self.user.clone(),

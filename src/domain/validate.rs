@@ -3,6 +3,10 @@
 //! reach the log, and one that does anyway (a bug, an older node) is refused rather than
 //! replayed into a panic. Each check returns a message a person understands; the server turns
 //! it into INVALID_ARGUMENT.
+//!
+//! It is also the one home of the grammar of names and ids: what a seat id, an event name, a
+//! booking id and a request id look like. Everything that checks one (the server, the
+//! assistant's tools and proposals, the seat map) asks here, so they cannot disagree.
 
 use super::{CancelTarget, Command, EventSpec, PasswordHash};
 use crate::limits;
@@ -63,6 +67,11 @@ pub fn name(kind: &str, value: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Whether `value` is an event name [`name`] accepts.
+pub fn is_event_name(value: &str) -> bool {
+    name("event", value).is_ok()
+}
+
 pub fn request_id(value: &str) -> Result<(), Invalid> {
     if value.is_empty() {
         return Err("the request id is empty; send a unique id with every change".into());
@@ -111,25 +120,7 @@ pub fn seats(values: &[String]) -> Result<Vec<String>, Invalid> {
     }
     let mut seats: Vec<String> = Vec::with_capacity(values.len());
     for value in values {
-        if value.is_empty() {
-            return Err("a seat id is empty".into());
-        }
-        if value.len() > limits::SEAT_ID_LEN_MAX {
-            return Err(format!(
-                "the seat id '{}…' is too long; the most is {} characters",
-                value
-                    .chars()
-                    .take(limits::SEAT_ID_LEN_MAX)
-                    .collect::<String>(),
-                limits::SEAT_ID_LEN_MAX
-            ));
-        }
-        if super::seats::split_seat_id(value).is_none() {
-            return Err(format!(
-                "'{value}' is not a seat id: a row's letters, then a number, like A12"
-            ));
-        }
-        let seat = value.to_ascii_uppercase();
+        let seat = seat_id(value)?;
         if seats.contains(&seat) {
             return Err(format!("seat {seat} is named twice"));
         }
@@ -138,6 +129,47 @@ pub fn seats(values: &[String]) -> Result<Vec<String>, Invalid> {
     Ok(seats)
 }
 
+/// One seat id: a row's letters, then a number (`A12`, `s2`), at most
+/// `limits::SEAT_ID_LEN_MAX` characters. Returns it upper-cased, as seat maps name seats.
+pub fn seat_id(value: &str) -> Result<String, Invalid> {
+    if value.is_empty() {
+        return Err("a seat id is empty".into());
+    }
+    if value.len() > limits::SEAT_ID_LEN_MAX {
+        return Err(format!(
+            "the seat id '{}…' is too long; the most is {} characters",
+            value
+                .chars()
+                .take(limits::SEAT_ID_LEN_MAX)
+                .collect::<String>(),
+            limits::SEAT_ID_LEN_MAX
+        ));
+    }
+    if split_seat_id(value).is_none() {
+        return Err(format!(
+            "'{value}' is not a seat id: a row's letters, then a number, like A12"
+        ));
+    }
+    Ok(value.to_ascii_uppercase())
+}
+
+/// Whether `value` is a seat id [`seat_id`] accepts.
+pub fn is_seat_id(value: &str) -> bool {
+    seat_id(value).is_ok()
+}
+
+/// Splits `AB12` into (`AB`, `12`): letters, then digits, nothing else.
+pub fn split_seat_id(seat: &str) -> Option<(&str, &str)> {
+    let digits_at = seat.find(|c: char| c.is_ascii_digit())?;
+    let (row, number) = seat.split_at(digits_at);
+    let well_formed = !row.is_empty()
+        && row.chars().all(|c| c.is_ascii_alphabetic())
+        && number.chars().all(|c| c.is_ascii_digit());
+    well_formed.then_some((row, number))
+}
+
+/// A booking id as a request may carry it: bounded, so that it can be logged and replayed.
+/// One that names no booking (see [`parse_booking_id`]) is the state's to refuse, as unknown.
 pub fn booking_id(value: &str) -> Result<(), Invalid> {
     if value.is_empty() || value.len() > limits::BOOKING_ID_LEN_MAX {
         return Err(format!(
@@ -146,6 +178,24 @@ pub fn booking_id(value: &str) -> Result<(), Invalid> {
         ));
     }
     Ok(())
+}
+
+/// `bk-<booking number>`: the id of the booking with that number.
+pub fn format_booking_id(number: u64) -> String {
+    format!("bk-{number}")
+}
+
+/// The booking number a booking id names, if it is one that [`format_booking_id`] could have
+/// made. (The state machine replays committed cancels through this: what it accepts must not
+/// change.)
+pub fn parse_booking_id(id: &str) -> Option<u64> {
+    id.strip_prefix("bk-")?.parse().ok()
+}
+
+/// Whether `value` is a booking id that can name a booking: within [`booking_id`]'s bound and
+/// of the form `bk-N`.
+pub fn is_booking_id(value: &str) -> bool {
+    booking_id(value).is_ok() && parse_booking_id(value).is_some()
 }
 
 /// Rows and seats of a new event, and its row labels when given.
@@ -179,8 +229,7 @@ pub fn event_shape(rows: u32, seats_per_row: u32, row_labels: &[String]) -> Resu
         }
         let mut seen = std::collections::BTreeSet::new();
         for label in row_labels {
-            if label.is_empty() || label.len() > 4 || !label.chars().all(|c| c.is_ascii_uppercase())
-            {
+            if !is_row_label(label) {
                 return Err(format!(
                     "row label '{}' must be 1 to 4 capital letters",
                     shown(label, 4)
@@ -192,6 +241,11 @@ pub fn event_shape(rows: u32, seats_per_row: u32, row_labels: &[String]) -> Resu
         }
     }
     Ok(())
+}
+
+/// A row label: 1 to 4 capital letters (`A`, `AB`).
+pub fn is_row_label(label: &str) -> bool {
+    (1..=4).contains(&label.len()) && label.chars().all(|c| c.is_ascii_uppercase())
 }
 
 /// A value for a message, cut short: whoever sent a megabyte need not get it back.
@@ -356,6 +410,38 @@ mod tests {
         let many: Vec<String> = (1..=10_000).map(|i| format!("A{i}")).collect();
         assert!(seats(&many).unwrap_err().contains("10000 seats"));
         assert!(seats(&["2A".into()]).is_err());
+    }
+
+    #[test]
+    fn the_grammar_of_ids() {
+        assert_eq!(seat_id("s2"), Ok("S2".into()));
+        assert!(is_seat_id("AB200"));
+        for bad in [
+            "",
+            "2A",
+            "S",
+            "S2; DROP",
+            "S-1",
+            "S1x",
+            &format!("S{}", "1".repeat(20)),
+        ] {
+            assert!(!is_seat_id(bad), "{bad}");
+        }
+        assert_eq!(parse_booking_id(&format_booking_id(12)), Some(12));
+        assert!(is_booking_id("bk-7"));
+        for bad in [
+            "",
+            "7",
+            "bk-",
+            "bk-x",
+            "BK-7",
+            &format!("bk-{}", "1".repeat(40)),
+        ] {
+            assert!(!is_booking_id(bad), "{bad}");
+        }
+        assert!(is_event_name("gala-2026_b"));
+        assert!(!is_event_name("de mo"));
+        assert!(!is_event_name(""));
     }
 
     #[test]

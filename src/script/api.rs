@@ -193,7 +193,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
             false => Err("assertion failed".into()),
         }
     });
-    engine.register_fn("now_ms", || crate::server::node::now_ms() as i64);
+    engine.register_fn("now_ms", || crate::clock::now_ms() as i64);
     // For accounts a scenario makes for itself: nobody who reads the script knows it.
     engine.register_fn("random_password", || {
         let bytes: [u8; 12] = rand::random();

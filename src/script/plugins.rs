@@ -149,7 +149,7 @@ fn rule_engine() -> &'static Engine {
                 false => Ok(()),
             }
         });
-        engine.register_fn("now_ms", || crate::server::node::now_ms() as i64);
+        engine.register_fn("now_ms", || crate::clock::now_ms() as i64);
         engine
     })
 }

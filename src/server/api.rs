@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
-use super::node::{now_ms, Consistency, Node, Written};
+use super::node::{Consistency, Node, Written};
+use crate::clock::now_ms;
 use crate::consensus::changes::{ChangeSet, Since};
 use crate::domain::auth;
-use crate::domain::state::{EventRecord, State, DEMO_EVENT};
+use crate::domain::state::{EventRecord, State};
+use crate::domain::viewer::{SeatState, Viewer};
 use crate::domain::{
     validate, BookingView, CancelTarget, Command, EventSpec, EventView, Outcome, Rejection, Role,
     SeatMap,
@@ -18,9 +19,6 @@ use crate::error::ApiError;
 use crate::limits;
 use crate::pb::booking::v1 as pb;
 use crate::pb::booking::v1::booking_service_server::BookingService;
-
-/// The response header naming the leader that took a write, so clients can go there next.
-pub const LEADER_HEADER: &str = "x-ticket-leader";
 
 pub struct Api {
     node: Arc<Node>,
@@ -43,16 +41,16 @@ impl Api {
     }
 
     fn token<T>(request: &Request<T>) -> Result<Option<String>, ApiError> {
-        let Some(value) = request.metadata().get("authorization") else {
+        let Some(value) = request.metadata().get(crate::wire::AUTHORIZATION_HEADER) else {
             return Ok(None);
         };
         let value = value.to_str().map_err(|_| {
             ApiError::Unauthenticated("the authorization header is not text".into())
         })?;
-        let token = value.strip_prefix("Bearer ").ok_or_else(|| {
+        let token = crate::wire::bearer_token(value).ok_or_else(|| {
             ApiError::Unauthenticated("the authorization header must be 'Bearer <token>'".into())
         })?;
-        Ok(Some(token.trim().to_string()))
+        Ok(Some(token.to_string()))
     }
 
     /// The logged-in user; UNAUTHENTICATED without a valid token.
@@ -100,9 +98,7 @@ fn invalid(message: String) -> ApiError {
 
 fn with_leader<T>(message: T, leader: u64) -> Response<T> {
     let mut response = Response::new(message);
-    response
-        .metadata_mut()
-        .insert(LEADER_HEADER, MetadataValue::from(leader));
+    crate::wire::set_leader(response.metadata_mut(), leader);
     response
 }
 
@@ -146,40 +142,27 @@ fn booking_pb(view: BookingView) -> pb::Booking {
     }
 }
 
-/// Who is looking at seats, which decides what each seat shows.
-struct Viewer {
-    user: Option<String>,
-    is_admin: bool,
-}
-
-impl Viewer {
-    fn new(state: &State, user: Option<String>) -> Viewer {
-        let is_admin = state.is_admin(user.as_deref());
-        Viewer { user, is_admin }
-    }
-
-    fn seat(&self, state: &State, event: &EventRecord, i: u32) -> pb::Seat {
-        let holder = state.holder(event, i);
-        let mine = holder.is_some_and(|(_, user)| Some(user) == self.user.as_deref());
-        let status = match holder {
-            None => pb::SeatStatus::Free,
-            Some(_) if mine => pb::SeatStatus::Mine,
-            Some(_) => pb::SeatStatus::Taken,
-        };
-        // Who holds a seat is told only to the holder and to admins.
-        let (holder, booking_id) = match holder {
-            Some((number, user)) if mine || self.is_admin => {
-                (user.to_string(), crate::domain::state::booking_id(number))
-            }
-            _ => (String::new(), String::new()),
-        };
-        pb::Seat {
-            id: event.map.id(i),
-            row: event.map.row_of(i).to_string(),
-            status: status as i32,
-            holder,
-            booking_id,
-        }
+/// Seat `i` of `event` as `viewer` may see it (the rule is the domain's: `domain::viewer`).
+fn seat_pb(viewer: &Viewer, state: &State, event: &EventRecord, i: u32) -> pb::Seat {
+    let seen = viewer.seat(state, event, i);
+    let status = match seen.state {
+        SeatState::Free => pb::SeatStatus::Free,
+        SeatState::Mine => pb::SeatStatus::Mine,
+        SeatState::Taken => pb::SeatStatus::Taken,
+    };
+    let (holder, booking_id) = match seen.holder {
+        Some(holder) => (
+            holder.user.to_string(),
+            validate::format_booking_id(holder.booking),
+        ),
+        None => (String::new(), String::new()),
+    };
+    pb::Seat {
+        id: event.map.id(i),
+        row: event.map.row_of(i).to_string(),
+        status: status as i32,
+        holder,
+        booking_id,
     }
 }
 
@@ -208,7 +191,7 @@ fn watch_reply(
         Next::Whole => (
             true,
             (0..record.map.len())
-                .map(|i| viewer.seat(state, record, i))
+                .map(|i| seat_pb(viewer, state, record, i))
                 .collect(),
         ),
         Next::Seats(sets) => {
@@ -225,7 +208,7 @@ fn watch_reply(
             wanted.dedup();
             let seats = wanted
                 .into_iter()
-                .map(|i| viewer.seat(state, record, i))
+                .map(|i| seat_pb(viewer, state, record, i))
                 .collect();
             (false, seats)
         }
@@ -316,11 +299,7 @@ impl BookingService for Api {
         let viewer = self.optional_user(&request).await?;
         let address = request.remote_addr().map(|a| a.ip());
         let r = request.into_inner();
-        let event = if r.event.is_empty() {
-            DEMO_EVENT.to_string()
-        } else {
-            r.event
-        };
+        let event = crate::wire::event_or_demo(r.event);
         validate::name("event", &event).map_err(invalid)?;
         let permit = self.watchers.acquire(viewer.as_deref(), address)?;
         // A watcher that was on a node further ahead waits (briefly) for this one to catch up,
@@ -676,11 +655,7 @@ impl BookingService for Api {
     ) -> Result<Response<pb::GetSeatsReply>, Status> {
         let viewer = self.optional_user(&request).await?;
         let r = request.into_inner();
-        let event_name = if r.event.is_empty() {
-            DEMO_EVENT.to_string()
-        } else {
-            r.event
-        };
+        let event_name = crate::wire::event_or_demo(r.event);
         validate::name("event", &event_name).map_err(invalid)?;
         let index = self.node.read_barrier(consistency(r.consistency)).await?;
         let applied = self.node.sm.read();
@@ -690,7 +665,7 @@ impl BookingService for Api {
             .ok_or_else(|| ApiError::NotFound(format!("no event named '{event_name}'")))?;
         let viewer = Viewer::new(state, viewer);
         let seats = (0..event.map.len())
-            .map(|i| viewer.seat(state, event, i))
+            .map(|i| seat_pb(&viewer, state, event, i))
             .collect();
         Ok(Response::new(pb::GetSeatsReply {
             event: Some(event_pb(event.view())),
@@ -706,11 +681,7 @@ impl BookingService for Api {
         let actor = self.user(&request).await?;
         let r = request.into_inner();
         validate::request_id(&r.request_id).map_err(invalid)?;
-        let event = if r.event.is_empty() {
-            DEMO_EVENT.to_string()
-        } else {
-            r.event
-        };
+        let event = crate::wire::event_or_demo(r.event);
         validate::name("event", &event).map_err(invalid)?;
         let seats = validate::seats(&r.seats).map_err(invalid)?;
         let written = self
@@ -747,11 +718,7 @@ impl BookingService for Api {
                 CancelTarget::Booking(r.booking_id)
             }
             (true, false) => {
-                let event = if r.event.is_empty() {
-                    DEMO_EVENT.to_string()
-                } else {
-                    r.event
-                };
+                let event = crate::wire::event_or_demo(r.event);
                 validate::name("event", &event).map_err(invalid)?;
                 let seats = validate::seats(&r.seats).map_err(invalid)?;
                 CancelTarget::Seats { event, seats }

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, ServerState};
 
-use super::node::{now_ms, role_name, Node};
+use super::node::{role_name, Node};
+use crate::clock::now_ms;
 use crate::domain::{auth, Command, FirstAdmin, Outcome};
 
 pub async fn initialize_if_new_cluster(node: &Node) {

@@ -2,14 +2,14 @@
 //! node is a follower), wait for a linearizable read, check a token, report status.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::ServerState;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::proposer::Proposer;
+use super::proposer::{ProposeOutcome, Proposer};
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::consensus::network::Peers;
 use crate::consensus::{decode, encode, LogStore, NodeId, Raft, StateMachineStore};
@@ -36,14 +36,6 @@ pub struct Node {
     pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
-/// A write's result as a follower receives it from the leader over the Forward RPC.
-#[derive(Serialize, Deserialize, Debug)]
-pub enum Proposed {
-    Done { outcome: Outcome, index: u64 },
-    NotLeader(Option<NodeId>),
-    Unavailable(String),
-}
-
 /// What this node's state says of a well-signed token.
 enum Standing {
     Good,
@@ -66,12 +58,6 @@ pub struct Written {
 pub enum Consistency {
     Linearizable,
     Stale,
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Node {
@@ -97,31 +83,38 @@ impl Node {
 
     /// Proposes on this node, which believes it is the leader; concurrent commands share a
     /// log entry (see `proposer`).
-    pub async fn propose_here(&self, command: Command) -> Proposed {
+    pub async fn propose_here(&self, command: Command) -> ProposeOutcome {
         self.proposer.propose(command).await
     }
 
-    async fn forward(&self, leader: NodeId, command: &Command, deadline: Instant) -> Proposed {
+    async fn forward(
+        &self,
+        leader: NodeId,
+        command: &Command,
+        deadline: Instant,
+    ) -> ProposeOutcome {
         let Some(addr) = self.peer_addr_of(leader) else {
-            return Proposed::Unavailable(format!("leader {leader} is not in cluster.toml"));
+            return ProposeOutcome::Unavailable(format!("leader {leader} is not in cluster.toml"));
         };
         let mut client = match self.peers.client(leader, &addr) {
             Ok(client) => client,
-            Err(e) => return Proposed::Unavailable(e),
+            Err(e) => return ProposeOutcome::Unavailable(e),
         };
         let data = match encode(command) {
             Ok(data) => data,
-            Err(e) => return Proposed::Unavailable(e.to_string()),
+            Err(e) => return ProposeOutcome::Unavailable(e.to_string()),
         };
         let call = client.forward(Blob { data });
         match tokio::time::timeout_at(deadline, call).await {
             Ok(Ok(reply)) => decode(&reply.into_inner().data).unwrap_or_else(|e| {
-                Proposed::Unavailable(format!("bad reply from the leader: {e}"))
+                ProposeOutcome::Unavailable(format!("bad reply from the leader: {e}"))
             }),
             Ok(Err(status)) => {
-                Proposed::Unavailable(format!("leader {leader}: {}", status.message()))
+                ProposeOutcome::Unavailable(format!("leader {leader}: {}", status.message()))
             }
-            Err(_) => Proposed::Unavailable(format!("leader {leader} did not answer in time")),
+            Err(_) => {
+                ProposeOutcome::Unavailable(format!("leader {leader} did not answer in time"))
+            }
         }
     }
 
@@ -136,19 +129,19 @@ impl Node {
             let proposed = match hint {
                 Some(leader) if leader == self.id => self.propose_here(command.clone()).await,
                 Some(leader) => self.forward(leader, &command, deadline).await,
-                None => Proposed::NotLeader(None),
+                None => ProposeOutcome::NotLeader(None),
             };
             match proposed {
-                Proposed::Done { outcome, index } => {
+                ProposeOutcome::Done { outcome, index } => {
                     return Ok(Written {
                         outcome,
                         index,
                         leader: hint.unwrap_or(self.id),
                     })
                 }
-                Proposed::NotLeader(next) if next.is_some() && next != hint => hint = next,
-                Proposed::NotLeader(_) => hint = None,
-                Proposed::Unavailable(why) => {
+                ProposeOutcome::NotLeader(next) if next.is_some() && next != hint => hint = next,
+                ProposeOutcome::NotLeader(_) => hint = None,
+                ProposeOutcome::Unavailable(why) => {
                     last_problem = why;
                     hint = None;
                 }
@@ -170,31 +163,36 @@ impl Node {
 
     /// On the leader: confirms leadership with a quorum and returns the index a linearizable
     /// read must see applied.
-    pub async fn read_index_here(&self) -> Result<u64, Proposed> {
+    pub async fn read_index_here(&self) -> Result<u64, ProposeOutcome> {
         match self.raft.ensure_linearizable().await {
             Ok(log_id) => Ok(log_id.map_or(0, |id| id.index)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
-                Err(Proposed::NotLeader(to.leader_id))
+                Err(ProposeOutcome::NotLeader(to.leader_id))
             }
-            Err(e) => Err(Proposed::Unavailable(e.to_string())),
+            Err(e) => Err(ProposeOutcome::Unavailable(e.to_string())),
         }
     }
 
-    async fn read_index_at(&self, leader: NodeId, deadline: Instant) -> Result<u64, Proposed> {
+    async fn read_index_at(
+        &self,
+        leader: NodeId,
+        deadline: Instant,
+    ) -> Result<u64, ProposeOutcome> {
         let addr = self
             .peer_addr_of(leader)
-            .ok_or_else(|| Proposed::Unavailable(format!("leader {leader} is unknown")))?;
+            .ok_or_else(|| ProposeOutcome::Unavailable(format!("leader {leader} is unknown")))?;
         let mut client = self
             .peers
             .client(leader, &addr)
-            .map_err(Proposed::Unavailable)?;
+            .map_err(ProposeOutcome::Unavailable)?;
         match tokio::time::timeout_at(deadline, client.read_index(Empty {})).await {
             Ok(Ok(reply)) => Ok(reply.into_inner().index),
-            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
-                Err(Proposed::NotLeader(status.message().parse().ok()))
-            }
-            Ok(Err(status)) => Err(Proposed::Unavailable(status.message().to_string())),
-            Err(_) => Err(Proposed::Unavailable(format!(
+            // Not the leader: the one it knows of, if any, is named in the metadata.
+            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => Err(
+                ProposeOutcome::NotLeader(crate::wire::leader(status.metadata())),
+            ),
+            Ok(Err(status)) => Err(ProposeOutcome::Unavailable(status.message().to_string())),
+            Err(_) => Err(ProposeOutcome::Unavailable(format!(
                 "leader {leader} did not answer in time"
             ))),
         }
@@ -214,7 +212,7 @@ impl Node {
             let index = match hint {
                 Some(leader) if leader == self.id => self.read_index_here().await,
                 Some(leader) => self.read_index_at(leader, deadline).await,
-                None => Err(Proposed::NotLeader(None)),
+                None => Err(ProposeOutcome::NotLeader(None)),
             };
             match index {
                 Ok(index) => {
@@ -225,13 +223,15 @@ impl Node {
                         "this node is too far behind the leader to answer now; retry".into(),
                     ));
                 }
-                Err(Proposed::NotLeader(next)) if next.is_some() && next != hint => hint = next,
-                Err(Proposed::NotLeader(_)) => hint = None,
-                Err(Proposed::Unavailable(why)) => {
+                Err(ProposeOutcome::NotLeader(next)) if next.is_some() && next != hint => {
+                    hint = next
+                }
+                Err(ProposeOutcome::NotLeader(_)) => hint = None,
+                Err(ProposeOutcome::Unavailable(why)) => {
                     last_problem = why;
                     hint = None;
                 }
-                Err(Proposed::Done { .. }) => hint = None,
+                Err(ProposeOutcome::Done { .. }) => hint = None,
             }
             if Instant::now() >= deadline {
                 return Err(ApiError::Unavailable(format!(

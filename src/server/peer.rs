@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::node::{Node, Proposed};
+use super::node::Node;
+use super::proposer::ProposeOutcome;
 use crate::consensus::network::Reply;
 use crate::consensus::NodeId;
 use crate::consensus::{decode, TypeConfig};
@@ -28,6 +29,20 @@ impl PeerService {
     pub fn new(node: Arc<Node>) -> PeerService {
         PeerService { node }
     }
+}
+
+/// A read index refused because this node does not lead: FAILED_PRECONDITION, with the
+/// leader's id (when known) in the metadata (`wire::LEADER_HEADER`) for the asking node, and
+/// a message for people.
+fn not_leader(leader: Option<NodeId>) -> Status {
+    let mut status = Status::failed_precondition(match leader {
+        Some(leader) => format!("this node is not the leader; node {leader} is"),
+        None => "this node is not the leader, and no leader is known".to_string(),
+    });
+    if let Some(leader) = leader {
+        crate::wire::set_leader(status.metadata_mut(), leader);
+    }
+    status
 }
 
 fn undecodable(e: impl std::fmt::Display) -> Status {
@@ -126,17 +141,32 @@ impl Raft for PeerService {
         self.caller(&request)?;
         match self.node.read_index_here().await {
             Ok(index) => Ok(Response::new(ReadIndexReply { index })),
-            // FAILED_PRECONDITION with the leader's id (or nothing) as the message.
-            Err(Proposed::NotLeader(leader)) => Err(Status::failed_precondition(
-                leader.map(|l| l.to_string()).unwrap_or_default(),
-            )),
-            Err(Proposed::Unavailable(why)) => Err(Status::unavailable(why)),
-            Err(Proposed::Done { .. }) => Err(Status::internal("unexpected read index reply")),
+            Err(ProposeOutcome::NotLeader(leader)) => Err(not_leader(leader)),
+            Err(ProposeOutcome::Unavailable(why)) => Err(Status::unavailable(why)),
+            Err(ProposeOutcome::Done { .. }) => {
+                Err(Status::internal("unexpected read index reply"))
+            }
         }
     }
 
     async fn node_status(&self, request: Request<Empty>) -> Result<Response<NodeState>, Status> {
         self.caller(&request)?;
         Ok(Response::new(self.node.local_state()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_read_index_names_the_leader_in_metadata() {
+        let status = not_leader(Some(3));
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(crate::wire::leader(status.metadata()), Some(3));
+        assert!(status.message().contains("node 3"), "{}", status.message());
+        let status = not_leader(None);
+        assert_eq!(crate::wire::leader(status.metadata()), None);
+        assert!(!status.message().is_empty());
     }
 }

@@ -13,16 +13,28 @@
 use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, RaftError};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::node::Proposed;
-use crate::consensus::Raft;
-use crate::domain::Command;
+use crate::consensus::{NodeId, Raft};
+use crate::domain::{Command, Outcome};
 use crate::limits;
+
+/// What became of one proposed command (or of a read-index request): committed and applied
+/// with its outcome, refused because this node does not lead (and who does, if known), or
+/// not done for now. It is also a write's result as a follower receives it from the leader
+/// over the Forward RPC (encoded with postcard: variants are told apart by position, so
+/// their order is part of the peer protocol).
+#[derive(Serialize, Deserialize, Debug)]
+pub enum ProposeOutcome {
+    Done { outcome: Outcome, index: u64 },
+    NotLeader(Option<NodeId>),
+    Unavailable(String),
+}
 
 struct Pending {
     command: Command,
-    reply: oneshot::Sender<Proposed>,
+    reply: oneshot::Sender<ProposeOutcome>,
 }
 
 /// Cheap to clone; clones feed the same queue.
@@ -40,9 +52,9 @@ impl Proposer {
     }
 
     /// Proposes one command on this node and waits for its outcome once applied.
-    pub async fn propose(&self, command: Command) -> Proposed {
+    pub async fn propose(&self, command: Command) -> ProposeOutcome {
         let (reply, outcome) = oneshot::channel();
-        let stopped = || Proposed::Unavailable("this node is shutting down".into());
+        let stopped = || ProposeOutcome::Unavailable("this node is shutting down".into());
         if self.queue.send(Pending { command, reply }).await.is_err() {
             return stopped();
         }
@@ -82,7 +94,7 @@ type WriteResult = Result<
 >;
 
 /// Hands each command of an entry its own outcome.
-fn answer(result: WriteResult, replies: Vec<oneshot::Sender<Proposed>>) {
+fn answer(result: WriteResult, replies: Vec<oneshot::Sender<ProposeOutcome>>) {
     match result {
         Ok(written) => {
             let index = written.log_id.index;
@@ -91,21 +103,21 @@ fn answer(result: WriteResult, replies: Vec<oneshot::Sender<Proposed>>) {
                 // apply answers every command of an entry; a missing outcome is a bug, and
                 // saying "unavailable" lets the client retry with its request id.
                 let proposed = match outcomes.next() {
-                    Some(outcome) => Proposed::Done { outcome, index },
-                    None => Proposed::Unavailable("the entry came back short".into()),
+                    Some(outcome) => ProposeOutcome::Done { outcome, index },
+                    None => ProposeOutcome::Unavailable("the entry came back short".into()),
                 };
                 let _ = reply.send(proposed);
             }
         }
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
             for reply in replies {
-                let _ = reply.send(Proposed::NotLeader(to.leader_id));
+                let _ = reply.send(ProposeOutcome::NotLeader(to.leader_id));
             }
         }
         Err(e) => {
             let why = e.to_string();
             for reply in replies {
-                let _ = reply.send(Proposed::Unavailable(why.clone()));
+                let _ = reply.send(ProposeOutcome::Unavailable(why.clone()));
             }
         }
     }

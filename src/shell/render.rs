@@ -50,14 +50,6 @@ pub fn seat_map(reply: &GetSeatsReply, colour: bool) -> String {
     out
 }
 
-fn status_word(code: i32) -> &'static str {
-    match status(code) {
-        SeatStatus::Free => "free",
-        SeatStatus::Mine => "mine",
-        SeatStatus::Taken => "taken",
-    }
-}
-
 /// One change of `seats --watch`: `[index 42] S7 taken, S3 free` (the whole map after a
 /// reset, which a node sends when the watcher fell too far behind).
 pub fn watch_line(update: &WatchSeatsReply, colour: bool) -> String {
@@ -65,7 +57,7 @@ pub fn watch_line(update: &WatchSeatsReply, colour: bool) -> String {
         .seats
         .iter()
         .map(|s| {
-            let word = status_word(s.status);
+            let word = crate::json::seat_status_word(s.status);
             let text = format!("{} {word}", s.id);
             match (colour, status(s.status)) {
                 (false, _) => text,
@@ -87,7 +79,7 @@ pub fn watch_json(update: &WatchSeatsReply) -> Value {
     let seats: Vec<Value> = update
         .seats
         .iter()
-        .map(|s| json!({ "id": s.id, "row": s.row, "status": status_word(s.status), "holder": s.holder, "booking_id": s.booking_id }))
+        .map(|s| json!({ "id": s.id, "row": s.row, "status": crate::json::seat_status_word(s.status), "holder": s.holder, "booking_id": s.booking_id }))
         .collect();
     json!({ "applied_index": update.applied_index, "reset": update.reset, "seats": seats })
 }
@@ -97,11 +89,7 @@ pub fn seats_json(reply: &GetSeatsReply) -> Value {
         .seats
         .iter()
         .map(|s| {
-            let state = match status(s.status) {
-                SeatStatus::Free => "free",
-                SeatStatus::Mine => "mine",
-                SeatStatus::Taken => "taken",
-            };
+            let state = crate::json::seat_status_word(s.status);
             json!({ "id": s.id, "row": s.row, "status": state, "holder": s.holder, "booking_id": s.booking_id })
         })
         .collect();

@@ -152,8 +152,7 @@ fn as_caller(shared: &Shared, headers: &HeaderMap) -> Result<Client, ApiFailure>
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(crate::wire::bearer_token)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
             ApiFailure::unauthenticated("send the token as Authorization: Bearer TOKEN")
@@ -185,11 +184,7 @@ fn request_id(given: Option<String>) -> String {
 }
 
 pub fn seat_json(s: &pb::Seat) -> Value {
-    let status = match pb::SeatStatus::try_from(s.status) {
-        Ok(pb::SeatStatus::Free) => "free",
-        Ok(pb::SeatStatus::Mine) => "mine",
-        _ => "taken",
-    };
+    let status = crate::json::seat_status_word(s.status);
     let mut seat = json!({ "id": s.id, "row": s.row, "status": status });
     // Only the holder and admins are told who holds a seat: the cluster leaves it empty.
     if !s.holder.is_empty() {
