@@ -114,6 +114,26 @@ fn retryable(status: &Status) -> bool {
 /// is not answering.
 pub const PROBE_WAIT: Duration = Duration::from_secs(2);
 
+/// Set by the client (never by a node) on a call's failure when no node of the cluster
+/// accepted a connection at the end: see [`is_unreachable`].
+const UNREACHABLE: &str = "x-ticket-client-unreachable";
+const UNREACHABLE_PROBE: Duration = Duration::from_millis(500);
+
+/// Whether a call failed because no node of the cluster could be reached at all.
+pub fn is_unreachable(status: &Status) -> bool {
+    status.metadata().get(UNREACHABLE).is_some()
+}
+
+/// A status from the cluster as a sentence for a person.
+pub fn explain(status: &Status) -> String {
+    match is_unreachable(status) {
+        true => {
+            "no node of the cluster answered: is it running? (start it with `ticket up`)".into()
+        }
+        false => status.message().to_string(),
+    }
+}
+
 /// No node of the cluster accepted a connection: it is not running, or not reachable from
 /// here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +271,17 @@ impl Client {
         })
     }
 
+    /// `status`, marked [`UNREACHABLE`] when no node accepts a connection now: a person is
+    /// then told the cluster is down, not the last node's message.
+    async fn marked_if_unreachable(&self, mut status: Status) -> Status {
+        if status.code() == Code::Unavailable && self.probe(UNREACHABLE_PROBE).await.is_err() {
+            status
+                .metadata_mut()
+                .insert(UNREACHABLE, MetadataValue::from_static("1"));
+        }
+        status
+    }
+
     /// Calls go to this node first.
     pub fn prefer(&self, id: u64) {
         if let Some(i) = self.targets.iter().position(|t| t.id == id) {
@@ -333,7 +364,7 @@ impl Client {
                     self.current
                         .store((i + 1) % self.targets.len(), Ordering::Relaxed);
                     if tokio::time::Instant::now() >= deadline {
-                        return Err(status);
+                        return Err(self.marked_if_unreachable(status).await);
                     }
                     if attempt % self.targets.len() == 0 {
                         tokio::time::sleep(Duration::from_millis(50)).await;

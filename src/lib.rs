@@ -49,6 +49,7 @@ pub mod pki;
 pub mod prompt;
 pub mod script;
 pub mod server;
+pub mod session;
 pub mod shell;
 pub mod web;
 pub mod wire;

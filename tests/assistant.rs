@@ -1535,7 +1535,7 @@ async fn assistant_use_and_status_switch_the_backend_of_the_session() {
 #[test]
 fn the_assistant_commands_parse() {
     use ticket::config::Backend;
-    use ticket::shell::command::{parse, Cmd};
+    use ticket::session::command::{parse, Cmd};
     assert_eq!(
         parse("assistant use openai"),
         Ok(Some(Cmd::AssistantUse(Backend::OpenAi)))

@@ -102,7 +102,7 @@ async fn as_asker(shared: &Shared, headers: &HeaderMap) -> Result<Option<Client>
         if status.code() == tonic::Code::Unauthenticated {
             return Err(error(
                 StatusCode::UNAUTHORIZED,
-                crate::cli::explain(&status),
+                crate::client::explain(&status),
             ));
         }
     }
@@ -192,7 +192,10 @@ async fn confirm(
     };
     match carry_out_status(&client, &proposal).await {
         Ok(done) => (StatusCode::OK, Json(json!({ "carried_out": done }))),
-        Err(status) => error(refusal_status(status.code()), crate::cli::explain(&status)),
+        Err(status) => error(
+            refusal_status(status.code()),
+            crate::client::explain(&status),
+        ),
     }
 }
 

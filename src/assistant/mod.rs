@@ -23,8 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::cli::explain;
-use crate::client::Client;
+use crate::client::{explain, Client};
 use crate::config::AssistantConfig;
 pub use crate::config::Backend;
 use crate::domain::validate;

@@ -5,8 +5,7 @@
 
 use serde::Serialize;
 
-use crate::cli::explain;
-use crate::client::{Client, Consistency};
+use crate::client::{explain, Client, Consistency};
 use crate::pb::booking::v1 as pb;
 
 /// The tools' names, as answers list them.

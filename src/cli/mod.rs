@@ -17,17 +17,8 @@ use crate::config::Config;
 use crate::local_cluster::LocalCluster;
 use crate::script::Scripting;
 
+pub use crate::client::explain;
 pub use crate::prompt::read_password;
-
-/// A status from the cluster as a sentence for a person.
-pub fn explain(status: &tonic::Status) -> String {
-    match status.code() {
-        tonic::Code::Unavailable if status.message().contains("connect") => {
-            "no node of the cluster answered: is it running? (start it with `ticket up`)".into()
-        }
-        _ => status.message().to_string(),
-    }
-}
 
 /// The plugins of `plugins/` beside cluster.toml, loaded (what is skipped is said), and an
 /// assistant that tries their rules before its own (now and after `plugins reload`).

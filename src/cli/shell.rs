@@ -14,7 +14,8 @@ use std::time::Duration;
 use crate::client::{Client, PROBE_WAIT};
 use crate::config::Config;
 use crate::local_cluster::LocalCluster;
-use crate::shell::{Mode, Session, ShellOptions};
+use crate::session::{Mode, Session};
+use crate::shell::ShellOptions;
 
 /// How long a local cluster this process started may take to elect a leader.
 const READY_WAIT: Duration = Duration::from_secs(20);
@@ -49,7 +50,7 @@ pub async fn run(config: &Config, options: ShellOptions) -> anyhow::Result<bool>
     let mut session = Session::new(Client::from_config(config), mode);
     let (scripting, assistant) = super::plugins_and_assistant(config, local);
     session.assistant = assistant;
-    session.scripting = Some(scripting);
+    session.scripting = Some(Arc::new(scripting));
     session.plugin_dir = config.base_dir().join("plugins");
     session.history_file = Some(crate::shell::history_path(config));
     session.remember_plugins();
@@ -81,9 +82,9 @@ pub async fn run_script(
     if let Some(timeout) = timeout {
         scripting.set_time_limit(timeout);
     }
-    session.scripting = Some(scripting);
+    session.scripting = Some(Arc::new(scripting));
     session.assistant = Arc::new(crate::assistant::Assistant::new(&config.assistant));
-    let cmd = crate::shell::command::Cmd::Run {
+    let cmd = crate::session::command::Cmd::Run {
         file: file.display().to_string(),
         args,
     };

@@ -56,7 +56,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         .cluster_status()
         .await
         .map_err(|s| anyhow::anyhow!(super::explain(&s)))?;
-    print!("{}", super::status::render(&status));
+    print!("{}", crate::session::status::render(&status));
     let (_scripting, assistant) = super::plugins_and_assistant(config, None);
     super::serve_front(config, &assistant).await;
     println!(

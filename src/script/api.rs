@@ -1,5 +1,5 @@
 //! The functions a script calls. The booking ones run the shell's own commands through the
-//! thread's [`Session`](crate::shell::Session) and return the command's JSON reply as rhai
+//! thread's [`Session`](crate::session::Session) and return the command's JSON reply as rhai
 //! maps and arrays, so a script sees exactly what `--json` prints. A command that fails throws
 //! its message, which `try { } catch (e) { }` catches.
 //!
@@ -33,10 +33,9 @@ use super::{
     deadline, enter, in_parallel, join_run, with_context, Context, Host, PARALLEL_MAX,
     SLEEP_MS_MAX, STACK_BYTES,
 };
-use crate::cli::explain;
-use crate::client::Client;
+use crate::client::{explain, Client};
 use crate::local_cluster::LocalCluster;
-use crate::shell::command::Cmd;
+use crate::session::command::Cmd;
 
 type Fallible<T> = Result<T, Box<EvalAltResult>>;
 
@@ -235,7 +234,7 @@ impl Host {
 }
 
 /// Runs the command `make` builds (it may adjust the session first) and returns its JSON.
-fn run(host: &Host, make: impl FnOnce(&mut crate::shell::Session) -> Cmd) -> Fallible<Value> {
+fn run(host: &Host, make: impl FnOnce(&mut crate::session::Session) -> Cmd) -> Fallible<Value> {
     let reply = with_context(|c| {
         let cmd = make(&mut c.session);
         host.runtime.block_on(host.cancellable(c.session.run(cmd)))

@@ -36,7 +36,7 @@ pub use diagnostic::Diagnostic;
 use plugins::Plugins;
 
 use crate::local_cluster::LocalCluster;
-use crate::shell::Session;
+use crate::session::{Output, Session};
 
 /// Bounds of the sandbox. An endless loop reaches `OPERATIONS_MAX` in a second or two.
 pub const OPERATIONS_MAX: u64 = 20_000_000;
@@ -62,31 +62,6 @@ const CLOCK_EVERY_OPS: u64 = 64;
 /// A script thread's stack: deep (but bounded) recursion must fail with rhai's error, not
 /// overflow the thread.
 const STACK_BYTES: usize = 16 << 20;
-
-/// Where a script's `print` goes: straight to stdout, or collected (for `--json`).
-pub enum Output {
-    Print,
-    Collect(Mutex<Vec<String>>),
-}
-
-impl Output {
-    fn line(&self, text: &str) {
-        match self {
-            Output::Print => println!("{text}"),
-            Output::Collect(lines) => lines
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(text.to_string()),
-        }
-    }
-
-    pub fn collected(&self) -> Vec<String> {
-        match self {
-            Output::Print => Vec::new(),
-            Output::Collect(lines) => lines.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-        }
-    }
-}
 
 /// What the engine's functions share: the runtime to block on, the cluster this process
 /// started (for `kill`, `restart`, ...), and the cancel switch.
@@ -390,4 +365,78 @@ fn sandboxed_engine(host: &Arc<Host>) -> Engine {
         tracing::debug!(source = source.unwrap_or(""), %pos, "{text}");
     });
     engine
+}
+
+/// The session's view of scripts: `run FILE.rhai`, plugin commands and their completion.
+impl crate::session::Scripts for Arc<Scripting> {
+    fn run_file(
+        &self,
+        file: PathBuf,
+        args: Vec<String>,
+        session: Session,
+        out: Arc<Output>,
+    ) -> crate::session::ScriptRun {
+        let this = self.clone();
+        Box::pin(async move {
+            let value = Scripting::run_file(&this, file, args, session, out).await;
+            value.map(|v| to_json(&v)).map_err(|d| d.to_string())
+        })
+    }
+
+    fn run_command(
+        &self,
+        name: &str,
+        args: Vec<String>,
+        session: Session,
+        out: Arc<Output>,
+    ) -> Option<crate::session::ScriptRun> {
+        let command = self.plugins.find(name)?;
+        let this = self.clone();
+        Some(Box::pin(async move {
+            let value = this.run_command(command, args, session, out).await;
+            // What the handler threw is its message to the user; a mistake in the plugin
+            // shows where it is.
+            value.map(|v| to_json(&v)).map_err(|d| match d.thrown {
+                true => d.message,
+                false => d.to_string(),
+            })
+        }))
+    }
+
+    fn commands(&self) -> Vec<crate::session::PluginCommand> {
+        self.plugins
+            .commands()
+            .iter()
+            .map(plugins::PluginCommand::describe)
+            .collect()
+    }
+
+    fn reload(&self, dir: &Path) -> Vec<String> {
+        self.load_plugins(dir)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    fn complete(
+        &self,
+        name: &str,
+        args: &[String],
+        events: &[String],
+        seats: &[String],
+    ) -> Vec<String> {
+        match self.plugins.find(name) {
+            Some(command) => Scripting::complete(self, &command, args, events, seats),
+            None => Vec::new(),
+        }
+    }
+
+    fn cancel(&self) {
+        Scripting::cancel(self);
+    }
+}
+
+/// A script's value as JSON (`()` is null; what JSON cannot hold, too).
+fn to_json(value: &Dynamic) -> serde_json::Value {
+    rhai::serde::from_dynamic(value).unwrap_or(serde_json::Value::Null)
 }

@@ -30,8 +30,8 @@ use rhai::module_resolvers::DummyModuleResolver;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, Position, AST};
 
 use super::{enter, Context, Diagnostic, Output, Scripting};
-use crate::shell::command;
-use crate::shell::Session;
+use crate::session::command;
+use crate::session::Session;
 
 /// A command a plugin registered.
 #[derive(Clone)]
@@ -44,6 +44,18 @@ pub struct PluginCommand {
     complete: Option<FnPtr>,
     ast: Arc<AST>,
     source: Arc<str>,
+}
+
+impl PluginCommand {
+    /// What help and completion show of it.
+    pub fn describe(&self) -> crate::session::PluginCommand {
+        crate::session::PluginCommand {
+            name: self.name.clone(),
+            usage: self.usage.clone(),
+            about: self.about.clone(),
+            file: self.file.clone(),
+        }
+    }
 }
 
 /// What loaded: the commands, and the files that did not.

@@ -13,10 +13,9 @@ use reedline::{
     Span, StyledText, Suggestion,
 };
 
-use super::command::{self, Cmd, COMMANDS};
-use super::session::{Known, Session};
 use crate::config::Config;
-use crate::script::Scripting;
+use crate::session::command::{self, Cmd, COMMANDS};
+use crate::session::{Known, Scripts, Session};
 
 /// Lines of history kept.
 const HISTORY_LINES_MAX: usize = 10_000;
@@ -138,7 +137,7 @@ impl Prompt for ShellPrompt {
 /// event in use (after `reserve`, `cancel`), and subcommands.
 struct ShellCompleter {
     known: Arc<Mutex<Known>>,
-    scripting: Option<Arc<Scripting>>,
+    scripting: Option<Arc<dyn Scripts>>,
 }
 
 impl Completer for ShellCompleter {
@@ -197,7 +196,7 @@ impl ShellCompleter {
                             .skip(1)
                             .map(str::to_string)
                             .collect();
-                        scripting.complete(command, &args, &known.events, &known.seats)
+                        scripting.complete(&command.name, &args, &known.events, &known.seats)
                     }
                     _ => Vec::new(),
                 },

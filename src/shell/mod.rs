@@ -14,16 +14,13 @@
 //!
 //! What it does not do: talk to the cluster except through [`crate::client::Client`].
 
-pub mod command;
 mod editor;
-mod render;
-mod session;
 
 use std::io::BufRead;
 use std::path::PathBuf;
 
 use crate::config::Config;
-pub use session::{Mode, Reply, Session};
+pub use crate::session::{command, Mode, Reply, Session};
 
 pub struct ShellOptions {
     /// `-c`: commands to run, in order, instead of reading any.

@@ -15,7 +15,6 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use tonic::Code;
 
 use crate::client::{new_request_id, Client, Consistency};
 use crate::json::{booking_json, event_json};
@@ -128,10 +127,10 @@ type Reply = Result<Json<Value>, ApiFailure>;
 fn explain(status: &tonic::Status) -> String {
     match status.code() {
         // The page's server is up but no node is: say so in the page's words.
-        Code::Unavailable if status.message().contains("connect") => {
+        _ if crate::client::is_unreachable(status) => {
             "no node of the cluster answers right now; the page retries".into()
         }
-        _ => crate::cli::explain(status),
+        _ => crate::client::explain(status),
     }
 }
 
@@ -195,7 +194,7 @@ pub fn seat_json(s: &pb::Seat) -> Value {
 }
 
 pub fn cluster_json(status: &pb::ClusterStatusReply) -> Value {
-    crate::cli::status::to_json(status)
+    crate::session::status::to_json(status)
 }
 
 pub async fn not_found() -> ApiFailure {

@@ -1,6 +1,17 @@
-//! One shell session: who is logged in, which event is in use, and how each command runs
-//! against the cluster through [`crate::client::Client`]. Every command gives a [`Reply`]: the
-//! text a person reads and the JSON a script reads.
+//! The booking commands, and one session running them: who is logged in, which event is in
+//! use, and how each command runs against the cluster through [`crate::client::Client`].
+//! Every command gives a [`Reply`]: the text a person reads and the JSON a script reads.
+//!
+//! The shell (a person), scripts and plugins (rhai) all run commands through a `Session`;
+//! [`command::COMMANDS`] is the one table of their names, usage and help.
+//!
+//! What it does not do: read a terminal's lines (the shell does), or know rhai's engine:
+//! `run FILE.rhai` and plugin commands go to whatever implements [`Scripts`] (the script
+//! layer, above this one).
+
+pub mod command;
+pub mod render;
+pub mod status;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -9,18 +20,88 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
-use rhai::Dynamic;
+use command::{Cmd, COMMANDS};
 
-use super::command::{self, Cmd, COMMANDS};
-use super::render;
 use crate::assistant::{self, Assistant, Backend};
-use crate::cli::{explain, read_password, status};
-use crate::client::{Client, Consistency};
+use crate::client::{explain, Client, Consistency};
 use crate::domain::state::DEMO_EVENT;
 use crate::json::{booking_json, event_json};
 use crate::pb::booking::v1 as pb;
-use crate::script::plugins::PluginCommand;
-use crate::script::{Output, Scripting};
+use crate::prompt::read_password;
+
+/// A command a plugin added, as help and completion show it.
+#[derive(Clone, Debug)]
+pub struct PluginCommand {
+    pub name: String,
+    pub usage: String,
+    pub about: String,
+    /// The plugin file that registered it.
+    pub file: PathBuf,
+}
+
+/// Where a script's `print` goes: straight to stdout, or collected (for `--json`).
+pub enum Output {
+    Print,
+    Collect(Mutex<Vec<String>>),
+}
+
+impl Output {
+    pub fn line(&self, text: &str) {
+        match self {
+            Output::Print => println!("{text}"),
+            Output::Collect(lines) => lines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(text.to_string()),
+        }
+    }
+
+    pub fn collected(&self) -> Vec<String> {
+        match self {
+            Output::Print => Vec::new(),
+            Output::Collect(lines) => lines.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+}
+
+/// A script's run, as the session awaits it: its value as JSON, or a message for a person.
+pub type ScriptRun =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send>>;
+
+/// Scripts and plugin commands as a session sees them. The script layer implements it; a
+/// session without one says scripting is not available.
+pub trait Scripts: Send + Sync {
+    /// Runs a script file with `session` (its own login and event) and `ARGS`.
+    fn run_file(
+        &self,
+        file: PathBuf,
+        args: Vec<String>,
+        session: Session,
+        out: Arc<Output>,
+    ) -> ScriptRun;
+    /// Runs the plugin command `name`; `None` when no plugin registered it.
+    fn run_command(
+        &self,
+        name: &str,
+        args: Vec<String>,
+        session: Session,
+        out: Arc<Output>,
+    ) -> Option<ScriptRun>;
+    /// The commands plugins registered.
+    fn commands(&self) -> Vec<PluginCommand>;
+    /// Loads the plugins of `dir` again; what was skipped, and why.
+    fn reload(&self, dir: &std::path::Path) -> Vec<String>;
+    /// Candidates for the next word of the plugin command `name`.
+    fn complete(
+        &self,
+        name: &str,
+        args: &[String],
+        events: &[String],
+        seats: &[String],
+    ) -> Vec<String>;
+    /// Stops the script running now (Ctrl-C).
+    fn cancel(&self);
+}
 
 /// What a command printed, for a person and for a script.
 pub struct Reply {
@@ -102,7 +183,7 @@ pub struct Session {
     /// Set by `quit`.
     pub done: bool,
     /// Runs `run` and plugin commands; without it they say scripting is not available.
-    pub scripting: Option<Arc<Scripting>>,
+    pub scripting: Option<Arc<dyn Scripts>>,
     /// Where `plugins reload` looks: `plugins/` beside cluster.toml.
     pub plugin_dir: PathBuf,
     /// Answers `ask`; its backend can be switched for the session.
@@ -153,10 +234,8 @@ impl Session {
 
     /// Parses a line, knowing the commands plugins registered.
     pub fn parse(&self, line: &str) -> Result<Option<Cmd>, String> {
-        let plugins = self.scripting.as_ref().map(|s| &s.plugins);
-        command::parse_with(line, &|word| {
-            plugins.is_some_and(|p| p.find(word).is_some())
-        })
+        let plugins = self.known_plugins();
+        command::parse_with(line, &|word| plugins.iter().any(|c| c.name == word))
     }
 
     /// `user@event node N> ` (or `event node N> ` before login).
@@ -484,7 +563,7 @@ impl Session {
         ))
     }
 
-    fn scripting(&self) -> Result<Arc<Scripting>, String> {
+    fn scripting(&self) -> Result<Arc<dyn Scripts>, String> {
         self.scripting
             .clone()
             .ok_or_else(|| "scripting is not available in this session".to_string())
@@ -500,8 +579,9 @@ impl Session {
     async fn run_script(&mut self, file: String, args: Vec<String>) -> Result<Reply, String> {
         let scripting = self.scripting()?;
         let out = self.output();
-        let run = scripting.run_file(file.clone().into(), args, self.fork(), out.clone());
-        let value = run.await.map_err(|d| d.to_string())?;
+        let value = scripting
+            .run_file(file.clone().into(), args, self.fork(), out.clone())
+            .await?;
         Ok(value_reply(
             value,
             json!({ "file": file, "output": out.collected() }),
@@ -510,18 +590,11 @@ impl Session {
 
     async fn run_plugin(&mut self, name: &str, args: Vec<String>) -> Result<Reply, String> {
         let scripting = self.scripting()?;
-        let command = scripting
-            .plugins
-            .find(name)
-            .ok_or_else(|| format!("no plugin command '{name}' (plugins reload?)"))?;
         let out = self.output();
-        let run = scripting.run_command(command, args, self.fork(), out.clone());
-        // What the handler threw is its message to the user; a mistake in the plugin shows
-        // where it is.
-        let value = run.await.map_err(|d| match d.thrown {
-            true => d.message,
-            false => d.to_string(),
-        })?;
+        let run = scripting
+            .run_command(name, args, self.fork(), out.clone())
+            .ok_or_else(|| format!("no plugin command '{name}' (plugins reload?)"))?;
+        let value = run.await?;
         Ok(value_reply(
             value,
             json!({ "command": name, "output": out.collected() }),
@@ -532,10 +605,10 @@ impl Session {
         let scripting = self.scripting()?;
         let mut problems = Vec::new();
         if reload {
-            problems = scripting.load_plugins(&self.plugin_dir);
+            problems = scripting.reload(&self.plugin_dir);
             self.remember_plugins();
         }
-        let commands = scripting.plugins.commands();
+        let commands = scripting.commands();
         let mut text = match commands.is_empty() {
             true => format!("no plugin commands (from {})", self.plugin_dir.display()),
             false => commands
@@ -551,7 +624,7 @@ impl Session {
             .iter()
             .map(|c| json!({ "name": c.name, "usage": c.usage, "help": c.about, "file": c.file }))
             .collect();
-        let skipped: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let skipped = &problems;
         Ok(Reply::new(
             text,
             json!({ "commands": list, "skipped": skipped }),
@@ -568,7 +641,7 @@ impl Session {
         let commands = self
             .scripting
             .as_ref()
-            .map(|s| s.plugins.commands())
+            .map(|s| s.commands())
             .unwrap_or_default();
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         known.plugins = commands;
@@ -756,10 +829,9 @@ fn help(topic: Option<&str>, plugins: &[PluginCommand]) -> Result<Reply, String>
     }
 }
 
-/// A script's or plugin's value as a reply: a string printed as it is, `()` as nothing, and
-/// anything else as JSON; `json` gets it as "result".
-fn value_reply(value: Dynamic, mut json: Value) -> Reply {
-    let result: Value = rhai::serde::from_dynamic(&value).unwrap_or(Value::Null);
+/// A script's or plugin's value as a reply: a string printed as it is, nothing as nothing,
+/// and anything else as JSON; `json` gets it as "result".
+fn value_reply(result: Value, mut json: Value) -> Reply {
     let text = match &result {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
