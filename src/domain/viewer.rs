@@ -4,6 +4,10 @@
 
 use super::state::{EventRecord, State};
 
+/// Who may be told who holds a seat, in words (for `event info` and help): the rule
+/// [`Viewer::may_see_holder`] applies.
+pub const HOLDERS_SHOWN_TO: &str = "the holder and admins";
+
 /// Who is looking at seats.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Viewer {
@@ -47,7 +51,7 @@ impl Viewer {
         Viewer { user, is_admin }
     }
 
-    /// Whether the viewer may be told that `holder` holds a seat: the holder and admins only.
+    /// Whether the viewer may be told that `holder` holds a seat: [`HOLDERS_SHOWN_TO`].
     pub fn may_see_holder(&self, holder: &str) -> bool {
         self.is_admin || self.user.as_deref() == Some(holder)
     }

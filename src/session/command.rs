@@ -1,5 +1,12 @@
-//! The shell's commands: one typed enum, parsed from a line. The table `COMMANDS` is the one
-//! list that help, completion and highlighting read.
+//! The booking commands: one typed enum, parsed from a line through one table.
+//!
+//! [`COMMANDS`] is the one list of them: each entry gives a command's name and aliases, its
+//! usage and help, how its words parse, what completion offers for its arguments and, for a
+//! command scripts call by a function of its own, that function's name. Help, parsing,
+//! completion, highlighting, "did you mean" and the scripts' generated functions all read it.
+//!
+//! Adding a command: a variant of [`Cmd`], an entry in [`COMMANDS`] with its parse function,
+//! and an arm in `Session::execute` that calls the method doing it.
 
 use crate::config::Backend;
 
@@ -35,6 +42,8 @@ pub enum Cmd {
     AssistantStatus,
     History,
     Quit,
+    /// `event info NAME`: its size, limit, free and taken seats, and who may see holders.
+    EventInfo(String),
     EventCreate {
         name: String,
         rows: u32,
@@ -78,120 +87,128 @@ impl Cmd {
     }
 }
 
-/// Name, usage and what it does, for `help` and completion.
-pub struct CommandHelp {
-    pub name: &'static str,
-    pub usage: &'static str,
-    pub about: &'static str,
+/// What completion offers for a command's next word.
+#[derive(Debug, Clone, Copy)]
+pub enum Complete {
+    Nothing,
+    /// The cluster's events.
+    Events,
+    /// The free seats of the event in use.
+    FreeSeats,
+    /// My seats in the event in use, or one of my bookings.
+    MySeatsOrBookings,
+    /// The commands (for `help`).
+    Commands,
+    /// Script files.
+    Paths,
+    /// These words.
+    Words(&'static [&'static str]),
+    /// A subcommand, then what it takes.
+    Subcommands(&'static [(&'static str, Complete)]),
 }
 
-pub const COMMANDS: &[CommandHelp] = &[
-    CommandHelp {
-        name: "help",
-        usage: "help [COMMAND]",
-        about: "list the commands, or explain one",
+/// One command of the table.
+pub struct Spec {
+    pub name: &'static str,
+    /// Other words for it (the prototype's `get`, `book`).
+    pub aliases: &'static [&'static str],
+    pub usage: &'static str,
+    pub about: &'static str,
+    /// Parses the words after the command's name.
+    pub parse: fn(&[String]) -> Result<Cmd, String>,
+    pub complete: Complete,
+    /// For a command scripts call through a function generated from this table: its name and
+    /// the words of the command line it stands for (`event_info(NAME)` is `event info NAME`).
+    pub script: Option<(&'static str, &'static str)>,
+}
+
+impl Spec {
+    /// Whether `word` (lower case) is this command's name or one of its aliases.
+    pub fn is_called(&self, word: &str) -> bool {
+        self.name == word || self.aliases.contains(&word)
+    }
+}
+
+/// A shorthand for the table: a command with no alias and no script function.
+const fn spec(
+    name: &'static str,
+    usage: &'static str,
+    about: &'static str,
+    parse: fn(&[String]) -> Result<Cmd, String>,
+    complete: Complete,
+) -> Spec {
+    Spec {
+        name,
+        aliases: &[],
+        usage,
+        about,
+        parse,
+        complete,
+        script: None,
+    }
+}
+
+/// Every command, in the order `help` lists them.
+pub const COMMANDS: &[Spec] = &[
+    Spec {
+        aliases: &["?"],
+        ..spec("help", "help [COMMAND]", "list the commands, or explain one", parse_help, Complete::Commands)
     },
-    CommandHelp {
-        name: "login",
-        usage: "login [USER]",
-        about: "log in (the password is never echoed); the token works on every node",
+    spec("login", "login [USER]", "log in (the password is never echoed); the token works on every node", parse_login, Complete::Nothing),
+    spec("logout", "logout", "forget the token", parse_logout, Complete::Nothing),
+    spec("whoami", "whoami", "who is logged in, and the event in use", parse_whoami, Complete::Nothing),
+    spec("events", "events", "every event with its free and taken seats", parse_events, Complete::Nothing),
+    spec("use", "use EVENT", "make EVENT the one seats, reserve and cancel act on", parse_use, Complete::Events),
+    Spec {
+        aliases: &["get"],
+        ..spec(
+            "seats",
+            "seats [EVENT] [--watch [--updates N]]",
+            "the seat map by row: free, mine, taken (alias: get, as the prototype called it); --watch follows changes live until Ctrl-C",
+            parse_seats,
+            Complete::Events,
+        )
     },
-    CommandHelp {
-        name: "logout",
-        usage: "logout",
-        about: "forget the token",
+    Spec {
+        aliases: &["book"],
+        ..spec("reserve", "reserve SEAT...", "reserve every listed seat, or none of them", parse_reserve, Complete::FreeSeats)
     },
-    CommandHelp {
-        name: "whoami",
-        usage: "whoami",
-        about: "who is logged in, and the event in use",
+    spec("cancel", "cancel SEAT...|BOOKING", "cancel seats, or a whole booking (bk-N); asks first", parse_cancel, Complete::MySeatsOrBookings),
+    spec("bookings", "bookings", "your bookings", parse_bookings, Complete::Nothing),
+    spec("status", "status", "the nodes, the leader, the term and each node's lag", parse_status, Complete::Nothing),
+    spec("ask", "ask [--rules|--openai] QUESTION", "ask the assistant in plain language", parse_ask, Complete::Words(&["--rules", "--openai"])),
+    spec(
+        "assistant",
+        "assistant use rules|openai | assistant status",
+        "switch the assistant's backend, or show it and its settings",
+        parse_assistant,
+        Complete::Subcommands(&[("use", Complete::Words(&["rules", "openai"])), ("status", Complete::Nothing)]),
+    ),
+    spec("history", "history", "the commands you typed (Ctrl-R searches them)", parse_history, Complete::Nothing),
+    spec("run", "run FILE.rhai [ARGS]", "run a rhai scenario (Ctrl-C stops it); ARGS reach it as the array ARGS", parse_run, Complete::Paths),
+    spec("plugins", "plugins [reload]", "the loaded plugins and their commands; reload reads plugins/*.rhai again", parse_plugins, Complete::Words(&["reload"])),
+    Spec {
+        script: Some(("event_info", "event info")),
+        ..spec(
+            "event",
+            "event info NAME | event create NAME --rows N --seats-per-row M [--max-per-user K]",
+            "an event's size, limit, free and taken seats, and who sees holders; admin: create an event",
+            parse_event,
+            Complete::Subcommands(&[("info", Complete::Events), ("create", Complete::Nothing)]),
+        )
     },
-    CommandHelp {
-        name: "events",
-        usage: "events",
-        about: "every event with its free and taken seats",
-    },
-    CommandHelp {
-        name: "use",
-        usage: "use EVENT",
-        about: "make EVENT the one seats, reserve and cancel act on",
-    },
-    CommandHelp {
-        name: "seats",
-        usage: "seats [EVENT] [--watch [--updates N]]",
-        about: "the seat map by row: free, mine, taken (alias: get); --watch follows changes live until Ctrl-C",
-    },
-    CommandHelp {
-        name: "get",
-        usage: "get [EVENT] [--watch [--updates N]]",
-        about: "the same as seats, as the prototype called it",
-    },
-    CommandHelp {
-        name: "reserve",
-        usage: "reserve SEAT...",
-        about: "reserve every listed seat, or none of them",
-    },
-    CommandHelp {
-        name: "cancel",
-        usage: "cancel SEAT...|BOOKING",
-        about: "cancel seats, or a whole booking (bk-N); asks first",
-    },
-    CommandHelp {
-        name: "bookings",
-        usage: "bookings",
-        about: "your bookings",
-    },
-    CommandHelp {
-        name: "status",
-        usage: "status",
-        about: "the nodes, the leader, the term and each node's lag",
-    },
-    CommandHelp {
-        name: "ask",
-        usage: "ask [--rules|--openai] QUESTION",
-        about: "ask the assistant in plain language",
-    },
-    CommandHelp {
-        name: "assistant",
-        usage: "assistant use rules|openai | assistant status",
-        about: "switch the assistant's backend, or show it and its settings",
-    },
-    CommandHelp {
-        name: "history",
-        usage: "history",
-        about: "the commands you typed (Ctrl-R searches them)",
-    },
-    CommandHelp {
-        name: "run",
-        usage: "run FILE.rhai [ARGS]",
-        about: "run a rhai scenario (Ctrl-C stops it); ARGS reach it as the array ARGS",
-    },
-    CommandHelp {
-        name: "plugins",
-        usage: "plugins [reload]",
-        about: "the loaded plugins and their commands; reload reads plugins/*.rhai again",
-    },
-    CommandHelp {
-        name: "event",
-        usage: "event create NAME --rows N --seats-per-row M [--max-per-user K]",
-        about: "admin: create an event",
-    },
-    CommandHelp {
-        name: "user",
-        usage: "user add NAME [--admin]",
-        about: "add a user (a customer needs no login; an admin needs an admin, except the first)",
-    },
-    CommandHelp {
-        name: "quit",
-        usage: "quit",
-        about: "leave the shell (also exit, Ctrl-D)",
-    },
-    CommandHelp {
-        name: "exit",
-        usage: "exit",
-        about: "leave the shell",
+    spec("user", "user add NAME [--admin]", "add a user (a customer needs no login; an admin needs an admin, except the first)", parse_user, Complete::Words(&["add"])),
+    Spec {
+        aliases: &["exit"],
+        ..spec("quit", "quit", "leave the shell (also exit, Ctrl-D)", parse_quit, Complete::Nothing)
     },
 ];
+
+/// The entry for `word` (a name or an alias, any case).
+pub fn find(word: &str) -> Option<&'static Spec> {
+    let word = word.to_ascii_lowercase();
+    COMMANDS.iter().find(|c| c.is_called(&word))
+}
 
 /// Splits a line into words; double quotes group words, a backslash escapes the next character.
 pub fn split(line: &str) -> Result<Vec<String>, String> {
@@ -253,19 +270,174 @@ fn seats(args: &[String]) -> Result<Cmd, String> {
     }
 }
 
-fn usage(name: &str) -> String {
-    let usage = COMMANDS
-        .iter()
-        .find(|c| c.name == name)
-        .map_or(name, |c| c.usage);
-    format!("usage: {usage}")
-}
-
 fn number(flag: &str, value: Option<&String>) -> Result<u32, String> {
     let value = value.ok_or_else(|| format!("{flag} needs a number"))?;
     value
         .parse()
         .map_err(|_| format!("{flag} takes a whole number, not '{value}'"))
+}
+
+fn usage(name: &str) -> String {
+    let usage = find(name).map_or(name, |c| c.usage);
+    format!("usage: {usage}")
+}
+
+/// The words as they are, or the command's usage when there are any.
+fn none(name: &str, args: &[String], cmd: Cmd) -> Result<Cmd, String> {
+    match args {
+        [] => Ok(cmd),
+        _ => Err(usage(name)),
+    }
+}
+
+fn parse_help(args: &[String]) -> Result<Cmd, String> {
+    Ok(Cmd::Help(args.first().cloned()))
+}
+
+fn parse_login(args: &[String]) -> Result<Cmd, String> {
+    match args {
+        [] => Ok(Cmd::Login(None)),
+        [user] => Ok(Cmd::Login(Some(user.clone()))),
+        _ => Err(usage("login")),
+    }
+}
+
+fn parse_logout(args: &[String]) -> Result<Cmd, String> {
+    none("logout", args, Cmd::Logout)
+}
+
+fn parse_whoami(args: &[String]) -> Result<Cmd, String> {
+    none("whoami", args, Cmd::Whoami)
+}
+
+fn parse_events(args: &[String]) -> Result<Cmd, String> {
+    none("events", args, Cmd::Events)
+}
+
+fn parse_bookings(args: &[String]) -> Result<Cmd, String> {
+    none("bookings", args, Cmd::Bookings)
+}
+
+fn parse_status(args: &[String]) -> Result<Cmd, String> {
+    none("status", args, Cmd::Status)
+}
+
+fn parse_history(args: &[String]) -> Result<Cmd, String> {
+    none("history", args, Cmd::History)
+}
+
+fn parse_quit(args: &[String]) -> Result<Cmd, String> {
+    none("quit", args, Cmd::Quit)
+}
+
+fn parse_use(args: &[String]) -> Result<Cmd, String> {
+    match args {
+        [event] => Ok(Cmd::Use(event.clone())),
+        _ => Err(usage("use")),
+    }
+}
+
+fn parse_seats(args: &[String]) -> Result<Cmd, String> {
+    seats(args).map_err(|_| usage("seats"))
+}
+
+fn parse_reserve(args: &[String]) -> Result<Cmd, String> {
+    match args {
+        [] => Err(usage("reserve")),
+        seats => Ok(Cmd::Reserve(seats.to_vec())),
+    }
+}
+
+fn parse_cancel(args: &[String]) -> Result<Cmd, String> {
+    match args {
+        [] => Err(usage("cancel")),
+        [one] if one.to_ascii_lowercase().starts_with("bk-") => {
+            Ok(Cmd::CancelBooking(one.to_ascii_lowercase()))
+        }
+        seats => Ok(Cmd::CancelSeats(seats.to_vec())),
+    }
+}
+
+fn parse_ask(args: &[String]) -> Result<Cmd, String> {
+    let (backend, question) = match args {
+        [flag, rest @ ..] if flag == "--openai" => (Some(Backend::OpenAi), rest),
+        [flag, rest @ ..] if flag == "--rules" => (Some(Backend::Rules), rest),
+        words => (None, words),
+    };
+    match question {
+        [] => Err(usage("ask")),
+        words => Ok(Cmd::Ask {
+            question: words.join(" "),
+            backend,
+        }),
+    }
+}
+
+fn parse_assistant(args: &[String]) -> Result<Cmd, String> {
+    match args {
+        [sub] if sub == "status" => Ok(Cmd::AssistantStatus),
+        [sub, b] if sub == "use" && b == "rules" => Ok(Cmd::AssistantUse(Backend::Rules)),
+        [sub, b] if sub == "use" && b == "openai" => Ok(Cmd::AssistantUse(Backend::OpenAi)),
+        _ => Err(usage("assistant")),
+    }
+}
+
+fn parse_run(args: &[String]) -> Result<Cmd, String> {
+    match args {
+        [file, rest @ ..] => Ok(Cmd::Run {
+            file: file.clone(),
+            args: rest.to_vec(),
+        }),
+        [] => Err(usage("run")),
+    }
+}
+
+fn parse_plugins(args: &[String]) -> Result<Cmd, String> {
+    match args {
+        [] => Ok(Cmd::Plugins { reload: false }),
+        [sub] if sub == "reload" => Ok(Cmd::Plugins { reload: true }),
+        _ => Err(usage("plugins")),
+    }
+}
+
+fn parse_event(args: &[String]) -> Result<Cmd, String> {
+    match args {
+        [sub, name] if sub == "info" => Ok(Cmd::EventInfo(name.clone())),
+        [sub, name, rest @ ..] if sub == "create" => event_create(name, rest),
+        _ => Err(usage("event")),
+    }
+}
+
+/// `event create NAME --rows N --seats-per-row M [--max-per-user K]`, flags in any order.
+fn event_create(name: &str, flags: &[String]) -> Result<Cmd, String> {
+    let (mut rows, mut seats_per_row, mut max_per_user) = (None, None, 0);
+    let mut flags = flags.iter();
+    while let Some(flag) = flags.next() {
+        match flag.as_str() {
+            "--rows" => rows = Some(number(flag, flags.next())?),
+            "--seats-per-row" => seats_per_row = Some(number(flag, flags.next())?),
+            "--max-per-user" => max_per_user = number(flag, flags.next())?,
+            other => return Err(format!("unknown option {other}; {}", usage("event"))),
+        }
+    }
+    Ok(Cmd::EventCreate {
+        name: name.to_string(),
+        rows: rows.ok_or_else(|| usage("event"))?,
+        seats_per_row: seats_per_row.ok_or_else(|| usage("event"))?,
+        max_per_user,
+    })
+}
+
+fn parse_user(args: &[String]) -> Result<Cmd, String> {
+    let admin = match args {
+        [sub, _] if sub == "add" => false,
+        [sub, _, flag] if sub == "add" && flag == "--admin" => true,
+        _ => return Err(usage("user")),
+    };
+    Ok(Cmd::UserAdd {
+        name: args[1].clone(),
+        admin,
+    })
 }
 
 /// Parses one line. `Ok(None)` for a blank line or a comment.
@@ -282,117 +454,22 @@ pub fn parse_with(line: &str, is_plugin: &dyn Fn(&str) -> bool) -> Result<Option
     if name.starts_with('#') {
         return Ok(None);
     }
+    if let Some(spec) = find(name) {
+        return (spec.parse)(args).map(Some);
+    }
     let name = name.to_ascii_lowercase();
-    let one = |args: &[String]| -> Result<String, String> {
-        match args {
-            [one] => Ok(one.clone()),
-            _ => Err(usage(&name)),
-        }
-    };
-    let cmd = match name.as_str() {
-        "help" | "?" => Cmd::Help(args.first().cloned()),
-        "login" => match args {
-            [] => Cmd::Login(None),
-            [user] => Cmd::Login(Some(user.clone())),
-            _ => return Err(usage("login")),
-        },
-        "logout" => Cmd::Logout,
-        "whoami" => Cmd::Whoami,
-        "events" => Cmd::Events,
-        "use" => Cmd::Use(one(args)?),
-        "seats" | "get" => seats(args).map_err(|_| usage("seats"))?,
-        "reserve" | "book" if !args.is_empty() => Cmd::Reserve(args.to_vec()),
-        "cancel" => match args {
-            [] => return Err(usage("cancel")),
-            [one] if one.to_ascii_lowercase().starts_with("bk-") => {
-                Cmd::CancelBooking(one.to_ascii_lowercase())
-            }
-            seats => Cmd::CancelSeats(seats.to_vec()),
-        },
-        "bookings" => Cmd::Bookings,
-        "status" => Cmd::Status,
-        "ask" => match args {
-            [flag, rest @ ..] if flag == "--openai" && !rest.is_empty() => Cmd::Ask {
-                question: rest.join(" "),
-                backend: Some(Backend::OpenAi),
-            },
-            [flag, rest @ ..] if flag == "--rules" && !rest.is_empty() => Cmd::Ask {
-                question: rest.join(" "),
-                backend: Some(Backend::Rules),
-            },
-            [] => return Err(usage("ask")),
-            words => Cmd::Ask {
-                question: words.join(" "),
-                backend: None,
-            },
-        },
-        "assistant" => match args {
-            [sub] if sub == "status" => Cmd::AssistantStatus,
-            [sub, b] if sub == "use" && b == "rules" => Cmd::AssistantUse(Backend::Rules),
-            [sub, b] if sub == "use" && b == "openai" => Cmd::AssistantUse(Backend::OpenAi),
-            _ => return Err(usage("assistant")),
-        },
-        "history" => Cmd::History,
-        "quit" | "exit" => Cmd::Quit,
-        "event" => match args {
-            [sub, name, rest @ ..] if sub == "create" => {
-                let (mut rows, mut seats_per_row, mut max_per_user) = (None, None, 0);
-                let mut flags = rest.iter();
-                while let Some(flag) = flags.next() {
-                    match flag.as_str() {
-                        "--rows" => rows = Some(number(flag, flags.next())?),
-                        "--seats-per-row" => seats_per_row = Some(number(flag, flags.next())?),
-                        "--max-per-user" => max_per_user = number(flag, flags.next())?,
-                        other => return Err(format!("unknown option {other}; {}", usage("event"))),
-                    }
-                }
-                Cmd::EventCreate {
-                    name: name.clone(),
-                    rows: rows.ok_or_else(|| usage("event"))?,
-                    seats_per_row: seats_per_row.ok_or_else(|| usage("event"))?,
-                    max_per_user,
-                }
-            }
-            _ => return Err(usage("event")),
-        },
-        "user" => match args {
-            [sub, name] if sub == "add" => Cmd::UserAdd {
-                name: name.clone(),
-                admin: false,
-            },
-            [sub, name, flag] if sub == "add" && flag == "--admin" => Cmd::UserAdd {
-                name: name.clone(),
-                admin: true,
-            },
-            _ => return Err(usage("user")),
-        },
-        "run" => match args {
-            [file, rest @ ..] => Cmd::Run {
-                file: file.clone(),
-                args: rest.to_vec(),
-            },
-            [] => return Err(usage("run")),
-        },
-        "plugins" => match args {
-            [] => Cmd::Plugins { reload: false },
-            [sub] if sub == "reload" => Cmd::Plugins { reload: true },
-            _ => return Err(usage("plugins")),
-        },
-        "reserve" | "book" => return Err(usage(&name)),
-        other if is_plugin(other) => Cmd::Plugin {
-            name: other.to_string(),
+    if is_plugin(&name) {
+        return Ok(Some(Cmd::Plugin {
+            name,
             args: args.to_vec(),
-        },
-        other => {
-            return Err(match suggest(other) {
-                Some(name) => {
-                    format!("unknown command '{other}'; did you mean '{name}'? (help lists them)")
-                }
-                None => format!("unknown command '{other}' (help lists them)"),
-            });
+        }));
+    }
+    Err(match suggest(&name) {
+        Some(known) => {
+            format!("unknown command '{name}'; did you mean '{known}'? (help lists them)")
         }
-    };
-    Ok(Some(cmd))
+        None => format!("unknown command '{name}' (help lists them)"),
+    })
 }
 
 /// The command `word` was most likely meant to be: one it begins, or the nearest by edit
@@ -412,8 +489,7 @@ pub fn suggest(word: &str) -> Option<&'static str> {
 /// Whether `word` names a built-in command or alias (for highlighting; plugins may not take
 /// these names).
 pub fn is_command(word: &str) -> bool {
-    let word = word.to_ascii_lowercase();
-    COMMANDS.iter().any(|c| c.name == word) || matches!(word.as_str(), "book" | "?")
+    find(word).is_some()
 }
 
 #[cfg(test)]

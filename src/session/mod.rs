@@ -276,8 +276,8 @@ impl Session {
         reply
     }
 
+    /// Runs one command: a dispatch to the method that does it.
     async fn execute(&mut self, cmd: Cmd) -> Result<Reply, String> {
-        let fail = |s: tonic::Status| explain(&s);
         match cmd {
             Cmd::Help(topic) => help(topic.as_deref(), &self.known_plugins()),
             Cmd::Quit => {
@@ -285,173 +285,30 @@ impl Session {
                 Ok(Reply::new("", json!({"quit": true})))
             }
             Cmd::Login(user) => self.login(user).await,
-            Cmd::Logout => {
-                let user = self.client.user().map(str::to_string);
-                self.client.logout();
-                Ok(Reply::new("logged out", json!({ "logged_out": user })))
-            }
-            Cmd::Whoami => {
-                let user = self.client.user().map(str::to_string);
-                let text = match &user {
-                    Some(user) => format!("{user}, using event {}", self.event),
-                    None => format!("not logged in, using event {}", self.event),
-                };
-                Ok(Reply::new(
-                    text,
-                    json!({ "user": user, "event": self.event }),
-                ))
-            }
-            Cmd::Events => {
-                let reply = self.client.list_events().await.map_err(fail)?;
-                self.remember_events(&reply.events);
-                let mut text = format!(
-                    "{:<20} {:>6} {:>6} {:>6}\n",
-                    "event", "seats", "free", "taken"
-                );
-                for e in &reply.events {
-                    let marker = if e.name == self.event { " *" } else { "" };
-                    text.push_str(&format!(
-                        "{:<20} {:>6} {:>6} {:>6}{marker}\n",
-                        e.name,
-                        e.rows * e.seats_per_row,
-                        e.free,
-                        e.taken
-                    ));
-                }
-                let events: Vec<Value> = reply.events.iter().map(event_json).collect();
-                Ok(Reply::new(text.trim_end(), json!({ "events": events })))
-            }
-            Cmd::Use(event) => {
-                let seats = self
-                    .client
-                    .get_seats(&event, Consistency::Linearizable)
-                    .await
-                    .map_err(fail)?;
-                self.event = event;
-                self.remember_seats(&self.event, &seats);
-                Ok(Reply::new(
-                    format!("using event {}", self.event),
-                    json!({ "event": self.event }),
-                ))
-            }
-            Cmd::Seats(event) => {
-                let event = event.unwrap_or_else(|| self.event.clone());
-                let reply = self
-                    .client
-                    .get_seats(&event, Consistency::Linearizable)
-                    .await
-                    .map_err(fail)?;
-                self.remember_seats(&event, &reply);
-                let text = render::seat_map(&reply, self.mode.colour);
-                Ok(Reply::new(text, render::seats_json(&reply)))
-            }
+            Cmd::Logout => Ok(self.logout()),
+            Cmd::Whoami => Ok(self.whoami()),
+            Cmd::Events => self.events().await,
+            Cmd::Use(event) => self.use_event(event).await,
+            Cmd::Seats(event) => self.seats(event).await,
             Cmd::WatchSeats { event, updates } => self.watch_seats(event, updates).await,
-            Cmd::Reserve(seats) => {
-                let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
-                let reply = self
-                    .client
-                    .reserve(&self.event, &seats)
-                    .await
-                    .map_err(fail)?;
-                let booking = reply.booking.unwrap_or_default();
-                Ok(Reply::new(
-                    format!(
-                        "reserved {} in {} (booking {})",
-                        booking.seats.join(", "),
-                        booking.event,
-                        booking.id
-                    ),
-                    json!({ "booking": booking_json(&booking), "applied_index": reply.applied_index }),
-                ))
-            }
-            Cmd::CancelSeats(seats) => {
-                let what = format!("Cancel {} in {}?", seats.join(", "), self.event);
-                if !self.confirm(&what)? {
-                    return Ok(declined());
-                }
-                let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
-                let reply = self
-                    .client
-                    .cancel_seats(&self.event, &seats)
-                    .await
-                    .map_err(fail)?;
-                Ok(cancelled(reply))
-            }
-            Cmd::CancelBooking(booking) => {
-                if !self.confirm(&format!("Cancel booking {booking}?"))? {
-                    return Ok(declined());
-                }
-                let reply = self.client.cancel_booking(&booking).await.map_err(fail)?;
-                Ok(cancelled(reply))
-            }
-            Cmd::Bookings => {
-                let reply = self.client.my_bookings().await.map_err(fail)?;
-                let text = if reply.bookings.is_empty() {
-                    "no bookings".to_string()
-                } else {
-                    reply
-                        .bookings
-                        .iter()
-                        .map(|b| format!("{:<10} {:<16} {}", b.id, b.event, b.seats.join(", ")))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                };
-                let bookings: Vec<Value> = reply.bookings.iter().map(booking_json).collect();
-                Ok(Reply::new(text, json!({ "bookings": bookings })))
-            }
-            Cmd::Status => {
-                let reply = self.client.cluster_status().await.map_err(fail)?;
-                Ok(Reply::new(
-                    status::render(&reply).trim_end(),
-                    status::to_json(&reply),
-                ))
-            }
+            Cmd::Reserve(seats) => self.reserve(&seats).await,
+            Cmd::CancelSeats(seats) => self.cancel_seats(&seats).await,
+            Cmd::CancelBooking(booking) => self.cancel_booking(&booking).await,
+            Cmd::Bookings => self.bookings().await,
+            Cmd::Status => self.status().await,
             Cmd::Ask { question, backend } => self.ask(&question, backend).await,
-            Cmd::AssistantUse(backend) => {
-                self.assistant.set_backend(backend);
-                Ok(Reply::new(
-                    format!("the assistant now answers with {}", backend_name(backend)),
-                    self.assistant.describe(),
-                ))
-            }
-            Cmd::AssistantStatus => {
-                let d = self.assistant.describe();
-                let o = &d["openai"];
-                let text = format!(
-                    "backend: {}\nopenai: {} model {}, key from ${} ({}), timeout {} s, at most {} tool calls\nfallback to rules: {}",
-                    d["backend"].as_str().unwrap_or("?"),
-                    o["base_url"].as_str().unwrap_or(""),
-                    o["model"].as_str().unwrap_or(""),
-                    o["api_key_env"].as_str().unwrap_or(""),
-                    if o["key_set"] == true { "set" } else { "not set" },
-                    o["timeout_secs"],
-                    o["max_tool_calls"],
-                    d["fallback_to_rules"],
-                );
-                Ok(Reply::new(text, d))
-            }
+            Cmd::AssistantUse(backend) => Ok(self.assistant_use(backend)),
+            Cmd::AssistantStatus => Ok(self.assistant_status()),
             Cmd::History => self.history(),
+            Cmd::EventInfo(name) => self.event_info(&name).await,
             Cmd::EventCreate {
                 name,
                 rows,
                 seats_per_row,
                 max_per_user,
             } => {
-                let reply = self
-                    .client
-                    .create_event(&name, rows, seats_per_row, max_per_user)
+                self.event_create(&name, rows, seats_per_row, max_per_user)
                     .await
-                    .map_err(fail)?;
-                let event = reply.event.unwrap_or_default();
-                Ok(Reply::new(
-                    format!(
-                        "created {} with {} seats in {} rows",
-                        event.name,
-                        event.rows * event.seats_per_row,
-                        event.rows
-                    ),
-                    json!({ "event": event_json(&event) }),
-                ))
             }
             Cmd::UserAdd { name, admin } => {
                 let password = read_password(
@@ -468,7 +325,204 @@ impl Session {
             Cmd::Plugin { name, args } => self.run_plugin(&name, args).await,
         }
     }
+}
 
+/// The commands that read or change bookings and events, one method each.
+impl Session {
+    fn logout(&mut self) -> Reply {
+        let user = self.client.user().map(str::to_string);
+        self.client.logout();
+        Reply::new("logged out", json!({ "logged_out": user }))
+    }
+
+    fn whoami(&self) -> Reply {
+        let user = self.client.user().map(str::to_string);
+        let text = match &user {
+            Some(user) => format!("{user}, using event {}", self.event),
+            None => format!("not logged in, using event {}", self.event),
+        };
+        Reply::new(text, json!({ "user": user, "event": self.event }))
+    }
+
+    async fn events(&mut self) -> Result<Reply, String> {
+        let reply = self.client.list_events().await.map_err(|s| explain(&s))?;
+        self.remember_events(&reply.events);
+        let text = render::events_table(&reply.events, &self.event);
+        let events: Vec<Value> = reply.events.iter().map(event_json).collect();
+        Ok(Reply::new(text, json!({ "events": events })))
+    }
+
+    async fn use_event(&mut self, event: String) -> Result<Reply, String> {
+        let seats = self
+            .client
+            .get_seats(&event, Consistency::Linearizable)
+            .await
+            .map_err(|s| explain(&s))?;
+        self.event = event;
+        self.remember_seats(&self.event, &seats);
+        Ok(Reply::new(
+            format!("using event {}", self.event),
+            json!({ "event": self.event }),
+        ))
+    }
+
+    async fn seats(&mut self, event: Option<String>) -> Result<Reply, String> {
+        let event = event.unwrap_or_else(|| self.event.clone());
+        let reply = self
+            .client
+            .get_seats(&event, Consistency::Linearizable)
+            .await
+            .map_err(|s| explain(&s))?;
+        self.remember_seats(&event, &reply);
+        let text = render::seat_map(&reply, self.mode.colour);
+        Ok(Reply::new(text, render::seats_json(&reply)))
+    }
+
+    async fn reserve(&mut self, seats: &[String]) -> Result<Reply, String> {
+        let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
+        let reply = self
+            .client
+            .reserve(&self.event, &seats)
+            .await
+            .map_err(|s| explain(&s))?;
+        let booking = reply.booking.unwrap_or_default();
+        Ok(Reply::new(
+            format!(
+                "reserved {} in {} (booking {})",
+                booking.seats.join(", "),
+                booking.event,
+                booking.id
+            ),
+            json!({ "booking": booking_json(&booking), "applied_index": reply.applied_index }),
+        ))
+    }
+
+    async fn cancel_seats(&mut self, seats: &[String]) -> Result<Reply, String> {
+        let what = format!("Cancel {} in {}?", seats.join(", "), self.event);
+        if !self.confirm(&what)? {
+            return Ok(declined());
+        }
+        let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
+        let reply = self
+            .client
+            .cancel_seats(&self.event, &seats)
+            .await
+            .map_err(|s| explain(&s))?;
+        Ok(cancelled(reply))
+    }
+
+    async fn cancel_booking(&mut self, booking: &str) -> Result<Reply, String> {
+        if !self.confirm(&format!("Cancel booking {booking}?"))? {
+            return Ok(declined());
+        }
+        let reply = self
+            .client
+            .cancel_booking(booking)
+            .await
+            .map_err(|s| explain(&s))?;
+        Ok(cancelled(reply))
+    }
+
+    async fn bookings(&self) -> Result<Reply, String> {
+        let reply = self.client.my_bookings().await.map_err(|s| explain(&s))?;
+        let text = match reply.bookings.is_empty() {
+            true => "no bookings".to_string(),
+            false => render::bookings_table(&reply.bookings),
+        };
+        let bookings: Vec<Value> = reply.bookings.iter().map(booking_json).collect();
+        Ok(Reply::new(text, json!({ "bookings": bookings })))
+    }
+
+    async fn status(&self) -> Result<Reply, String> {
+        let reply = self
+            .client
+            .cluster_status()
+            .await
+            .map_err(|s| explain(&s))?;
+        Ok(Reply::new(
+            status::render(&reply).trim_end(),
+            status::to_json(&reply),
+        ))
+    }
+
+    fn assistant_use(&self, backend: Backend) -> Reply {
+        self.assistant.set_backend(backend);
+        Reply::new(
+            format!("the assistant now answers with {}", backend_name(backend)),
+            self.assistant.describe(),
+        )
+    }
+
+    fn assistant_status(&self) -> Reply {
+        let d = self.assistant.describe();
+        let o = &d["openai"];
+        let text = format!(
+            "backend: {}\nopenai: {} model {}, key from ${} ({}), timeout {} s, at most {} tool calls\nfallback to rules: {}",
+            d["backend"].as_str().unwrap_or("?"),
+            o["base_url"].as_str().unwrap_or(""),
+            o["model"].as_str().unwrap_or(""),
+            o["api_key_env"].as_str().unwrap_or(""),
+            if o["key_set"] == true { "set" } else { "not set" },
+            o["timeout_secs"],
+            o["max_tool_calls"],
+            d["fallback_to_rules"],
+        );
+        Reply::new(text, d)
+    }
+
+    /// `event info NAME`: what a buyer wants to know before choosing seats.
+    async fn event_info(&self, name: &str) -> Result<Reply, String> {
+        let reply = self.client.list_events().await.map_err(|s| explain(&s))?;
+        let event = reply
+            .events
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| format!("there is no event '{name}' (events lists them)"))?;
+        let holders = crate::domain::viewer::HOLDERS_SHOWN_TO;
+        let limit = match event.max_seats_per_user {
+            0 => "no limit per person".to_string(),
+            n => format!("at most {n} seats per person"),
+        };
+        let text = format!(
+            "{}: {} rows of {} seats ({} in all), {limit}\n{} free, {} taken\nwho holds a seat is shown to {holders}",
+            event.name,
+            event.rows,
+            event.seats_per_row,
+            u64::from(event.rows) * u64::from(event.seats_per_row),
+            event.free,
+            event.taken,
+        );
+        let mut json = event_json(event);
+        json["holders_shown_to"] = json!(holders);
+        Ok(Reply::new(text, json!({ "event": json })))
+    }
+
+    async fn event_create(
+        &self,
+        name: &str,
+        rows: u32,
+        seats_per_row: u32,
+        max_per_user: u32,
+    ) -> Result<Reply, String> {
+        let reply = self
+            .client
+            .create_event(name, rows, seats_per_row, max_per_user)
+            .await
+            .map_err(|s| explain(&s))?;
+        let event = reply.event.unwrap_or_default();
+        Ok(Reply::new(
+            format!(
+                "created {} with {} seats in {} rows",
+                event.name,
+                event.rows * event.seats_per_row,
+                event.rows
+            ),
+            json!({ "event": event_json(&event) }),
+        ))
+    }
+}
+
+impl Session {
     /// Asks the assistant. A proposal it makes is carried out only once confirmed: at the
     /// terminal, or by `--yes`; a script gets it back undone.
     async fn ask(&mut self, question: &str, backend: Option<Backend>) -> Result<Reply, String> {
@@ -817,9 +871,10 @@ fn help(topic: Option<&str>, plugins: &[PluginCommand]) -> Result<Reply, String>
             Ok(Reply::new(text, json!({ "commands": names })))
         }
         Some(name) => {
+            let wanted = command::find(name).map_or(name.to_ascii_lowercase(), |c| c.name.into());
             let (name, usage, about) = builtin
                 .chain(added)
-                .find(|(n, ..)| *n == name.to_ascii_lowercase())
+                .find(|(n, ..)| *n == wanted)
                 .ok_or_else(|| format!("no command '{name}' (help lists them)"))?;
             Ok(Reply::new(
                 format!("{usage}\n  {about}"),

@@ -4,6 +4,9 @@
 use nu_ansi_term::Color;
 use serde_json::{json, Value};
 
+use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
+
+use crate::pb::booking::v1 as pb;
 use crate::pb::booking::v1::{GetSeatsReply, SeatStatus, WatchSeatsReply};
 
 fn status(code: i32) -> SeatStatus {
@@ -101,6 +104,43 @@ pub fn seats_json(reply: &GetSeatsReply) -> Value {
         "applied_index": reply.applied_index,
         "seats": seats,
     })
+}
+
+/// The events as a table; the one in use is marked with `*`.
+pub fn events_table(events: &[pb::Event], in_use: &str) -> String {
+    let mut table = table(&["event", "seats", "free", "taken", ""]);
+    for e in events {
+        let seats = u64::from(e.rows) * u64::from(e.seats_per_row);
+        let marker = if e.name == in_use { "*" } else { "" };
+        table.add_row(vec![
+            Cell::new(&e.name),
+            Cell::new(seats).set_alignment(CellAlignment::Right),
+            Cell::new(e.free).set_alignment(CellAlignment::Right),
+            Cell::new(e.taken).set_alignment(CellAlignment::Right),
+            Cell::new(marker),
+        ]);
+    }
+    table.to_string()
+}
+
+/// The user's bookings as a table.
+pub fn bookings_table(bookings: &[pb::Booking]) -> String {
+    let mut table = table(&["booking", "event", "seats"]);
+    for b in bookings {
+        table.add_row(vec![b.id.clone(), b.event.clone(), b.seats.join(", ")]);
+    }
+    table.to_string()
+}
+
+/// A table in the shell's plain style: a header, columns as wide as their widest cell, no
+/// borders (so it reads the same in a log, a pipe and a terminal).
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.to_vec());
+    table
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use reedline::{
 };
 
 use crate::config::Config;
-use crate::session::command::{self, Cmd, COMMANDS};
+use crate::session::command::{self, Cmd, Complete, COMMANDS};
 use crate::session::{Known, Scripts, Session};
 
 /// Lines of history kept.
@@ -170,32 +170,18 @@ impl ShellCompleter {
         let candidates: Vec<String> = if before[..start].trim().is_empty() {
             commands()
         } else {
-            match first {
-                "use" | "seats" | "get" => known.events.clone(),
-                "reserve" | "book" | "cancel" => {
-                    let typed: Vec<&str> = before[..start].split_whitespace().skip(1).collect();
-                    seat_candidates(&known, first, &typed)
-                }
-                "event" => vec!["create".into()],
-                "user" => vec!["add".into()],
-                "plugins" => vec!["reload".into()],
-                "assistant" if before.contains(" use ") => vec!["rules".into(), "openai".into()],
-                "assistant" => vec!["use".into(), "status".into()],
-                "ask" => vec!["--rules".into(), "--openai".into()],
-                "help" => commands(),
-                "run" if before.split_whitespace().count() <= 2 && start > 0 => {
-                    return suggest_paths(word, start, pos)
-                }
-                plugin => match (
-                    known.plugins.iter().find(|c| c.name == plugin),
+            let typed: Vec<&str> = before[..start].split_whitespace().skip(1).collect();
+            match command::find(first) {
+                Some(spec) => match offer(spec.complete, &typed, &known, &commands) {
+                    Offer::Words(words) => words,
+                    Offer::Paths => return suggest_paths(word, start, pos),
+                },
+                None => match (
+                    known.plugins.iter().find(|c| c.name == first),
                     &self.scripting,
                 ) {
                     (Some(command), Some(scripting)) => {
-                        let args: Vec<String> = before[..start]
-                            .split_whitespace()
-                            .skip(1)
-                            .map(str::to_string)
-                            .collect();
+                        let args: Vec<String> = typed.iter().map(|w| w.to_string()).collect();
                         scripting.complete(&command.name, &args, &known.events, &known.seats)
                     }
                     _ => Vec::new(),
@@ -217,6 +203,43 @@ impl ShellCompleter {
             })
             .collect()
     }
+}
+
+/// What completion offers for the next word of a command.
+enum Offer {
+    Words(Vec<String>),
+    /// Script files, completed from the file system.
+    Paths,
+}
+
+/// What the table says a command's next word may be, given the words typed after its name.
+fn offer(
+    complete: Complete,
+    typed: &[&str],
+    known: &Known,
+    commands: &dyn Fn() -> Vec<String>,
+) -> Offer {
+    let words = match complete {
+        Complete::Nothing => Vec::new(),
+        Complete::Events => known.events.clone(),
+        Complete::FreeSeats => seat_candidates(known, "reserve", typed),
+        Complete::MySeatsOrBookings => seat_candidates(known, "cancel", typed),
+        Complete::Commands => commands(),
+        Complete::Paths if typed.is_empty() => return Offer::Paths,
+        Complete::Paths => Vec::new(),
+        Complete::Words(words) => words.iter().map(|w| w.to_string()).collect(),
+        Complete::Subcommands(subcommands) => match typed.split_first() {
+            None => subcommands
+                .iter()
+                .map(|(name, _)| name.to_string())
+                .collect(),
+            Some((sub, rest)) => match subcommands.iter().find(|(name, _)| name == sub) {
+                Some((_, then)) => return offer(*then, rest, known, commands),
+                None => Vec::new(),
+            },
+        },
+    };
+    Offer::Words(words)
 }
 
 /// What `reserve` and `cancel` may take next, given the words already typed after the
