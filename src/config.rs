@@ -325,165 +325,19 @@ impl Config {
             let span = e.span().unwrap_or(0..0);
             locate.error(span, None, e.message())
         })?;
-
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let data_dir = match &raw.data_dir {
-            Some(dir) if dir.get_ref().is_empty() => {
-                return Err(locate.error(dir.span(), Some("data_dir"), "must not be empty"))
-            }
-            Some(dir) => base.join(dir.get_ref()),
-            None => base.join("data"),
-        };
-
-        let raft = match raw.raft {
-            Some(raft) => {
-                let span = raft.span();
-                let raft = raft.into_inner();
-                check_raft(&raft).map_err(|(key, msg)| locate.error(span, Some(key), &msg))?;
-                raft
-            }
-            None => RaftConfig::default(),
-        };
-        let security = match raw.security {
-            Some(security) => {
-                let span = security.span();
-                let security = security.into_inner();
-                if security.pbkdf2_iterations < limits::PBKDF2_ITERATIONS_MIN {
-                    let msg = format!("must be at least {}", limits::PBKDF2_ITERATIONS_MIN);
-                    return Err(locate.error(span, Some("security.pbkdf2_iterations"), &msg));
-                }
-                if security.token_ttl_secs == 0 {
-                    return Err(locate.error(span, Some("security.token_ttl_secs"), "must be > 0"));
-                }
-                security
-            }
-            None => SecurityConfig::default(),
-        };
-        let mut security = security;
-        security.token_keys = Some(match security.token_keys.take() {
-            Some(path) => base.join(path),
-            None => data_dir.join("pki").join(TOKEN_KEYS_FILE),
-        });
-
-        if raw.nodes.get_ref().is_empty() {
-            return Err(locate.error(raw.nodes.span(), Some("nodes"), "name at least one node"));
-        }
-        let mut nodes = Vec::new();
-        let mut ids = BTreeMap::new();
-        let mut addrs = BTreeMap::new();
-        for (i, node) in raw.nodes.get_ref().iter().enumerate() {
-            let key = |field: &str| format!("nodes[{i}].{field}");
-            let id = *node.id.get_ref();
-            if id == 0 {
-                return Err(locate.error(node.id.span(), Some(&key("id")), "ids start at 1"));
-            }
-            if let Some(first) = ids.insert(id, i) {
-                let msg = format!("id {id} is already used by nodes[{first}]");
-                return Err(locate.error(node.id.span(), Some(&key("id")), &msg));
-            }
-            let addr = parse_addr(&node.addr)
-                .map_err(|msg| locate.error(node.addr.span(), Some(&key("addr")), &msg))?;
-            if let Some(first) = addrs.insert(addr, i) {
-                let msg = format!("address {addr} is already used by nodes[{first}]");
-                return Err(locate.error(node.addr.span(), Some(&key("addr")), &msg));
-            }
-            let listen = match &node.listen {
-                Some(listen) => parse_addr(listen)
-                    .map_err(|msg| locate.error(listen.span(), Some(&key("listen")), &msg))?,
-                None => addr,
-            };
-            let peer_advertise = match &node.peer_advertise {
-                Some(peer) => parse_addr(peer)
-                    .map_err(|msg| locate.error(peer.span(), Some(&key("peer_advertise")), &msg))?,
-                None => {
-                    let port = addr.port().checked_add(1000).ok_or_else(|| {
-                        let msg = "the port is too high to default peer_advertise to port + 1000; name peer_advertise";
-                        locate.error(node.addr.span(), Some(&key("addr")), msg)
-                    })?;
-                    SocketAddr::new(addr.ip(), port)
-                }
-            };
-            if let Some(first) = addrs.insert(peer_advertise, i) {
-                let msg = format!("address {peer_advertise} is already used by nodes[{first}]");
-                let span = node
-                    .peer_advertise
-                    .as_ref()
-                    .map_or(node.addr.span(), |p| p.span());
-                return Err(locate.error(span, Some(&key("peer_advertise")), &msg));
-            }
-            let peer_listen = match &node.peer_listen {
-                Some(peer) => parse_addr(peer)
-                    .map_err(|msg| locate.error(peer.span(), Some(&key("peer_listen")), &msg))?,
-                None => peer_advertise,
-            };
-            nodes.push(NodeConfig {
-                id,
-                addr,
-                listen,
-                peer_advertise,
-                peer_listen,
-            });
-        }
-
-        let assistant = match raw.assistant {
-            Some(mut assistant) => {
-                check_assistant(&assistant, base).map_err(|(key, msg)| {
-                    // Point at the key's line: its last part, written as `name =` at the start
-                    // of a line (not in a comment such as `# system_prompt = ...`).
-                    let name = key.rsplit('.').next().unwrap_or(key);
-                    let at = text
-                        .match_indices(name)
-                        .map(|(i, _)| i)
-                        .find(|&i| {
-                            let starts_line = text[..i]
-                                .rsplit('\n')
-                                .next()
-                                .is_some_and(|before| before.trim().is_empty());
-                            starts_line && text[i + name.len()..].trim_start().starts_with('=')
-                        })
-                        .unwrap_or(0);
-                    locate.error(at..at + name.len(), Some(key), &msg)
-                })?;
-                assistant.system_prompt = assistant.system_prompt.map(|p| base.join(p));
-                assistant
-            }
-            None => AssistantConfig::default(),
-        };
-
-        let peer_tls = match raw.peer_tls {
-            Some(t) => PeerTlsConfig {
-                ca: base.join(t.ca),
-                cert: base.join(t.cert),
-                key: base.join(t.key),
-                configured: true,
-            },
-            None => PeerTlsConfig {
-                ca: data_dir.join("pki").join("ca.pem"),
-                cert: data_dir.join("pki").join("node{id}.pem"),
-                key: data_dir.join("pki").join("node{id}.key"),
-                configured: false,
-            },
-        };
-
-        let tls = raw.tls.map(|t| ClientTlsConfig {
-            ca: base.join(t.ca),
-            cert: base.join(t.cert),
-            key: base.join(t.key),
-        });
-
-        let mut web = WebConfig::default();
-        if let Some(raw_web) = raw.web {
-            if let Some(listen) = raw_web.listen {
-                web.listen = parse_addr(&listen)
-                    .map_err(|msg| locate.error(listen.span(), Some("web.listen"), &msg))?;
-            }
-            web.cert = raw_web.cert.map(|p| base.join(p));
-            web.key = raw_web.key.map(|p| base.join(p));
-        }
-
+        // The sections in the order their errors are reported.
+        let data_dir = parse_data_dir(&locate, raw.data_dir.as_ref(), base)?;
+        let raft = parse_raft(&locate, raw.raft)?;
+        let security = parse_security(&locate, raw.security, base, &data_dir)?;
+        let nodes = parse_nodes(&locate, &raw.nodes)?;
+        let assistant = parse_assistant(&locate, raw.assistant, base)?;
+        let peer_tls = parse_peer_tls(raw.peer_tls, base, &data_dir);
+        let tls = parse_tls(raw.tls, base);
+        let web = parse_web(&locate, raw.web, base)?;
         Ok(Config {
             path: path.to_path_buf(),
             data_dir,
@@ -536,6 +390,215 @@ impl Config {
             .iter()
             .all(|n| n.addr.ip().is_loopback() && n.peer_advertise.ip().is_loopback())
     }
+}
+
+/// `data_dir`, relative to `base`; `<base>/data` when not given.
+fn parse_data_dir(
+    locate: &Locator,
+    dir: Option<&Spanned<String>>,
+    base: &Path,
+) -> Result<PathBuf, ConfigError> {
+    match dir {
+        Some(dir) if dir.get_ref().is_empty() => {
+            Err(locate.error(dir.span(), Some("data_dir"), "must not be empty"))
+        }
+        Some(dir) => Ok(base.join(dir.get_ref())),
+        None => Ok(base.join("data")),
+    }
+}
+
+/// `[raft]`, checked; the defaults when absent.
+fn parse_raft(
+    locate: &Locator,
+    raft: Option<Spanned<RaftConfig>>,
+) -> Result<RaftConfig, ConfigError> {
+    let Some(raft) = raft else {
+        return Ok(RaftConfig::default());
+    };
+    let span = raft.span();
+    let raft = raft.into_inner();
+    check_raft(&raft).map_err(|(key, msg)| locate.error(span, Some(key), &msg))?;
+    Ok(raft)
+}
+
+/// `[security]`, checked, with the token-key file resolved (default
+/// `<data_dir>/pki/token.keys`).
+fn parse_security(
+    locate: &Locator,
+    security: Option<Spanned<SecurityConfig>>,
+    base: &Path,
+    data_dir: &Path,
+) -> Result<SecurityConfig, ConfigError> {
+    let mut security = match security {
+        Some(security) => {
+            let span = security.span();
+            let security = security.into_inner();
+            check_security(&security).map_err(|(key, msg)| locate.error(span, Some(key), &msg))?;
+            security
+        }
+        None => SecurityConfig::default(),
+    };
+    security.token_keys = Some(match security.token_keys.take() {
+        Some(path) => base.join(path),
+        None => data_dir.join("pki").join(TOKEN_KEYS_FILE),
+    });
+    Ok(security)
+}
+
+/// `[[nodes]]`: at least one, ids and addresses unique.
+fn parse_nodes(
+    locate: &Locator,
+    raw: &Spanned<Vec<RawNode>>,
+) -> Result<Vec<NodeConfig>, ConfigError> {
+    if raw.get_ref().is_empty() {
+        return Err(locate.error(raw.span(), Some("nodes"), "name at least one node"));
+    }
+    let mut seen = SeenNodes::default();
+    raw.get_ref()
+        .iter()
+        .enumerate()
+        .map(|(i, node)| parse_node(locate, i, node, &mut seen))
+        .collect()
+}
+
+/// The ids and addresses of the nodes read so far, each with the index of the node that
+/// used it first.
+#[derive(Default)]
+struct SeenNodes {
+    ids: BTreeMap<u64, usize>,
+    addrs: BTreeMap<SocketAddr, usize>,
+}
+
+/// `nodes[i]`, its ids and addresses checked against the nodes before it.
+fn parse_node(
+    locate: &Locator,
+    i: usize,
+    node: &RawNode,
+    seen: &mut SeenNodes,
+) -> Result<NodeConfig, ConfigError> {
+    let key = |field: &str| format!("nodes[{i}].{field}");
+    let id = *node.id.get_ref();
+    if id == 0 {
+        return Err(locate.error(node.id.span(), Some(&key("id")), "ids start at 1"));
+    }
+    if let Some(first) = seen.ids.insert(id, i) {
+        let msg = format!("id {id} is already used by nodes[{first}]");
+        return Err(locate.error(node.id.span(), Some(&key("id")), &msg));
+    }
+    let addr = parse_addr(&node.addr)
+        .map_err(|msg| locate.error(node.addr.span(), Some(&key("addr")), &msg))?;
+    if let Some(first) = seen.addrs.insert(addr, i) {
+        let msg = format!("address {addr} is already used by nodes[{first}]");
+        return Err(locate.error(node.addr.span(), Some(&key("addr")), &msg));
+    }
+    let listen = parse_optional_addr(locate, node.listen.as_ref(), &key("listen"))?.unwrap_or(addr);
+    let peer_advertise = parse_peer_advertise(locate, node, addr, &key)?;
+    if let Some(first) = seen.addrs.insert(peer_advertise, i) {
+        let msg = format!("address {peer_advertise} is already used by nodes[{first}]");
+        let span = node
+            .peer_advertise
+            .as_ref()
+            .map_or(node.addr.span(), |p| p.span());
+        return Err(locate.error(span, Some(&key("peer_advertise")), &msg));
+    }
+    let peer_listen = parse_optional_addr(locate, node.peer_listen.as_ref(), &key("peer_listen"))?
+        .unwrap_or(peer_advertise);
+    Ok(NodeConfig {
+        id,
+        addr,
+        listen,
+        peer_advertise,
+        peer_listen,
+    })
+}
+
+/// A node's `peer_advertise`: as given, or `addr` with the port plus 1000.
+fn parse_peer_advertise(
+    locate: &Locator,
+    node: &RawNode,
+    addr: SocketAddr,
+    key: &dyn Fn(&str) -> String,
+) -> Result<SocketAddr, ConfigError> {
+    if let Some(peer) =
+        parse_optional_addr(locate, node.peer_advertise.as_ref(), &key("peer_advertise"))?
+    {
+        return Ok(peer);
+    }
+    let port = addr.port().checked_add(1000).ok_or_else(|| {
+        let msg =
+            "the port is too high to default peer_advertise to port + 1000; name peer_advertise";
+        locate.error(node.addr.span(), Some(&key("addr")), msg)
+    })?;
+    Ok(SocketAddr::new(addr.ip(), port))
+}
+
+/// An address that may be left out, an error naming `key` if it does not parse.
+fn parse_optional_addr(
+    locate: &Locator,
+    addr: Option<&Spanned<String>>,
+    key: &str,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    addr.map(|addr| parse_addr(addr).map_err(|msg| locate.error(addr.span(), Some(key), &msg)))
+        .transpose()
+}
+
+/// `[assistant]`, checked, with the system prompt's path resolved against `base`.
+fn parse_assistant(
+    locate: &Locator,
+    assistant: Option<AssistantConfig>,
+    base: &Path,
+) -> Result<AssistantConfig, ConfigError> {
+    let Some(mut assistant) = assistant else {
+        return Ok(AssistantConfig::default());
+    };
+    check_assistant(&assistant, base).map_err(|(key, msg)| {
+        // The section is not spanned: point at the line that sets the key's last part.
+        let name = key.rsplit('.').next().unwrap_or(key);
+        locate.error(locate.assignment_of(name), Some(key), &msg)
+    })?;
+    assistant.system_prompt = assistant.system_prompt.map(|p| base.join(p));
+    Ok(assistant)
+}
+
+/// `[peer_tls]` resolved against `base`; without it, the files a local cluster makes under
+/// `<data_dir>/pki`.
+fn parse_peer_tls(raw: Option<RawPeerTls>, base: &Path, data_dir: &Path) -> PeerTlsConfig {
+    match raw {
+        Some(t) => PeerTlsConfig {
+            ca: base.join(t.ca),
+            cert: base.join(t.cert),
+            key: base.join(t.key),
+            configured: true,
+        },
+        None => PeerTlsConfig {
+            ca: data_dir.join("pki").join("ca.pem"),
+            cert: data_dir.join("pki").join("node{id}.pem"),
+            key: data_dir.join("pki").join("node{id}.key"),
+            configured: false,
+        },
+    }
+}
+
+/// `[tls]` resolved against `base`.
+fn parse_tls(raw: Option<RawPeerTls>, base: &Path) -> Option<ClientTlsConfig> {
+    raw.map(|t| ClientTlsConfig {
+        ca: base.join(t.ca),
+        cert: base.join(t.cert),
+        key: base.join(t.key),
+    })
+}
+
+/// `[web]` over the defaults, its paths resolved against `base`.
+fn parse_web(locate: &Locator, raw: Option<RawWeb>, base: &Path) -> Result<WebConfig, ConfigError> {
+    let mut web = WebConfig::default();
+    if let Some(raw_web) = raw {
+        if let Some(listen) = parse_optional_addr(locate, raw_web.listen.as_ref(), "web.listen")? {
+            web.listen = listen;
+        }
+        web.cert = raw_web.cert.map(|p| base.join(p));
+        web.key = raw_web.key.map(|p| base.join(p));
+    }
+    Ok(web)
 }
 
 /// `base` is the config file's directory, which a relative `system_prompt` is read from.
@@ -608,6 +671,17 @@ fn check_raft(raft: &RaftConfig) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
+fn check_security(security: &SecurityConfig) -> Result<(), (&'static str, String)> {
+    if security.pbkdf2_iterations < limits::PBKDF2_ITERATIONS_MIN {
+        let msg = format!("must be at least {}", limits::PBKDF2_ITERATIONS_MIN);
+        return Err(("security.pbkdf2_iterations", msg));
+    }
+    if security.token_ttl_secs == 0 {
+        return Err(("security.token_ttl_secs", "must be > 0".into()));
+    }
+    Ok(())
+}
+
 /// Turns byte spans into `file:line:column` and finds the key a span belongs to.
 struct Locator<'a> {
     path: &'a Path,
@@ -632,6 +706,24 @@ impl Locator<'_> {
             key,
             message: message.trim().to_string(),
         }
+    }
+
+    /// The span of `name` where a line sets it (`name = ...` at the start of a line, not in a
+    /// comment such as `# system_prompt = ...`); the file's start when no line does.
+    fn assignment_of(&self, name: &str) -> Range<usize> {
+        let text = self.text;
+        let at = text
+            .match_indices(name)
+            .map(|(i, _)| i)
+            .find(|&i| {
+                let starts_line = text[..i]
+                    .rsplit('\n')
+                    .next()
+                    .is_some_and(|before| before.trim().is_empty());
+                starts_line && text[i + name.len()..].trim_start().starts_with('=')
+            })
+            .unwrap_or(0);
+        at..at + name.len()
     }
 
     /// The key written on the line of the error (`name = ...`), or the spanned text itself

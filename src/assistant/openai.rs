@@ -107,17 +107,8 @@ impl OpenAi {
             json!({ "role": "system", "content": prompt }),
             json!({ "role": "user", "content": question }),
         ];
-        let mut answer = Answer {
-            answer: String::new(),
-            backend: "openai",
-            tools: Vec::new(),
-            applied_index: None,
-            proposal: None,
-            fallback: None,
-            streamed: false,
-        };
+        let mut answer = empty_answer();
         let api = self.api();
-        let mut calls_made = 0;
         // Unique to this question: the request ids of its proposals derive from it, so the
         // same tool call in a later question ("book S9" again) is a new request, not a replay
         // of the first one's outcome. Within the question the ids stay deterministic.
@@ -127,74 +118,16 @@ impl OpenAi {
             question,
             nonce: crate::client::new_request_id(),
         };
-        // The last tool the model asked for that does not exist, to name it if the loop ends.
-        let mut unknown_tool: Option<String> = None;
-        let max_calls = self.settings.max_tool_calls as usize;
+        let mut tally = CallTally::new(self.settings.max_tool_calls as usize);
         loop {
-            let request = json!({
-                "model": self.settings.model,
-                "messages": messages,
-                "tools": schemas(),
-                "tool_choice": "auto",
-                "stream": true,
-            });
-            let mut stream = api
-                .chat()
-                .create_stream_byot::<Value, Value>(request)
-                .await
-                .map_err(|e| self.explain(e))?;
-            let mut text = String::new();
-            let mut calls: Vec<Call> = Vec::new();
-            while let Some(chunk) = stream.next().await {
-                absorb(
-                    &chunk.map_err(|e| self.explain(e))?,
-                    &mut text,
-                    &mut calls,
-                    max_calls,
-                    on_text,
-                )?;
-            }
+            let (text, mut calls) = self.model_round(&api, &messages, on_text).await?;
             if calls.is_empty() {
-                if text.trim().is_empty() {
-                    return Err("the model answered nothing".into());
-                }
-                // All of it went to `on_text` as it came.
-                answer.answer = text;
-                answer.streamed = true;
-                return Ok(answer);
+                return streamed_answer(answer, text);
             }
-            for (n, call) in calls.iter_mut().enumerate() {
-                if call.id.is_empty() {
-                    call.id = format!("call_{calls_made}_{n}");
-                }
-            }
-            let listed: Vec<Value> = calls
-                .iter()
-                .map(|c| {
-                    json!({ "id": c.id, "type": "function",
-                            "function": { "name": c.name, "arguments": c.arguments } })
-                })
-                .collect();
-            let content = if text.is_empty() {
-                Value::Null
-            } else {
-                json!(text)
-            };
-            messages.push(json!({ "role": "assistant", "content": content, "tool_calls": listed }));
+            name_calls(&mut calls, tally.made);
+            messages.push(assistant_message(&text, &calls));
             for call in &calls {
-                calls_made += 1;
-                if calls_made > max_calls {
-                    return Err(match &unknown_tool {
-                        Some(name) => format!(
-                            "the model asked for a tool that does not exist: '{name}' (and went \
-                             on past {max_calls} tool calls)"
-                        ),
-                        None => format!("the model asked for more than {max_calls} tool calls"),
-                    });
-                }
-                if !TOOLS.iter().any(|t| t.name == call.name) {
-                    unknown_tool = Some(shown(&call.name));
-                }
+                tally.count(call)?;
                 let result = match self.run_tool(client, event, &turn, call, &mut answer).await {
                     Ok(result) => result,
                     Err(problem) => json!({ "error": problem }),
@@ -204,6 +137,41 @@ impl OpenAi {
                 }));
             }
         }
+    }
+
+    /// One round with the model: sends the conversation so far and reads the streamed reply,
+    /// its text (shown as it comes) and the tool calls it asks for.
+    async fn model_round(
+        &self,
+        api: &async_openai::Client<OpenAIConfig>,
+        messages: &[Value],
+        on_text: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<(String, Vec<Call>), String> {
+        let request = json!({
+            "model": self.settings.model,
+            "messages": messages,
+            "tools": schemas(),
+            "tool_choice": "auto",
+            "stream": true,
+        });
+        let mut stream = api
+            .chat()
+            .create_stream_byot::<Value, Value>(request)
+            .await
+            .map_err(|e| self.explain(e))?;
+        let max_calls = self.settings.max_tool_calls as usize;
+        let mut text = String::new();
+        let mut calls: Vec<Call> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            absorb(
+                &chunk.map_err(|e| self.explain(e))?,
+                &mut text,
+                &mut calls,
+                max_calls,
+                on_text,
+            )?;
+        }
+        Ok((text, calls))
     }
 
     /// Runs one tool call, strictly: an unknown tool or an argument outside its schema is
@@ -216,153 +184,26 @@ impl OpenAi {
         call: &Call,
         answer: &mut Answer,
     ) -> Result<Value, String> {
-        let name = TOOLS
-            .iter()
-            .find(|t| t.name == call.name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
-                format!(
-                    "there is no tool '{}'; the tools are {}",
-                    shown(&call.name),
-                    names.join(", ")
-                )
-            })?
-            .name;
+        let tool = find_tool(&call.name)?;
         let args = arguments(&call.arguments)?;
-        let event = |args: &Map<String, Value>| -> Result<String, String> {
-            match args.get("event") {
-                None => Ok(event_in_use.to_string()),
-                Some(Value::String(e)) if validate::is_event_name(e) => Ok(e.clone()),
-                Some(other) => Err(format!("'event' must be an event name, not {other}")),
-            }
+        only_keys(&args, tool.keys)?;
+        answer.tools.push(tool.name);
+        let t = ToolCall {
+            client,
+            event_in_use,
+            turn,
+            call,
+            args,
         };
-        only_keys(
-            &args,
-            TOOLS
-                .iter()
-                .find(|t| t.name == name)
-                .map_or(&[], |t| t.keys),
-        )?;
-        answer.tools.push(name);
-        match name {
-            "list_events" => {
-                let events = tools::list_events(client).await?;
-                let list: Vec<Value> = events
-                    .iter()
-                    .map(|e| {
-                        json!({ "name": e.name, "free": e.free, "taken": e.taken,
-                                     "rows": e.rows, "seats_per_row": e.seats_per_row })
-                    })
-                    .collect();
-                Ok(json!({ "events": list }))
-            }
-            "seat_status" => {
-                let seat = seat_arg(args.get("seat"), "seat")?;
-                let map = seats(client, &event(&args)?, answer).await?;
-                match map.seat(&seat) {
-                    Some(s) => Ok(
-                        json!({ "event": map.event, "seat": s, "applied_index": map.applied_index }),
-                    ),
-                    None => Err(format!("{} has no seat {seat}", map.event)),
-                }
-            }
-            "free_seats" => {
-                let map = seats(client, &event(&args)?, answer).await?;
-                match args.get("together") {
-                    None => {
-                        let free: Vec<&str> = map
-                            .seats
-                            .iter()
-                            .filter(|s| s.status == "free")
-                            .map(|s| s.id.as_str())
-                            .collect();
-                        Ok(
-                            json!({ "event": map.event, "free": free, "applied_index": map.applied_index }),
-                        )
-                    }
-                    Some(n) => {
-                        let n = n
-                            .as_u64()
-                            .filter(|n| (1..=SEATS_MAX as u64).contains(n))
-                            .ok_or_else(|| format!("'together' must be a whole number from 1 to {SEATS_MAX}, not {n}"))?;
-                        Ok(
-                            json!({ "event": map.event, "together": map.adjacent_free(n as usize),
-                                   "applied_index": map.applied_index }),
-                        )
-                    }
-                }
-            }
-            "my_bookings" => logged_in(client)
-                .map(|()| tools::my_bookings(client))?
-                .await
-                .map(|b| json!({ "bookings": b })),
-            "cluster_status" => {
-                let s = tools::cluster_status(client).await?;
-                let nodes: Vec<Value> = s
-                    .nodes
-                    .iter()
-                    .map(|n| json!({ "id": n.id, "role": n.role, "reachable": n.reachable }))
-                    .collect();
-                Ok(json!({ "leader": s.leader, "term": s.term, "nodes": nodes }))
-            }
-            "help" => {
-                let topic = match args.get("topic").and_then(Value::as_str) {
-                    Some("reserve") => super::rules::Topic::Reserve,
-                    Some("cancel") => super::rules::Topic::Cancel,
-                    Some("login") => super::rules::Topic::Login,
-                    _ => return Err("'topic' must be one of reserve, cancel, login".into()),
-                };
-                Ok(json!({ "help": super::rules::help(topic) }))
-            }
-            "reserve" => {
-                logged_in(client)?;
-                let wanted = seat_list(args.get("seats"))?;
-                let map = seats(client, &event(&args)?, answer).await?;
-                for id in &wanted {
-                    match map.seat(id).map(|s| s.status) {
-                        None => return Err(format!("{} has no seat {id}", map.event)),
-                        Some("free") => {}
-                        Some(status) => return Err(format!("{id} in {} is {status}", map.event)),
-                    }
-                }
-                let action = Action::Reserve {
-                    event: map.event.clone(),
-                    seats: wanted,
-                };
-                Ok(propose(action, turn, call, answer))
-            }
-            "cancel" => {
-                logged_in(client)?;
-                let action = match (args.get("booking"), args.get("seats")) {
-                    (Some(Value::String(b)), None) if b.starts_with("bk-") => {
-                        let mine = tools::my_bookings(client).await?;
-                        if !mine.iter().any(|m| &m.id == b) {
-                            return Err(format!("the asker has no booking {b}"));
-                        }
-                        Action::CancelBooking { booking: b.clone() }
-                    }
-                    (None, Some(list)) => {
-                        let wanted = seat_list(Some(list))?;
-                        let map = seats(client, &event(&args)?, answer).await?;
-                        if let Some(id) = wanted
-                            .iter()
-                            .find(|id| map.seat(id).is_none_or(|s| s.status != "mine"))
-                        {
-                            return Err(format!("{id} in {} is not the asker's", map.event));
-                        }
-                        Action::CancelSeats {
-                            event: map.event.clone(),
-                            seats: wanted,
-                        }
-                    }
-                    _ => {
-                        return Err(
-                            "give either 'seats' (a list of seat ids) or 'booking' (bk-N)".into(),
-                        )
-                    }
-                };
-                Ok(propose(action, turn, call, answer))
-            }
+        match tool.name {
+            "list_events" => list_events_tool(client).await,
+            "seat_status" => seat_status_tool(&t, answer).await,
+            "free_seats" => free_seats_tool(&t, answer).await,
+            "my_bookings" => my_bookings_tool(client).await,
+            "cluster_status" => cluster_status_tool(client).await,
+            "help" => help_tool(&t.args),
+            "reserve" => reserve_tool(&t, answer).await,
+            "cancel" => cancel_tool(&t, answer).await,
             other => Err(format!("the tool '{other}' is not wired")),
         }
     }
@@ -396,6 +237,271 @@ impl OpenAi {
             other => format!("{base}: {other}"),
         }
     }
+}
+
+/// An answer from this backend before anything is known.
+fn empty_answer() -> Answer {
+    Answer {
+        answer: String::new(),
+        backend: "openai",
+        tools: Vec::new(),
+        applied_index: None,
+        proposal: None,
+        fallback: None,
+        streamed: false,
+    }
+}
+
+/// The model's final reply: its text, all of which went to `on_text` as it came.
+fn streamed_answer(mut answer: Answer, text: String) -> Result<Answer, String> {
+    if text.trim().is_empty() {
+        return Err("the model answered nothing".into());
+    }
+    answer.answer = text;
+    answer.streamed = true;
+    Ok(answer)
+}
+
+/// Gives the calls that came without an id one, unique within the question.
+fn name_calls(calls: &mut [Call], calls_made: usize) {
+    for (n, call) in calls.iter_mut().enumerate() {
+        if call.id.is_empty() {
+            call.id = format!("call_{calls_made}_{n}");
+        }
+    }
+}
+
+/// The model's reply as it goes back into the conversation: its text and the tool calls.
+fn assistant_message(text: &str, calls: &[Call]) -> Value {
+    let listed: Vec<Value> = calls
+        .iter()
+        .map(|c| {
+            json!({ "id": c.id, "type": "function",
+                    "function": { "name": c.name, "arguments": c.arguments } })
+        })
+        .collect();
+    let content = if text.is_empty() {
+        Value::Null
+    } else {
+        json!(text)
+    };
+    json!({ "role": "assistant", "content": content, "tool_calls": listed })
+}
+
+/// The tool calls of one question, held to their bound.
+struct CallTally {
+    max_calls: usize,
+    made: usize,
+    /// The last tool the model asked for that does not exist, to name it if the loop ends.
+    unknown_tool: Option<String>,
+}
+
+impl CallTally {
+    fn new(max_calls: usize) -> CallTally {
+        CallTally {
+            max_calls,
+            made: 0,
+            unknown_tool: None,
+        }
+    }
+
+    /// Counts `call`; past the bound, the error that ends the question.
+    fn count(&mut self, call: &Call) -> Result<(), String> {
+        let max_calls = self.max_calls;
+        self.made += 1;
+        if self.made > max_calls {
+            return Err(match &self.unknown_tool {
+                Some(name) => format!(
+                    "the model asked for a tool that does not exist: '{name}' (and went \
+                     on past {max_calls} tool calls)"
+                ),
+                None => format!("the model asked for more than {max_calls} tool calls"),
+            });
+        }
+        if !TOOLS.iter().any(|t| t.name == call.name) {
+            self.unknown_tool = Some(shown(&call.name));
+        }
+        Ok(())
+    }
+}
+
+/// The tool `name`, or an error that lists the tools there are.
+fn find_tool(name: &str) -> Result<&'static Tool, String> {
+    TOOLS.iter().find(|t| t.name == name).ok_or_else(|| {
+        let names: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
+        format!(
+            "there is no tool '{}'; the tools are {}",
+            shown(name),
+            names.join(", ")
+        )
+    })
+}
+
+/// One tool call being run: who asks, about which event, and its checked arguments.
+struct ToolCall<'a> {
+    client: &'a Client,
+    event_in_use: &'a str,
+    turn: &'a Turn<'a>,
+    call: &'a Call,
+    args: Map<String, Value>,
+}
+
+impl ToolCall<'_> {
+    /// The `event` argument, or the event in use when it is left out.
+    fn event(&self) -> Result<String, String> {
+        match self.args.get("event") {
+            None => Ok(self.event_in_use.to_string()),
+            Some(Value::String(e)) if validate::is_event_name(e) => Ok(e.clone()),
+            Some(other) => Err(format!("'event' must be an event name, not {other}")),
+        }
+    }
+
+    /// Records a proposal of `action` made by this call.
+    fn propose(&self, action: Action, answer: &mut Answer) -> Value {
+        propose(action, self.turn, self.call, answer)
+    }
+}
+
+async fn list_events_tool(client: &Client) -> Result<Value, String> {
+    let events = tools::list_events(client).await?;
+    let list: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({ "name": e.name, "free": e.free, "taken": e.taken,
+                         "rows": e.rows, "seats_per_row": e.seats_per_row })
+        })
+        .collect();
+    Ok(json!({ "events": list }))
+}
+
+async fn seat_status_tool(t: &ToolCall<'_>, answer: &mut Answer) -> Result<Value, String> {
+    let seat = seat_arg(t.args.get("seat"), "seat")?;
+    let map = seats(t.client, &t.event()?, answer).await?;
+    match map.seat(&seat) {
+        Some(s) => Ok(json!({ "event": map.event, "seat": s, "applied_index": map.applied_index })),
+        None => Err(format!("{} has no seat {seat}", map.event)),
+    }
+}
+
+/// The free seats of an event, or with `together` the first N adjacent ones.
+async fn free_seats_tool(t: &ToolCall<'_>, answer: &mut Answer) -> Result<Value, String> {
+    let map = seats(t.client, &t.event()?, answer).await?;
+    match t.args.get("together") {
+        None => {
+            let free: Vec<&str> = map
+                .seats
+                .iter()
+                .filter(|s| s.status == "free")
+                .map(|s| s.id.as_str())
+                .collect();
+            Ok(json!({ "event": map.event, "free": free, "applied_index": map.applied_index }))
+        }
+        Some(n) => {
+            let n = together_arg(n)?;
+            Ok(
+                json!({ "event": map.event, "together": map.adjacent_free(n),
+                       "applied_index": map.applied_index }),
+            )
+        }
+    }
+}
+
+/// `together`: a whole number from 1 to [`SEATS_MAX`].
+fn together_arg(n: &Value) -> Result<usize, String> {
+    n.as_u64()
+        .filter(|n| (1..=SEATS_MAX as u64).contains(n))
+        .map(|n| n as usize)
+        .ok_or_else(|| format!("'together' must be a whole number from 1 to {SEATS_MAX}, not {n}"))
+}
+
+async fn my_bookings_tool(client: &Client) -> Result<Value, String> {
+    logged_in(client)
+        .map(|()| tools::my_bookings(client))?
+        .await
+        .map(|b| json!({ "bookings": b }))
+}
+
+async fn cluster_status_tool(client: &Client) -> Result<Value, String> {
+    let s = tools::cluster_status(client).await?;
+    let nodes: Vec<Value> = s
+        .nodes
+        .iter()
+        .map(|n| json!({ "id": n.id, "role": n.role, "reachable": n.reachable }))
+        .collect();
+    Ok(json!({ "leader": s.leader, "term": s.term, "nodes": nodes }))
+}
+
+fn help_tool(args: &Map<String, Value>) -> Result<Value, String> {
+    let topic = match args.get("topic").and_then(Value::as_str) {
+        Some("reserve") => super::rules::Topic::Reserve,
+        Some("cancel") => super::rules::Topic::Cancel,
+        Some("login") => super::rules::Topic::Login,
+        _ => return Err("'topic' must be one of reserve, cancel, login".into()),
+    };
+    Ok(json!({ "help": super::rules::help(topic) }))
+}
+
+/// Proposes reserving seats that are all free now.
+async fn reserve_tool(t: &ToolCall<'_>, answer: &mut Answer) -> Result<Value, String> {
+    logged_in(t.client)?;
+    let wanted = seat_list(t.args.get("seats"))?;
+    let map = seats(t.client, &t.event()?, answer).await?;
+    for id in &wanted {
+        match map.seat(id).map(|s| s.status) {
+            None => return Err(format!("{} has no seat {id}", map.event)),
+            Some("free") => {}
+            Some(status) => return Err(format!("{id} in {} is {status}", map.event)),
+        }
+    }
+    let action = Action::Reserve {
+        event: map.event.clone(),
+        seats: wanted,
+    };
+    Ok(t.propose(action, answer))
+}
+
+/// Proposes cancelling one of the asker's bookings or some of their seats.
+async fn cancel_tool(t: &ToolCall<'_>, answer: &mut Answer) -> Result<Value, String> {
+    logged_in(t.client)?;
+    let action = match (t.args.get("booking"), t.args.get("seats")) {
+        (Some(Value::String(b)), None) if b.starts_with("bk-") => {
+            booking_to_cancel(t.client, b).await?
+        }
+        (None, Some(list)) => seats_to_cancel(t, list, answer).await?,
+        _ => return Err("give either 'seats' (a list of seat ids) or 'booking' (bk-N)".into()),
+    };
+    Ok(t.propose(action, answer))
+}
+
+/// Cancelling booking `b`, which must be the asker's.
+async fn booking_to_cancel(client: &Client, b: &str) -> Result<Action, String> {
+    let mine = tools::my_bookings(client).await?;
+    if !mine.iter().any(|m| m.id == b) {
+        return Err(format!("the asker has no booking {b}"));
+    }
+    Ok(Action::CancelBooking {
+        booking: b.to_string(),
+    })
+}
+
+/// Cancelling the seats in `list`, which must all be the asker's.
+async fn seats_to_cancel(
+    t: &ToolCall<'_>,
+    list: &Value,
+    answer: &mut Answer,
+) -> Result<Action, String> {
+    let wanted = seat_list(Some(list))?;
+    let map = seats(t.client, &t.event()?, answer).await?;
+    if let Some(id) = wanted
+        .iter()
+        .find(|id| map.seat(id).is_none_or(|s| s.status != "mine"))
+    {
+        return Err(format!("{id} in {} is not the asker's", map.event));
+    }
+    Ok(Action::CancelSeats {
+        event: map.event.clone(),
+        seats: wanted,
+    })
 }
 
 /// What the request ids of one question's proposals derive from.

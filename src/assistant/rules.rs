@@ -137,91 +137,151 @@ pub fn parse(question: &str, events: &[String]) -> Parsed {
 
 /// Which intent a question has: the first that matches, in the order of [`Intent`].
 pub fn intent(p: &Parsed) -> Intent {
-    let has = |w: &str| p.words.iter().any(|x| x == w);
-    let any = |ws: &[&str]| ws.iter().any(|w| has(w));
-    let text = format!(" {} ", p.words.join(" "));
-    let phrase = |ph: &str| text.contains(&format!(" {ph} "));
+    let q = Wording::new(p);
     let seat_named = !p.seats.is_empty() || !p.numbers.is_empty();
-
-    let asks_how =
-        (has("how") && !has("many") && !has("much")) || has("help") || phrase("what command");
-    if asks_how {
-        if any(&["cancel", "unbook", "release"]) {
-            return Intent::Help(Topic::Cancel);
-        }
-        if any(&["book", "reserve", "buy"]) {
-            return Intent::Help(Topic::Reserve);
-        }
-        if any(&["login", "logon", "signin"])
-            || phrase("log in")
-            || phrase("sign in")
-            || phrase("log on")
-        {
-            return Intent::Help(Topic::Login);
-        }
+    if let Some(topic) = help_topic(&q) {
+        return Intent::Help(topic);
     }
-    if any(&[
-        "leader", "leading", "leads", "healthy", "health", "cluster", "node", "nodes", "raft",
-        "term",
-    ]) {
+    if asks_about_cluster(&q) {
         return Intent::Cluster;
     }
-    let about_me = phrase("did i book")
-        || phrase("have i booked")
-        || phrase("i booked")
-        || phrase("did i reserve")
-        || phrase("have i reserved")
-        || phrase("do i have")
-        || phrase("do i hold")
-        || (any(&["my", "mine"])
-            && any(&[
-                "booking",
-                "bookings",
-                "seats",
-                "reservation",
-                "reservations",
-                "tickets",
-                "seat",
-            ])
-            && !seat_named
-            && p.bookings.is_empty());
-    let cancels = any(&["cancel", "unbook", "release", "refund"]) || phrase("give back");
-    if about_me && !cancels {
+    let cancels = asks_to_cancel(&q);
+    if !cancels && asks_about_own_bookings(&q, p, seat_named) {
         return Intent::MyBookings;
     }
     if cancels {
         return Intent::Cancel;
     }
-    if any(&["who", "whose", "whom"])
-        || phrase("held by")
-        || phrase("reserved by")
-        || phrase("booked by")
-    {
+    if asks_who(&q) {
         return Intent::Who;
     }
-    if any(&["together", "adjacent", "consecutive"])
-        || phrase("next to each other")
-        || phrase("side by side")
-        || phrase("in a row")
-    {
+    if asks_for_seats_together(&q) {
         return Intent::Together(p.count.unwrap_or(2));
     }
-    if has("how") && has("many") {
+    if q.has("how") && q.has("many") {
         return Intent::HowMany;
     }
-    let books = any(&["book", "reserve", "grab", "buy", "want"])
-        || phrase("id like")
-        || phrase("i would like")
-        || phrase("get me")
-        || phrase("can i have")
-        || phrase("give me");
+    let books = asks_to_book(&q);
     if books && seat_named {
         return Intent::Book;
     }
     if seat_named {
         return Intent::SeatStatus;
     }
-    if any(&[
+    if asks_for_free_seats(&q) {
+        return Intent::FreeSeats;
+    }
+    if books {
+        return Intent::Book;
+    }
+    Intent::Unknown
+}
+
+/// The words of a question, to look for words and phrases in.
+struct Wording<'a> {
+    words: &'a [String],
+    /// The words joined by spaces, with a space before and after.
+    text: String,
+}
+
+impl<'a> Wording<'a> {
+    fn new(p: &'a Parsed) -> Wording<'a> {
+        Wording {
+            words: &p.words,
+            text: format!(" {} ", p.words.join(" ")),
+        }
+    }
+
+    fn has(&self, w: &str) -> bool {
+        self.words.iter().any(|x| x == w)
+    }
+
+    fn any(&self, ws: &[&str]) -> bool {
+        ws.iter().any(|w| self.has(w))
+    }
+
+    /// Whether the words run `ph` (whole words, in order).
+    fn phrase(&self, ph: &str) -> bool {
+        self.text.contains(&format!(" {ph} "))
+    }
+
+    fn any_phrase(&self, phs: &[&str]) -> bool {
+        phs.iter().any(|ph| self.phrase(ph))
+    }
+}
+
+/// What a question that asks how to do something asks about, if it does.
+fn help_topic(q: &Wording) -> Option<Topic> {
+    let asks_how = (q.has("how") && !q.has("many") && !q.has("much"))
+        || q.has("help")
+        || q.phrase("what command");
+    if !asks_how {
+        return None;
+    }
+    if q.any(&["cancel", "unbook", "release"]) {
+        return Some(Topic::Cancel);
+    }
+    if q.any(&["book", "reserve", "buy"]) {
+        return Some(Topic::Reserve);
+    }
+    if q.any(&["login", "logon", "signin"]) || q.any_phrase(&["log in", "sign in", "log on"]) {
+        return Some(Topic::Login);
+    }
+    None
+}
+
+fn asks_about_cluster(q: &Wording) -> bool {
+    q.any(&[
+        "leader", "leading", "leads", "healthy", "health", "cluster", "node", "nodes", "raft",
+        "term",
+    ])
+}
+
+/// "What did I book?", "my seats": about the asker's own bookings, none of them named.
+fn asks_about_own_bookings(q: &Wording, p: &Parsed, seat_named: bool) -> bool {
+    let mine = q.any(&["my", "mine"])
+        && q.any(&[
+            "booking",
+            "bookings",
+            "seats",
+            "reservation",
+            "reservations",
+            "tickets",
+            "seat",
+        ])
+        && !seat_named
+        && p.bookings.is_empty();
+    q.any_phrase(&[
+        "did i book",
+        "have i booked",
+        "i booked",
+        "did i reserve",
+        "have i reserved",
+        "do i have",
+        "do i hold",
+    ]) || mine
+}
+
+fn asks_to_cancel(q: &Wording) -> bool {
+    q.any(&["cancel", "unbook", "release", "refund"]) || q.phrase("give back")
+}
+
+fn asks_who(q: &Wording) -> bool {
+    q.any(&["who", "whose", "whom"]) || q.any_phrase(&["held by", "reserved by", "booked by"])
+}
+
+fn asks_for_seats_together(q: &Wording) -> bool {
+    q.any(&["together", "adjacent", "consecutive"])
+        || q.any_phrase(&["next to each other", "side by side", "in a row"])
+}
+
+fn asks_to_book(q: &Wording) -> bool {
+    q.any(&["book", "reserve", "grab", "buy", "want"])
+        || q.any_phrase(&["id like", "i would like", "get me", "can i have", "give me"])
+}
+
+fn asks_for_free_seats(q: &Wording) -> bool {
+    q.any(&[
         "free",
         "available",
         "open",
@@ -231,13 +291,7 @@ pub fn intent(p: &Parsed) -> Intent {
         "remaining",
         "unsold",
         "seats",
-    ]) {
-        return Intent::FreeSeats;
-    }
-    if books {
-        return Intent::Book;
-    }
-    Intent::Unknown
+    ])
 }
 
 /// Answers a question as `client`'s user, `event_in_use` unless it names another.

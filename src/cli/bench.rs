@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 
 use crate::client::Client;
 use crate::config::Config;
@@ -78,14 +79,19 @@ struct ClientResult {
     errors: BTreeMap<String, u64>,
 }
 
+impl ClientResult {
+    fn new() -> ClientResult {
+        ClientResult {
+            latencies_us: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .expect("valid histogram bounds"),
+            completions_us: Vec::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+}
+
 pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<Report> {
-    let mut admin = Client::from_config(config);
-    admin
-        .login(&args.user, &args.password)
-        .await
-        .map_err(|s| anyhow::anyhow!("logging in as {}: {}", args.user, super::explain(&s)))?;
-    let token = admin.token().unwrap_or_default().to_string();
-    let leader = admin.cluster_status().await.map(|s| s.leader).unwrap_or(0);
+    let (admin, token, leader) = log_in(config, &args).await?;
     let seats = Arc::new(Seats {
         run: crate::client::new_request_id()[..8].to_string(),
         next: AtomicU64::new(0),
@@ -105,56 +111,96 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<Report> {
     let stop_at = start + Duration::from_secs(args.seconds);
     let mut tasks = Vec::with_capacity(args.clients);
     for _ in 0..args.clients {
-        let mut client = Client::from_config(config);
-        client.set_token(&args.user, &token)?;
-        if leader != 0 {
-            client.prefer(leader);
-        }
-        let seats = seats.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut result = ClientResult {
-                latencies_us: Histogram::new_with_bounds(1, 60_000_000, 3)
-                    .expect("valid histogram bounds"),
-                completions_us: Vec::new(),
-                errors: BTreeMap::new(),
-            };
-            while Instant::now() < stop_at {
-                let t0 = Instant::now();
-                let outcome = match seats.next().await {
-                    Ok((event, seat)) => client.reserve(&event, &[&seat]).await.map(|_| ()),
-                    Err(status) => Err(status),
-                };
-                let done = Instant::now();
-                match outcome {
-                    Ok(()) => {
-                        let _ = result.latencies_us.record((done - t0).as_micros() as u64);
-                        result
-                            .completions_us
-                            .push((done - start).as_micros() as u64);
-                    }
-                    Err(status) => {
-                        *result
-                            .errors
-                            .entry(format!("{:?}", status.code()))
-                            .or_insert(0) += 1;
-                    }
-                }
-            }
-            result
-        }));
+        let client = bench_client(config, &args.user, &token, leader)?;
+        tasks.push(tokio::spawn(book_until(
+            client,
+            seats.clone(),
+            start,
+            stop_at,
+        )));
     }
-    let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut completions = Vec::new();
-    let mut errors = BTreeMap::new();
+    let totals = gather(tasks).await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    Ok(report(args.clients, elapsed, totals))
+}
+
+/// Logs the admin in: its client, its token, and the leader's id (0 when unknown).
+async fn log_in(config: &Config, args: &BenchArgs) -> anyhow::Result<(Client, String, u64)> {
+    let mut admin = Client::from_config(config);
+    admin
+        .login(&args.user, &args.password)
+        .await
+        .map_err(|s| anyhow::anyhow!("logging in as {}: {}", args.user, super::explain(&s)))?;
+    let token = admin.token().unwrap_or_default().to_string();
+    let leader = admin.cluster_status().await.map(|s| s.leader).unwrap_or(0);
+    Ok((admin, token, leader))
+}
+
+/// A client of its own for one bench client, with the admin's token, aimed at the leader.
+fn bench_client(config: &Config, user: &str, token: &str, leader: u64) -> anyhow::Result<Client> {
+    let mut client = Client::from_config(config);
+    client.set_token(user, token)?;
+    if leader != 0 {
+        client.prefer(leader);
+    }
+    Ok(client)
+}
+
+/// One bench client: books the next seat, one after another, until `stop_at`.
+async fn book_until(
+    client: Client,
+    seats: Arc<Seats>,
+    start: Instant,
+    stop_at: Instant,
+) -> ClientResult {
+    let mut result = ClientResult::new();
+    while Instant::now() < stop_at {
+        let t0 = Instant::now();
+        let outcome = match seats.next().await {
+            Ok((event, seat)) => client.reserve(&event, &[&seat]).await.map(|_| ()),
+            Err(status) => Err(status),
+        };
+        let done = Instant::now();
+        match outcome {
+            Ok(()) => {
+                let _ = result.latencies_us.record((done - t0).as_micros() as u64);
+                result
+                    .completions_us
+                    .push((done - start).as_micros() as u64);
+            }
+            Err(status) => {
+                *result
+                    .errors
+                    .entry(format!("{:?}", status.code()))
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    result
+}
+
+/// Waits for every client and adds their results together.
+async fn gather(tasks: Vec<JoinHandle<ClientResult>>) -> anyhow::Result<ClientResult> {
+    let mut totals = ClientResult {
+        latencies_us: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?,
+        completions_us: Vec::new(),
+        errors: BTreeMap::new(),
+    };
     for task in tasks {
         let result = task.await?;
-        latencies.add(&result.latencies_us)?;
-        completions.extend(result.completions_us);
+        totals.latencies_us.add(&result.latencies_us)?;
+        totals.completions_us.extend(result.completions_us);
         for (kind, n) in result.errors {
-            *errors.entry(kind).or_insert(0) += n;
+            *totals.errors.entry(kind).or_insert(0) += n;
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    Ok(totals)
+}
+
+/// The report of `clients` clients that ran for `elapsed` seconds.
+fn report(clients: usize, elapsed: f64, totals: ClientResult) -> Report {
+    let latencies = totals.latencies_us;
+    let mut completions = totals.completions_us;
     completions.sort_unstable();
     let max_gap_us = completions
         .windows(2)
@@ -162,8 +208,8 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<Report> {
         .max()
         .unwrap_or(0);
     let ms = |us: u64| us as f64 / 1000.0;
-    Ok(Report {
-        clients: args.clients,
+    Report {
+        clients,
         seconds: elapsed,
         bookings: latencies.len(),
         bookings_per_sec: latencies.len() as f64 / elapsed,
@@ -171,8 +217,8 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<Report> {
         p99_ms: ms(latencies.value_at_quantile(0.99)),
         p999_ms: ms(latencies.value_at_quantile(0.999)),
         max_gap_ms: ms(max_gap_us),
-        errors,
-    })
+        errors: totals.errors,
+    }
 }
 
 pub fn print(report: &Report, json: bool) {

@@ -88,67 +88,86 @@ fn storage_error(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl ToStrin
     StorageIOError::new(subject, verb, AnyError::error(e.to_string())).into()
 }
 
+/// An error reading the log from disk.
+fn read_error<E: ToString>(e: E) -> StorageError {
+    storage_error(ErrorSubject::Logs, ErrorVerb::Read, e.to_string())
+}
+
+/// A stored `what` that does not decode: the node refuses to start on it.
+fn corrupt<E: ToString>(what: &str, e: E) -> StorageError {
+    storage_error(
+        ErrorSubject::Store,
+        ErrorVerb::Read,
+        format!(
+            "the stored {what} is corrupt ({}); refusing to start",
+            e.to_string()
+        ),
+    )
+}
+
+/// Creates the tables on first start, so that readers find them.
+fn create_tables(db: &Database) -> Result<(), StorageError> {
+    let txn = db.begin_write().map_err(read_error)?;
+    txn.open_table(LOG).map_err(read_error)?;
+    txn.open_table(META).map_err(read_error)?;
+    txn.commit().map_err(read_error)
+}
+
+/// What the log holds on disk: the vote, the commit and purge points, and the entries.
+fn load(db: &Database) -> Result<View, StorageError> {
+    let mut view = View::default();
+    let txn = db.begin_read().map_err(read_error)?;
+    let meta = txn.open_table(META).map_err(read_error)?;
+    let get_meta = |key: &str| -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(meta
+            .get(key)
+            .map_err(read_error)?
+            .map(|v| v.value().to_vec()))
+    };
+    if let Some(bytes) = get_meta(VOTE)? {
+        view.vote = Some(decode(&bytes).map_err(|e| corrupt("vote", e))?);
+    }
+    if let Some(bytes) = get_meta(COMMITTED)? {
+        view.committed = decode(&bytes).map_err(|e| corrupt("commit index", e))?;
+    }
+    if let Some(bytes) = get_meta(LAST_PURGED)? {
+        view.last_purged = decode(&bytes).map_err(|e| corrupt("purge point", e))?;
+    }
+    let log = txn.open_table(LOG).map_err(read_error)?;
+    view.entries = load_entries(&log, view.last_purged)?;
+    Ok(view)
+}
+
+/// The entries of `log`, each decoded and at its index, with no hole after the purge point.
+fn load_entries(
+    log: &impl ReadableTable<u64, &'static [u8]>,
+    last_purged: Option<LogId>,
+) -> Result<BTreeMap<u64, Entry>, StorageError> {
+    let mut entries = BTreeMap::new();
+    let mut expected = last_purged.map(|id| id.index + 1);
+    for item in log.iter().map_err(read_error)? {
+        let (index, bytes) = item.map_err(read_error)?;
+        let index = index.value();
+        let entry: Entry =
+            decode(bytes.value()).map_err(|e| corrupt(&format!("log entry {index}"), e))?;
+        if expected.is_some_and(|want| want != index) || entry.log_id.index != index {
+            return Err(corrupt(
+                "log",
+                format!("hole or misplaced entry at index {index}"),
+            ));
+        }
+        expected = Some(index + 1);
+        entries.insert(index, entry);
+    }
+    Ok(entries)
+}
+
 impl LogStore {
     /// Loads the log from `db` (checking every entry's checksum and that there is no hole)
     /// and starts the writer thread.
     pub fn open(db: Arc<Database>) -> Result<LogStore, StorageError> {
-        let read_err =
-            |e: &dyn ToString| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e.to_string());
-        let mut view = View::default();
-        {
-            let txn = db.begin_write().map_err(|e| read_err(&e))?;
-            // Create the tables on first start, so that readers find them.
-            txn.open_table(LOG).map_err(|e| read_err(&e))?;
-            txn.open_table(META).map_err(|e| read_err(&e))?;
-            txn.commit().map_err(|e| read_err(&e))?;
-        }
-        let txn = db.begin_read().map_err(|e| read_err(&e))?;
-        let meta = txn.open_table(META).map_err(|e| read_err(&e))?;
-        let get_meta = |key: &str| -> Result<Option<Vec<u8>>, StorageError> {
-            Ok(meta
-                .get(key)
-                .map_err(|e| read_err(&e))?
-                .map(|v| v.value().to_vec()))
-        };
-        let corrupt = |what: &str, e: &dyn ToString| {
-            storage_error(
-                ErrorSubject::Store,
-                ErrorVerb::Read,
-                format!(
-                    "the stored {what} is corrupt ({}); refusing to start",
-                    e.to_string()
-                ),
-            )
-        };
-        if let Some(bytes) = get_meta(VOTE)? {
-            view.vote = Some(decode(&bytes).map_err(|e| corrupt("vote", &e))?);
-        }
-        if let Some(bytes) = get_meta(COMMITTED)? {
-            view.committed = decode(&bytes).map_err(|e| corrupt("commit index", &e))?;
-        }
-        if let Some(bytes) = get_meta(LAST_PURGED)? {
-            view.last_purged = decode(&bytes).map_err(|e| corrupt("purge point", &e))?;
-        }
-        let log = txn.open_table(LOG).map_err(|e| read_err(&e))?;
-        let mut expected = view.last_purged.map(|id| id.index + 1);
-        for item in log.iter().map_err(|e| read_err(&e))? {
-            let (index, bytes) = item.map_err(|e| read_err(&e))?;
-            let index = index.value();
-            let entry: Entry =
-                decode(bytes.value()).map_err(|e| corrupt(&format!("log entry {index}"), &e))?;
-            if expected.is_some_and(|want| want != index) || entry.log_id.index != index {
-                return Err(corrupt(
-                    "log",
-                    &format!("hole or misplaced entry at index {index}"),
-                ));
-            }
-            expected = Some(index + 1);
-            view.entries.insert(index, entry);
-        }
-        drop(log);
-        drop(meta);
-        drop(txn);
-
+        create_tables(&db)?;
+        let view = load(&db)?;
         let (writer, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("log-writer".into())

@@ -78,6 +78,20 @@ impl Dedupe {
         self.order.push_back(key.clone());
         self.outcomes.insert(key, outcome);
     }
+
+    /// The table's invariant: one outcome per key in the order, and no more than the bound.
+    fn check(&self) -> Result<(), String> {
+        if self.order.len() != self.outcomes.len()
+            || self.outcomes.len() > limits::DEDUPE_ENTRIES_MAX
+        {
+            return Err(format!(
+                "the dedupe table keeps {} outcomes in an order of {}",
+                self.outcomes.len(),
+                self.order.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Everything the cluster agrees on.
@@ -112,7 +126,23 @@ impl State {
         if let Some(first) = key.as_ref().and_then(|key| self.dedupe.get(key)) {
             return first.clone();
         }
-        let outcome = match command {
+        let outcome = self.execute(command);
+        if let Some(key) = key {
+            self.dedupe.insert(key, outcome.clone());
+        }
+        // A broken invariant here is a bug in apply itself, not bad input: stop loudly in
+        // debug builds and tests, where the whole state is cheap enough to walk.
+        #[cfg(debug_assertions)]
+        if let Err(broken) = self.check_invariants() {
+            panic!("applying {command:?} broke an invariant: {broken}");
+        }
+        outcome
+    }
+
+    /// Runs a checked command that is not a replay: the step for its kind, its refusal as
+    /// [`Outcome::Rejected`].
+    fn execute(&mut self, command: &Command) -> Outcome {
+        match command {
             Command::Bootstrap {
                 now_ms,
                 first_admin,
@@ -177,17 +207,7 @@ impl State {
                         seats,
                     })
             }
-        };
-        if let Some(key) = key {
-            self.dedupe.insert(key, outcome.clone());
         }
-        // A broken invariant here is a bug in apply itself, not bad input: stop loudly in
-        // debug builds and tests, where the whole state is cheap enough to walk.
-        #[cfg(debug_assertions)]
-        if let Err(broken) = self.check_invariants() {
-            panic!("applying {command:?} broke an invariant: {broken}");
-        }
-        outcome
     }
 
     fn bootstrap(&mut self, now_ms: u64, first_admin: Option<&FirstAdmin>) -> Outcome {
@@ -409,76 +429,66 @@ impl State {
         self.known_user(actor)?;
         let is_admin = self.is_admin(Some(actor));
         // Work out (booking, seat) pairs first, so that a refusal changes nothing.
-        let (event_name, pairs): (String, Vec<(u64, u32)>) = match target {
-            CancelTarget::Booking(id) => {
-                let unknown = || Rejection::UnknownBooking(id.clone());
-                let number = validate::parse_booking_id(id).ok_or_else(unknown)?;
-                let booking = self.bookings.get(&number).ok_or_else(unknown)?;
-                if booking.user != actor && !is_admin {
-                    return Err(Rejection::NotOwner(id.clone()));
-                }
-                let pairs = booking.seats.iter().map(|&s| (number, s)).collect();
-                (booking.event.clone(), pairs)
-            }
+        let (event_name, pairs) = match target {
+            CancelTarget::Booking(id) => self.booking_to_cancel(actor, is_admin, id)?,
             CancelTarget::Seats { event, seats } => {
-                let record = self
-                    .events
-                    .get(event)
-                    .ok_or_else(|| Rejection::UnknownEvent(event.clone()))?;
-                let indices = record.seat_indices(seats)?;
-                let mut pairs = Vec::with_capacity(indices.len());
-                for i in indices {
-                    let seat = record.map.id(i);
-                    let number = record.slot(i)?.ok_or_else(|| Rejection::SeatNotReserved {
-                        event: event.clone(),
-                        seat: seat.clone(),
-                    })?;
-                    let holder = self.bookings.get(&number).map(|b| b.user.as_str());
-                    if holder != Some(actor) && !is_admin {
-                        return Err(Rejection::NotOwner(format!("seat {seat}")));
-                    }
-                    pairs.push((number, i));
-                }
-                (event.clone(), pairs)
+                self.seats_to_cancel(actor, is_admin, event, seats)?
             }
         };
         let Some(event) = self.events.get_mut(&event_name) else {
             return Err(Rejection::UnknownEvent(event_name));
         };
-        // The state's own books must agree before anything is freed: each seat held by the
-        // booking it is freed from, each booking there.
-        for &(number, seat) in &pairs {
-            if event.slot(seat)? != Some(number) || !self.bookings.contains_key(&number) {
-                return Err(Rejection::Invalid(format!(
-                    "seat {} of '{event_name}' is not held by {}",
-                    event.map.id(seat),
-                    validate::format_booking_id(number)
-                )));
-            }
-        }
+        event.check_held(&event_name, &pairs, &self.bookings)?;
         // Nothing can be refused past this point.
-        let mut freed = Vec::with_capacity(pairs.len());
-        for (number, seat) in pairs {
-            if let Some(slot) = event.slot_mut(seat) {
-                *slot = None;
-            }
-            event.taken = event.taken.saturating_sub(1);
-            freed.push(event.map.id(seat));
-            let Some(booking) = self.bookings.get_mut(&number) else {
-                continue;
-            };
-            booking.seats.retain(|&s| s != seat);
-            if let Some(held) = event.held.get_mut(&booking.user) {
-                *held = held.saturating_sub(1);
-                if *held == 0 {
-                    event.held.remove(&booking.user);
-                }
-            }
-            if booking.seats.is_empty() {
-                self.bookings.remove(&number);
-            }
-        }
+        let freed = event.free(pairs, &mut self.bookings);
         Ok((event_name, freed))
+    }
+
+    /// The event and the (booking, seat) pairs of booking `id`, if `actor` may cancel it.
+    fn booking_to_cancel(
+        &self,
+        actor: &str,
+        is_admin: bool,
+        id: &str,
+    ) -> Result<(String, Vec<(u64, u32)>), Rejection> {
+        let unknown = || Rejection::UnknownBooking(id.to_string());
+        let number = validate::parse_booking_id(id).ok_or_else(unknown)?;
+        let booking = self.bookings.get(&number).ok_or_else(unknown)?;
+        if booking.user != actor && !is_admin {
+            return Err(Rejection::NotOwner(id.to_string()));
+        }
+        let pairs = booking.seats.iter().map(|&s| (number, s)).collect();
+        Ok((booking.event.clone(), pairs))
+    }
+
+    /// The (booking, seat) pairs of `seats` in `event`, if each is reserved and `actor` may
+    /// cancel it.
+    fn seats_to_cancel(
+        &self,
+        actor: &str,
+        is_admin: bool,
+        event: &str,
+        seats: &[String],
+    ) -> Result<(String, Vec<(u64, u32)>), Rejection> {
+        let record = self
+            .events
+            .get(event)
+            .ok_or_else(|| Rejection::UnknownEvent(event.to_string()))?;
+        let indices = record.seat_indices(seats)?;
+        let mut pairs = Vec::with_capacity(indices.len());
+        for i in indices {
+            let seat = record.map.id(i);
+            let number = record.slot(i)?.ok_or_else(|| Rejection::SeatNotReserved {
+                event: event.to_string(),
+                seat: seat.clone(),
+            })?;
+            let holder = self.bookings.get(&number).map(|b| b.user.as_str());
+            if holder != Some(actor) && !is_admin {
+                return Err(Rejection::NotOwner(format!("seat {seat}")));
+            }
+            pairs.push((number, i));
+        }
+        Ok((event.to_string(), pairs))
     }
 
     /// Whether the cluster was seeded (the demo event, the way to the first admin).
@@ -544,98 +554,110 @@ impl State {
             return Err(format!("{} users", self.users.len()));
         }
         for event in self.events.values() {
-            let name = &event.name;
-            event
-                .map
-                .check()
-                .map_err(|e| format!("event {name}'s seat map: {e}"))?;
-            validate::max_seats_per_user(event.max_seats_per_user)
-                .map_err(|e| format!("event {name}: {e}"))?;
-            if usize::try_from(event.map.len()).ok() != Some(event.holders.len()) {
-                return Err(format!(
-                    "event {name} has {} holder slots for {} seats",
-                    event.holders.len(),
-                    event.map.len()
-                ));
-            }
-            let mut held: BTreeMap<&str, u32> = BTreeMap::new();
-            let mut taken: u32 = 0;
-            for (seat, holder) in (0u32..).zip(&event.holders) {
-                let Some(number) = holder else { continue };
-                taken = taken.saturating_add(1);
-                let booking = self
-                    .bookings
-                    .get(number)
-                    .ok_or_else(|| format!("event {name} seat {seat}: no booking {number}"))?;
-                if booking.event != *name || !booking.seats.contains(&seat) {
-                    return Err(format!(
-                        "event {name} seat {seat} names booking {number}, which does not hold it"
-                    ));
-                }
-                let count = held.entry(&booking.user).or_insert(0);
-                *count = count.saturating_add(1);
-            }
-            if taken != event.taken {
-                return Err(format!(
-                    "event {name} counts {} seats taken; {taken} are",
-                    event.taken
-                ));
-            }
-            let recorded: BTreeMap<&str, u32> =
-                event.held.iter().map(|(u, &n)| (u.as_str(), n)).collect();
-            if held != recorded {
-                return Err(format!(
-                    "event {name} per-user counts {recorded:?}; the seats say {held:?}"
-                ));
-            }
-            if let Some((user, n)) = held.iter().find(|(_, &n)| n > event.max_seats_per_user) {
-                return Err(format!(
-                    "{user} holds {n} seats of {name}, over its limit of {}",
-                    event.max_seats_per_user
-                ));
-            }
+            self.check_event(event)?;
         }
-        for (number, booking) in &self.bookings {
-            if *number == 0 || *number > self.last_booking {
-                return Err(format!(
-                    "booking {number} is outside 1..={}",
-                    self.last_booking
-                ));
-            }
-            if booking.seats.is_empty() {
-                return Err(format!("booking {number} holds no seat"));
-            }
-            if !self.users.contains_key(&booking.user) {
-                return Err(format!(
-                    "booking {number}'s user {} is unknown",
-                    booking.user
-                ));
-            }
-            let event = self
-                .events
-                .get(&booking.event)
-                .ok_or_else(|| format!("booking {number}'s event {} is unknown", booking.event))?;
-            let distinct: BTreeSet<_> = booking.seats.iter().collect();
-            if distinct.len() != booking.seats.len() {
-                return Err(format!("booking {number} names a seat twice"));
-            }
-            for &seat in &booking.seats {
-                if event.slot(seat).ok() != Some(Some(*number)) {
-                    return Err(format!(
-                        "booking {number} names seat {seat}, which another holds or none does"
-                    ));
-                }
-            }
+        for (&number, booking) in &self.bookings {
+            self.check_booking(number, booking)?;
         }
-        let dedupe = &self.dedupe;
-        if dedupe.order.len() != dedupe.outcomes.len()
-            || dedupe.outcomes.len() > limits::DEDUPE_ENTRIES_MAX
-        {
+        self.dedupe.check()
+    }
+
+    /// An event's map and limit are valid, and its counts agree with the bookings its seats
+    /// name.
+    fn check_event(&self, event: &EventRecord) -> Result<(), String> {
+        let name = &event.name;
+        event
+            .map
+            .check()
+            .map_err(|e| format!("event {name}'s seat map: {e}"))?;
+        validate::max_seats_per_user(event.max_seats_per_user)
+            .map_err(|e| format!("event {name}: {e}"))?;
+        if usize::try_from(event.map.len()).ok() != Some(event.holders.len()) {
             return Err(format!(
-                "the dedupe table keeps {} outcomes in an order of {}",
-                dedupe.outcomes.len(),
-                dedupe.order.len()
+                "event {name} has {} holder slots for {} seats",
+                event.holders.len(),
+                event.map.len()
             ));
+        }
+        let (taken, held) = self.count_holders(event)?;
+        if taken != event.taken {
+            return Err(format!(
+                "event {name} counts {} seats taken; {taken} are",
+                event.taken
+            ));
+        }
+        let recorded: BTreeMap<&str, u32> =
+            event.held.iter().map(|(u, &n)| (u.as_str(), n)).collect();
+        if held != recorded {
+            return Err(format!(
+                "event {name} per-user counts {recorded:?}; the seats say {held:?}"
+            ));
+        }
+        if let Some((user, n)) = held.iter().find(|(_, &n)| n > event.max_seats_per_user) {
+            return Err(format!(
+                "{user} holds {n} seats of {name}, over its limit of {}",
+                event.max_seats_per_user
+            ));
+        }
+        Ok(())
+    }
+
+    /// The seats of `event` taken, and how many each user holds, counted from its seats;
+    /// each seat's booking must exist and hold it.
+    fn count_holders(&self, event: &EventRecord) -> Result<(u32, BTreeMap<&str, u32>), String> {
+        let name = &event.name;
+        let mut held: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut taken: u32 = 0;
+        for (seat, holder) in (0u32..).zip(&event.holders) {
+            let Some(number) = holder else { continue };
+            taken = taken.saturating_add(1);
+            let booking = self
+                .bookings
+                .get(number)
+                .ok_or_else(|| format!("event {name} seat {seat}: no booking {number}"))?;
+            if booking.event != *name || !booking.seats.contains(&seat) {
+                return Err(format!(
+                    "event {name} seat {seat} names booking {number}, which does not hold it"
+                ));
+            }
+            let count = held.entry(&booking.user).or_insert(0);
+            *count = count.saturating_add(1);
+        }
+        Ok((taken, held))
+    }
+
+    /// A booking's number is one given out, its user and event exist, and it holds each of
+    /// its seats, none twice.
+    fn check_booking(&self, number: u64, booking: &BookingRecord) -> Result<(), String> {
+        if number == 0 || number > self.last_booking {
+            return Err(format!(
+                "booking {number} is outside 1..={}",
+                self.last_booking
+            ));
+        }
+        if booking.seats.is_empty() {
+            return Err(format!("booking {number} holds no seat"));
+        }
+        if !self.users.contains_key(&booking.user) {
+            return Err(format!(
+                "booking {number}'s user {} is unknown",
+                booking.user
+            ));
+        }
+        let event = self
+            .events
+            .get(&booking.event)
+            .ok_or_else(|| format!("booking {number}'s event {} is unknown", booking.event))?;
+        let distinct: BTreeSet<_> = booking.seats.iter().collect();
+        if distinct.len() != booking.seats.len() {
+            return Err(format!("booking {number} names a seat twice"));
+        }
+        for &seat in &booking.seats {
+            if event.slot(seat).ok() != Some(Some(number)) {
+                return Err(format!(
+                    "booking {number} names seat {seat}, which another holds or none does"
+                ));
+            }
         }
         Ok(())
     }
@@ -683,6 +705,57 @@ impl EventRecord {
                 event: self.name.clone(),
                 seat: self.map.id(seat),
             })
+    }
+
+    /// Whether the state's own books agree before anything is freed: each seat of `pairs`
+    /// held by the booking it is freed from, each booking there.
+    fn check_held(
+        &self,
+        event_name: &str,
+        pairs: &[(u64, u32)],
+        bookings: &BTreeMap<u64, BookingRecord>,
+    ) -> Result<(), Rejection> {
+        for &(number, seat) in pairs {
+            if self.slot(seat)? != Some(number) || !bookings.contains_key(&number) {
+                return Err(Rejection::Invalid(format!(
+                    "seat {} of '{event_name}' is not held by {}",
+                    self.map.id(seat),
+                    validate::format_booking_id(number)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees each (booking, seat) pair: the seat, the booking's claim on it (a booking left
+    /// with no seat goes) and its user's count. Returns the seats freed.
+    fn free(
+        &mut self,
+        pairs: Vec<(u64, u32)>,
+        bookings: &mut BTreeMap<u64, BookingRecord>,
+    ) -> Vec<String> {
+        let mut freed = Vec::with_capacity(pairs.len());
+        for (number, seat) in pairs {
+            if let Some(slot) = self.slot_mut(seat) {
+                *slot = None;
+            }
+            self.taken = self.taken.saturating_sub(1);
+            freed.push(self.map.id(seat));
+            let Some(booking) = bookings.get_mut(&number) else {
+                continue;
+            };
+            booking.seats.retain(|&s| s != seat);
+            if let Some(held) = self.held.get_mut(&booking.user) {
+                *held = held.saturating_sub(1);
+                if *held == 0 {
+                    self.held.remove(&booking.user);
+                }
+            }
+            if booking.seats.is_empty() {
+                bookings.remove(&number);
+            }
+        }
+        freed
     }
 
     fn slot_mut(&mut self, seat: u32) -> Option<&mut Option<u64>> {

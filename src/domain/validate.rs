@@ -8,7 +8,7 @@
 //! booking id and a request id look like. Everything that checks one (the server, the
 //! assistant's tools and proposals, the seat map) asks here, so they cannot disagree.
 
-use super::{CancelTarget, Command, EventSpec, PasswordHash};
+use super::{CancelTarget, Command, EventSpec, FirstAdmin, PasswordHash};
 use crate::limits;
 
 pub type Invalid = String;
@@ -294,99 +294,142 @@ pub fn event_spec(spec: &EventSpec) -> Result<(), Invalid> {
 /// checked it: the same rules as the server's checks above, over the replicated form.
 pub fn command(command: &Command) -> Result<(), Invalid> {
     match command {
-        Command::Bootstrap { first_admin, .. } => match first_admin {
-            Some(super::FirstAdmin::Password(hash)) => password_hash(hash),
-            _ => Ok(()),
-        },
+        Command::Bootstrap { first_admin, .. } => bootstrap_command(first_admin.as_ref()),
         Command::SetupAdmin {
-            request_id: id,
-            name: user,
+            request_id,
+            name,
             password,
             ..
-        } => {
-            request_id(id)?;
-            folded_name(user)?;
-            password_hash(password)
-        }
+        } => setup_admin_command(request_id, name, password),
         Command::RevokeTokens {
-            request_id: id,
+            request_id,
             actor,
             user,
         }
         | Command::SetDisabled {
-            request_id: id,
+            request_id,
             actor,
             user,
             ..
-        } => {
-            request_id(id)?;
-            name("user", actor)?;
-            folded_name(user)
-        }
+        } => user_command(request_id, actor, user),
         Command::SetPassword {
-            request_id: id,
+            request_id,
             actor,
             user,
             password,
-        } => {
-            request_id(id)?;
-            name("user", actor)?;
-            folded_name(user)?;
-            password_hash(password)
-        }
+        } => set_password_command(request_id, actor, user, password),
         Command::AddUser {
-            request_id: id,
+            request_id,
             actor,
-            name: user,
+            name,
             password,
             ..
-        } => {
-            request_id(id)?;
-            if let Some(actor) = actor {
-                name("user", actor)?;
-            }
-            folded_name(user)?;
-            password_hash(password)
-        }
+        } => add_user_command(request_id, actor.as_deref(), name, password),
         Command::CreateEvent {
-            request_id: id,
+            request_id,
             actor,
             spec,
             ..
-        } => {
-            request_id(id)?;
-            name("user", actor)?;
-            event_spec(spec)
-        }
+        } => create_event_command(request_id, actor, spec),
         Command::Reserve {
-            request_id: id,
+            request_id,
             actor,
             event,
-            seats: ids,
+            seats,
             ..
-        } => {
-            request_id(id)?;
-            name("user", actor)?;
-            name("event", event)?;
-            seats(ids).map(drop)
-        }
+        } => reserve_command(request_id, actor, event, seats),
         Command::Cancel {
-            request_id: id,
+            request_id,
             actor,
             target,
             ..
-        } => {
-            request_id(id)?;
-            name("user", actor)?;
-            match target {
-                CancelTarget::Booking(id) => booking_id(id),
-                CancelTarget::Seats { event, seats: ids } => {
-                    name("event", event)?;
-                    seats(ids).map(drop)
-                }
-            }
-        }
+        } => cancel_command(request_id, actor, target),
     }
+}
+
+/// `Bootstrap`: the first admin's password hash, when the seed makes one.
+fn bootstrap_command(first_admin: Option<&FirstAdmin>) -> Result<(), Invalid> {
+    match first_admin {
+        Some(FirstAdmin::Password(hash)) => password_hash(hash),
+        _ => Ok(()),
+    }
+}
+
+/// `SetupAdmin`: the request id, and the admin to make.
+fn setup_admin_command(id: &str, user: &str, password: &PasswordHash) -> Result<(), Invalid> {
+    request_id(id)?;
+    user_with_password(user, password)
+}
+
+/// `RevokeTokens` and `SetDisabled`: who asks, and of which user.
+fn user_command(id: &str, actor: &str, user: &str) -> Result<(), Invalid> {
+    requested_by(id, actor)?;
+    folded_name(user)
+}
+
+/// `SetPassword`: who asks, the user and its new password.
+fn set_password_command(
+    id: &str,
+    actor: &str,
+    user: &str,
+    password: &PasswordHash,
+) -> Result<(), Invalid> {
+    requested_by(id, actor)?;
+    user_with_password(user, password)
+}
+
+/// `AddUser`: the request id, the admin who asks (none for a self-registration), and the
+/// user to make.
+fn add_user_command(
+    id: &str,
+    actor: Option<&str>,
+    user: &str,
+    password: &PasswordHash,
+) -> Result<(), Invalid> {
+    request_id(id)?;
+    if let Some(actor) = actor {
+        name("user", actor)?;
+    }
+    user_with_password(user, password)
+}
+
+/// `CreateEvent`: who asks, and the event.
+fn create_event_command(id: &str, actor: &str, spec: &EventSpec) -> Result<(), Invalid> {
+    requested_by(id, actor)?;
+    event_spec(spec)
+}
+
+/// `Reserve`: who asks, the event and the seats.
+fn reserve_command(id: &str, actor: &str, event: &str, ids: &[String]) -> Result<(), Invalid> {
+    requested_by(id, actor)?;
+    event_seats(event, ids)
+}
+
+/// `Cancel`: who asks, and a booking id or the seats of an event.
+fn cancel_command(id: &str, actor: &str, target: &CancelTarget) -> Result<(), Invalid> {
+    requested_by(id, actor)?;
+    match target {
+        CancelTarget::Booking(id) => booking_id(id),
+        CancelTarget::Seats { event, seats: ids } => event_seats(event, ids),
+    }
+}
+
+/// The request id and the name of the user who asks.
+fn requested_by(id: &str, actor: &str) -> Result<(), Invalid> {
+    request_id(id)?;
+    name("user", actor)
+}
+
+/// A user to store: its name, already folded, and its password hash.
+fn user_with_password(user: &str, password: &PasswordHash) -> Result<(), Invalid> {
+    folded_name(user)?;
+    password_hash(password)
+}
+
+/// An event's name and seats in it.
+fn event_seats(event: &str, ids: &[String]) -> Result<(), Invalid> {
+    name("event", event)?;
+    seats(ids).map(drop)
 }
 
 #[cfg(test)]

@@ -18,13 +18,16 @@ mod throttle;
 mod watchers;
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::transport::ServerTlsConfig;
 
-use crate::config::Config;
+use crate::config::{Config, NodeConfig};
 use crate::consensus::network::{Network, Peers};
 use crate::consensus::{self, LogStore, NodeId, Raft, StateMachineStore};
 use crate::limits;
@@ -58,67 +61,28 @@ pub async fn run(
     id: NodeId,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let me = config
-        .node(id)
-        .with_context(|| format!("{} has no node with id {id}", config.path.display()))?
-        .clone();
-    if crate::pki::ensure_local(&config)? {
-        tracing::info!(
-            dir = %config.data_dir.join("pki").display(),
-            "made this local cluster's CA and node certificates (files 0600)"
-        );
-    }
+    let me = this_node(&config, id)?;
+    make_local_pki(&config)?;
     let identity = crate::pki::Identity::load_peer(&config, id)?;
-    let config_tls = listeners::client_tls(&config, id, me.listen)?;
+    let client_tls = listeners::client_tls(&config, id, me.listen)?;
     let keyring = keyring::Keyring::open(config.token_keys_path())?;
     let dir = config.node_data_dir(id);
     crate::pki::private_dir(&dir)?;
-    let log = LogStore::open(consensus::open_db(&dir, "log.redb")?)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let sm = StateMachineStore::open(consensus::open_db(&dir, "snapshot.redb")?)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (log, sm) = open_stores(&dir)?;
     let fresh = log.is_empty();
-    let peers = Arc::new(Peers::new(identity.clone()));
-    let raft = Raft::new(
-        id,
-        Arc::new(raft_config(&config)?),
-        Network::new(peers.clone(), config.peer_addrs()),
-        log.clone(),
-        sm.clone(),
-    )
-    .await
-    .context("starting raft")?;
-    let proposer = proposer::Proposer::start(raft.clone());
-    let node = Arc::new(Node {
-        id,
-        config,
-        raft,
-        proposer,
-        keyring,
-        throttle: throttle::Throttle::default(),
-        sm,
-        log,
-        peers,
-        stopping: tokio::sync::watch::Sender::new(false),
-    });
+    let node = start_node(config, id, &identity, keyring, log, sm).await?;
 
-    let listener = TcpListener::bind(me.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}: is another node using it?", me.listen))?;
-    let peer_listener = TcpListener::bind(me.peer_listen).await.with_context(|| {
-        format!(
-            "cannot listen for peers on {}: is another node using it?",
-            me.peer_listen
-        )
-    })?;
+    let (client_listener, peer_listener) = bind(&me).await?;
     let (stop_serving, stopped) = tokio::sync::watch::channel(false);
-    let server =
-        listeners::serve_clients(node.clone(), listener, config_tls, stopped.clone()).await?;
-    let peer_server = listeners::serve_peers(node.clone(), peer_listener, &identity, stopped)?;
-    let server = tokio::spawn(async move {
-        let (client, peer) = tokio::join!(server, peer_server);
-        client.and(peer)
-    });
+    let server = serve(
+        &node,
+        client_listener,
+        client_tls,
+        peer_listener,
+        &identity,
+        stopped,
+    )
+    .await?;
     tracing::info!(
         addr = %me.addr, listen = %me.listen, peer_listen = %me.peer_listen,
         data = %dir.display(), fresh, "node serving"
@@ -130,6 +94,115 @@ pub async fn run(
     tokio::spawn(bootstrap::seed_when_leader(node.clone()));
     tokio::spawn(bootstrap::log_role_changes(node.clone()));
 
+    let failure = serve_until_stopped(&node, shutdown).await;
+    stop(&node, stop_serving, server).await;
+    match failure {
+        None => Ok(()),
+        Some(why) => Err(anyhow::anyhow!(
+            "node {id} stopped: {why}; nothing unpersisted was acknowledged. \
+             Fix the cause (free disk space, check the disk) and start it again"
+        )),
+    }
+}
+
+/// Node `id`'s entry in `config`.
+fn this_node(config: &Config, id: NodeId) -> anyhow::Result<NodeConfig> {
+    Ok(config
+        .node(id)
+        .with_context(|| format!("{} has no node with id {id}", config.path.display()))?
+        .clone())
+}
+
+/// Makes the CA and node certificates of a local cluster that has none yet.
+fn make_local_pki(config: &Config) -> anyhow::Result<()> {
+    if crate::pki::ensure_local(config)? {
+        tracing::info!(
+            dir = %config.data_dir.join("pki").display(),
+            "made this local cluster's CA and node certificates (files 0600)"
+        );
+    }
+    Ok(())
+}
+
+/// The node's Raft log and state machine, kept in `dir`.
+fn open_stores(dir: &Path) -> anyhow::Result<(LogStore, StateMachineStore)> {
+    let log =
+        LogStore::open(consensus::open_db(dir, "log.redb")?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sm = StateMachineStore::open(consensus::open_db(dir, "snapshot.redb")?)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((log, sm))
+}
+
+/// Starts openraft over the stores, and the node around it.
+async fn start_node(
+    config: Config,
+    id: NodeId,
+    identity: &crate::pki::Identity,
+    keyring: keyring::Keyring,
+    log: LogStore,
+    sm: StateMachineStore,
+) -> anyhow::Result<Arc<Node>> {
+    let peers = Arc::new(Peers::new(identity.clone()));
+    let raft = Raft::new(
+        id,
+        Arc::new(raft_config(&config)?),
+        Network::new(peers.clone(), config.peer_addrs()),
+        log.clone(),
+        sm.clone(),
+    )
+    .await
+    .context("starting raft")?;
+    let proposer = proposer::Proposer::start(raft.clone());
+    Ok(Arc::new(Node {
+        id,
+        config,
+        raft,
+        proposer,
+        keyring,
+        throttle: throttle::Throttle::default(),
+        sm,
+        log,
+        peers,
+        stopping: tokio::sync::watch::Sender::new(false),
+    }))
+}
+
+/// Binds the client API's address and the peers' address.
+async fn bind(me: &NodeConfig) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let listener = TcpListener::bind(me.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}: is another node using it?", me.listen))?;
+    let peer_listener = TcpListener::bind(me.peer_listen).await.with_context(|| {
+        format!(
+            "cannot listen for peers on {}: is another node using it?",
+            me.peer_listen
+        )
+    })?;
+    Ok((listener, peer_listener))
+}
+
+/// Serves the client API and the peer protocol until `stopped` turns true; the task ends when
+/// both have stopped.
+async fn serve(
+    node: &Arc<Node>,
+    client_listener: TcpListener,
+    client_tls: Option<ServerTlsConfig>,
+    peer_listener: TcpListener,
+    identity: &crate::pki::Identity,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<Result<(), tonic::transport::Error>>> {
+    let server =
+        listeners::serve_clients(node.clone(), client_listener, client_tls, stopped.clone())
+            .await?;
+    let peer_server = listeners::serve_peers(node.clone(), peer_listener, identity, stopped)?;
+    Ok(tokio::spawn(async move {
+        let (client, peer) = tokio::join!(server, peer_server);
+        client.and(peer)
+    }))
+}
+
+/// Waits for `shutdown`, or for openraft to stop on a fatal error, whose reason it returns.
+async fn serve_until_stopped(node: &Node, shutdown: impl Future<Output = ()>) -> Option<String> {
     // A storage failure (a full disk, a failed fsync) stops openraft for good: exit with the
     // reason, so that a supervisor restarts the node once the disk is fixed, rather than
     // leave a process that answers every request with UNAVAILABLE.
@@ -141,6 +214,15 @@ pub async fn run(
         None => tracing::info!("shutting down: no new requests; finishing those in flight"),
         Some(why) => tracing::error!(error = %why, "raft stopped on a fatal error; shutting down"),
     }
+    failure
+}
+
+/// Stops taking requests, gives those in flight the grace period, then stops openraft.
+async fn stop(
+    node: &Node,
+    stop_serving: tokio::sync::watch::Sender<bool>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+) {
     node.stopping.send_replace(true);
     let _ = stop_serving.send(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
@@ -156,13 +238,6 @@ pub async fn run(
         tracing::warn!("raft did not stop in time");
     }
     tracing::info!("stopped");
-    match failure {
-        None => Ok(()),
-        Some(why) => Err(anyhow::anyhow!(
-            "node {id} stopped: {why}; nothing unpersisted was acknowledged. \
-             Fix the cause (free disk space, check the disk) and start it again"
-        )),
-    }
 }
 
 /// Resolves with the reason once openraft stops on a fatal error.
