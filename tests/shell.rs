@@ -530,3 +530,58 @@ async fn seats_watch_shows_another_persons_booking_live() {
     let status = child.wait().expect("the shell exits");
     assert!(status.success());
 }
+
+/// Goal: `event info NAME`, added through the command table only, answers in the shell (text
+/// and `--json`), in `help`, and as the script function the table generates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_info_comes_from_the_table_to_the_shell_help_and_scripts() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let mut user1 = cluster.client();
+    user1.login("user1", "mysecret").await.expect("login");
+    user1.reserve("demo", &["S1", "S2"]).await.expect("book");
+
+    let out = ticket(
+        &cluster,
+        &["--json", "-c", "event info demo", "-c", "help event"],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replies = json_lines(&out);
+    let event = &replies[0]["event"];
+    assert_eq!(event["name"], "demo");
+    assert_eq!(event["taken"], 2);
+    assert_eq!(event["free"], 8);
+    assert_eq!(event["holders_shown_to"], "the holder and admins");
+    assert!(replies[1]["usage"]
+        .as_str()
+        .is_some_and(|u| u.contains("event info NAME")));
+
+    let text = ticket(&cluster, &["-c", "event info demo"], "");
+    let said = String::from_utf8_lossy(&text.stdout);
+    assert!(said.contains("8 free, 2 taken"), "{said}");
+    let missing = ticket(&cluster, &["-c", "event info nowhere"], "");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("there is no event 'nowhere'"));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("info.rhai");
+    std::fs::write(
+        &script,
+        "let info = event_info(\"demo\");\ninfo.event.taken\n",
+    )
+    .expect("write");
+    let script = script.display().to_string();
+    let run = ticket(&cluster, &["run", &script, "--json"], "");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let reply: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&run.stdout).trim()).expect("json");
+    assert_eq!(reply["result"], 2, "{reply}");
+}

@@ -21,6 +21,7 @@
 //! | `parallel(n, \|i\| ..)` | the n results, in order of `i` (not nested: a branch cannot call it) |
 //! | `leader()`, `kill(id)`, `restart(id)`, `pause(id)`, `resume(id)` | cluster control |
 //! | `sleep(ms)`, `assert(cond, message)`, `now_ms()`, `print(x)` | |
+//! | `event_info(name)` (generated from the command table, as every command with a script name is) | `#{event: #{name, rows, seats_per_row, max_seats_per_user, free, taken, holders_shown_to}}` |
 //! | `random_password()` | 24 random hex digits, for an account the script makes for itself |
 
 use std::sync::{Arc, Mutex};
@@ -198,12 +199,42 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         let bytes: [u8; 12] = rand::random();
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     });
+    register_from_table(engine, host);
     let h = host.clone();
     engine.register_fn(
         "parallel",
         move |context: NativeCallContext, n: i64, f: FnPtr| parallel(&h, context, n, f),
     );
     register_cluster_control(engine, host);
+}
+
+/// The functions the command table names (`event_info(NAME)` for `event info NAME`): each
+/// takes its arguments as the command's words, in order, and returns the command's JSON reply.
+fn register_from_table(engine: &mut Engine, host: &Arc<Host>) {
+    for spec in crate::session::command::COMMANDS {
+        let Some((function, words)) = spec.script else {
+            continue;
+        };
+        let h = host.clone();
+        engine.register_fn(function, move || run_words(&h, words, &[]));
+        let h = host.clone();
+        engine.register_fn(function, move |a: Dynamic| run_words(&h, words, &[a]));
+        let h = host.clone();
+        engine.register_fn(function, move |a: Dynamic, b: Dynamic| {
+            run_words(&h, words, &[a, b])
+        });
+    }
+}
+
+/// Runs the command line `words ARGS...` (each argument one word, however it is spelled) and
+/// returns its reply as a map.
+fn run_words(host: &Host, words: &str, args: &[Dynamic]) -> Fallible<Map> {
+    let mut line: Vec<String> = crate::session::command::split(words)?;
+    line.extend(args.iter().map(ToString::to_string));
+    let (name, rest) = line.split_first().ok_or("an empty command")?;
+    let spec = crate::session::command::find(name).ok_or("not a command of the table")?;
+    let cmd = (spec.parse)(rest)?;
+    run_map(host, cmd)
 }
 
 impl Host {
