@@ -18,19 +18,28 @@
 //! - [`json`]: the JSON shape of events and bookings and the word for a seat status, shared by
 //!   `--json`, scripts, the page and the assistant.
 //! - [`client`]: the one client everything above the server uses: any node, retries with
-//!   the same request id, failover.
-//! - [`cli`]: the subcommands of the `ticket` binary (`up`, `status`, `user add`, `bench`).
-//! - [`shell`]: the booking shell (reedline), interactive or driven by `-c`, `-f` and stdin.
+//!   the same request id, failover; a connect probe that says at once when no node answers.
+//! - [`prompt`]: a password from the person at the terminal.
+//! - [`local_cluster`]: this machine's nodes as child processes (for `ticket up`, the shell
+//!   and scripts' `kill`/`restart`).
 //! - [`assistant`]: questions in plain language, answered from the live cluster as the asking
 //!   user; changes only as confirmed proposals.
+//! - [`session`]: the booking commands (one table: names, usage, help, parsing, completion,
+//!   script functions) and a session running them; replies as text and as JSON.
+//! - [`script`]: rhai scenarios (`ticket run`, `run`) and plugins, in a sandbox, calling the
+//!   session's commands as functions.
 //! - [`web`]: the page (seat map, booking, the Ask box, cluster health) and its JSON API,
 //!   live through `WatchSeats`.
-//! - [`script`]: rhai scenarios (`ticket run`, `run`) and plugins, in a sandbox, calling the
-//!   shell's commands as functions.
+//! - [`shell`]: the booking shell (reedline), interactive or driven by `-c`, `-f` and stdin,
+//!   handed a session.
+//! - [`cli`]: the subcommands of the `ticket` binary, and the one place that wires plugins,
+//!   the assistant, `/ask`, the page and the shell together; nothing imports it.
 //!
-//! Layering runs one way: `domain` ← `consensus` ← `server`; `client` ← `cli` / `shell` ⇄ `script`, `assistant` ← `web`. Nothing above
-//! `server` touches the store or openraft. `server` and `client` meet only in `pb` and `wire`:
-//! `client` imports nothing from `server`.
+//! Layering runs one way, lowest first: `limits`, `clock` ← `domain`, `pb`, `config` ←
+//! `wire`, `json`, `error`, `pki` ← `consensus`, `client` ← `server`, `local_cluster` ←
+//! `assistant` ← `session` ← `script`, `web` ← `shell` ← `cli`. `tests/layers.rs` checks it
+//! from the imports, and ARCHITECTURE.md draws it. Nothing above `server` touches the store
+//! or openraft.
 
 pub mod assistant;
 pub mod cli;
