@@ -818,7 +818,8 @@ async fn the_openai_backend_runs_the_tools_the_model_asks_for_against_the_cluste
             "reserve",
             "cancel",
             "cluster_status",
-            "help"
+            "help",
+            "event_info"
         ]
     );
     assert_eq!(
@@ -1749,4 +1750,37 @@ async fn ask_callers_choose_the_backend_only_when_the_config_allows() {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["backend"], "openai");
     assert_eq!(reply["answer"], "From the model.");
+}
+
+/// Goal: the openai backend's tools include `event info`, answering with what the shell's
+/// `event info` says (the same fields, who may see holders included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_backend_can_ask_for_event_info() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let mut user1 = cluster.client();
+    user1.login("user1", "mysecret").await.expect("login");
+    user1.reserve("demo", &["S3"]).await.expect("S3");
+    let model = FakeModel::start(vec![
+        tool_call("event_info", "{}"),
+        says("demo has 9 free seats."),
+    ])
+    .await;
+    let assistant = ticket::assistant::Assistant::new(&openai_config(&model, false));
+    let answer = assistant
+        .ask(
+            &user1,
+            "demo",
+            "How big is this event?",
+            None,
+            &|_: &str| {},
+        )
+        .await;
+    assert_eq!(answer.tools, ["event_info"]);
+    let sent = model.requests();
+    let messages = sent[1]["messages"].as_array().expect("messages");
+    let result: serde_json::Value =
+        serde_json::from_str(messages[3]["content"].as_str().expect("content")).expect("json");
+    assert_eq!(result["event"]["name"], "demo");
+    assert_eq!(result["event"]["taken"], 1);
+    assert_eq!(result["event"]["holders_shown_to"], "the holder and admins");
 }

@@ -197,6 +197,7 @@ impl OpenAi {
         };
         match tool.name {
             "list_events" => list_events_tool(client).await,
+            "event_info" => event_info_tool(&t).await,
             "seat_status" => seat_status_tool(&t, answer).await,
             "free_seats" => free_seats_tool(&t, answer).await,
             "my_bookings" => my_bookings_tool(client).await,
@@ -372,6 +373,19 @@ async fn list_events_tool(client: &Client) -> Result<Value, String> {
         })
         .collect();
     Ok(json!({ "events": list }))
+}
+
+/// What the shell's `event info` says of an event, in the same shape.
+async fn event_info_tool(t: &ToolCall<'_>) -> Result<Value, String> {
+    let name = t.event()?;
+    let events = tools::list_events(t.client).await?;
+    let event = events
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| format!("there is no event '{name}'"))?;
+    let mut info = crate::json::event_json(event);
+    info["holders_shown_to"] = json!(crate::domain::viewer::HOLDERS_SHOWN_TO);
+    Ok(json!({ "event": info }))
 }
 
 async fn seat_status_tool(t: &ToolCall<'_>, answer: &mut Answer) -> Result<Value, String> {
@@ -795,6 +809,7 @@ const TOOLS: &[Tool] = &[
     Tool { name: "cancel", description: "Propose cancelling the asker's seats or one of their bookings. Nothing changes until the person confirms.", keys: &["seats", "booking", "event"] },
     Tool { name: "cluster_status", description: "The nodes, the leader and the term.", keys: &[] },
     Tool { name: "help", description: "How to use the shell for a task.", keys: &["topic"] },
+    Tool { name: "event_info", description: "One event: rows, seats per row, the limit per person, free and taken seats, and who may see who holds a seat.", keys: &["event"] },
 ];
 
 /// The tools as chat-completions function tools, with JSON schemas.
@@ -819,6 +834,8 @@ pub fn schemas() -> Value {
             "cancel" => json!({ "type": "object", "properties": { "seats": seats, "event": event,
                                  "booking": { "type": "string", "description": "a booking id such as bk-3" } },
                                 "additionalProperties": false }),
+            "event_info" => json!({ "type": "object", "properties": { "event": event },
+                                    "additionalProperties": false }),
             "help" => json!({ "type": "object", "properties": { "topic": { "type": "string",
                                "enum": ["reserve", "cancel", "login"] } },
                               "required": ["topic"], "additionalProperties": false }),

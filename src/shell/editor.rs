@@ -378,6 +378,11 @@ mod tests {
         assert_eq!(values(&completer, "use g"), vec!["gala"]);
         assert_eq!(values(&completer, "reserve S1 s1"), vec!["S10"]);
         assert_eq!(values(&completer, "event c"), vec!["create"]);
+        // From the table: `event info` completes events, `event create` nothing.
+        assert_eq!(values(&completer, "event i"), vec!["info"]);
+        assert_eq!(values(&completer, "event info g"), vec!["gala"]);
+        assert!(values(&completer, "event create g").is_empty());
+        assert_eq!(values(&completer, "assistant use r"), vec!["rules"]);
         assert!(values(&completer, "status x").is_empty());
         assert_eq!(values(&completer, "plugins r"), vec!["reload"]);
     }
