@@ -24,6 +24,11 @@ use super::checker::{self, CancelTarget, Event, History, Op, Outcome, Snapshot};
 use super::proxy::Link;
 use crate::common::{poll_for, poll_until};
 
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_ticket");
 pub const EVENT: &str = "nem";
 const ROWS: u32 = 4;
@@ -35,14 +40,17 @@ pub const ELECTION_TIMEOUT_MS: u64 = 300;
 /// How long a client waits for one operation, retries included.
 const CALL_TIMEOUT: Duration = Duration::from_millis(1_500);
 
-pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
+/// `n` free loopback ports, each held by a listener until the caller drops them: whatever
+/// else the harness binds meanwhile (the proxies) cannot be handed one of them.
+pub fn reserve_addrs(n: usize) -> (Vec<SocketAddr>, Vec<TcpListener>) {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
         .collect();
-    listeners
+    let addrs = listeners
         .iter()
         .map(|l| l.local_addr().expect("addr"))
-        .collect()
+        .collect();
+    (addrs, listeners)
 }
 
 pub struct Settings {
@@ -96,11 +104,19 @@ impl Cluster {
     pub async fn configure(settings: Settings) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let ids = vec![1, 2, 3];
-        let listen: BTreeMap<u64, SocketAddr> =
-            ids.iter().copied().zip(free_addrs(ids.len())).collect();
+        // Held until the proxies are bound, so that none of them takes a node's port.
+        let (addrs, held) = reserve_addrs(ids.len() * 2);
+        let listen: BTreeMap<u64, SocketAddr> = ids
+            .iter()
+            .copied()
+            .zip(addrs[..ids.len()].to_vec())
+            .collect();
         // Peers talk on their own listeners; the proxies sit on those links only.
-        let peer_listen: BTreeMap<u64, SocketAddr> =
-            ids.iter().copied().zip(free_addrs(ids.len())).collect();
+        let peer_listen: BTreeMap<u64, SocketAddr> = ids
+            .iter()
+            .copied()
+            .zip(addrs[ids.len()..].to_vec())
+            .collect();
         let mut links = BTreeMap::new();
         for &from in &ids {
             for &to in &ids {
@@ -109,6 +125,7 @@ impl Cluster {
                 }
             }
         }
+        drop(held);
         let base = settings_text(&settings);
         for &me in &ids {
             let mut text = base.clone();
@@ -274,9 +291,10 @@ impl Cluster {
     }
 
     /// Polls until every node answers, one leads, and all have applied the same index.
+    /// At the deadline the test fails with the end of every node's log.
     pub async fn wait_converged(&self, timeout: Duration) {
         let client = &self.client();
-        poll_for("the cluster to converge", timeout, || async move {
+        let converged = poll_until(timeout, || async move {
             let status = client.cluster_status().await.ok()?;
             let first = status.nodes.first().map(|n| n.applied_index);
             let converged = status.leader != 0
@@ -284,7 +302,23 @@ impl Cluster {
                 && status.nodes.iter().all(|n| Some(n.applied_index) == first);
             converged.then_some(())
         })
-        .await
+        .await;
+        if converged.is_none() {
+            let logs: Vec<String> = self
+                .ids
+                .iter()
+                .map(|&id| {
+                    format!(
+                        "--- node{id} (last lines)\n{}",
+                        last_lines(&self.log(id), 20)
+                    )
+                })
+                .collect();
+            panic!(
+                "timed out after {timeout:?} waiting for the cluster to converge\n{}",
+                logs.join("\n")
+            );
+        }
     }
 
     /// Makes the admin, the users c0..c(n-1) and the event; returns the admin's token.
