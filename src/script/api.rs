@@ -1,12 +1,14 @@
-//! The functions a script calls. The booking ones run the shell's own commands through the
-//! thread's [`Session`](crate::session::Session) and return the command's JSON reply as rhai
-//! maps and arrays, so a script sees exactly what `--json` prints. A command that fails throws
+//! The functions a script calls.
+//!
+//! The booking ones are generated from the command table ([`COMMANDS`], each entry's
+//! `script`): each runs the shell's own command line through the thread's
+//! [`Session`](crate::session::Session) and returns the command's JSON reply (or the part the
+//! entry names) as rhai maps and arrays, so a script sees exactly what `--json` prints. A new
+//! command gets its function by a line in the table, not here. A command that fails throws
 //! its message, which `try { } catch (e) { }` catches.
 //!
-//! | function | returns |
+//! | function (generated) | returns |
 //! |---|---|
-//! | `login(user, password)`, `login(previous_login)` | `#{user, role, expires_at, token}` |
-//! | `login_admin()`: as "admin", on a cluster this run started (or TICKET_ADMIN_PASSWORD) | the same |
 //! | `logout()`, `whoami()` | `#{user, event}` |
 //! | `events()` | array of `#{name, rows, seats_per_row, max_seats_per_user, free, taken}` |
 //! | `use_event(name)` | the event's name |
@@ -16,13 +18,23 @@
 //! | `bookings()` | array of bookings |
 //! | `status()` | `#{leader, term, nodes: [#{id, addr, role, reachable, term, last_log_index, applied_index, lag}]}` |
 //! | `ask(question)` | the answer, a string |
-//! | `add_user(name, password)`, `add_user(name, password, admin)` | `#{user, role}` |
+//! | `event_info(name)` | `#{event: #{name, rows, seats_per_row, max_seats_per_user, free, taken, holders_shown_to}}` |
 //! | `create_event(name, rows, seats_per_row[, max_per_user])` | the event |
+//!
+//! Written here, because a password never travels as a word of a command line, or because
+//! they are not booking commands:
+//!
+//! | function | returns |
+//! |---|---|
+//! | `login(user, password)`, `login(previous_login)` | `#{user, role, expires_at, token}` |
+//! | `login_admin()`: as "admin", on a cluster this run started (or TICKET_ADMIN_PASSWORD) | the same |
+//! | `add_user(name, password)`, `add_user(name, password, admin)` | `#{user, role}` |
 //! | `parallel(n, \|i\| ..)` | the n results, in order of `i` (not nested: a branch cannot call it) |
 //! | `leader()`, `kill(id)`, `restart(id)`, `pause(id)`, `resume(id)` | cluster control |
 //! | `sleep(ms)`, `assert(cond, message)`, `now_ms()`, `print(x)` | |
-//! | `event_info(name)` (generated from the command table, as every command with a script name is) | `#{event: #{name, rows, seats_per_row, max_seats_per_user, free, taken, holders_shown_to}}` |
 //! | `random_password()` | 24 random hex digits, for an account the script makes for itself |
+//!
+//! [`COMMANDS`]: crate::session::command::COMMANDS
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +48,7 @@ use super::{
 };
 use crate::client::{explain, Client};
 use crate::local_cluster::LocalCluster;
-use crate::session::command::Cmd;
+use crate::session::command::{Cmd, Returns, ScriptFn};
 
 type Fallible<T> = Result<T, Box<EvalAltResult>>;
 
@@ -96,58 +108,6 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         Ok(previous)
     });
     let h = host.clone();
-    engine.register_fn("logout", move || run_map(&h, Cmd::Logout));
-    let h = host.clone();
-    engine.register_fn("whoami", move || run_map(&h, Cmd::Whoami));
-    let h = host.clone();
-    engine.register_fn("events", move || field(run(&h, |_| Cmd::Events)?, "events"));
-    let h = host.clone();
-    engine.register_fn("use_event", move |name: &str| {
-        field(run(&h, |_| Cmd::Use(name.to_string()))?, "event")
-    });
-    let h = host.clone();
-    engine.register_fn("seats", move || run_map(&h, Cmd::Seats(None)));
-    let h = host.clone();
-    engine.register_fn("seats", move |event: &str| {
-        run_map(&h, Cmd::Seats(Some(event.to_string())))
-    });
-    let h = host.clone();
-    engine.register_fn("reserve", move |seat: &str| {
-        reserve(&h, vec![seat.to_string()])
-    });
-    let h = host.clone();
-    engine.register_fn("reserve", move |seats: Array| {
-        reserve(&h, strings(seats, "reserve")?)
-    });
-    let h = host.clone();
-    engine.register_fn("cancel", move |what: &str| {
-        let cmd = if what.to_ascii_lowercase().starts_with("bk-") {
-            Cmd::CancelBooking(what.to_ascii_lowercase())
-        } else {
-            Cmd::CancelSeats(vec![what.to_string()])
-        };
-        run_map(&h, cmd)
-    });
-    let h = host.clone();
-    engine.register_fn("cancel", move |seats: Array| {
-        run_map(&h, Cmd::CancelSeats(strings(seats, "cancel")?))
-    });
-    let h = host.clone();
-    engine.register_fn("bookings", move || {
-        field(run(&h, |_| Cmd::Bookings)?, "bookings")
-    });
-    let h = host.clone();
-    engine.register_fn("status", move || run_map(&h, Cmd::Status));
-    let h = host.clone();
-    engine.register_fn("ask", move |question: &str| -> Fallible<String> {
-        let cmd = Cmd::Ask {
-            question: question.to_string(),
-            backend: None,
-        };
-        let reply = with_context(|c| h.runtime.block_on(h.cancellable(c.session.run(cmd))))??;
-        Ok(reply?.text)
-    });
-    let h = host.clone();
     engine.register_fn("add_user", move |name: &str, password: &str| {
         add_user(&h, name, password, false)
     });
@@ -155,18 +115,6 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_fn(
         "add_user",
         move |name: &str, password: &str, admin: bool| add_user(&h, name, password, admin),
-    );
-    let h = host.clone();
-    engine.register_fn(
-        "create_event",
-        move |name: &str, rows: i64, per_row: i64| create_event(&h, name, rows, per_row, 0),
-    );
-    let h = host.clone();
-    engine.register_fn(
-        "create_event",
-        move |name: &str, rows: i64, per_row: i64, max_per_user: i64| {
-            create_event(&h, name, rows, per_row, max_per_user)
-        },
     );
     let h = host.clone();
     engine.register_fn("sleep", move |ms: i64| -> Fallible<()> {
@@ -208,33 +156,86 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     register_cluster_control(engine, host);
 }
 
-/// The functions the command table names (`event_info(NAME)` for `event info NAME`): each
-/// takes its arguments as the command's words, in order, and returns the command's JSON reply.
+/// The functions the command table gives (`event_info(NAME)` for `event info NAME`): each runs
+/// its command line with the arguments in its slots and returns what the entry says of the
+/// command's JSON reply.
 fn register_from_table(engine: &mut Engine, host: &Arc<Host>) {
     for spec in crate::session::command::COMMANDS {
-        let Some((function, words)) = spec.script else {
-            continue;
-        };
-        let h = host.clone();
-        engine.register_fn(function, move || run_words(&h, words, &[]));
-        let h = host.clone();
-        engine.register_fn(function, move |a: Dynamic| run_words(&h, words, &[a]));
-        let h = host.clone();
-        engine.register_fn(function, move |a: Dynamic, b: Dynamic| {
-            run_words(&h, words, &[a, b])
-        });
+        for function in spec.script {
+            let h = host.clone();
+            match function.arity() {
+                0 => engine.register_fn(function.name, move || call(&h, function, vec![])),
+                1 => {
+                    engine.register_fn(function.name, move |a: Dynamic| call(&h, function, vec![a]))
+                }
+                2 => engine.register_fn(function.name, move |a: Dynamic, b: Dynamic| {
+                    call(&h, function, vec![a, b])
+                }),
+                3 => engine
+                    .register_fn(function.name, move |a: Dynamic, b: Dynamic, c: Dynamic| {
+                        call(&h, function, vec![a, b, c])
+                    }),
+                _ => engine.register_fn(
+                    function.name,
+                    move |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| {
+                        call(&h, function, vec![a, b, c, d])
+                    },
+                ),
+            };
+        }
     }
 }
 
-/// Runs the command line `words ARGS...` (each argument one word, however it is spelled) and
-/// returns its reply as a map.
-fn run_words(host: &Host, words: &str, args: &[Dynamic]) -> Fallible<Map> {
-    let mut line: Vec<String> = crate::session::command::split(words)?;
-    line.extend(args.iter().map(ToString::to_string));
+/// Runs `function`'s command line with `args` in its slots.
+fn call(host: &Host, function: &ScriptFn, args: Vec<Dynamic>) -> Fallible<Dynamic> {
+    let args = args
+        .into_iter()
+        .enumerate()
+        .map(|(i, arg)| words_of(function.name, i + 1, arg))
+        .collect::<Fallible<Vec<_>>>()?;
+    let line = function.words(args);
     let (name, rest) = line.split_first().ok_or("an empty command")?;
     let spec = crate::session::command::find(name).ok_or("not a command of the table")?;
-    let cmd = (spec.parse)(rest)?;
-    run_map(host, cmd)
+    let cmd = (spec.parse)(rest).map_err(|e| format!("{}: {e}", function.name))?;
+    let reply = with_context(|c| host.runtime.block_on(host.cancellable(c.session.run(cmd))))???;
+    let mut json = reply.json;
+    let value = match function.returns {
+        Returns::Reply => json,
+        Returns::Field(name) => json[name].take(),
+        Returns::FieldWithIndex(name) => {
+            let mut value = json[name].take();
+            if let Some(fields) = value.as_object_mut() {
+                fields.insert("applied_index".into(), json["applied_index"].take());
+            }
+            value
+        }
+        Returns::Text => Value::String(reply.text),
+    };
+    rhai::serde::to_dynamic(value)
+}
+
+/// An argument as the command's words: a string or a number one word, an array one per item.
+fn words_of(function: &str, position: usize, arg: Dynamic) -> Fallible<Vec<String>> {
+    let word = |value: Dynamic| -> Fallible<String> {
+        if value.is_string() || value.is_int() {
+            return Ok(value.to_string());
+        }
+        Err(format!(
+            "{function}: argument {position} must be a string or a number (or an array of \
+             them), not {}",
+            value.type_name()
+        )
+        .into())
+    };
+    match arg.is_array() {
+        true => arg
+            .try_cast::<Array>()
+            .unwrap_or_default()
+            .into_iter()
+            .map(word)
+            .collect(),
+        false => Ok(vec![word(arg)?]),
+    }
 }
 
 impl Host {
@@ -273,40 +274,10 @@ fn run(host: &Host, make: impl FnOnce(&mut crate::session::Session) -> Cmd) -> F
     Ok(reply?.json)
 }
 
-fn run_map(host: &Host, cmd: Cmd) -> Fallible<Map> {
-    to_map(run(host, |_| cmd)?)
-}
-
 fn to_map(value: Value) -> Fallible<Map> {
     rhai::serde::to_dynamic(value)?
         .try_cast::<Map>()
         .ok_or_else(|| "the reply is not a map".into())
-}
-
-fn field(mut value: Value, name: &str) -> Fallible<Dynamic> {
-    rhai::serde::to_dynamic(value[name].take())
-}
-
-fn strings(values: Array, function: &str) -> Fallible<Vec<String>> {
-    values
-        .into_iter()
-        .map(|v| {
-            let type_name = v.type_name();
-            v.into_string().map_err(|_| {
-                format!("{function} takes seat ids as strings, not {type_name}").into()
-            })
-        })
-        .collect()
-}
-
-fn reserve(host: &Host, seats: Vec<String>) -> Fallible<Map> {
-    let mut reply = run(host, |_| Cmd::Reserve(seats))?;
-    let mut booking = to_map(reply["booking"].take())?;
-    booking.insert(
-        "applied_index".into(),
-        rhai::serde::to_dynamic(reply["applied_index"].take())?,
-    );
-    Ok(booking)
 }
 
 fn add_user(host: &Host, name: &str, password: &str, admin: bool) -> Fallible<Map> {
@@ -315,27 +286,6 @@ fn add_user(host: &Host, name: &str, password: &str, admin: bool) -> Fallible<Ma
             .block_on(host.cancellable(c.session.add_user(name, password, admin)))
     })??;
     to_map(reply?.json)
-}
-
-fn create_event(
-    host: &Host,
-    name: &str,
-    rows: i64,
-    per_row: i64,
-    max_per_user: i64,
-) -> Fallible<Map> {
-    let number = |what: &str, n: i64| {
-        u32::try_from(n)
-            .map_err(|_| format!("create_event: {what} must be a positive number, not {n}"))
-    };
-    let cmd = Cmd::EventCreate {
-        name: name.to_string(),
-        rows: number("rows", rows)?,
-        seats_per_row: number("seats_per_row", per_row)?,
-        max_per_user: number("max_per_user", max_per_user)?,
-    };
-    let mut reply = run(host, |_| cmd)?;
-    to_map(reply["event"].take())
 }
 
 /// `parallel(n, |i| ..)`: runs the closure for i in 0..n, each on its own thread with its

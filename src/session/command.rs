@@ -117,9 +117,123 @@ pub struct Spec {
     /// Parses the words after the command's name.
     pub parse: fn(&[String]) -> Result<Cmd, String>,
     pub complete: Complete,
-    /// For a command scripts call through a function generated from this table: its name and
-    /// the words of the command line it stands for (`event_info(NAME)` is `event info NAME`).
-    pub script: Option<(&'static str, &'static str)>,
+    /// The rhai functions generated for it: each stands for one command line.
+    pub script: &'static [ScriptFn],
+    /// For a command that only reads, the assistant's tool for it, if the model may call it.
+    /// (A command that changes something is proposed by the assistant and confirmed by the
+    /// person: those tools are the assistant's own.)
+    pub tool: Option<Tool>,
+}
+
+/// A rhai function that stands for a command line: `event_info(NAME)` is `event info NAME`.
+pub struct ScriptFn {
+    pub name: &'static str,
+    /// The command line; each `{}` is one argument of the function, in order. A string or a
+    /// number is one word however it is spelled (spaces and all), an array as many words.
+    pub line: &'static str,
+    /// What of the command's reply the function returns.
+    pub returns: Returns,
+}
+
+impl ScriptFn {
+    /// How many arguments it takes.
+    pub fn arity(&self) -> usize {
+        self.line.split_whitespace().filter(|w| *w == "{}").count()
+    }
+
+    /// The command line with `args` in its slots, as words.
+    pub fn words(&self, args: Vec<Vec<String>>) -> Vec<String> {
+        let mut args = args.into_iter();
+        self.line
+            .split_whitespace()
+            .flat_map(|w| match w {
+                "{}" => args.next().unwrap_or_default(),
+                word => vec![word.to_string()],
+            })
+            .collect()
+    }
+}
+
+/// What a script function returns of its command's JSON reply.
+#[derive(Debug, Clone, Copy)]
+pub enum Returns {
+    /// The whole reply, as `--json` prints it.
+    Reply,
+    /// One field of it (`events()` is the array of events).
+    Field(&'static str),
+    /// One field, with the reply's `applied_index` added (`reserve` returns the booking).
+    FieldWithIndex(&'static str),
+    /// The reply's text, as the shell prints it (`ask`).
+    Text,
+}
+
+/// An assistant tool that runs a command which only reads: the model names the tool and gives
+/// its arguments as JSON; `line` is the command line, with `{key}` for each argument.
+pub struct Tool {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// The command line; `{event}` is the event in use when the model leaves it out.
+    pub line: &'static str,
+    /// Its arguments, each a string the model may give.
+    pub args: &'static [ToolArg],
+}
+
+/// One argument of a [`Tool`].
+pub struct ToolArg {
+    pub key: &'static str,
+    pub description: &'static str,
+    /// Whether the model must give it (`event` need not: it is the event in use).
+    pub required: bool,
+}
+
+impl Tool {
+    /// The command line for the model's `args`, or why they do not fit the tool.
+    pub fn words(
+        &self,
+        args: &serde_json::Map<String, serde_json::Value>,
+        event_in_use: &str,
+    ) -> Result<Vec<String>, String> {
+        if let Some(key) = args
+            .keys()
+            .find(|k| !self.args.iter().any(|a| a.key == k.as_str()))
+        {
+            return Err(format!("{} takes no argument '{key}'", self.name));
+        }
+        self.line
+            .split_whitespace()
+            .map(|word| {
+                let Some(key) = word.strip_prefix('{').and_then(|w| w.strip_suffix('}')) else {
+                    return Ok(word.to_string());
+                };
+                match args.get(key) {
+                    Some(serde_json::Value::String(value)) => Ok(value.clone()),
+                    Some(other) => Err(format!("'{key}' must be a string, not {other}")),
+                    None if key == "event" => Ok(event_in_use.to_string()),
+                    None => Err(format!("{} needs '{key}'", self.name)),
+                }
+            })
+            .collect()
+    }
+
+    /// Its parameters as a JSON schema, for a chat-completions function tool.
+    pub fn parameters(&self) -> serde_json::Value {
+        let properties: serde_json::Map<String, serde_json::Value> = self
+            .args
+            .iter()
+            .map(|a| {
+                let schema = serde_json::json!({ "type": "string", "description": a.description });
+                (a.key.to_string(), schema)
+            })
+            .collect();
+        let required: Vec<&str> = self
+            .args
+            .iter()
+            .filter(|a| a.required)
+            .map(|a| a.key)
+            .collect();
+        serde_json::json!({ "type": "object", "properties": properties, "required": required,
+                            "additionalProperties": false })
+    }
 }
 
 impl Spec {
@@ -129,7 +243,7 @@ impl Spec {
     }
 }
 
-/// A shorthand for the table: a command with no alias and no script function.
+/// A shorthand for the table: a command with no alias, script function or tool.
 const fn spec(
     name: &'static str,
     usage: &'static str,
@@ -144,7 +258,16 @@ const fn spec(
         about,
         parse,
         complete,
-        script: None,
+        script: &[],
+        tool: None,
+    }
+}
+
+const fn script_fn(name: &'static str, line: &'static str, returns: Returns) -> ScriptFn {
+    ScriptFn {
+        name,
+        line,
+        returns,
     }
 }
 
@@ -155,12 +278,25 @@ pub const COMMANDS: &[Spec] = &[
         ..spec("help", "help [COMMAND]", "list the commands, or explain one", parse_help, Complete::Commands)
     },
     spec("login", "login [USER]", "log in (the password is never echoed); the token works on every node", parse_login, Complete::Nothing),
-    spec("logout", "logout", "forget the token", parse_logout, Complete::Nothing),
-    spec("whoami", "whoami", "who is logged in, and the event in use", parse_whoami, Complete::Nothing),
-    spec("events", "events", "every event with its free and taken seats", parse_events, Complete::Nothing),
-    spec("use", "use EVENT", "make EVENT the one seats, reserve and cancel act on", parse_use, Complete::Events),
+    Spec {
+        script: &[script_fn("logout", "logout", Returns::Reply)],
+        ..spec("logout", "logout", "forget the token", parse_logout, Complete::Nothing)
+    },
+    Spec {
+        script: &[script_fn("whoami", "whoami", Returns::Reply)],
+        ..spec("whoami", "whoami", "who is logged in, and the event in use", parse_whoami, Complete::Nothing)
+    },
+    Spec {
+        script: &[script_fn("events", "events", Returns::Field("events"))],
+        ..spec("events", "events", "every event with its free and taken seats", parse_events, Complete::Nothing)
+    },
+    Spec {
+        script: &[script_fn("use_event", "use {}", Returns::Field("event"))],
+        ..spec("use", "use EVENT", "make EVENT the one seats, reserve and cancel act on", parse_use, Complete::Events)
+    },
     Spec {
         aliases: &["get"],
+        script: &[script_fn("seats", "seats", Returns::Reply), script_fn("seats", "seats {}", Returns::Reply)],
         ..spec(
             "seats",
             "seats [EVENT] [--watch [--updates N]]",
@@ -171,12 +307,25 @@ pub const COMMANDS: &[Spec] = &[
     },
     Spec {
         aliases: &["book"],
+        script: &[script_fn("reserve", "reserve {}", Returns::FieldWithIndex("booking"))],
         ..spec("reserve", "reserve SEAT...", "reserve every listed seat, or none of them", parse_reserve, Complete::FreeSeats)
     },
-    spec("cancel", "cancel SEAT...|BOOKING", "cancel seats, or a whole booking (bk-N); asks first", parse_cancel, Complete::MySeatsOrBookings),
-    spec("bookings", "bookings", "your bookings", parse_bookings, Complete::Nothing),
-    spec("status", "status", "the nodes, the leader, the term and each node's lag", parse_status, Complete::Nothing),
-    spec("ask", "ask [--rules|--openai] QUESTION", "ask the assistant in plain language", parse_ask, Complete::Words(&["--rules", "--openai"])),
+    Spec {
+        script: &[script_fn("cancel", "cancel {}", Returns::Reply)],
+        ..spec("cancel", "cancel SEAT...|BOOKING", "cancel seats, or a whole booking (bk-N); asks first", parse_cancel, Complete::MySeatsOrBookings)
+    },
+    Spec {
+        script: &[script_fn("bookings", "bookings", Returns::Field("bookings"))],
+        ..spec("bookings", "bookings", "your bookings", parse_bookings, Complete::Nothing)
+    },
+    Spec {
+        script: &[script_fn("status", "status", Returns::Reply)],
+        ..spec("status", "status", "the nodes, the leader, the term and each node's lag", parse_status, Complete::Nothing)
+    },
+    Spec {
+        script: &[script_fn("ask", "ask {}", Returns::Text)],
+        ..spec("ask", "ask [--rules|--openai] QUESTION", "ask the assistant in plain language", parse_ask, Complete::Words(&["--rules", "--openai"]))
+    },
     spec(
         "assistant",
         "assistant use rules|openai | assistant status",
@@ -188,7 +337,21 @@ pub const COMMANDS: &[Spec] = &[
     spec("run", "run FILE.rhai [ARGS]", "run a rhai scenario (Ctrl-C stops it); ARGS reach it as the array ARGS", parse_run, Complete::Paths),
     spec("plugins", "plugins [reload]", "the loaded plugins and their commands; reload reads plugins/*.rhai again", parse_plugins, Complete::Words(&["reload"])),
     Spec {
-        script: Some(("event_info", "event info")),
+        script: &[
+            script_fn("event_info", "event info {}", Returns::Reply),
+            script_fn("create_event", "event create {} --rows {} --seats-per-row {}", Returns::Field("event")),
+            script_fn(
+                "create_event",
+                "event create {} --rows {} --seats-per-row {} --max-per-user {}",
+                Returns::Field("event"),
+            ),
+        ],
+        tool: Some(Tool {
+            name: "event_info",
+            description: "One event: rows, seats per row, the limit per person, free and taken seats, and who may see who holds a seat.",
+            line: "event info {event}",
+            args: &[ToolArg { key: "event", description: "an event name; the one in use if left out", required: false }],
+        }),
         ..spec(
             "event",
             "event info NAME | event create NAME --rows N --seats-per-row M [--max-per-user K]",
