@@ -736,6 +736,14 @@ impl FakeModel {
     }
 }
 
+/// An assistant as the composition root makes one: its model also gets the command table's
+/// tools (`event_info`), which the assistant itself does not know.
+fn with_table_tools(config: &ticket::config::AssistantConfig) -> ticket::assistant::Assistant {
+    let assistant = ticket::assistant::Assistant::new(config);
+    assistant.set_command_tools(std::sync::Arc::new(ticket::session::tools::TableTools));
+    assistant
+}
+
 fn tool_call(name: &str, arguments: &str) -> Step {
     // No id and no type: some servers leave them out.
     Step::Chunks(vec![
@@ -783,7 +791,7 @@ async fn the_openai_backend_runs_the_tools_the_model_asks_for_against_the_cluste
         says("S2 is free."),
     ])
     .await;
-    let assistant = ticket::assistant::Assistant::new(&openai_config(&model, false));
+    let assistant = with_table_tools(&openai_config(&model, false));
     let answer = assistant
         .ask(&user1, "demo", "Is seat S2 available?", None, &quiet)
         .await;
@@ -845,7 +853,7 @@ async fn the_openai_backend_runs_the_tools_the_model_asks_for_against_the_cluste
         says("I can reserve S9 for you; please confirm."),
     ])
     .await;
-    let assistant = ticket::assistant::Assistant::new(&openai_config(&model, false));
+    let assistant = with_table_tools(&openai_config(&model, false));
     let answer = assistant
         .ask(&user1, "demo", "book S9 please", None, &quiet)
         .await;
@@ -956,7 +964,7 @@ async fn openai_failures_give_clear_messages_or_the_rules_answer() {
     for (name, steps, expected) in cases {
         for fallback in [false, true] {
             let model = FakeModel::start(steps.clone()).await;
-            let assistant = ticket::assistant::Assistant::new(&openai_config(&model, fallback));
+            let assistant = with_table_tools(&openai_config(&model, fallback));
             let started = std::time::Instant::now();
             let answer = assistant
                 .ask(&user1, "demo", "Is seat S2 available?", None, &quiet)
@@ -1005,7 +1013,7 @@ async fn openai_failures_give_clear_messages_or_the_rules_answer() {
         says("Sorry."),
     ])
     .await;
-    let assistant = ticket::assistant::Assistant::new(&openai_config(&model, false));
+    let assistant = with_table_tools(&openai_config(&model, false));
     let answer = assistant.ask(&user1, "demo", "S2?", None, &quiet).await;
     assert_eq!(answer.answer, "Sorry.");
     let fed_back = model.requests()[1]["messages"][3]["content"]
@@ -1327,7 +1335,7 @@ async fn the_same_tool_call_in_two_questions_is_two_requests() {
         says("Shall I?"),
     ])
     .await;
-    let assistant = ticket::assistant::Assistant::new(&openai_config(&model, false));
+    let assistant = with_table_tools(&openai_config(&model, false));
 
     let first = assistant
         .ask(&user1, "demo", "book S9", None, &quiet)
@@ -1727,11 +1735,7 @@ async fn at_a_terminal_a_broken_stream_shows_the_fallback_and_declining_reserves
 async fn ask_callers_choose_the_backend_only_when_the_config_allows() {
     let cluster = TestCluster::with_user1(Options::default()).await;
     let model = FakeModel::start(vec![says("From the model.")]).await;
-    let base = serve_ask(
-        &cluster,
-        ticket::assistant::Assistant::new(&openai_config(&model, false)),
-    )
-    .await;
+    let base = serve_ask(&cluster, with_table_tools(&openai_config(&model, false))).await;
     let question = serde_json::json!({ "q": "Is seat S2 available?", "backend": "openai" });
     let (status, reply) = post(&format!("{base}/ask"), question.clone(), None).await;
     assert_eq!(status, 403, "{reply}");
@@ -1765,7 +1769,7 @@ async fn the_openai_backend_can_ask_for_event_info() {
         says("demo has 9 free seats."),
     ])
     .await;
-    let assistant = ticket::assistant::Assistant::new(&openai_config(&model, false));
+    let assistant = with_table_tools(&openai_config(&model, false));
     let answer = assistant
         .ask(
             &user1,
@@ -1777,6 +1781,21 @@ async fn the_openai_backend_can_ask_for_event_info() {
         .await;
     assert_eq!(answer.tools, ["event_info"]);
     let sent = model.requests();
+    let offered: Vec<&str> = sent[0]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
+    assert!(offered.contains(&"event_info"), "{offered:?}");
+    let schema = sent[0]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .find(|t| t["function"]["name"] == "event_info")
+        .map(|t| t["function"]["parameters"].clone())
+        .expect("event_info's schema");
+    assert_eq!(schema["properties"]["event"]["type"], "string");
     let messages = sent[1]["messages"].as_array().expect("messages");
     let result: serde_json::Value =
         serde_json::from_str(messages[3]["content"].as_str().expect("content")).expect("json");

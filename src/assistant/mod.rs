@@ -42,6 +42,26 @@ pub struct Assistant {
 pub type PluginRules =
     Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = PluginAnswer> + Send>> + Send + Sync>;
 
+/// More tools for the model: the commands of the session's command table that only read
+/// (`event info`), handed in by the composition root, since the table sits above this layer.
+/// A tool runs as the asker, through their client, on the event in use unless its arguments
+/// name one. (Tools that change something stay the assistant's own: they propose, and the
+/// person confirms.)
+pub trait CommandTools: Send + Sync {
+    /// The tools' names.
+    fn names(&self) -> Vec<&'static str>;
+    /// Each as a chat-completions function tool, with its JSON schema.
+    fn schemas(&self) -> Vec<Value>;
+    /// Runs tool `name` with the model's arguments; its result, or why not.
+    fn run<'a>(
+        &'a self,
+        client: &'a Client,
+        event_in_use: &'a str,
+        name: &'a str,
+        args: serde_json::Map<String, Value>,
+    ) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'a>>;
+}
+
 /// What the plugins' rules made of a question.
 #[derive(Debug, Default)]
 pub struct PluginAnswer {
@@ -69,6 +89,11 @@ impl Assistant {
             openai: openai::OpenAi::new(config),
             plugin_rules: Mutex::new(None),
         }
+    }
+
+    /// Gives the model the tools of the command table (see [`CommandTools`]).
+    pub fn set_command_tools(&self, tools: Arc<dyn CommandTools>) {
+        self.openai.set_command_tools(tools);
     }
 
     pub fn set_plugin_rules(&self, rules: PluginRules) {

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tonic::codegen::Service;
 
 use super::tools::{self, SeatsView, SEATS_MAX};
-use super::{Action, Answer, Proposal};
+use super::{Action, Answer, CommandTools, Proposal};
 use crate::client::Client;
 use crate::config::{AssistantConfig, OpenAiConfig};
 use crate::domain::validate;
@@ -41,6 +42,8 @@ pub struct OpenAi {
     settings: OpenAiConfig,
     /// The system prompt's template, or why it could not be read.
     template: Result<String, String>,
+    /// The command table's tools, beside the assistant's own [`TOOLS`].
+    command_tools: Mutex<Option<Arc<dyn CommandTools>>>,
 }
 
 /// A tool call as it streams in.
@@ -61,7 +64,37 @@ impl OpenAi {
         OpenAi {
             settings: config.openai.clone(),
             template,
+            command_tools: Mutex::new(None),
         }
+    }
+
+    pub fn set_command_tools(&self, tools: Arc<dyn CommandTools>) {
+        *self.command_tools.lock().unwrap_or_else(|e| e.into_inner()) = Some(tools);
+    }
+
+    fn command_tools(&self) -> Option<Arc<dyn CommandTools>> {
+        self.command_tools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Every tool's name: the assistant's own, then the command table's.
+    fn tool_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = TOOLS.iter().map(|t| t.name).collect();
+        names.extend(self.command_tools().map(|t| t.names()).unwrap_or_default());
+        names
+    }
+
+    /// Every tool as the model sees it.
+    fn schemas(&self) -> Value {
+        let mut tools = own_schemas();
+        tools.extend(
+            self.command_tools()
+                .map(|t| t.schemas())
+                .unwrap_or_default(),
+        );
+        Value::Array(tools)
     }
 
     fn api(&self) -> async_openai::Client<OpenAIConfig> {
@@ -118,7 +151,7 @@ impl OpenAi {
             question,
             nonce: crate::client::new_request_id(),
         };
-        let mut tally = CallTally::new(self.settings.max_tool_calls as usize);
+        let mut tally = CallTally::new(self.settings.max_tool_calls as usize, self.tool_names());
         loop {
             let (text, mut calls) = self.model_round(&api, &messages, on_text).await?;
             if calls.is_empty() {
@@ -150,7 +183,7 @@ impl OpenAi {
         let request = json!({
             "model": self.settings.model,
             "messages": messages,
-            "tools": schemas(),
+            "tools": self.schemas(),
             "tool_choice": "auto",
             "stream": true,
         });
@@ -184,7 +217,14 @@ impl OpenAi {
         call: &Call,
         answer: &mut Answer,
     ) -> Result<Value, String> {
-        let tool = find_tool(&call.name)?;
+        if let Some(tools) = self.command_tools() {
+            if let Some(name) = tools.names().into_iter().find(|n| *n == call.name) {
+                let args = arguments(&call.arguments)?;
+                answer.tools.push(name);
+                return tools.run(client, event_in_use, name, args).await;
+            }
+        }
+        let tool = find_tool(&call.name, &self.tool_names())?;
         let args = arguments(&call.arguments)?;
         only_keys(&args, tool.keys)?;
         answer.tools.push(tool.name);
@@ -197,7 +237,6 @@ impl OpenAi {
         };
         match tool.name {
             "list_events" => list_events_tool(client).await,
-            "event_info" => event_info_tool(&t).await,
             "seat_status" => seat_status_tool(&t, answer).await,
             "free_seats" => free_seats_tool(&t, answer).await,
             "my_bookings" => my_bookings_tool(client).await,
@@ -292,15 +331,18 @@ fn assistant_message(text: &str, calls: &[Call]) -> Value {
 /// The tool calls of one question, held to their bound.
 struct CallTally {
     max_calls: usize,
+    /// The tools there are.
+    names: Vec<&'static str>,
     made: usize,
     /// The last tool the model asked for that does not exist, to name it if the loop ends.
     unknown_tool: Option<String>,
 }
 
 impl CallTally {
-    fn new(max_calls: usize) -> CallTally {
+    fn new(max_calls: usize, names: Vec<&'static str>) -> CallTally {
         CallTally {
             max_calls,
+            names,
             made: 0,
             unknown_tool: None,
         }
@@ -319,17 +361,16 @@ impl CallTally {
                 None => format!("the model asked for more than {max_calls} tool calls"),
             });
         }
-        if !TOOLS.iter().any(|t| t.name == call.name) {
+        if !self.names.contains(&call.name.as_str()) {
             self.unknown_tool = Some(shown(&call.name));
         }
         Ok(())
     }
 }
 
-/// The tool `name`, or an error that lists the tools there are.
-fn find_tool(name: &str) -> Result<&'static Tool, String> {
+/// The tool `name`, or an error that lists the tools there are (`names`).
+fn find_tool(name: &str, names: &[&str]) -> Result<&'static Tool, String> {
     TOOLS.iter().find(|t| t.name == name).ok_or_else(|| {
-        let names: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
         format!(
             "there is no tool '{}'; the tools are {}",
             shown(name),
@@ -373,19 +414,6 @@ async fn list_events_tool(client: &Client) -> Result<Value, String> {
         })
         .collect();
     Ok(json!({ "events": list }))
-}
-
-/// What the shell's `event info` says of an event, in the same shape.
-async fn event_info_tool(t: &ToolCall<'_>) -> Result<Value, String> {
-    let name = t.event()?;
-    let events = tools::list_events(t.client).await?;
-    let event = events
-        .iter()
-        .find(|e| e.name == name)
-        .ok_or_else(|| format!("there is no event '{name}'"))?;
-    let mut info = crate::json::event_json(event);
-    info["holders_shown_to"] = json!(crate::domain::viewer::HOLDERS_SHOWN_TO);
-    Ok(json!({ "event": info }))
 }
 
 async fn seat_status_tool(t: &ToolCall<'_>, answer: &mut Answer) -> Result<Value, String> {
@@ -809,11 +837,10 @@ const TOOLS: &[Tool] = &[
     Tool { name: "cancel", description: "Propose cancelling the asker's seats or one of their bookings. Nothing changes until the person confirms.", keys: &["seats", "booking", "event"] },
     Tool { name: "cluster_status", description: "The nodes, the leader and the term.", keys: &[] },
     Tool { name: "help", description: "How to use the shell for a task.", keys: &["topic"] },
-    Tool { name: "event_info", description: "One event: rows, seats per row, the limit per person, free and taken seats, and who may see who holds a seat.", keys: &["event"] },
 ];
 
-/// The tools as chat-completions function tools, with JSON schemas.
-pub fn schemas() -> Value {
+/// The assistant's own tools as chat-completions function tools, with JSON schemas.
+fn own_schemas() -> Vec<Value> {
     let event =
         json!({ "type": "string", "description": "an event name; the one in use if left out" });
     let seat = json!({ "type": "string", "description": "a seat id such as S2 or A10" });
@@ -834,23 +861,19 @@ pub fn schemas() -> Value {
             "cancel" => json!({ "type": "object", "properties": { "seats": seats, "event": event,
                                  "booking": { "type": "string", "description": "a booking id such as bk-3" } },
                                 "additionalProperties": false }),
-            "event_info" => json!({ "type": "object", "properties": { "event": event },
-                                    "additionalProperties": false }),
             "help" => json!({ "type": "object", "properties": { "topic": { "type": "string",
                                "enum": ["reserve", "cancel", "login"] } },
                               "required": ["topic"], "additionalProperties": false }),
             _ => json!({ "type": "object", "properties": {}, "additionalProperties": false }),
         }
     };
-    Value::Array(
-        TOOLS
-            .iter()
-            .map(|t| {
-                json!({ "type": "function", "function": {
-                    "name": t.name, "description": t.description, "parameters": parameters(t.name) } })
-            })
-            .collect(),
-    )
+    TOOLS
+        .iter()
+        .map(|t| {
+            json!({ "type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": parameters(t.name) } })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub fn plugins_and_assistant(
 /// The assistant of `config`, trying the rules that `scripting`'s plugins register (now and
 /// after `plugins reload`) before its own.
 pub fn assistant_with_plugins(config: &Config, scripting: &Arc<Scripting>) -> Arc<Assistant> {
-    let assistant = Arc::new(Assistant::new(&config.assistant));
+    let assistant = assistant(config);
     let scripting = scripting.clone();
     assistant.set_plugin_rules(Arc::new(move |question: String| {
         let scripting = scripting.clone();
@@ -51,6 +51,13 @@ pub fn assistant_with_plugins(config: &Config, scripting: &Arc<Scripting>) -> Ar
             }
         })
     }));
+    assistant
+}
+
+/// The assistant of `config`, its model given the command table's tools.
+pub fn assistant(config: &Config) -> Arc<Assistant> {
+    let assistant = Arc::new(Assistant::new(&config.assistant));
+    assistant.set_command_tools(Arc::new(crate::session::tools::TableTools));
     assistant
 }
 

@@ -83,7 +83,7 @@ pub async fn run_script(
         scripting.set_time_limit(timeout);
     }
     session.scripting = Some(Arc::new(scripting));
-    session.assistant = Arc::new(crate::assistant::Assistant::new(&config.assistant));
+    session.assistant = super::assistant(config);
     let cmd = crate::session::command::Cmd::Run {
         file: file.display().to_string(),
         args,

@@ -659,6 +659,65 @@ pub fn is_command(word: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Every script function and tool of the table stands for a line its command parses, and
+    /// no two functions share a name and an arity (the later would hide the earlier).
+    #[test]
+    fn the_tables_script_functions_and_tools_are_lines_their_commands_parse() {
+        let mut seen = std::collections::BTreeSet::new();
+        for spec in COMMANDS {
+            for function in spec.script {
+                let args = (0..function.arity())
+                    .map(|_| vec!["7".to_string()])
+                    .collect();
+                let line = function.words(args);
+                assert_eq!(
+                    find(&line[0]).map(|s| s.name),
+                    Some(spec.name),
+                    "{}",
+                    function.line
+                );
+                assert!(
+                    (spec.parse)(&line[1..]).is_ok(),
+                    "{} does not parse",
+                    function.line
+                );
+                assert!(
+                    seen.insert((function.name, function.arity())),
+                    "{} twice",
+                    function.name
+                );
+            }
+            if let Some(tool) = &spec.tool {
+                let line = tool.words(&serde_json::Map::new(), "demo").expect("words");
+                assert_eq!(
+                    find(&line[0]).map(|s| s.name),
+                    Some(spec.name),
+                    "{}",
+                    tool.line
+                );
+                assert!(
+                    (spec.parse)(&line[1..]).is_ok(),
+                    "{} does not parse",
+                    tool.line
+                );
+            }
+        }
+        let event_info = find("event")
+            .and_then(|s| s.tool.as_ref())
+            .expect("event info's tool");
+        let mut args = serde_json::Map::new();
+        args.insert("event".into(), "gala".into());
+        assert_eq!(
+            event_info.words(&args, "demo"),
+            Ok(vec!["event".into(), "info".into(), "gala".into()])
+        );
+        args.insert("seat".into(), "S1".into());
+        assert!(
+            event_info.words(&args, "demo").is_err(),
+            "an argument it does not take"
+        );
+    }
+
     #[test]
     fn the_prototype_commands_parse() {
         assert_eq!(

@@ -12,6 +12,7 @@
 pub mod command;
 pub mod render;
 pub mod status;
+pub mod tools;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -213,6 +214,21 @@ impl Session {
 
     /// A session for a script or a `parallel` branch: the same login and event, its own
     /// from then on, and nobody to ask (a script's `cancel` is its author's decision).
+    /// A session that runs one command for the assistant, as the asker (`client`), on the
+    /// event in use; it asks nothing and does not probe first (the asker's call just worked).
+    fn for_tool(client: Client, event: &str) -> Session {
+        let mode = Mode {
+            yes: true,
+            script: true,
+            ..Mode::default()
+        };
+        Session {
+            event: event.to_string(),
+            reached: true,
+            ..Session::new(client, mode)
+        }
+    }
+
     pub fn fork(&self) -> Session {
         Session {
             client: self.client.clone(),
