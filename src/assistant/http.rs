@@ -48,7 +48,8 @@ pub struct ConfirmRequest {
     pub proposal: Proposal,
 }
 
-struct Shared {
+/// What the `/ask` routes share (axum state): the client and the assistant.
+struct AskState {
     client: Client,
     assistant: Arc<Assistant>,
 }
@@ -61,7 +62,7 @@ pub fn router(client: Client, assistant: Arc<Assistant>) -> Router {
         .route("/ask/confirm", post(confirm))
         .route("/api/ask", post(ask))
         .route("/api/ask/confirm", post(confirm))
-        .with_state(Arc::new(Shared { client, assistant }))
+        .with_state(Arc::new(AskState { client, assistant }))
 }
 
 /// Serves the routes on `listener` until the task is dropped.
@@ -77,7 +78,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Reply {
 
 /// The shared client, logged in as the bearer token's user if the request has one. A token
 /// the cluster does not take is a 401 here rather than an anonymous answer.
-async fn as_asker(shared: &Shared, headers: &HeaderMap) -> Result<Option<Client>, Reply> {
+async fn as_asker(shared: &AskState, headers: &HeaderMap) -> Result<Option<Client>, Reply> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -110,7 +111,7 @@ async fn as_asker(shared: &Shared, headers: &HeaderMap) -> Result<Option<Client>
 }
 
 async fn ask(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AskState>>,
     headers: HeaderMap,
     body: Result<Json<AskRequest>, JsonRejection>,
 ) -> Reply {
@@ -160,7 +161,7 @@ async fn ask(
 
 /// Carries out a proposal that `/ask` made, as the token's user, with its request id.
 async fn confirm(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AskState>>,
     headers: HeaderMap,
     body: Result<Json<ConfirmRequest>, JsonRejection>,
 ) -> Reply {
