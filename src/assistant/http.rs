@@ -70,15 +70,16 @@ pub async fn serve(listener: tokio::net::TcpListener, client: Client, assistant:
     crate::https::serve(listener, None, router(client, assistant)).await;
 }
 
-type Reply = (StatusCode, Json<Value>);
+/// What a route answers: an HTTP status and a JSON body.
+type StatusJson = (StatusCode, Json<Value>);
 
-fn error(status: StatusCode, message: impl Into<String>) -> Reply {
+fn error(status: StatusCode, message: impl Into<String>) -> StatusJson {
     (status, Json(json!({ "error": message.into() })))
 }
 
 /// The shared client, logged in as the bearer token's user if the request has one. A token
 /// the cluster does not take is a 401 here rather than an anonymous answer.
-async fn as_asker(shared: &AskState, headers: &HeaderMap) -> Result<Option<Client>, Reply> {
+async fn as_asker(shared: &AskState, headers: &HeaderMap) -> Result<Option<Client>, StatusJson> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -114,7 +115,7 @@ async fn ask(
     State(shared): State<Arc<AskState>>,
     headers: HeaderMap,
     body: Result<Json<AskRequest>, JsonRejection>,
-) -> Reply {
+) -> StatusJson {
     let Json(request) = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -164,7 +165,7 @@ async fn confirm(
     State(shared): State<Arc<AskState>>,
     headers: HeaderMap,
     body: Result<Json<ConfirmRequest>, JsonRejection>,
-) -> Reply {
+) -> StatusJson {
     let client = match as_asker(&shared, &headers).await {
         Ok(Some(client)) => client,
         Ok(None) => {

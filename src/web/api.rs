@@ -123,7 +123,8 @@ impl IntoResponse for ApiFailure {
     }
 }
 
-type Reply = Result<Json<Value>, ApiFailure>;
+/// What a route answers: its JSON, or a refusal as the page sees it.
+type JsonResult = Result<Json<Value>, ApiFailure>;
 
 fn explain(status: &tonic::Status) -> String {
     match status.code() {
@@ -217,7 +218,7 @@ pub struct LoginBody {
 pub async fn login(
     State(shared): State<Arc<PageState>>,
     raw: Result<Json<LoginBody>, JsonRejection>,
-) -> Reply {
+) -> JsonResult {
     let LoginBody { user, password } = body(raw, r#"{"user": "...", "password": "..."}"#)?;
     let mut client = shared.client.clone();
     let reply = client.login(&user, &password).await?;
@@ -233,7 +234,7 @@ pub async fn login(
     })))
 }
 
-pub async fn events(State(shared): State<Arc<PageState>>, headers: HeaderMap) -> Reply {
+pub async fn events(State(shared): State<Arc<PageState>>, headers: HeaderMap) -> JsonResult {
     let reply = as_caller(&shared, &headers)?.list_events().await?;
     let events: Vec<Value> = reply.events.iter().map(event_json).collect();
     Ok(Json(
@@ -245,7 +246,7 @@ pub async fn seats(
     State(shared): State<Arc<PageState>>,
     headers: HeaderMap,
     Path(event): Path<String>,
-) -> Reply {
+) -> JsonResult {
     let reply = as_caller(&shared, &headers)?
         .get_seats(&event, Consistency::Linearizable)
         .await?;
@@ -270,7 +271,7 @@ pub async fn reserve(
     headers: HeaderMap,
     Path(event): Path<String>,
     raw: Result<Json<SeatsBody>, JsonRejection>,
-) -> Reply {
+) -> JsonResult {
     let client = logged_in(&shared, &headers)?;
     let SeatsBody {
         seats,
@@ -299,7 +300,7 @@ pub async fn cancel_seats(
     headers: HeaderMap,
     Path(event): Path<String>,
     raw: Result<Json<SeatsBody>, JsonRejection>,
-) -> Reply {
+) -> JsonResult {
     let client = logged_in(&shared, &headers)?;
     let SeatsBody {
         seats,
@@ -323,7 +324,7 @@ pub async fn cancel_booking(
     headers: HeaderMap,
     Path(booking): Path<String>,
     raw: Result<Json<CancelBookingBody>, JsonRejection>,
-) -> Reply {
+) -> JsonResult {
     let client = logged_in(&shared, &headers)?;
     // The body is optional here: a missing one means "no request id of my own".
     let id = match raw {
@@ -342,7 +343,7 @@ pub async fn cancel_booking(
     Ok(cancelled(&reply))
 }
 
-pub async fn bookings(State(shared): State<Arc<PageState>>, headers: HeaderMap) -> Reply {
+pub async fn bookings(State(shared): State<Arc<PageState>>, headers: HeaderMap) -> JsonResult {
     let reply = logged_in(&shared, &headers)?.my_bookings().await?;
     let bookings: Vec<Value> = reply.bookings.iter().map(booking_json).collect();
     Ok(Json(
@@ -350,7 +351,7 @@ pub async fn bookings(State(shared): State<Arc<PageState>>, headers: HeaderMap) 
     ))
 }
 
-pub async fn cluster(State(shared): State<Arc<PageState>>) -> Reply {
+pub async fn cluster(State(shared): State<Arc<PageState>>) -> JsonResult {
     let status = shared.client.cluster_status().await?;
     Ok(Json(cluster_json(&status)))
 }
