@@ -158,13 +158,13 @@ impl OpenAi {
             .chat()
             .create_stream_byot::<Value, Value>(request)
             .await
-            .map_err(|e| self.explain(e))?;
+            .map_err(|e| self.openai_error_message(e))?;
         let max_calls = self.settings.max_tool_calls as usize;
         let mut text = String::new();
         let mut calls: Vec<Call> = Vec::new();
         while let Some(chunk) = stream.next().await {
             absorb(
-                &chunk.map_err(|e| self.explain(e))?,
+                &chunk.map_err(|e| self.openai_error_message(e))?,
                 &mut text,
                 &mut calls,
                 max_calls,
@@ -209,7 +209,8 @@ impl OpenAi {
         }
     }
 
-    fn explain(&self, error: OpenAIError) -> String {
+    /// What went wrong with a call to the chat-completions backend, in words that say what to do.
+    fn openai_error_message(&self, error: OpenAIError) -> String {
         let base = &self.settings.base_url;
         match error {
             // By the HTTP status first: servers word (and shape) their error bodies differently.

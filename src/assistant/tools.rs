@@ -71,8 +71,10 @@ impl SeatsView {
     }
 }
 
+/// One of the asker's bookings, as the `my_bookings` tool shows it (the domain's
+/// `BookingView` without the user, who is the asker, or the time).
 #[derive(Debug, Clone, Serialize)]
-pub struct BookingView {
+pub struct MyBooking {
     pub id: String,
     pub event: String,
     pub seats: Vec<String>,
@@ -112,12 +114,12 @@ pub async fn seats(client: &Client, event: &str) -> Result<SeatsView, String> {
     })
 }
 
-pub async fn my_bookings(client: &Client) -> Result<Vec<BookingView>, String> {
+pub async fn my_bookings(client: &Client) -> Result<Vec<MyBooking>, String> {
     let reply = client.my_bookings().await.map_err(|s| explain(&s))?;
     Ok(reply
         .bookings
         .into_iter()
-        .map(|b| BookingView {
+        .map(|b| MyBooking {
             id: b.id,
             event: b.event,
             seats: b.seats,
