@@ -28,7 +28,7 @@ use crate::client::Client;
 use crate::domain::state::DEMO_EVENT;
 
 /// The longest question `/ask` takes.
-const QUESTION_BYTES_MAX: usize = 2_000;
+const QUESTION_MAX_BYTES: usize = 2_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,10 +135,10 @@ async fn ask(
              POST /ask/confirm as {\"proposal\": ...} to carry it out",
         );
     }
-    if request.q.trim().is_empty() || request.q.len() > QUESTION_BYTES_MAX {
+    if request.q.trim().is_empty() || request.q.len() > QUESTION_MAX_BYTES {
         return error(
             StatusCode::BAD_REQUEST,
-            format!("\"q\" must be a question of 1 to {QUESTION_BYTES_MAX} bytes"),
+            format!("\"q\" must be a question of 1 to {QUESTION_MAX_BYTES} bytes"),
         );
     }
     if request.backend.is_some() && !shared.assistant.callers_may_choose_backend() {

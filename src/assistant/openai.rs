@@ -32,10 +32,10 @@ use crate::domain::validate;
 pub const DEFAULT_PROMPT: &str = include_str!("../../plugins/assistant_prompt.txt");
 /// The longest tool name and arguments a streamed tool call may grow to: past these the
 /// server is sending nonsense, and memory is not the model's to spend.
-const NAME_BYTES_MAX: usize = 128;
-const ARGUMENTS_BYTES_MAX: usize = 64 << 10;
+const NAME_MAX_BYTES: usize = 128;
+const ARGUMENTS_MAX_BYTES: usize = 64 << 10;
 /// How much of an error body is read to explain the error.
-const ERROR_BODY_BYTES_MAX: usize = 16 << 10;
+const ERROR_BODY_MAX_BYTES: usize = 16 << 10;
 
 pub struct OpenAi {
     settings: OpenAiConfig,
@@ -599,7 +599,7 @@ impl Service<HttpRequestFactory> for StatusFirst {
                 return Ok(response);
             }
             let mut body = Vec::new();
-            while body.len() < ERROR_BODY_BYTES_MAX {
+            while body.len() < ERROR_BODY_MAX_BYTES {
                 match response.chunk().await {
                     Ok(Some(chunk)) => body.extend_from_slice(&chunk),
                     // The status says enough when the body does not arrive whole.
@@ -712,7 +712,7 @@ fn absorb(
             Value::Null => {}
             other => call.arguments = other.to_string(),
         }
-        if call.name.len() > NAME_BYTES_MAX || call.arguments.len() > ARGUMENTS_BYTES_MAX {
+        if call.name.len() > NAME_MAX_BYTES || call.arguments.len() > ARGUMENTS_MAX_BYTES {
             return Err("the model sent a tool call too long to be one".into());
         }
     }
@@ -987,7 +987,7 @@ mod tests {
         assert_eq!(calls[0].name, "seat_status");
         // Arguments that never end are cut off.
         let mut calls = Vec::new();
-        let long = "x".repeat(ARGUMENTS_BYTES_MAX + 1);
+        let long = "x".repeat(ARGUMENTS_MAX_BYTES + 1);
         assert!(absorb(
             &chunk(json!(0), "help", &long),
             &mut text,
