@@ -2,10 +2,10 @@
 //!
 //! - `POST /ask` with `{"q": "...", "event"?, "backend"?}` answers `{"answer", "backend",
 //!   "tools", "applied_index", "proposal"}`. It never changes anything: a question that would
-//!   book or cancel comes back with a `proposal` (`{question, action: {kind, ...},
+//!   reserve or cancel comes back with a `proposal` (`{question, action: {kind, ...},
 //!   request_id}`).
 //! - `POST /ask/confirm` with `{"proposal": <that object>}` carries out exactly that proposal,
-//!   with its request id (so a retried confirm books once), and answers `{"carried_out"}`.
+//!   with its request id (so a retried confirm reserves once), and answers `{"carried_out"}`.
 //!
 //! A bearer token (`Authorization: Bearer TOKEN`) makes personal questions work and is needed
 //! to confirm. Errors are `{"error": "..."}` with 400 (a bad body or proposal), 401 (no or a

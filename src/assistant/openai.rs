@@ -529,7 +529,7 @@ struct Turn<'a> {
 }
 
 /// The request id of a proposal made by `call` in `turn`: the same call in the same turn (a
-/// retry) gets the same id, so confirming twice books once; another question never does.
+/// retry) gets the same id, so confirming twice reserves once; another question never does.
 fn request_id(turn: &Turn<'_>, call: &Call) -> String {
     let mut hash = Sha256::new();
     for part in [
@@ -810,7 +810,7 @@ const TOOLS: &[Tool] = &[
     Tool { name: "cancel", description: "Propose cancelling the asker's seats or one of their bookings. Nothing changes until the person confirms.", keys: &["seats", "booking", "event"] },
     Tool { name: "cluster_status", description: "The nodes, the leader and the term.", keys: &[] },
     Tool { name: "help", description: "How to use the shell for a task.", keys: &["topic"] },
-    Tool { name: "event_info", description: "One event: rows, seats per row, the limit per person, free and taken seats, and who may see who holds a seat.", keys: &["event"] },
+    Tool { name: "event_info", description: "One event: rows, seats per row, the limit per person, free and taken seats, and who may see who reserved a seat.", keys: &["event"] },
 ];
 
 /// The tools as chat-completions function tools, with JSON schemas.
@@ -1012,7 +1012,7 @@ mod tests {
             nonce: nonce.to_string(),
         };
         let first = turn("a1", "demo");
-        // A retry of the same call in the same turn: the same id, so it books once.
+        // A retry of the same call in the same turn: the same id, so it reserves once.
         assert_eq!(request_id(&first, &call), request_id(&first, &call));
         let id = request_id(&first, &call);
         assert!(validate::request_id(&id).is_ok(), "{id}");

@@ -1,5 +1,5 @@
 //! What the assistant can look at and do: each tool is one call on the cluster's API, made as
-//! the asking user, so the cluster's own rules apply (who holds a seat is told only to the
+//! the asking user, so the cluster's own rules apply (who reserved a seat is told only to the
 //! holder and to admins, a customer cancels only their own seats). Reads are linearizable:
 //! an answer about availability is as fresh as the moment it was asked.
 
@@ -23,7 +23,7 @@ pub struct SeatView {
     pub row: String,
     /// "free", "mine" or "taken".
     pub status: &'static str,
-    /// Only when the asker holds it or is an admin.
+    /// Only when the asker reserved it or is an admin.
     pub holder: Option<String>,
     pub booking_id: Option<String>,
 }

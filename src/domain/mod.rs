@@ -257,7 +257,7 @@ pub enum Rejection {
     #[error("seat '{seat}' of '{event}' is not reserved")]
     SeatNotReserved { event: String, seat: String },
     #[error(
-        "'{event}' allows {limit} seats per person; you hold {held} and asked for {requested} more"
+        "'{event}' allows {limit} seats per person; you have {held} and asked for {requested} more"
     )]
     LimitReached {
         event: String,

@@ -124,9 +124,9 @@ pub struct Known {
     pub events: Vec<String>,
     /// Every seat of the event in use (what a plugin's `complete` gets).
     pub seats: Vec<String>,
-    /// Its free seats: what `reserve` can take.
+    /// Its free seats: what `reserve` can name.
     pub free: Vec<String>,
-    /// The user's seats in it and the bookings holding them: what `cancel` can give back.
+    /// The user's seats in it and their bookings: what `cancel` can give back.
     pub mine: Vec<String>,
     pub bookings: Vec<String>,
     pub plugins: Vec<PluginCommand>,
@@ -484,7 +484,7 @@ impl Session {
             n => format!("at most {n} seats per person"),
         };
         let text = format!(
-            "{}: {} rows of {} seats ({} in all), {limit}\n{} free, {} taken\nwho holds a seat is shown to {holders}",
+            "{}: {} rows of {} seats ({} in all), {limit}\n{} free, {} taken\nwho reserved a seat is shown to {holders}",
             event.name,
             event.rows,
             event.seats_per_row,

@@ -177,7 +177,7 @@ fn logged_in(shared: &PageState, headers: &HeaderMap) -> Result<Client, ApiFailu
     Ok(client)
 }
 
-/// A request id from the page (so its retry books once), or a new one.
+/// A request id from the page (so its retry reserves once), or a new one.
 fn request_id(given: Option<String>) -> String {
     given
         .filter(|id| !id.is_empty())
@@ -187,7 +187,7 @@ fn request_id(given: Option<String>) -> String {
 pub fn seat_json(s: &pb::Seat) -> Value {
     let status = crate::json::seat_status_word(s.status);
     let mut seat = json!({ "id": s.id, "row": s.row, "status": status });
-    // Only the holder and admins are told who holds a seat: the cluster leaves it empty.
+    // Only the holder and admins are told who reserved a seat: the cluster leaves it empty.
     if !s.holder.is_empty() {
         seat["holder"] = json!(s.holder);
         seat["booking_id"] = json!(s.booking_id);
