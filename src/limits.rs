@@ -35,7 +35,7 @@ pub const PBKDF2_ITERATIONS_MIN: u32 = 10_000;
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Largest request the client API decodes: every request is well under 4 KiB; a stranger
 /// may not make a node buffer more before it has checked anything.
-pub const CLIENT_MESSAGE_BYTES_MAX: usize = 64 * 1024;
+pub const CLIENT_MESSAGE_MAX_BYTES: usize = 64 * 1024;
 /// Client connections one address may hold open on one node at once.
 pub const CLIENT_CONNECTIONS_PER_ADDRESS_MAX: usize = 256;
 /// Concurrent requests (HTTP/2 streams) one client connection may have open.
@@ -44,12 +44,12 @@ pub const CLIENT_STREAMS_PER_CONNECTION_MAX: u32 = 256;
 pub const CLIENT_REQUESTS_IN_PROGRESS_PER_CONNECTION_MAX: usize = 128;
 /// How long one client request may run on a node before it is cut off (DEADLINE_EXCEEDED).
 /// Longer than the quorum wait, so a write that waited for a leader still gets its answer.
-pub const CLIENT_REQUEST_MS_MAX: u64 = 15_000;
+pub const CLIENT_REQUEST_MAX_MS: u64 = 15_000;
 /// Failed logins one client address may make at once on one node, and per minute after that.
 pub const LOGIN_FAILURES_PER_ADDRESS_BURST: usize = 30;
 pub const LOGIN_FAILURES_PER_ADDRESS_PER_MIN: usize = 30;
 /// The longest a name waits after repeated failed logins.
-pub const LOGIN_LOCKOUT_SECS_MAX: u64 = 300;
+pub const LOGIN_LOCKOUT_MAX_SECS: u64 = 300;
 /// Self-registrations one client address may make at once on one node, and per minute after.
 pub const REGISTRATIONS_PER_ADDRESS_BURST: usize = 100;
 pub const REGISTRATIONS_PER_ADDRESS_PER_MIN: usize = 60;
@@ -65,13 +65,13 @@ pub const WATCH_STREAMS_ANONYMOUS_MAX: usize = 256;
 pub const WATCH_STREAMS_PER_ADDRESS_MAX: usize = 32;
 pub const WATCH_STREAMS_PER_USER_MAX: usize = 16;
 /// A watch stream that has sent nothing for this long is ended (the client resumes).
-pub const WATCH_IDLE_SECS_MAX: u64 = 600;
+pub const WATCH_IDLE_MAX_SECS: u64 = 600;
 /// Snapshot bytes sent per InstallSnapshot call.
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// The largest encoded command: a reserve or cancel of the most seats with the longest ids is
 /// under 600 bytes; an event with the most row labels is under 3 KiB. A unit test holds every
 /// kind of command to it.
-pub const COMMAND_BYTES_MAX: usize = 4 * 1024;
+pub const COMMAND_MAX_BYTES: usize = 4 * 1024;
 /// Commands gathered into one log entry (one append, one fsync, one AppendEntries for all).
 pub const COMMANDS_PER_ENTRY_MAX: usize = 128;
 /// Log entries the leader has handed to Raft and not yet seen applied. openraft 0.9 appends
@@ -107,16 +107,16 @@ const _: () = assert!(PBKDF2_ITERATIONS_MIN <= PBKDF2_ITERATIONS_DEFAULT);
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES < GRPC_MESSAGE_BYTES_MAX as u64 / 2);
 // The fullest AppendEntries fits a gRPC message with room to spare.
 const _: () = assert!(
-    APPEND_ENTRIES_MAX as usize * COMMANDS_PER_ENTRY_MAX * COMMAND_BYTES_MAX
+    APPEND_ENTRIES_MAX as usize * COMMANDS_PER_ENTRY_MAX * COMMAND_MAX_BYTES
         <= GRPC_MESSAGE_BYTES_MAX / 2
 );
 const _: () = assert!(COMMANDS_PER_ENTRY_MAX <= COMMANDS_QUEUED_MAX);
 const _: () = assert!(EVENTS_MAX * (SEATS_PER_EVENT_MAX as usize) <= u32::MAX as usize);
 const _: () = assert!(WATCH_BROADCAST_SETS <= WATCH_JOURNAL_SETS);
-const _: () = assert!(COMMAND_BYTES_MAX * 4 <= CLIENT_MESSAGE_BYTES_MAX);
+const _: () = assert!(COMMAND_MAX_BYTES * 4 <= CLIENT_MESSAGE_MAX_BYTES);
 const _: () = assert!(WATCH_STREAMS_ANONYMOUS_MAX < WATCH_STREAMS_MAX / 2);
 const _: () = assert!(WATCH_STREAMS_PER_ADDRESS_MAX <= WATCH_STREAMS_ANONYMOUS_MAX);
-const _: () = assert!(QUORUM_WAIT_MS * 2 < CLIENT_REQUEST_MS_MAX);
+const _: () = assert!(QUORUM_WAIT_MS * 2 < CLIENT_REQUEST_MAX_MS);
 const _: () = assert!(
     CLIENT_REQUESTS_IN_PROGRESS_PER_CONNECTION_MAX <= CLIENT_STREAMS_PER_CONNECTION_MAX as usize
 );

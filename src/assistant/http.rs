@@ -2,10 +2,10 @@
 //!
 //! - `POST /ask` with `{"q": "...", "event"?, "backend"?}` answers `{"answer", "backend",
 //!   "tools", "applied_index", "proposal"}`. It never changes anything: a question that would
-//!   book or cancel comes back with a `proposal` (`{question, action: {kind, ...},
+//!   reserve or cancel comes back with a `proposal` (`{question, action: {kind, ...},
 //!   request_id}`).
 //! - `POST /ask/confirm` with `{"proposal": <that object>}` carries out exactly that proposal,
-//!   with its request id (so a retried confirm books once), and answers `{"carried_out"}`.
+//!   with its request id (so a retried confirm reserves once), and answers `{"carried_out"}`.
 //!
 //! A bearer token (`Authorization: Bearer TOKEN`) makes personal questions work and is needed
 //! to confirm. Errors are `{"error": "..."}` with 400 (a bad body or proposal), 401 (no or a
@@ -28,7 +28,7 @@ use crate::client::Client;
 use crate::domain::state::DEMO_EVENT;
 
 /// The longest question `/ask` takes.
-const QUESTION_BYTES_MAX: usize = 2_000;
+const QUESTION_MAX_BYTES: usize = 2_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,7 +48,8 @@ pub struct ConfirmRequest {
     pub proposal: Proposal,
 }
 
-struct Shared {
+/// What the `/ask` routes share (axum state): the client and the assistant.
+struct AskState {
     client: Client,
     assistant: Arc<Assistant>,
 }
@@ -61,7 +62,7 @@ pub fn router(client: Client, assistant: Arc<Assistant>) -> Router {
         .route("/ask/confirm", post(confirm))
         .route("/api/ask", post(ask))
         .route("/api/ask/confirm", post(confirm))
-        .with_state(Arc::new(Shared { client, assistant }))
+        .with_state(Arc::new(AskState { client, assistant }))
 }
 
 /// Serves the routes on `listener` until the task is dropped.
@@ -69,15 +70,16 @@ pub async fn serve(listener: tokio::net::TcpListener, client: Client, assistant:
     crate::https::serve(listener, None, router(client, assistant)).await;
 }
 
-type Reply = (StatusCode, Json<Value>);
+/// What a route answers: an HTTP status and a JSON body.
+type StatusJson = (StatusCode, Json<Value>);
 
-fn error(status: StatusCode, message: impl Into<String>) -> Reply {
+fn error(status: StatusCode, message: impl Into<String>) -> StatusJson {
     (status, Json(json!({ "error": message.into() })))
 }
 
 /// The shared client, logged in as the bearer token's user if the request has one. A token
 /// the cluster does not take is a 401 here rather than an anonymous answer.
-async fn as_asker(shared: &Shared, headers: &HeaderMap) -> Result<Option<Client>, Reply> {
+async fn as_asker(shared: &AskState, headers: &HeaderMap) -> Result<Option<Client>, StatusJson> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -110,10 +112,10 @@ async fn as_asker(shared: &Shared, headers: &HeaderMap) -> Result<Option<Client>
 }
 
 async fn ask(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AskState>>,
     headers: HeaderMap,
     body: Result<Json<AskRequest>, JsonRejection>,
-) -> Reply {
+) -> StatusJson {
     let Json(request) = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -133,10 +135,10 @@ async fn ask(
              POST /ask/confirm as {\"proposal\": ...} to carry it out",
         );
     }
-    if request.q.trim().is_empty() || request.q.len() > QUESTION_BYTES_MAX {
+    if request.q.trim().is_empty() || request.q.len() > QUESTION_MAX_BYTES {
         return error(
             StatusCode::BAD_REQUEST,
-            format!("\"q\" must be a question of 1 to {QUESTION_BYTES_MAX} bytes"),
+            format!("\"q\" must be a question of 1 to {QUESTION_MAX_BYTES} bytes"),
         );
     }
     if request.backend.is_some() && !shared.assistant.callers_may_choose_backend() {
@@ -160,10 +162,10 @@ async fn ask(
 
 /// Carries out a proposal that `/ask` made, as the token's user, with its request id.
 async fn confirm(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AskState>>,
     headers: HeaderMap,
     body: Result<Json<ConfirmRequest>, JsonRejection>,
-) -> Reply {
+) -> StatusJson {
     let client = match as_asker(&shared, &headers).await {
         Ok(Some(client)) => client,
         Ok(None) => {

@@ -2,7 +2,7 @@
 //! the asking user.
 //!
 //! Every answer comes from tools ([`tools`]) called in the same turn; nothing is answered
-//! from memory. A question that would change something (book, cancel) comes back as a
+//! from memory. A question that would change something (reserve, cancel) comes back as a
 //! [`Proposal`]; nothing changes until the person confirms it and [`carry_out`] runs it.
 //!
 //! Two backends answer through one [`Assistant`]: the local rules engine ([`rules`]:
@@ -236,7 +236,7 @@ pub struct Proposal {
     pub question: String,
     pub action: Action,
     /// Sent with the write when it is confirmed: confirming twice (a retry after a timeout)
-    /// books once.
+    /// reserves once.
     pub request_id: String,
 }
 

@@ -33,10 +33,10 @@ use crate::domain::validate;
 pub const DEFAULT_PROMPT: &str = include_str!("../../plugins/assistant_prompt.txt");
 /// The longest tool name and arguments a streamed tool call may grow to: past these the
 /// server is sending nonsense, and memory is not the model's to spend.
-const NAME_BYTES_MAX: usize = 128;
-const ARGUMENTS_BYTES_MAX: usize = 64 << 10;
+const NAME_MAX_BYTES: usize = 128;
+const ARGUMENTS_MAX_BYTES: usize = 64 << 10;
 /// How much of an error body is read to explain the error.
-const ERROR_BODY_BYTES_MAX: usize = 16 << 10;
+const ERROR_BODY_MAX_BYTES: usize = 16 << 10;
 
 pub struct OpenAi {
     settings: OpenAiConfig,
@@ -191,13 +191,13 @@ impl OpenAi {
             .chat()
             .create_stream_byot::<Value, Value>(request)
             .await
-            .map_err(|e| self.explain(e))?;
+            .map_err(|e| self.openai_error_message(e))?;
         let max_calls = self.settings.max_tool_calls as usize;
         let mut text = String::new();
         let mut calls: Vec<Call> = Vec::new();
         while let Some(chunk) = stream.next().await {
             absorb(
-                &chunk.map_err(|e| self.explain(e))?,
+                &chunk.map_err(|e| self.openai_error_message(e))?,
                 &mut text,
                 &mut calls,
                 max_calls,
@@ -248,7 +248,8 @@ impl OpenAi {
         }
     }
 
-    fn explain(&self, error: OpenAIError) -> String {
+    /// What went wrong with a call to the chat-completions backend, in words that say what to do.
+    fn openai_error_message(&self, error: OpenAIError) -> String {
         let base = &self.settings.base_url;
         match error {
             // By the HTTP status first: servers word (and shape) their error bodies differently.
@@ -556,7 +557,7 @@ struct Turn<'a> {
 }
 
 /// The request id of a proposal made by `call` in `turn`: the same call in the same turn (a
-/// retry) gets the same id, so confirming twice books once; another question never does.
+/// retry) gets the same id, so confirming twice reserves once; another question never does.
 fn request_id(turn: &Turn<'_>, call: &Call) -> String {
     let mut hash = Sha256::new();
     for part in [
@@ -626,7 +627,7 @@ impl Service<HttpRequestFactory> for StatusFirst {
                 return Ok(response);
             }
             let mut body = Vec::new();
-            while body.len() < ERROR_BODY_BYTES_MAX {
+            while body.len() < ERROR_BODY_MAX_BYTES {
                 match response.chunk().await {
                     Ok(Some(chunk)) => body.extend_from_slice(&chunk),
                     // The status says enough when the body does not arrive whole.
@@ -739,7 +740,7 @@ fn absorb(
             Value::Null => {}
             other => call.arguments = other.to_string(),
         }
-        if call.name.len() > NAME_BYTES_MAX || call.arguments.len() > ARGUMENTS_BYTES_MAX {
+        if call.name.len() > NAME_MAX_BYTES || call.arguments.len() > ARGUMENTS_MAX_BYTES {
             return Err("the model sent a tool call too long to be one".into());
         }
     }
@@ -1009,7 +1010,7 @@ mod tests {
         assert_eq!(calls[0].name, "seat_status");
         // Arguments that never end are cut off.
         let mut calls = Vec::new();
-        let long = "x".repeat(ARGUMENTS_BYTES_MAX + 1);
+        let long = "x".repeat(ARGUMENTS_MAX_BYTES + 1);
         assert!(absorb(
             &chunk(json!(0), "help", &long),
             &mut text,
@@ -1034,7 +1035,7 @@ mod tests {
             nonce: nonce.to_string(),
         };
         let first = turn("a1", "demo");
-        // A retry of the same call in the same turn: the same id, so it books once.
+        // A retry of the same call in the same turn: the same id, so it reserves once.
         assert_eq!(request_id(&first, &call), request_id(&first, &call));
         let id = request_id(&first, &call);
         assert!(validate::request_id(&id).is_ok(), "{id}");

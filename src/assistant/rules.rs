@@ -59,8 +59,8 @@ const LISTED_MAX: usize = 30;
 
 /// What the engine can answer, for a question it cannot.
 pub const CAN_ANSWER: &str = "I can answer: is seat S2 available? · who reserved S2? · which \
-seats are free? · how many seats are left? · find me 2 seats together · what did I book? · book \
-S2 · cancel S2 · which node is the leader? · is the cluster healthy? · how do I reserve, cancel \
+seats are free? · how many seats are left? · find me 2 seats together · what did I reserve? · \
+reserve S2 · cancel S2 · which node is the leader? · is the cluster healthy? · how do I reserve, cancel \
 or log in? Name an event to ask about it instead of the one in use.";
 
 /// Splits a question into words: lower case, punctuation gone (an apostrophe joins: "what's"
@@ -401,7 +401,7 @@ impl Turn<'_> {
         let health = match (status.leader != 0, up == all, up * 2 > all) {
             (true, true, _) => "the cluster is healthy",
             (true, false, true) => "the cluster serves, with a node down",
-            _ => "the cluster cannot take bookings until a majority is back",
+            _ => "the cluster cannot reserve or cancel until a majority is back",
         };
         Ok(format!("{leader}; {up} of {all} nodes answer: {health}."))
     }
@@ -475,7 +475,7 @@ impl Turn<'_> {
             map.applied_index
         );
         if self.client.user().is_none() {
-            return Ok(format!("{text} Log in to book them."));
+            return Ok(format!("{text} Log in to reserve them."));
         }
         self.propose(Action::Reserve {
             event: map.event.clone(),
@@ -489,7 +489,7 @@ impl Turn<'_> {
         let map = self.seats(event).await?;
         if parsed.seats.is_empty() && parsed.numbers.is_empty() {
             return Ok(format!(
-                "Which seat? Say, for example, \"book S2\". {}",
+                "Which seat? Say, for example, \"reserve S2\". {}",
                 free_list(&map)
             ));
         }
@@ -549,7 +549,7 @@ impl Turn<'_> {
             .map(|id| match map.seat(id) {
                 None => format!("{} has no seat {id}.", map.event),
                 Some(s) if s.status == "free" => {
-                    format!("{} in {} is not booked.", s.id, map.event)
+                    format!("{} in {} is not reserved.", s.id, map.event)
                 }
                 Some(s) => format!("{} in {} is not yours to cancel.", s.id, map.event),
             })
@@ -658,7 +658,7 @@ pub fn help(topic: Topic) -> &'static str {
     match topic {
         Topic::Reserve => {
             "To reserve, type `reserve S2` (several at once: `reserve S2 S3`, all or \
-            none), or ask me \"book S2\" and confirm. `seats` shows what is free."
+            none), or ask me \"reserve S2\" and confirm. `seats` shows what is free."
         }
         Topic::Cancel => {
             "To cancel, type `cancel S2` or `cancel bk-N` for a whole booking; it asks \

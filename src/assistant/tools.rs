@@ -1,5 +1,5 @@
 //! What the assistant can look at and do: each tool is one call on the cluster's API, made as
-//! the asking user, so the cluster's own rules apply (who holds a seat is told only to the
+//! the asking user, so the cluster's own rules apply (who reserved a seat is told only to the
 //! holder and to admins, a customer cancels only their own seats). Reads are linearizable:
 //! an answer about availability is as fresh as the moment it was asked.
 
@@ -23,7 +23,7 @@ pub struct SeatView {
     pub row: String,
     /// "free", "mine" or "taken".
     pub status: &'static str,
-    /// Only when the asker holds it or is an admin.
+    /// Only when the asker reserved it or is an admin.
     pub holder: Option<String>,
     pub booking_id: Option<String>,
 }
@@ -71,8 +71,10 @@ impl SeatsView {
     }
 }
 
+/// One of the asker's bookings, as the `my_bookings` tool shows it (the domain's
+/// `BookingView` without the user, who is the asker, or the time).
 #[derive(Debug, Clone, Serialize)]
-pub struct BookingView {
+pub struct MyBooking {
     pub id: String,
     pub event: String,
     pub seats: Vec<String>,
@@ -112,12 +114,12 @@ pub async fn seats(client: &Client, event: &str) -> Result<SeatsView, String> {
     })
 }
 
-pub async fn my_bookings(client: &Client) -> Result<Vec<BookingView>, String> {
+pub async fn my_bookings(client: &Client) -> Result<Vec<MyBooking>, String> {
     let reply = client.my_bookings().await.map_err(|s| explain(&s))?;
     Ok(reply
         .bookings
         .into_iter()
-        .map(|b| BookingView {
+        .map(|b| MyBooking {
             id: b.id,
             event: b.event,
             seats: b.seats,

@@ -146,7 +146,7 @@ fn bench_client(config: &Config, user: &str, token: &str, leader: u64) -> anyhow
     Ok(client)
 }
 
-/// One bench client: books the next seat, one after another, until `stop_at`.
+/// One bench client: reserves the next seat, one after another, until `stop_at`.
 async fn book_until(
     client: Client,
     seats: Arc<Seats>,

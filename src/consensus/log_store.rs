@@ -36,16 +36,17 @@ const LAST_PURGED: &str = "last_purged";
 /// Cheap to clone: clones share the log. openraft's log reader is such a clone.
 #[derive(Clone)]
 pub struct LogStore {
-    shared: Arc<Shared>,
+    shared: Arc<LogInner>,
 }
 
-struct Shared {
+/// The log store's interior, behind the `Arc` its clones share: the view and the writer thread.
+struct LogInner {
     view: Mutex<View>,
     writer: Option<mpsc::Sender<Op>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Drop for Shared {
+impl Drop for LogInner {
     /// Lets the writer finish what is queued, then waits for it (it closes the database).
     fn drop(&mut self) {
         self.writer.take();
@@ -174,7 +175,7 @@ impl LogStore {
             .spawn(move || write_loop(&db, queue))
             .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
         Ok(LogStore {
-            shared: Arc::new(Shared {
+            shared: Arc::new(LogInner {
                 view: Mutex::new(view),
                 writer: Some(writer),
                 thread: Some(thread),

@@ -31,16 +31,16 @@ use crate::pb::raft::v1::Blob;
 /// What a peer RPC answers: the value, or openraft's error as JSON. Errors are rare and their
 /// types lean on serde features a compact binary format cannot carry; the hot path stays binary.
 #[derive(Serialize, Deserialize)]
-pub enum Reply<T> {
+pub enum PeerResult<T> {
     Ok(T),
     Err(String),
 }
 
-impl<T: Serialize> Reply<T> {
+impl<T: Serialize> PeerResult<T> {
     pub fn from_result<E: Serialize>(result: Result<T, E>) -> Result<Blob, tonic::Status> {
         let reply = match result {
-            Ok(value) => Reply::Ok(value),
-            Err(e) => Reply::Err(
+            Ok(value) => PeerResult::Ok(value),
+            Err(e) => PeerResult::Err(
                 serde_json::to_string(&e).map_err(|e| tonic::Status::internal(e.to_string()))?,
             ),
         };
@@ -172,9 +172,9 @@ impl PeerConnection {
             }
             Err(status) => return Err(network(&status)),
         };
-        match decode::<Reply<Resp>>(&reply.data).map_err(|e| network(&e))? {
-            Reply::Ok(value) => Ok(value),
-            Reply::Err(json) => {
+        match decode::<PeerResult<Resp>>(&reply.data).map_err(|e| network(&e))? {
+            PeerResult::Ok(value) => Ok(value),
+            PeerResult::Err(json) => {
                 let e: RaftError<NodeId, E> =
                     serde_json::from_str(&json).map_err(|e| network(&e))?;
                 Err(RPCError::RemoteError(RemoteError::new(self.target, e)))

@@ -37,10 +37,11 @@ pub struct Applied {
 /// Cheap to clone: clones share the state. The snapshot builder is such a clone.
 #[derive(Clone)]
 pub struct StateMachineStore {
-    shared: Arc<Shared>,
+    shared: Arc<MachineInner>,
 }
 
-struct Shared {
+/// The state machine store's interior, behind the `Arc` its clones share.
+struct MachineInner {
     db: Arc<Database>,
     applied: RwLock<Applied>,
     /// The last applied log index, for readers waiting to catch up to a read index.
@@ -90,7 +91,7 @@ impl StateMachineStore {
         };
         let index = applied.last_applied.map_or(0, |id| id.index);
         Ok(StateMachineStore {
-            shared: Arc::new(Shared {
+            shared: Arc::new(MachineInner {
                 db,
                 applied: RwLock::new(applied),
                 applied_index: watch::Sender::new(index),

@@ -257,7 +257,7 @@ pub enum Rejection {
     #[error("seat '{seat}' of '{event}' is not reserved")]
     SeatNotReserved { event: String, seat: String },
     #[error(
-        "'{event}' allows {limit} seats per person; you hold {held} and asked for {requested} more"
+        "'{event}' allows {limit} seats per person; you have {held} and asked for {requested} more"
     )]
     LimitReached {
         event: String,
@@ -291,7 +291,7 @@ mod tests {
     use super::*;
     use crate::limits;
 
-    /// `limits::COMMAND_BYTES_MAX` bounds the size of a log entry and so of an AppendEntries:
+    /// `limits::COMMAND_MAX_BYTES` bounds the size of a log entry and so of an AppendEntries:
     /// the largest command of every kind that validation lets through must fit it.
     #[test]
     fn the_largest_command_of_each_kind_fits_the_command_bound() {
@@ -357,7 +357,7 @@ mod tests {
         for command in largest {
             let bytes = postcard::to_allocvec(&command).expect("encode").len();
             assert!(
-                bytes <= limits::COMMAND_BYTES_MAX,
+                bytes <= limits::COMMAND_MAX_BYTES,
                 "{bytes} bytes: {command:?}"
             );
         }

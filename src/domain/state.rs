@@ -39,9 +39,9 @@ pub struct EventRecord {
     pub name: String,
     pub map: SeatMap,
     pub max_seats_per_user: u32,
-    /// The booking holding each seat, by dense seat index.
+    /// The booking of each seat, by dense seat index.
     pub holders: Vec<Option<u64>>,
-    /// Seats each user holds in this event.
+    /// Seats each user has reserved in this event.
     pub held: BTreeMap<String, u32>,
     pub taken: u32,
     pub created_at_ms: u64,
@@ -528,7 +528,7 @@ impl State {
         Some(booking.view(number, &event.map))
     }
 
-    /// Every booking the user holds, oldest first.
+    /// Every booking of the user, oldest first.
     pub fn bookings_of(&self, user: &str) -> Vec<BookingView> {
         self.bookings
             .iter()
@@ -537,7 +537,7 @@ impl State {
             .collect()
     }
 
-    /// Who holds a seat (booking number and user), if anyone.
+    /// Who reserved a seat (booking number and user), if anyone.
     pub fn holder(&self, event: &EventRecord, seat: u32) -> Option<(u64, &str)> {
         let number = event.holders.get(seat as usize).copied().flatten()?;
         Some((number, self.bookings.get(&number)?.user.as_str()))
@@ -595,15 +595,15 @@ impl State {
         }
         if let Some((user, n)) = held.iter().find(|(_, &n)| n > event.max_seats_per_user) {
             return Err(format!(
-                "{user} holds {n} seats of {name}, over its limit of {}",
+                "{user} has reserved {n} seats of {name}, over its limit of {}",
                 event.max_seats_per_user
             ));
         }
         Ok(())
     }
 
-    /// The seats of `event` taken, and how many each user holds, counted from its seats;
-    /// each seat's booking must exist and hold it.
+    /// The seats of `event` taken, and how many each user has reserved, counted from its
+    /// seats; each seat's booking must exist and have it.
     fn count_holders(&self, event: &EventRecord) -> Result<(u32, BTreeMap<&str, u32>), String> {
         let name = &event.name;
         let mut held: BTreeMap<&str, u32> = BTreeMap::new();
@@ -617,7 +617,7 @@ impl State {
                 .ok_or_else(|| format!("event {name} seat {seat}: no booking {number}"))?;
             if booking.event != *name || !booking.seats.contains(&seat) {
                 return Err(format!(
-                    "event {name} seat {seat} names booking {number}, which does not hold it"
+                    "event {name} seat {seat} names booking {number}, which does not have it"
                 ));
             }
             let count = held.entry(&booking.user).or_insert(0);
@@ -626,7 +626,7 @@ impl State {
         Ok((taken, held))
     }
 
-    /// A booking's number is one given out, its user and event exist, and it holds each of
+    /// A booking's number is one given out, its user and event exist, and it has each of
     /// its seats, none twice.
     fn check_booking(&self, number: u64, booking: &BookingRecord) -> Result<(), String> {
         if number == 0 || number > self.last_booking {
@@ -636,7 +636,7 @@ impl State {
             ));
         }
         if booking.seats.is_empty() {
-            return Err(format!("booking {number} holds no seat"));
+            return Err(format!("booking {number} has no seat"));
         }
         if !self.users.contains_key(&booking.user) {
             return Err(format!(
@@ -655,7 +655,7 @@ impl State {
         for &seat in &booking.seats {
             if event.slot(seat).ok() != Some(Some(number)) {
                 return Err(format!(
-                    "booking {number} names seat {seat}, which another holds or none does"
+                    "booking {number} names seat {seat}, which another has or none does"
                 ));
             }
         }
@@ -707,8 +707,8 @@ impl EventRecord {
             })
     }
 
-    /// Whether the state's own books agree before anything is freed: each seat of `pairs`
-    /// held by the booking it is freed from, each booking there.
+    /// Whether the state's own records agree before anything is freed: each seat of `pairs`
+    /// in the booking it is freed from, each booking there.
     fn check_held(
         &self,
         event_name: &str,
@@ -718,7 +718,7 @@ impl EventRecord {
         for &(number, seat) in pairs {
             if self.slot(seat)? != Some(number) || !bookings.contains_key(&number) {
                 return Err(Rejection::Invalid(format!(
-                    "seat {} of '{event_name}' is not held by {}",
+                    "seat {} of '{event_name}' is not in {}",
                     self.map.id(seat),
                     validate::format_booking_id(number)
                 )));

@@ -261,7 +261,7 @@ fn shown(value: &str, max_chars: usize) -> String {
 /// default): at least one seat. A limit above the event's size just never binds.
 pub fn max_seats_per_user(value: u32) -> Result<(), Invalid> {
     if value == 0 {
-        return Err("an event must let a person hold at least one seat".into());
+        return Err("an event must let a person reserve at least one seat".into());
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use super::state::{EventRecord, State};
 
-/// Who may be told who holds a seat, in words (for `event info` and help): the rule
+/// Who may be told who reserved a seat, in words (for `event info` and help): the rule
 /// [`Viewer::may_see_holder`] applies.
 pub const HOLDERS_SHOWN_TO: &str = "the holder and admins";
 
@@ -19,13 +19,13 @@ pub struct Viewer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeatState {
     Free,
-    /// Held by the viewer.
+    /// Reserved by the viewer.
     Mine,
-    /// Held by someone else.
+    /// Reserved by someone else.
     Taken,
 }
 
-/// Who holds a seat, and in which booking.
+/// Who reserved a seat, and in which booking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Holder<'a> {
     pub user: &'a str,
@@ -36,7 +36,7 @@ pub struct Holder<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeatSeen<'a> {
     pub state: SeatState,
-    /// Only when the viewer holds the seat or is an admin.
+    /// Only when the viewer reserved the seat or is an admin.
     pub holder: Option<Holder<'a>>,
 }
 
@@ -51,12 +51,12 @@ impl Viewer {
         Viewer { user, is_admin }
     }
 
-    /// Whether the viewer may be told that `holder` holds a seat: [`HOLDERS_SHOWN_TO`].
+    /// Whether the viewer may be told that `holder` reserved a seat: [`HOLDERS_SHOWN_TO`].
     pub fn may_see_holder(&self, holder: &str) -> bool {
         self.is_admin || self.user.as_deref() == Some(holder)
     }
 
-    /// A seat held by `holder` (booking number and user, as `State::holder` gives them), or
+    /// A seat reserved by `holder` (booking number and user, as `State::holder` gives them), or
     /// free, as this viewer sees it.
     pub fn sees<'a>(&self, holder: Option<(u64, &'a str)>) -> SeatSeen<'a> {
         let Some((booking, user)) = holder else {

@@ -44,7 +44,7 @@ use serde_json::Value;
 
 use super::{
     deadline, enter, in_parallel, join_run, with_context, Context, Host, PARALLEL_MAX,
-    SLEEP_MS_MAX, STACK_BYTES,
+    SLEEP_MAX_MS, STACK_BYTES,
 };
 use crate::client::{explain, Client};
 use crate::local_cluster::LocalCluster;
@@ -118,8 +118,8 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     );
     let h = host.clone();
     engine.register_fn("sleep", move |ms: i64| -> Fallible<()> {
-        if !(0..=SLEEP_MS_MAX).contains(&ms) {
-            return Err(format!("sleep takes 0 to {SLEEP_MS_MAX} ms, not {ms}").into());
+        if !(0..=SLEEP_MAX_MS).contains(&ms) {
+            return Err(format!("sleep takes 0 to {SLEEP_MAX_MS} ms, not {ms}").into());
         }
         // Outside a run (a plugin loading or completing, on the shell's own thread) there is
         // no deadline to stop it, and blocking there would stall, or panic inside, the runtime.

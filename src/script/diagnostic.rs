@@ -60,7 +60,8 @@ impl Diagnostic {
             }
             error = inner;
         }
-        let mut diagnostic = Diagnostic::at(file, source, error.position(), explain(error));
+        let mut diagnostic =
+            Diagnostic::at(file, source, error.position(), eval_error_message(error));
         diagnostic.called_from = called_from;
         diagnostic.thrown = matches!(error, EvalAltResult::ErrorRuntime(v, _) if v.is_string());
         diagnostic
@@ -85,7 +86,7 @@ impl Diagnostic {
 }
 
 /// The error's message, without rhai's "(line 3, position 5)": the diagnostic says where.
-fn explain(error: &EvalAltResult) -> String {
+fn eval_error_message(error: &EvalAltResult) -> String {
     match error {
         EvalAltResult::ErrorTooManyOperations(_) => format!(
             "stopped after {OPERATIONS_MAX} operations: the script's limit (an endless loop?)"

@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 /// The bytes one run may hold at once: every script thread of it, `parallel` branches
 /// included.
-pub const SCRIPT_BYTES_MAX: usize = 256 << 20;
+pub const SCRIPT_MAX_BYTES: usize = 256 << 20;
 /// The bytes one plugin rule's handlers may hold (they answer anonymous `/ask` questions).
-pub const RULE_BYTES_MAX: usize = 16 << 20;
+pub const RULE_MAX_BYTES: usize = 16 << 20;
 
 /// What a run has allocated and not freed, against its bound.
 pub struct Budget {

@@ -43,14 +43,14 @@ pub const OPERATIONS_MAX: u64 = 20_000_000;
 pub const CALL_LEVELS_MAX: usize = 48;
 pub const EXPR_DEPTH_MAX: usize = 64;
 pub const FN_EXPR_DEPTH_MAX: usize = 32;
-pub const STRING_BYTES_MAX: usize = 1 << 20;
+pub const STRING_MAX_BYTES: usize = 1 << 20;
 pub const ARRAY_LEN_MAX: usize = 100_000;
 pub const MAP_LEN_MAX: usize = 10_000;
 pub const VARIABLES_MAX: usize = 1_000;
 /// Threads `parallel` may start at once.
 pub const PARALLEL_MAX: usize = 256;
 /// `sleep(ms)` sleeps at most this long.
-pub const SLEEP_MS_MAX: i64 = 60_000;
+pub const SLEEP_MAX_MS: i64 = 60_000;
 /// How long one run of a script (or a plugin command) may take, `parallel` branches
 /// included, unless `TICKET_SCRIPT_TIMEOUT` (seconds) or [`Scripting::set_time_limit`] says
 /// otherwise.
@@ -267,7 +267,7 @@ impl Scripting {
             .spawn(move || {
                 let runtime = this.host.runtime.enter();
                 join_run(deadline, false);
-                let memory = memory::enter(memory::Budget::new(memory::SCRIPT_BYTES_MAX));
+                let memory = memory::enter(memory::Budget::new(memory::SCRIPT_MAX_BYTES));
                 let result = work(&this);
                 drop(memory);
                 // Let go of the engine before answering: the caller may then drop the last
@@ -334,7 +334,7 @@ fn sandboxed_engine(host: &Arc<Host>) -> Engine {
         .set_max_operations(OPERATIONS_MAX)
         .set_max_call_levels(CALL_LEVELS_MAX)
         .set_max_expr_depths(EXPR_DEPTH_MAX, FN_EXPR_DEPTH_MAX)
-        .set_max_string_size(STRING_BYTES_MAX)
+        .set_max_string_size(STRING_MAX_BYTES)
         .set_max_array_size(ARRAY_LEN_MAX)
         .set_max_map_size(MAP_LEN_MAX)
         .set_max_variables(VARIABLES_MAX)

@@ -127,7 +127,7 @@ fn rule_engine() -> &'static Engine {
             .set_max_operations(RULE_OPERATIONS_MAX)
             .set_max_call_levels(super::CALL_LEVELS_MAX)
             .set_max_expr_depths(super::EXPR_DEPTH_MAX, super::FN_EXPR_DEPTH_MAX)
-            .set_max_string_size(super::STRING_BYTES_MAX)
+            .set_max_string_size(super::STRING_MAX_BYTES)
             .set_max_array_size(super::ARRAY_LEN_MAX)
             .set_max_map_size(super::MAP_LEN_MAX)
             .set_max_variables(super::VARIABLES_MAX)
@@ -145,8 +145,8 @@ fn rule_engine() -> &'static Engine {
         });
         // On a rule's own thread sleeping blocks nobody else; the deadline still holds.
         engine.register_fn("sleep", |ms: i64| -> Result<(), Box<EvalAltResult>> {
-            if !(0..=super::SLEEP_MS_MAX).contains(&ms) {
-                let max = super::SLEEP_MS_MAX;
+            if !(0..=super::SLEEP_MAX_MS).contains(&ms) {
+                let max = super::SLEEP_MAX_MS;
                 return Err(format!("sleep takes 0 to {max} ms, not {ms}").into());
             }
             let wanted = Duration::from_millis(ms.unsigned_abs());
@@ -169,7 +169,7 @@ fn rule_engine() -> &'static Engine {
 /// Runs the handlers of `rules` (all matching `question`) in order until one answers, within
 /// [`RULE_TIME_MAX`] in all. Blocks: run it on a thread of its own.
 fn run_rules(rules: &[PluginRule], question: &str) -> RuleOutcome {
-    let _memory = super::memory::enter(super::memory::Budget::new(super::memory::RULE_BYTES_MAX));
+    let _memory = super::memory::enter(super::memory::Budget::new(super::memory::RULE_MAX_BYTES));
     RULE_DEADLINE.with(|d| d.set(Instant::now().checked_add(RULE_TIME_MAX)));
     let mut failures = Vec::new();
     for rule in rules {

@@ -247,7 +247,7 @@ async fn watch(
     if tx.send(Ok(first)).await.is_err() {
         return;
     }
-    let idle = std::time::Duration::from_secs(limits::WATCH_IDLE_SECS_MAX);
+    let idle = std::time::Duration::from_secs(limits::WATCH_IDLE_MAX_SECS);
     let mut quiet_until = tokio::time::Instant::now() + idle;
     loop {
         let next = tokio::select! {

@@ -76,7 +76,7 @@ pub async fn serve_clients(
     // node buffer a snapshot-sized message before it has even checked a token. Replies may
     // be large (the seat map of the largest event).
     let booking = BookingServiceServer::new(api::Api::new(node))
-        .max_decoding_message_size(limits::CLIENT_MESSAGE_BYTES_MAX)
+        .max_decoding_message_size(limits::CLIENT_MESSAGE_MAX_BYTES)
         .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX);
     // The builder's tcp_nodelay applies only to listeners tonic binds itself: without it here,
     // Nagle's algorithm and delayed ACKs hold small replies back for up to 40 ms.
@@ -92,7 +92,7 @@ pub async fn serve_clients(
         // (RESOURCE_EXHAUSTED) rather than queue it without bound.
         .concurrency_limit_per_connection(limits::CLIENT_REQUESTS_IN_PROGRESS_PER_CONNECTION_MAX)
         .load_shed(true)
-        .timeout(Duration::from_millis(limits::CLIENT_REQUEST_MS_MAX))
+        .timeout(Duration::from_millis(limits::CLIENT_REQUEST_MAX_MS))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(booking)

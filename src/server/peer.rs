@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::node::Node;
 use super::proposer::ProposeOutcome;
-use crate::consensus::network::Reply;
+use crate::consensus::network::PeerResult;
 use crate::consensus::NodeId;
 use crate::consensus::{decode, TypeConfig};
 use crate::domain::Command;
@@ -107,7 +107,7 @@ impl Raft for PeerService {
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode(&request.into_inner().data).map_err(undecodable)?;
         Self::speaks_for(caller, rpc.vote.leader_id().voted_for(), "entries")?;
-        Reply::from_result(self.node.raft.append_entries(rpc).await).map(Response::new)
+        PeerResult::from_result(self.node.raft.append_entries(rpc).await).map(Response::new)
     }
 
     async fn install_snapshot(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
@@ -115,14 +115,14 @@ impl Raft for PeerService {
         let rpc: InstallSnapshotRequest<TypeConfig> =
             decode(&request.into_inner().data).map_err(undecodable)?;
         Self::speaks_for(caller, rpc.vote.leader_id().voted_for(), "a snapshot")?;
-        Reply::from_result(self.node.raft.install_snapshot(rpc).await).map(Response::new)
+        PeerResult::from_result(self.node.raft.install_snapshot(rpc).await).map(Response::new)
     }
 
     async fn vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         let caller = self.caller(&request)?;
         let rpc: VoteRequest<NodeId> = decode(&request.into_inner().data).map_err(undecodable)?;
         Self::speaks_for(caller, rpc.vote.leader_id().voted_for(), "a vote request")?;
-        Reply::from_result(self.node.raft.vote(rpc).await).map(Response::new)
+        PeerResult::from_result(self.node.raft.vote(rpc).await).map(Response::new)
     }
 
     async fn forward(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {

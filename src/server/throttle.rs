@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::limits;
 
 /// Failed logins of one name in a row before it waits; the wait then doubles with each
-/// further failure, from one second up to [`limits::LOGIN_LOCKOUT_SECS_MAX`].
+/// further failure, from one second up to [`limits::LOGIN_LOCKOUT_MAX_SECS`].
 const FAILURES_FREE: u32 = 5;
 
 /// A token bucket: `capacity` at once, one more every `refill`.
@@ -152,7 +152,7 @@ impl Throttle {
         failures.last = now;
         if failures.count >= FAILURES_FREE {
             let doublings = (failures.count - FAILURES_FREE).min(16);
-            let secs = (1u64 << doublings).min(limits::LOGIN_LOCKOUT_SECS_MAX);
+            let secs = (1u64 << doublings).min(limits::LOGIN_LOCKOUT_MAX_SECS);
             failures.until = now + Duration::from_secs(secs);
         }
         drop(accounts);

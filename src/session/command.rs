@@ -348,7 +348,7 @@ pub const COMMANDS: &[Spec] = &[
         ],
         tool: Some(Tool {
             name: "event_info",
-            description: "One event: rows, seats per row, the limit per person, free and taken seats, and who may see who holds a seat.",
+            description: "One event: rows, seats per row, the limit per person, free and taken seats, and who may see who reserved a seat.",
             line: "event info {event}",
             args: &[ToolArg { key: "event", description: "an event name; the one in use if left out", required: false }],
         }),

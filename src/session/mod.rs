@@ -1,6 +1,6 @@
 //! The booking commands, and one session running them: who is logged in, which event is in
 //! use, and how each command runs against the cluster through [`crate::client::Client`].
-//! Every command gives a [`Reply`]: the text a person reads and the JSON a script reads.
+//! Every command gives a [`CommandOutput`]: the text a person reads and the JSON a script reads.
 //!
 //! The shell (a person), scripts and plugins (rhai) all run commands through a `Session`;
 //! [`command::COMMANDS`] is the one table of their names, usage and help.
@@ -105,14 +105,14 @@ pub trait Scripts: Send + Sync {
 }
 
 /// What a command printed, for a person and for a script.
-pub struct Reply {
+pub struct CommandOutput {
     pub text: String,
     pub json: Value,
 }
 
-impl Reply {
-    fn new(text: impl Into<String>, json: Value) -> Reply {
-        Reply {
+impl CommandOutput {
+    fn new(text: impl Into<String>, json: Value) -> CommandOutput {
+        CommandOutput {
             text: text.into(),
             json,
         }
@@ -125,9 +125,9 @@ pub struct Known {
     pub events: Vec<String>,
     /// Every seat of the event in use (what a plugin's `complete` gets).
     pub seats: Vec<String>,
-    /// Its free seats: what `reserve` can take.
+    /// Its free seats: what `reserve` can name.
     pub free: Vec<String>,
-    /// The user's seats in it and the bookings holding them: what `cancel` can give back.
+    /// The user's seats in it and their bookings: what `cancel` can give back.
     pub mine: Vec<String>,
     pub bookings: Vec<String>,
     pub plugins: Vec<PluginCommand>,
@@ -264,7 +264,7 @@ impl Session {
     }
 
     /// Runs one command. An error is a message for a person; nothing else failed.
-    pub async fn run(&mut self, cmd: Cmd) -> Result<Reply, String> {
+    pub async fn run(&mut self, cmd: Cmd) -> Result<CommandOutput, String> {
         // What the command may have changed that completion offers, to be fetched again
         // (events too, or only the seats of the event in use), whether it succeeded or not:
         // a reserve refused because the seat was taken shows the candidates were stale.
@@ -293,12 +293,12 @@ impl Session {
     }
 
     /// Runs one command: a dispatch to the method that does it.
-    async fn execute(&mut self, cmd: Cmd) -> Result<Reply, String> {
+    async fn execute(&mut self, cmd: Cmd) -> Result<CommandOutput, String> {
         match cmd {
             Cmd::Help(topic) => help(topic.as_deref(), &self.known_plugins()),
             Cmd::Quit => {
                 self.done = true;
-                Ok(Reply::new("", json!({"quit": true})))
+                Ok(CommandOutput::new("", json!({"quit": true})))
             }
             Cmd::Login(user) => self.login(user).await,
             Cmd::Logout => Ok(self.logout()),
@@ -345,30 +345,30 @@ impl Session {
 
 /// The commands that read or change bookings and events, one method each.
 impl Session {
-    fn logout(&mut self) -> Reply {
+    fn logout(&mut self) -> CommandOutput {
         let user = self.client.user().map(str::to_string);
         self.client.logout();
-        Reply::new("logged out", json!({ "logged_out": user }))
+        CommandOutput::new("logged out", json!({ "logged_out": user }))
     }
 
-    fn whoami(&self) -> Reply {
+    fn whoami(&self) -> CommandOutput {
         let user = self.client.user().map(str::to_string);
         let text = match &user {
             Some(user) => format!("{user}, using event {}", self.event),
             None => format!("not logged in, using event {}", self.event),
         };
-        Reply::new(text, json!({ "user": user, "event": self.event }))
+        CommandOutput::new(text, json!({ "user": user, "event": self.event }))
     }
 
-    async fn events(&mut self) -> Result<Reply, String> {
+    async fn events(&mut self) -> Result<CommandOutput, String> {
         let reply = self.client.list_events().await.map_err(|s| explain(&s))?;
         self.remember_events(&reply.events);
         let text = render::events_table(&reply.events, &self.event);
         let events: Vec<Value> = reply.events.iter().map(event_json).collect();
-        Ok(Reply::new(text, json!({ "events": events })))
+        Ok(CommandOutput::new(text, json!({ "events": events })))
     }
 
-    async fn use_event(&mut self, event: String) -> Result<Reply, String> {
+    async fn use_event(&mut self, event: String) -> Result<CommandOutput, String> {
         let seats = self
             .client
             .get_seats(&event, Consistency::Linearizable)
@@ -376,13 +376,13 @@ impl Session {
             .map_err(|s| explain(&s))?;
         self.event = event;
         self.remember_seats(&self.event, &seats);
-        Ok(Reply::new(
+        Ok(CommandOutput::new(
             format!("using event {}", self.event),
             json!({ "event": self.event }),
         ))
     }
 
-    async fn seats(&mut self, event: Option<String>) -> Result<Reply, String> {
+    async fn seats(&mut self, event: Option<String>) -> Result<CommandOutput, String> {
         let event = event.unwrap_or_else(|| self.event.clone());
         let reply = self
             .client
@@ -391,10 +391,10 @@ impl Session {
             .map_err(|s| explain(&s))?;
         self.remember_seats(&event, &reply);
         let text = render::seat_map(&reply, self.mode.colour);
-        Ok(Reply::new(text, render::seats_json(&reply)))
+        Ok(CommandOutput::new(text, render::seats_json(&reply)))
     }
 
-    async fn reserve(&mut self, seats: &[String]) -> Result<Reply, String> {
+    async fn reserve(&mut self, seats: &[String]) -> Result<CommandOutput, String> {
         let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
         let reply = self
             .client
@@ -402,7 +402,7 @@ impl Session {
             .await
             .map_err(|s| explain(&s))?;
         let booking = reply.booking.unwrap_or_default();
-        Ok(Reply::new(
+        Ok(CommandOutput::new(
             format!(
                 "reserved {} in {} (booking {})",
                 booking.seats.join(", "),
@@ -413,7 +413,7 @@ impl Session {
         ))
     }
 
-    async fn cancel_seats(&mut self, seats: &[String]) -> Result<Reply, String> {
+    async fn cancel_seats(&mut self, seats: &[String]) -> Result<CommandOutput, String> {
         let what = format!("Cancel {} in {}?", seats.join(", "), self.event);
         if !self.confirm(&what)? {
             return Ok(declined());
@@ -427,7 +427,7 @@ impl Session {
         Ok(cancelled(reply))
     }
 
-    async fn cancel_booking(&mut self, booking: &str) -> Result<Reply, String> {
+    async fn cancel_booking(&mut self, booking: &str) -> Result<CommandOutput, String> {
         if !self.confirm(&format!("Cancel booking {booking}?"))? {
             return Ok(declined());
         }
@@ -439,37 +439,37 @@ impl Session {
         Ok(cancelled(reply))
     }
 
-    async fn bookings(&self) -> Result<Reply, String> {
+    async fn bookings(&self) -> Result<CommandOutput, String> {
         let reply = self.client.my_bookings().await.map_err(|s| explain(&s))?;
         let text = match reply.bookings.is_empty() {
             true => "no bookings".to_string(),
             false => render::bookings_table(&reply.bookings),
         };
         let bookings: Vec<Value> = reply.bookings.iter().map(booking_json).collect();
-        Ok(Reply::new(text, json!({ "bookings": bookings })))
+        Ok(CommandOutput::new(text, json!({ "bookings": bookings })))
     }
 
-    async fn status(&self) -> Result<Reply, String> {
+    async fn status(&self) -> Result<CommandOutput, String> {
         let reply = self
             .client
             .cluster_status()
             .await
             .map_err(|s| explain(&s))?;
-        Ok(Reply::new(
+        Ok(CommandOutput::new(
             status::render(&reply).trim_end(),
             status::to_json(&reply),
         ))
     }
 
-    fn assistant_use(&self, backend: Backend) -> Reply {
+    fn assistant_use(&self, backend: Backend) -> CommandOutput {
         self.assistant.set_backend(backend);
-        Reply::new(
+        CommandOutput::new(
             format!("the assistant now answers with {}", backend_name(backend)),
             self.assistant.describe(),
         )
     }
 
-    fn assistant_status(&self) -> Reply {
+    fn assistant_status(&self) -> CommandOutput {
         let d = self.assistant.describe();
         let o = &d["openai"];
         let text = format!(
@@ -483,11 +483,11 @@ impl Session {
             o["max_tool_calls"],
             d["fallback_to_rules"],
         );
-        Reply::new(text, d)
+        CommandOutput::new(text, d)
     }
 
     /// `event info NAME`: what a buyer wants to know before choosing seats.
-    async fn event_info(&self, name: &str) -> Result<Reply, String> {
+    async fn event_info(&self, name: &str) -> Result<CommandOutput, String> {
         let reply = self.client.list_events().await.map_err(|s| explain(&s))?;
         let event = reply
             .events
@@ -500,7 +500,7 @@ impl Session {
             n => format!("at most {n} seats per person"),
         };
         let text = format!(
-            "{}: {} rows of {} seats ({} in all), {limit}\n{} free, {} taken\nwho holds a seat is shown to {holders}",
+            "{}: {} rows of {} seats ({} in all), {limit}\n{} free, {} taken\nwho reserved a seat is shown to {holders}",
             event.name,
             event.rows,
             event.seats_per_row,
@@ -510,7 +510,7 @@ impl Session {
         );
         let mut json = event_json(event);
         json["holders_shown_to"] = json!(holders);
-        Ok(Reply::new(text, json!({ "event": json })))
+        Ok(CommandOutput::new(text, json!({ "event": json })))
     }
 
     async fn event_create(
@@ -519,14 +519,14 @@ impl Session {
         rows: u32,
         seats_per_row: u32,
         max_per_user: u32,
-    ) -> Result<Reply, String> {
+    ) -> Result<CommandOutput, String> {
         let reply = self
             .client
             .create_event(name, rows, seats_per_row, max_per_user)
             .await
             .map_err(|s| explain(&s))?;
         let event = reply.event.unwrap_or_default();
-        Ok(Reply::new(
+        Ok(CommandOutput::new(
             format!(
                 "created {} with {} seats in {} rows",
                 event.name,
@@ -541,7 +541,11 @@ impl Session {
 impl Session {
     /// Asks the assistant. A proposal it makes is carried out only once confirmed: at the
     /// terminal, or by `--yes`; a script gets it back undone.
-    async fn ask(&mut self, question: &str, backend: Option<Backend>) -> Result<Reply, String> {
+    async fn ask(
+        &mut self,
+        question: &str,
+        backend: Option<Backend>,
+    ) -> Result<CommandOutput, String> {
         // At a terminal an openai answer is shown as it streams in.
         let streamed = Arc::new(AtomicBool::new(false));
         let stream_here = self.mode.interactive && !self.mode.json;
@@ -576,14 +580,14 @@ impl Session {
             }
         }
         let Some(proposal) = &answer.proposal else {
-            return Ok(Reply::new(text, json));
+            return Ok(CommandOutput::new(text, json));
         };
         if self.mode.script {
             text.push_str(&format!(
                 "\n{} (not done: a script books with reserve)",
                 proposal.question
             ));
-            return Ok(Reply::new(text, json));
+            return Ok(CommandOutput::new(text, json));
         }
         if self.mode.interactive {
             println!("{text}");
@@ -618,16 +622,21 @@ impl Session {
             text.push('\n');
         }
         text.push_str(&outcome);
-        Ok(Reply::new(text, json))
+        Ok(CommandOutput::new(text, json))
     }
 
-    pub async fn add_user(&self, name: &str, password: &str, admin: bool) -> Result<Reply, String> {
+    pub async fn add_user(
+        &self,
+        name: &str,
+        password: &str,
+        admin: bool,
+    ) -> Result<CommandOutput, String> {
         self.client
             .add_user(name, password, admin)
             .await
             .map_err(|s| explain(&s))?;
         let role = if admin { "admin" } else { "customer" };
-        Ok(Reply::new(
+        Ok(CommandOutput::new(
             format!("added {role} {name}"),
             json!({ "user": name, "role": role }),
         ))
@@ -646,7 +655,11 @@ impl Session {
         })
     }
 
-    async fn run_script(&mut self, file: String, args: Vec<String>) -> Result<Reply, String> {
+    async fn run_script(
+        &mut self,
+        file: String,
+        args: Vec<String>,
+    ) -> Result<CommandOutput, String> {
         let scripting = self.scripting()?;
         let out = self.output();
         let value = scripting
@@ -658,7 +671,7 @@ impl Session {
         ))
     }
 
-    async fn run_plugin(&mut self, name: &str, args: Vec<String>) -> Result<Reply, String> {
+    async fn run_plugin(&mut self, name: &str, args: Vec<String>) -> Result<CommandOutput, String> {
         let scripting = self.scripting()?;
         let out = self.output();
         let run = scripting
@@ -671,7 +684,7 @@ impl Session {
         ))
     }
 
-    fn plugins(&mut self, reload: bool) -> Result<Reply, String> {
+    fn plugins(&mut self, reload: bool) -> Result<CommandOutput, String> {
         let scripting = self.scripting()?;
         let mut problems = Vec::new();
         if reload {
@@ -695,7 +708,7 @@ impl Session {
             .map(|c| json!({ "name": c.name, "usage": c.usage, "help": c.about, "file": c.file }))
             .collect();
         let skipped = &problems;
-        Ok(Reply::new(
+        Ok(CommandOutput::new(
             text,
             json!({ "commands": list, "skipped": skipped }),
         ))
@@ -717,7 +730,7 @@ impl Session {
         known.plugins = commands;
     }
 
-    async fn login(&mut self, user: Option<String>) -> Result<Reply, String> {
+    async fn login(&mut self, user: Option<String>) -> Result<CommandOutput, String> {
         let user = match user {
             Some(user) => user,
             None if self.mode.interactive => {
@@ -751,7 +764,7 @@ impl Session {
             Ok(pb::Role::Admin) => "admin",
             _ => "customer",
         };
-        Ok(Reply::new(
+        Ok(CommandOutput::new(
             format!("logged in as {user} ({role})"),
             json!({ "user": user, "role": role, "expires_at": reply.expires_at }),
         ))
@@ -826,7 +839,7 @@ impl Session {
     }
 
     /// `history`: the lines of the interactive shell's history file, oldest first.
-    fn history(&self) -> Result<Reply, String> {
+    fn history(&self) -> Result<CommandOutput, String> {
         let file = self
             .history_file
             .as_ref()
@@ -843,7 +856,7 @@ impl Session {
             true => format!("no history yet (in {})", file.display()),
             false => text,
         };
-        Ok(Reply::new(
+        Ok(CommandOutput::new(
             text,
             json!({ "history": lines, "file": file.display().to_string() }),
         ))
@@ -865,7 +878,7 @@ fn read_history(file: &std::path::Path) -> Result<Vec<String>, String> {
         .collect())
 }
 
-fn help(topic: Option<&str>, plugins: &[PluginCommand]) -> Result<Reply, String> {
+fn help(topic: Option<&str>, plugins: &[PluginCommand]) -> Result<CommandOutput, String> {
     let builtin = COMMANDS.iter().map(|c| (c.name, c.usage, c.about));
     let added = plugins
         .iter()
@@ -884,7 +897,7 @@ fn help(topic: Option<&str>, plugins: &[PluginCommand]) -> Result<Reply, String>
             }
             text.push_str("Tab completes commands, events and seats; Ctrl-R searches history.");
             let names: Vec<&str> = builtin.chain(added).map(|(name, ..)| name).collect();
-            Ok(Reply::new(text, json!({ "commands": names })))
+            Ok(CommandOutput::new(text, json!({ "commands": names })))
         }
         Some(name) => {
             let wanted = command::find(name).map_or(name.to_ascii_lowercase(), |c| c.name.into());
@@ -892,7 +905,7 @@ fn help(topic: Option<&str>, plugins: &[PluginCommand]) -> Result<Reply, String>
                 .chain(added)
                 .find(|(n, ..)| *n == wanted)
                 .ok_or_else(|| format!("no command '{name}' (help lists them)"))?;
-            Ok(Reply::new(
+            Ok(CommandOutput::new(
                 format!("{usage}\n  {about}"),
                 json!({ "command": name, "usage": usage, "about": about }),
             ))
@@ -902,14 +915,14 @@ fn help(topic: Option<&str>, plugins: &[PluginCommand]) -> Result<Reply, String>
 
 /// A script's or plugin's value as a reply: a string printed as it is, nothing as nothing,
 /// and anything else as JSON; `json` gets it as "result".
-fn value_reply(result: Value, mut json: Value) -> Reply {
+fn value_reply(result: Value, mut json: Value) -> CommandOutput {
     let text = match &result {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
         other => serde_json::to_string_pretty(other).unwrap_or_default(),
     };
     json["result"] = result;
-    Reply::new(text, json)
+    CommandOutput::new(text, json)
 }
 
 impl Session {
@@ -920,7 +933,7 @@ impl Session {
         &mut self,
         event: Option<String>,
         updates: Option<u32>,
-    ) -> Result<Reply, String> {
+    ) -> Result<CommandOutput, String> {
         let event = event.unwrap_or_else(|| self.event.clone());
         let map = self
             .client
@@ -948,7 +961,7 @@ impl Session {
                 println!("{}", render::watch_line(&update, self.mode.colour));
             }
         }
-        Ok(Reply::new(
+        Ok(CommandOutput::new(
             format!("stopped watching {event} after {shown} changes"),
             json!({ "event": event, "watched": shown, "applied_index": watch.index() }),
         ))
@@ -963,12 +976,12 @@ fn backend_name(backend: Backend) -> &'static str {
 }
 
 /// The person said no: nothing changed, and that is not a failure.
-fn declined() -> Reply {
-    Reply::new("not cancelled", json!({ "cancelled": false }))
+fn declined() -> CommandOutput {
+    CommandOutput::new("not cancelled", json!({ "cancelled": false }))
 }
 
-fn cancelled(reply: pb::CancelReply) -> Reply {
-    Reply::new(
+fn cancelled(reply: pb::CancelReply) -> CommandOutput {
+    CommandOutput::new(
         format!("cancelled {} in {}", reply.seats.join(", "), reply.event),
         json!({ "event": reply.event, "seats": reply.seats, "applied_index": reply.applied_index }),
     )

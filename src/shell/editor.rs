@@ -356,7 +356,7 @@ mod tests {
         }
     }
 
-    /// The demo event as user1 sees it with S2 and S3 booked as bk-4 and S5 as bk-9 (mine),
+    /// The demo event as user1 sees it with S2 and S3 reserved as bk-4 and S5 as bk-9 (mine),
     /// and S7 someone else's.
     fn demo_known() -> Known {
         Known {

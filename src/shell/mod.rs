@@ -20,7 +20,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 use crate::config::Config;
-pub use crate::session::{command, Mode, Reply, Session};
+pub use crate::session::{command, CommandOutput, Mode, Session};
 
 pub struct ShellOptions {
     /// `-c`: commands to run, in order, instead of reading any.
@@ -98,7 +98,7 @@ pub async fn run_line(session: &mut Session, line: &str, json: bool) -> bool {
     print_reply(session.run(cmd).await, json)
 }
 
-fn print_reply(reply: Result<Reply, String>, json: bool) -> bool {
+fn print_reply(reply: Result<CommandOutput, String>, json: bool) -> bool {
     match reply {
         Ok(reply) => {
             if json {

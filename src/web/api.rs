@@ -25,15 +25,16 @@ const CLUSTER_POLL: Duration = Duration::from_millis(250);
 /// A comment on idle event streams, so proxies and browsers keep them open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-pub struct Shared {
+/// What every route of the page's API shares (axum state): the client and the cluster poll.
+pub struct PageState {
     client: Client,
     /// The cluster's status as JSON, polled by one task for every watcher.
     cluster: watch::Sender<Option<Value>>,
 }
 
-impl Shared {
-    pub fn new(client: Client) -> Arc<Shared> {
-        let shared = Arc::new(Shared {
+impl PageState {
+    pub fn new(client: Client) -> Arc<PageState> {
+        let shared = Arc::new(PageState {
             client,
             cluster: watch::Sender::new(None),
         });
@@ -44,7 +45,7 @@ impl Shared {
 
 /// Polls the cluster's status while someone watches it, and publishes it when it changes.
 /// Ends when the server is dropped.
-async fn poll_cluster(shared: std::sync::Weak<Shared>) {
+async fn poll_cluster(shared: std::sync::Weak<PageState>) {
     let mut tick = tokio::time::interval(CLUSTER_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -122,7 +123,8 @@ impl IntoResponse for ApiFailure {
     }
 }
 
-type Reply = Result<Json<Value>, ApiFailure>;
+/// What a route answers: its JSON, or a refusal as the page sees it.
+type JsonResult = Result<Json<Value>, ApiFailure>;
 
 fn explain(status: &tonic::Status) -> String {
     match status.code() {
@@ -143,7 +145,7 @@ fn body<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, Ap
 
 /// A client acting as the caller, if the request carries `Authorization: Bearer TOKEN`. The
 /// cluster checks the token on every call; this only shapes it.
-fn as_caller(shared: &Shared, headers: &HeaderMap) -> Result<Client, ApiFailure> {
+fn as_caller(shared: &PageState, headers: &HeaderMap) -> Result<Client, ApiFailure> {
     let mut client = shared.client.clone();
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Ok(client);
@@ -165,7 +167,7 @@ fn as_caller(shared: &Shared, headers: &HeaderMap) -> Result<Client, ApiFailure>
 }
 
 /// As [`as_caller`], for routes that act for someone: without a token, 401.
-fn logged_in(shared: &Shared, headers: &HeaderMap) -> Result<Client, ApiFailure> {
+fn logged_in(shared: &PageState, headers: &HeaderMap) -> Result<Client, ApiFailure> {
     let client = as_caller(shared, headers)?;
     if client.token().is_none() {
         return Err(ApiFailure::unauthenticated(
@@ -175,7 +177,7 @@ fn logged_in(shared: &Shared, headers: &HeaderMap) -> Result<Client, ApiFailure>
     Ok(client)
 }
 
-/// A request id from the page (so its retry books once), or a new one.
+/// A request id from the page (so its retry reserves once), or a new one.
 fn request_id(given: Option<String>) -> String {
     given
         .filter(|id| !id.is_empty())
@@ -185,7 +187,7 @@ fn request_id(given: Option<String>) -> String {
 pub fn seat_json(s: &pb::Seat) -> Value {
     let status = crate::json::seat_status_word(s.status);
     let mut seat = json!({ "id": s.id, "row": s.row, "status": status });
-    // Only the holder and admins are told who holds a seat: the cluster leaves it empty.
+    // Only the holder and admins are told who reserved a seat: the cluster leaves it empty.
     if !s.holder.is_empty() {
         seat["holder"] = json!(s.holder);
         seat["booking_id"] = json!(s.booking_id);
@@ -214,9 +216,9 @@ pub struct LoginBody {
 }
 
 pub async fn login(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<PageState>>,
     raw: Result<Json<LoginBody>, JsonRejection>,
-) -> Reply {
+) -> JsonResult {
     let LoginBody { user, password } = body(raw, r#"{"user": "...", "password": "..."}"#)?;
     let mut client = shared.client.clone();
     let reply = client.login(&user, &password).await?;
@@ -232,7 +234,7 @@ pub async fn login(
     })))
 }
 
-pub async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Reply {
+pub async fn events(State(shared): State<Arc<PageState>>, headers: HeaderMap) -> JsonResult {
     let reply = as_caller(&shared, &headers)?.list_events().await?;
     let events: Vec<Value> = reply.events.iter().map(event_json).collect();
     Ok(Json(
@@ -241,10 +243,10 @@ pub async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Re
 }
 
 pub async fn seats(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<PageState>>,
     headers: HeaderMap,
     Path(event): Path<String>,
-) -> Reply {
+) -> JsonResult {
     let reply = as_caller(&shared, &headers)?
         .get_seats(&event, Consistency::Linearizable)
         .await?;
@@ -265,11 +267,11 @@ pub struct SeatsBody {
 }
 
 pub async fn reserve(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<PageState>>,
     headers: HeaderMap,
     Path(event): Path<String>,
     raw: Result<Json<SeatsBody>, JsonRejection>,
-) -> Reply {
+) -> JsonResult {
     let client = logged_in(&shared, &headers)?;
     let SeatsBody {
         seats,
@@ -294,11 +296,11 @@ fn cancelled(reply: &pb::CancelReply) -> Json<Value> {
 }
 
 pub async fn cancel_seats(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<PageState>>,
     headers: HeaderMap,
     Path(event): Path<String>,
     raw: Result<Json<SeatsBody>, JsonRejection>,
-) -> Reply {
+) -> JsonResult {
     let client = logged_in(&shared, &headers)?;
     let SeatsBody {
         seats,
@@ -318,11 +320,11 @@ pub struct CancelBookingBody {
 }
 
 pub async fn cancel_booking(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<PageState>>,
     headers: HeaderMap,
     Path(booking): Path<String>,
     raw: Result<Json<CancelBookingBody>, JsonRejection>,
-) -> Reply {
+) -> JsonResult {
     let client = logged_in(&shared, &headers)?;
     // The body is optional here: a missing one means "no request id of my own".
     let id = match raw {
@@ -341,7 +343,7 @@ pub async fn cancel_booking(
     Ok(cancelled(&reply))
 }
 
-pub async fn bookings(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Reply {
+pub async fn bookings(State(shared): State<Arc<PageState>>, headers: HeaderMap) -> JsonResult {
     let reply = logged_in(&shared, &headers)?.my_bookings().await?;
     let bookings: Vec<Value> = reply.bookings.iter().map(booking_json).collect();
     Ok(Json(
@@ -349,7 +351,7 @@ pub async fn bookings(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
     ))
 }
 
-pub async fn cluster(State(shared): State<Arc<Shared>>) -> Reply {
+pub async fn cluster(State(shared): State<Arc<PageState>>) -> JsonResult {
     let status = shared.client.cluster_status().await?;
     Ok(Json(cluster_json(&status)))
 }
@@ -370,7 +372,7 @@ fn sse_error(failure: &ApiFailure) -> Event {
 /// events named `seats`. A refusal before the first update (no such event, a bad token) is
 /// an HTTP error; a failure later is an `error` event, and the page resumes from its index.
 pub async fn watch_seats(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<PageState>>,
     headers: HeaderMap,
     Path(event): Path<String>,
     query: Result<Query<WatchQuery>, axum::extract::rejection::QueryRejection>,
@@ -414,7 +416,7 @@ pub async fn watch_seats(
 
 /// `GET /api/cluster/watch`: the cluster's status as server-sent events named `cluster`,
 /// one now and one whenever it changes (an election, a node lost or back).
-pub async fn watch_cluster(State(shared): State<Arc<Shared>>) -> Response {
+pub async fn watch_cluster(State(shared): State<Arc<PageState>>) -> Response {
     let mut rx = shared.cluster.subscribe();
     // The first status comes as soon as the poll has one.
     rx.mark_changed();

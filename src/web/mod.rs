@@ -60,7 +60,7 @@ pub fn router(client: Client, assistant: Arc<Assistant>) -> Router {
             "/style.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
         );
-    let shared = api::Shared::new(client.clone());
+    let shared = api::PageState::new(client.clone());
     let json_api = Router::new()
         .route("/api/login", post(api::login))
         .route("/api/events", get(api::events))

@@ -101,7 +101,7 @@
     });
   }
 
-  /** 24 hex characters, made once per user action so a retry of it books only once. */
+  /** 24 hex characters, made once per user action so a retry of it reserves only once. */
   function newRequestId() {
     const bytes = new Uint8Array(12);
     crypto.getRandomValues(bytes);
@@ -743,7 +743,7 @@
     if (!state.selected.has(seat.id)) return;
     state.selected.delete(seat.id);
     if (seat.status === 'taken' && prev.status === 'free') {
-      showInfo(`Seat ${seat.id} was just taken by someone else.`);
+      showInfo(`Seat ${seat.id} was just reserved by someone else.`);
     }
   }
 
@@ -1005,9 +1005,9 @@
       const info = currentEventInfo();
       const limit = info && Number(info.max_seats_per_user);
       if (limit && free.length) {
-        let held = 0;
-        for (const seat of state.seats.values()) if (seat.status === 'mine') held += 1;
-        if (held + free.length > limit) text += ` That is more than the ${plural(limit, 'seat')} one person may hold.`;
+        let mine = 0;
+        for (const seat of state.seats.values()) if (seat.status === 'mine') mine += 1;
+        if (mine + free.length > limit) text += ` That is more than the ${plural(limit, 'seat')} one person may reserve.`;
       }
     }
     $('selection-summary').textContent = text;
@@ -1215,8 +1215,8 @@
       const others = booking.user && state.user && booking.user !== state.user;
       const created = Number(booking.created_at_ms);
       const title = [
-        others ? `Held by ${booking.user}` : null,
-        created ? `Booked ${new Date(created).toLocaleString()}` : null,
+        others ? `Reserved by ${booking.user}` : null,
+        created ? `Reserved ${new Date(created).toLocaleString()}` : null,
       ]
         .filter(Boolean)
         .join(' · ');
