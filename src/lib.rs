@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`clock`]: the one place wall-clock time is read (the domain never reads it).
-//! - [`limits`]: every bound, named, with their relations checked at compile time.
+//! - [`limits`]: the bounds of the state and of what a client can make a node spend, named,
+//!   with their relations checked at compile time (its doc says where the others live).
 //! - [`config`]: `cluster.toml`, typed and checked; errors name the file, line and key.
 //! - [`pki`]: the cluster's certificate authority; node certificates carry the node's id.
 //! - [`domain`]: the booking state machine. Pure and deterministic: no I/O, no clock.

@@ -26,9 +26,7 @@ use serde_json::{json, Value};
 use super::{carry_out_status, Assistant, Backend, Proposal};
 use crate::client::Client;
 use crate::domain::state::DEMO_EVENT;
-
-/// The longest question `/ask` takes.
-const QUESTION_BYTES_MAX: usize = 2_000;
+use crate::limits::QUESTION_BYTES_MAX;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
