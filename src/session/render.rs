@@ -124,7 +124,7 @@ pub fn bookings_table(bookings: &[pb::Booking]) -> String {
 
 /// A table in the shell's plain style: a header, columns as wide as their widest cell, no
 /// borders (so it reads the same in a log, a pipe and a terminal).
-fn table(header: &[&str]) -> Table {
+pub(super) fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(comfy_table::presets::NOTHING)
