@@ -18,9 +18,10 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
+use crate::limits;
 
 /// How long a client may take over its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(limits::TLS_HANDSHAKE_MAX_MS);
 
 /// The TLS settings for the page and `/ask`: None for plain text, which is refused when
 /// `listen` is not a loopback address.

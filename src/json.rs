@@ -1,6 +1,12 @@
-//! The JSON shape of the API's events and bookings, and the word for a seat's status: one
-//! place for the shell's `--json`, the scripts (which see what `--json` prints), the page's
+//! The JSON shape of the API's events, seats and bookings, and the word for a seat's status:
+//! one place for the shell's `--json`, the scripts (which see what `--json` prints), the page's
 //! JSON API and the assistant, so that the same thing reads the same everywhere.
+//!
+//! One difference is kept on purpose: a seat whose holder the cluster does not tell the caller
+//! has `"holder": ""` and `"booking_id": ""` in `--json` and scripts (which may read the fields
+//! on any seat), and neither field on the page (which reads their absence). Both come from
+//! [`seat_json`]. The assistant's tools have typed views of their own (`assistant::tools`),
+//! which use [`seat_status_word`].
 
 use serde_json::{json, Value};
 
@@ -15,6 +21,32 @@ pub fn seat_status_word(status: i32) -> &'static str {
         Ok(pb::SeatStatus::Mine) => "mine",
         Ok(pb::SeatStatus::Taken) | Err(_) => "taken",
     }
+}
+
+/// A seat as `--json`, `seats --watch --json` and scripts show it: its id, row and status
+/// word, and who holds it by which booking (both empty when the caller is not told).
+pub fn seat_json(s: &pb::Seat) -> Value {
+    json!({
+        "id": s.id,
+        "row": s.row,
+        "status": seat_status_word(s.status),
+        "holder": s.holder,
+        "booking_id": s.booking_id,
+    })
+}
+
+/// A seat as the page's JSON API sends it: [`seat_json`], without `holder` and `booking_id`
+/// when the cluster leaves the holder out (only the holder and admins are told who holds a
+/// seat).
+pub fn page_seat_json(s: &pb::Seat) -> Value {
+    let mut seat = seat_json(s);
+    if s.holder.is_empty() {
+        if let Some(fields) = seat.as_object_mut() {
+            fields.remove("holder");
+            fields.remove("booking_id");
+        }
+    }
+    seat
 }
 
 pub fn event_json(e: &pb::Event) -> Value {
@@ -49,5 +81,29 @@ mod tests {
         assert_eq!(seat_status_word(pb::SeatStatus::Taken as i32), "taken");
         assert_eq!(seat_status_word(99), "taken");
         assert_eq!(seat_status_word(-1), "taken");
+    }
+
+    #[test]
+    fn the_page_leaves_out_the_holder_it_is_not_told() {
+        let seat = |holder: &str, booking_id: &str| pb::Seat {
+            id: "S2".into(),
+            row: "S".into(),
+            status: pb::SeatStatus::Taken as i32,
+            holder: holder.into(),
+            booking_id: booking_id.into(),
+        };
+        let hidden = seat("", "");
+        assert_eq!(
+            seat_json(&hidden),
+            json!({ "id": "S2", "row": "S", "status": "taken", "holder": "", "booking_id": "" })
+        );
+        assert_eq!(
+            page_seat_json(&hidden),
+            json!({ "id": "S2", "row": "S", "status": "taken" })
+        );
+        let told = seat("user1", "bk-1");
+        assert_eq!(page_seat_json(&told), seat_json(&told));
+        assert_eq!(page_seat_json(&told)["holder"], "user1");
+        assert_eq!(page_seat_json(&told)["booking_id"], "bk-1");
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`clock`]: the one place wall-clock time is read (the domain never reads it).
-//! - [`limits`]: every bound, named, with their relations checked at compile time.
+//! - [`limits`]: the bounds of the state and of what a client can make a node spend, named,
+//!   with their relations checked at compile time (its doc says where the others live).
 //! - [`config`]: `cluster.toml`, typed and checked; errors name the file, line and key.
 //! - [`pki`]: the cluster's certificate authority; node certificates carry the node's id.
 //! - [`domain`]: the booking state machine. Pure and deterministic: no I/O, no clock.
@@ -15,8 +16,8 @@
 //!   event), shared by server and client.
 //! - [`error`]: the API's errors and their one mapping to gRPC status codes.
 //! - [`https`]: serving the page and `/ask` over TLS (or plain text on loopback only).
-//! - [`json`]: the JSON shape of events and bookings and the word for a seat status, shared by
-//!   `--json`, scripts, the page and the assistant.
+//! - [`json`]: the JSON shape of events, seats and bookings and the word for a seat status,
+//!   shared by `--json`, scripts, the page and the assistant.
 //! - [`client`]: the one client everything above the server uses: any node, retries with
 //!   the same request id, failover; a connect probe that says at once when no node answers.
 //! - [`prompt`]: a password from the person at the terminal.

@@ -1,5 +1,32 @@
-//! Every bound of the system, named in one place. Relations between them are checked at
-//! compile time so that changing one cannot silently break another.
+//! The bounds of the replicated state and of what a client can make a node spend, named in
+//! one place. Relations between them are checked at compile time so that changing one cannot
+//! silently break another.
+//!
+//! Here: what the state holds (names, seats, events, users, remembered request ids); what a
+//! stranger on the network can make a node or the page spend (message sizes, connections,
+//! streams, requests in progress, TLS handshakes, failed logins, registrations, password
+//! hashing, watch streams, `/ask` questions); and the sizes and waits of the write path
+//! (commands per entry, the queue, AppendEntries, snapshots, the quorum wait).
+//!
+//! Not here, but beside what they bound:
+//! - the script sandbox: `script::{OPERATIONS_MAX, CALL_LEVELS_MAX, EXPR_DEPTH_MAX,
+//!   FN_EXPR_DEPTH_MAX, STRING_MAX_BYTES, ARRAY_LEN_MAX, MAP_LEN_MAX, VARIABLES_MAX,
+//!   PARALLEL_MAX, SLEEP_MAX_MS, TIME_LIMIT}` and its thread stack, the memory budgets
+//!   `script::memory::{SCRIPT_MAX_BYTES, RULE_MAX_BYTES}`, and a plugin rule's
+//!   `script::plugins::{RULE_OPERATIONS_MAX, RULE_TIME_MAX}`;
+//! - the assistant's: what it reads from the model server (`assistant/openai.rs`
+//!   `NAME_MAX_BYTES`, `ARGUMENTS_MAX_BYTES`, `ERROR_BODY_MAX_BYTES`, `ANSWER_MAX_CHARS`), the
+//!   wait for plugin rules (`assistant/mod.rs` `PLUGIN_RULES_WAIT`), and the size of its answers
+//!   (`assistant::tools::SEATS_MAX`, `assistant/rules.rs` `TOGETHER_MAX`, `LISTED_MAX`);
+//! - the waits of a client, which bound only the caller's own time: `client::PROBE_WAIT` and
+//!   the call, attempt and connect timeouts in `client.rs`, `session/mod.rs` `REFRESH_WAIT`,
+//!   `script/api.rs` `CLUSTER_WAIT`, `cli/shell.rs` `READY_WAIT`;
+//! - this machine's processes: `ticket up`'s restarts (`cli/up.rs`), a node's shutdown grace
+//!   (`server/mod.rs`), the shell's history (`shell/editor.rs` `HISTORY_LINES_MAX`);
+//! - the peer channel's connect and keep-alive timeouts (`consensus/network.rs`) and the
+//!   snapshot install timeout (`server/mod.rs` `raft_config`); Raft's timings are in
+//!   cluster.toml;
+//! - the clock skew a token's expiry allows (`domain/auth.rs` `verify_token`).
 
 /// User, event and row names: `[A-Za-z0-9_-]`, at most this long.
 pub const NAME_LEN_MAX: usize = 64;
@@ -36,6 +63,9 @@ pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Largest request the client API decodes: every request is well under 4 KiB; a stranger
 /// may not make a node buffer more before it has checked anything.
 pub const CLIENT_MESSAGE_MAX_BYTES: usize = 64 * 1024;
+/// How long a client (of the client API or the page and `/ask`) or a peer may take over its
+/// TLS handshake before the connection is dropped.
+pub const TLS_HANDSHAKE_MAX_MS: u64 = 5_000;
 /// Client connections one address may hold open on one node at once.
 pub const CLIENT_CONNECTIONS_PER_ADDRESS_MAX: usize = 256;
 /// Concurrent requests (HTTP/2 streams) one client connection may have open.
@@ -45,11 +75,16 @@ pub const CLIENT_REQUESTS_IN_PROGRESS_PER_CONNECTION_MAX: usize = 128;
 /// How long one client request may run on a node before it is cut off (DEADLINE_EXCEEDED).
 /// Longer than the quorum wait, so a write that waited for a leader still gets its answer.
 pub const CLIENT_REQUEST_MAX_MS: u64 = 15_000;
+/// Failed logins of one name in a row before it waits; the wait then doubles with each
+/// further failure, from one second up to [`LOGIN_LOCKOUT_MAX_SECS`].
+pub const LOGIN_FAILURES_FREE: u32 = 5;
 /// Failed logins one client address may make at once on one node, and per minute after that.
 pub const LOGIN_FAILURES_PER_ADDRESS_BURST: usize = 30;
 pub const LOGIN_FAILURES_PER_ADDRESS_PER_MIN: usize = 30;
 /// The longest a name waits after repeated failed logins.
 pub const LOGIN_LOCKOUT_MAX_SECS: u64 = 300;
+/// The longest question `/ask` takes.
+pub const QUESTION_MAX_BYTES: usize = 2_000;
 /// Self-registrations one client address may make at once on one node, and per minute after.
 pub const REGISTRATIONS_PER_ADDRESS_BURST: usize = 100;
 pub const REGISTRATIONS_PER_ADDRESS_PER_MIN: usize = 60;

@@ -134,21 +134,25 @@ enum Cmd {
         command: KeyCmd,
     },
     /// Measure booking throughput and latency against the running cluster.
-    Bench {
-        /// Concurrent clients, each on its own connection.
-        #[arg(long, default_value_t = 64)]
-        clients: usize,
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        #[arg(long)]
-        json: bool,
-        /// An admin (bench creates its own events); the password comes from TICKET_PASSWORD,
-        /// --password-stdin or the terminal.
-        #[arg(long, default_value = "admin")]
-        user: String,
-        #[arg(long)]
-        password_stdin: bool,
-    },
+    Bench(BenchFlags),
+}
+
+// The flags of `ticket bench` (its help is the `Cmd::Bench` doc comment).
+#[derive(clap::Args)]
+struct BenchFlags {
+    /// Concurrent clients, each on its own connection.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long)]
+    json: bool,
+    /// An admin (bench creates its own events); the password comes from TICKET_PASSWORD,
+    /// --password-stdin or the terminal.
+    #[arg(long, default_value = "admin")]
+    user: String,
+    #[arg(long)]
+    password_stdin: bool,
 }
 
 #[derive(Subcommand)]
@@ -214,24 +218,8 @@ enum UserCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // What needs no cluster.toml.
-    match &cli.command {
-        Some(Cmd::Completions { shell }) => {
-            let mut command = Cli::command();
-            clap_complete::generate(*shell, &mut command, "ticket", &mut std::io::stdout());
-            return ExitCode::SUCCESS;
-        }
-        Some(Cmd::Man) => {
-            let page = clap_mangen::Man::new(Cli::command());
-            return match page.render(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        _ => {}
+    if let Some(done) = without_config(cli.command.as_ref()) {
+        return done;
     }
     let node_id = match &cli.command {
         Some(Cmd::Node { id }) => Some(*id),
@@ -248,19 +236,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // A node serves many connections; the shell and scripts block script threads on the
-    // runtime, which needs workers of its own; the other commands are light.
-    let runtime = match &cli.command {
-        Some(Cmd::Status { .. } | Cmd::User { .. } | Cmd::Up | Cmd::Init { .. }) => {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        }
-        _ => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
-    };
-    let runtime = match runtime {
+    let runtime = match runtime_for(cli.command.as_ref()) {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -281,9 +257,53 @@ fn main() -> ExitCode {
         }
         other => runtime.block_on(dispatch(other, config)).map(|()| true),
     };
+    exit_code(finished)
+}
+
+/// Runs what needs no cluster.toml (completions, the manual page); None for anything else.
+fn without_config(command: Option<&Cmd>) -> Option<ExitCode> {
+    match command {
+        Some(Cmd::Completions { shell }) => {
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "ticket", &mut std::io::stdout());
+            Some(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Man) => {
+            let page = clap_mangen::Man::new(Cli::command());
+            Some(match page.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The async runtime a subcommand needs.
+///
+/// A node serves many connections; the shell and scripts block script threads on the
+/// runtime, which needs workers of its own; the other commands are light.
+fn runtime_for(command: Option<&Cmd>) -> std::io::Result<tokio::runtime::Runtime> {
+    match command {
+        Some(Cmd::Status { .. } | Cmd::User { .. } | Cmd::Up | Cmd::Init { .. }) => {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+}
+
+/// The process's exit code for how a command finished: `Ok(false)` is a failure the command
+/// has already explained; an error is printed here.
+fn exit_code(finished: anyhow::Result<bool>) -> ExitCode {
     match finished {
         Ok(true) => ExitCode::SUCCESS,
-        // The command said what failed.
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -333,6 +353,7 @@ async fn reach(config: &Config) -> anyhow::Result<Client> {
     Ok(client)
 }
 
+/// Runs a subcommand that `main` does not run itself.
 async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
     match command {
         Cmd::Shell(_) | Cmd::Run { .. } | Cmd::Completions { .. } | Cmd::Man => Ok(()),
@@ -349,41 +370,27 @@ async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
             };
             cli::user::init(reach(&config).await?, args).await
         }
-        Cmd::User {
-            command: UserCmd::Disable { name, acting_admin },
-        } => {
-            let client = reach(&config).await?;
-            cli::user::set_disabled(client, &name, true, &acting_admin).await
-        }
-        Cmd::User {
-            command: UserCmd::Enable { name, acting_admin },
-        } => {
-            let client = reach(&config).await?;
-            cli::user::set_disabled(client, &name, false, &acting_admin).await
-        }
+        Cmd::User { command } => user(command, &config).await,
         Cmd::Key {
             command: KeyCmd::Rotate,
-        } => {
-            let path = config.token_keys_path();
-            let version = ticket::pki::add_token_key(&path)?;
-            println!(
-                "token key version {version} added to {}; copy the file to every node",
-                path.display()
-            );
-            Ok(())
-        }
+        } => rotate_key(&config),
         Cmd::Node { id } => ticket::server::run(config, id, ticket::server::signal()).await,
         Cmd::Up => cli::up::run(&config).await,
         Cmd::Web { listen } => cli::web::run(&config, listen).await,
         Cmd::Status { json } => cli::status::run(&reach(&config).await?, json).await,
-        Cmd::User {
-            command:
-                UserCmd::Add {
-                    name,
-                    admin,
-                    password_stdin,
-                    acting_admin,
-                },
+        Cmd::Bench(flags) => bench(flags, &config).await,
+    }
+}
+
+/// `ticket user add|disable|enable`.
+async fn user(command: UserCmd, config: &Config) -> anyhow::Result<()> {
+    let client = reach(config).await?;
+    match command {
+        UserCmd::Add {
+            name,
+            admin,
+            password_stdin,
+            acting_admin,
         } => {
             let args = cli::user::AddUser {
                 name,
@@ -391,32 +398,46 @@ async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
                 password_stdin,
                 acting_admin,
             };
-            cli::user::add(reach(&config).await?, args).await
+            cli::user::add(client, args).await
         }
-        Cmd::Bench {
-            clients,
-            seconds,
-            json,
-            user,
-            password_stdin,
-        } => {
-            reach(&config).await?;
-            let password = cli::read_password(
-                &format!("Password of {user}: "),
-                password_stdin,
-                "TICKET_PASSWORD",
-                false,
-            )?;
-            let args = cli::bench::BenchArgs {
-                clients,
-                seconds,
-                json,
-                user,
-                password,
-            };
-            let report = cli::bench::run(&config, args).await?;
-            cli::bench::print(&report, json);
-            Ok(())
+        UserCmd::Disable { name, acting_admin } => {
+            cli::user::set_disabled(client, &name, true, &acting_admin).await
+        }
+        UserCmd::Enable { name, acting_admin } => {
+            cli::user::set_disabled(client, &name, false, &acting_admin).await
         }
     }
+}
+
+/// `ticket key rotate`: a new token-signing key in the file every node reads.
+fn rotate_key(config: &Config) -> anyhow::Result<()> {
+    let path = config.token_keys_path();
+    let version = ticket::pki::add_token_key(&path)?;
+    println!(
+        "token key version {version} added to {}; copy the file to every node",
+        path.display()
+    );
+    Ok(())
+}
+
+/// `ticket bench`: once a node answers, the admin's password, then the run and its report.
+async fn bench(flags: BenchFlags, config: &Config) -> anyhow::Result<()> {
+    reach(config).await?;
+    let user = flags.user;
+    let password = cli::read_password(
+        &format!("Password of {user}: "),
+        flags.password_stdin,
+        "TICKET_PASSWORD",
+        false,
+    )?;
+    let args = cli::bench::BenchArgs {
+        clients: flags.clients,
+        seconds: flags.seconds,
+        json: flags.json,
+        user,
+        password,
+    };
+    let report = cli::bench::run(config, args).await?;
+    cli::bench::print(&report, flags.json);
+    Ok(())
 }

@@ -26,9 +26,7 @@ use serde_json::{json, Value};
 use super::{carry_out_status, Assistant, Backend, Proposal};
 use crate::client::Client;
 use crate::domain::state::DEMO_EVENT;
-
-/// The longest question `/ask` takes.
-const QUESTION_MAX_BYTES: usize = 2_000;
+use crate::limits::QUESTION_MAX_BYTES;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -670,7 +670,7 @@ fn error_message(body: &[u8]) -> String {
 }
 
 /// The longest answer shown from a model; the rest is dropped.
-pub const ANSWER_CHARS_MAX: usize = 8_000;
+pub const ANSWER_MAX_CHARS: usize = 8_000;
 
 /// `text` without control characters (escape sequences, carriage returns, bells); line
 /// breaks and tabs stay.
@@ -701,7 +701,7 @@ fn absorb(
     if let Some(piece) = delta["content"].as_str() {
         // What reaches a terminal or a page is text: no escape sequences from the model
         // (they could rewrite the screen or hide what was proposed), and not without end.
-        let room = ANSWER_CHARS_MAX.saturating_sub(text.chars().count());
+        let room = ANSWER_MAX_CHARS.saturating_sub(text.chars().count());
         let piece: String = printable(piece).chars().take(room).collect();
         if !piece.is_empty() {
             on_text(&piece);
@@ -892,10 +892,10 @@ mod tests {
         let chunk = json!({"choices":[{"delta":{"content":"S2 is \u{1b}[2Jfree\r\u{7}.\n"}}]});
         absorb(&chunk, &mut text, &mut calls, 4, &on_text).expect("absorb");
         assert_eq!(text, "S2 is [2Jfree.\n");
-        let long = "x".repeat(ANSWER_CHARS_MAX * 2);
+        let long = "x".repeat(ANSWER_MAX_CHARS * 2);
         let chunk = json!({"choices":[{"delta":{"content": long}}]});
         absorb(&chunk, &mut text, &mut calls, 4, &on_text).expect("absorb");
-        assert_eq!(text.chars().count(), ANSWER_CHARS_MAX);
+        assert_eq!(text.chars().count(), ANSWER_MAX_CHARS);
         assert_eq!(*shown.lock().expect("lock"), text);
     }
 

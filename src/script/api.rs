@@ -299,12 +299,10 @@ fn parallel(host: &Host, context: NativeCallContext, n: i64, f: FnPtr) -> Fallib
     if in_parallel() {
         return Err("parallel cannot be nested: call it from the script, not from a branch".into());
     }
-    let run_deadline = deadline();
     let n = usize::try_from(n)
         .ok()
         .filter(|n| *n <= PARALLEL_MAX)
         .ok_or_else(|| format!("parallel runs 0 to {PARALLEL_MAX} branches, not {n}"))?;
-    let engine = context.engine();
     let forks: Vec<Context> = (0..n)
         .map(|_| {
             with_context(|c| Context {
@@ -314,14 +312,26 @@ fn parallel(host: &Host, context: NativeCallContext, n: i64, f: FnPtr) -> Fallib
             })
         })
         .collect::<Result<_, _>>()?;
+    let results = run_branches(host, context.engine(), forks, &f);
+    branch_values(results, &context)
+}
+
+/// Runs `f(i)` for each fork on a thread of its own, within the run's deadline and memory
+/// budget; the results in order of `i`.
+fn run_branches(
+    host: &Host,
+    engine: &Engine,
+    forks: Vec<Context>,
+    f: &FnPtr,
+) -> Vec<Fallible<Dynamic>> {
+    let run_deadline = deadline();
     // Branches spend the run's one memory budget, not one each.
     let run_memory = super::memory::current();
-    let results: Vec<Fallible<Dynamic>> = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let handles: Vec<_> = forks
             .into_iter()
             .enumerate()
             .map(|(i, fork)| {
-                let f = &f;
                 let run_memory = run_memory.clone();
                 std::thread::Builder::new()
                     .name(format!("parallel-{i}"))
@@ -345,8 +355,13 @@ fn parallel(host: &Host, context: NativeCallContext, n: i64, f: FnPtr) -> Fallib
                 Err(e) => Err(format!("cannot start a parallel branch: {e}").into()),
             })
             .collect()
-    });
-    let mut values = Array::with_capacity(n);
+    })
+}
+
+/// The branches' values in order, or the first branch's error: named by its branch, unless it
+/// is one that stops the run.
+fn branch_values(results: Vec<Fallible<Dynamic>>, context: &NativeCallContext) -> Fallible<Array> {
+    let mut values = Array::with_capacity(results.len());
     for (i, result) in results.into_iter().enumerate() {
         match result {
             Ok(value) => values.push(value),

@@ -21,7 +21,7 @@ use crate::pb::booking::v1::booking_service_server::BookingServiceServer;
 use crate::pb::raft::v1::raft_server::RaftServer;
 
 /// How long a client or peer may take over its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(limits::TLS_HANDSHAKE_MAX_MS);
 
 type Serving = std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
 

@@ -17,10 +17,6 @@ use std::time::{Duration, Instant};
 use crate::error::ApiError;
 use crate::limits;
 
-/// Failed logins of one name in a row before it waits; the wait then doubles with each
-/// further failure, from one second up to [`limits::LOGIN_LOCKOUT_MAX_SECS`].
-const FAILURES_FREE: u32 = 5;
-
 /// A token bucket: `capacity` at once, one more every `refill`.
 #[derive(Clone, Copy)]
 struct Bucket {
@@ -150,8 +146,8 @@ impl Throttle {
         });
         failures.count = failures.count.saturating_add(1);
         failures.last = now;
-        if failures.count >= FAILURES_FREE {
-            let doublings = (failures.count - FAILURES_FREE).min(16);
+        if failures.count >= limits::LOGIN_FAILURES_FREE {
+            let doublings = (failures.count - limits::LOGIN_FAILURES_FREE).min(16);
             let secs = (1u64 << doublings).min(limits::LOGIN_LOCKOUT_MAX_SECS);
             failures.until = now + Duration::from_secs(secs);
         }
@@ -239,7 +235,7 @@ mod tests {
     #[test]
     fn failed_logins_make_the_name_wait() {
         let throttle = Throttle::default();
-        for _ in 0..FAILURES_FREE {
+        for _ in 0..limits::LOGIN_FAILURES_FREE {
             throttle.before_login("u", None).expect("not yet throttled");
             throttle.after_login("u", None, false);
         }

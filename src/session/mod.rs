@@ -538,6 +538,30 @@ impl Session {
     }
 }
 
+/// The text of an answer still to be printed: the answer with a note of the openai tools
+/// used. When some of it streamed to the screen, that line is ended here, and only what did
+/// not stream is left.
+fn answer_text(answer: &assistant::Answer, streamed: bool) -> String {
+    let mut text = answer.answer.clone();
+    if answer.backend == "openai" {
+        let used = match answer.tools.is_empty() {
+            true => "none".to_string(),
+            false => answer.tools.join(", "),
+        };
+        text.push_str(&format!("\n[openai; tools used: {used}]"));
+    }
+    if streamed {
+        // What streamed is on the screen: end its line. When it was the whole answer, only
+        // the note after it is left to print; when the stream broke off, the answer (the
+        // failure, or the rules engine's answer with the failure noted) is still to come.
+        println!();
+        if answer.streamed {
+            text = text.split_off(answer.answer.len()).trim_start().to_string();
+        }
+    }
+    text
+}
+
 impl Session {
     /// Asks the assistant. A proposal it makes is carried out only once confirmed: at the
     /// terminal, or by `--yes`; a script gets it back undone.
@@ -546,39 +570,9 @@ impl Session {
         question: &str,
         backend: Option<Backend>,
     ) -> Result<CommandOutput, String> {
-        // At a terminal an openai answer is shown as it streams in.
-        let streamed = Arc::new(AtomicBool::new(false));
-        let stream_here = self.mode.interactive && !self.mode.json;
-        let seen = streamed.clone();
-        let on_text = move |piece: &str| {
-            if stream_here {
-                seen.store(true, Ordering::Relaxed);
-                print!("{piece}");
-                let _ = std::io::stdout().flush();
-            }
-        };
-        let answer = self
-            .assistant
-            .ask(&self.client, &self.event, question, backend, &on_text)
-            .await;
+        let (answer, streamed) = self.ask_streaming(question, backend).await;
         let mut json = answer.to_json();
-        let mut text = answer.answer.clone();
-        if answer.backend == "openai" {
-            let used = match answer.tools.is_empty() {
-                true => "none".to_string(),
-                false => answer.tools.join(", "),
-            };
-            text.push_str(&format!("\n[openai; tools used: {used}]"));
-        }
-        if streamed.load(Ordering::Relaxed) {
-            // What streamed is on the screen: end its line. When it was the whole answer, only
-            // the note after it is left to print; when the stream broke off, the answer (the
-            // failure, or the rules engine's answer with the failure noted) is still to come.
-            println!();
-            if answer.streamed {
-                text = text.split_off(answer.answer.len()).trim_start().to_string();
-            }
-        }
+        let mut text = answer_text(&answer, streamed);
         let Some(proposal) = &answer.proposal else {
             return Ok(CommandOutput::new(text, json));
         };
@@ -593,7 +587,46 @@ impl Session {
             println!("{text}");
             text.clear();
         }
-        let outcome = match self.consent(&proposal.question) {
+        let outcome = self.settle(proposal, &mut json).await?;
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&outcome);
+        Ok(CommandOutput::new(text, json))
+    }
+
+    /// The assistant's answer, and whether any of it was printed as it streamed in (an
+    /// openai answer at a terminal, outside `--json`).
+    async fn ask_streaming(
+        &self,
+        question: &str,
+        backend: Option<Backend>,
+    ) -> (assistant::Answer, bool) {
+        let streamed = Arc::new(AtomicBool::new(false));
+        let stream_here = self.mode.interactive && !self.mode.json;
+        let seen = streamed.clone();
+        let on_text = move |piece: &str| {
+            if stream_here {
+                seen.store(true, Ordering::Relaxed);
+                print!("{piece}");
+                let _ = std::io::stdout().flush();
+            }
+        };
+        let answer = self
+            .assistant
+            .ask(&self.client, &self.event, question, backend, &on_text)
+            .await;
+        (answer, streamed.load(Ordering::Relaxed))
+    }
+
+    /// Asks the person to confirm a proposal and carries it out if they do; what happened,
+    /// as text, with `carried_out` set in the reply's JSON.
+    async fn settle(
+        &self,
+        proposal: &assistant::Proposal,
+        json: &mut Value,
+    ) -> Result<String, String> {
+        Ok(match self.consent(&proposal.question) {
             Err(_) if !self.mode.interactive => {
                 json["carried_out"] = Value::Null;
                 format!(
@@ -617,12 +650,7 @@ impl Session {
                 json["carried_out"] = Value::Null;
                 refused
             }
-        };
-        if !text.is_empty() {
-            text.push('\n');
-        }
-        text.push_str(&outcome);
-        Ok(CommandOutput::new(text, json))
+        })
     }
 
     pub async fn add_user(

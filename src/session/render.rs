@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
 
+use crate::json::seat_json;
 use crate::pb::booking::v1 as pb;
 use crate::pb::booking::v1::{GetSeatsReply, SeatStatus, WatchSeatsReply};
 
@@ -79,23 +80,12 @@ pub fn watch_line(update: &WatchSeatsReply, colour: bool) -> String {
 }
 
 pub fn watch_json(update: &WatchSeatsReply) -> Value {
-    let seats: Vec<Value> = update
-        .seats
-        .iter()
-        .map(|s| json!({ "id": s.id, "row": s.row, "status": crate::json::seat_status_word(s.status), "holder": s.holder, "booking_id": s.booking_id }))
-        .collect();
+    let seats: Vec<Value> = update.seats.iter().map(seat_json).collect();
     json!({ "applied_index": update.applied_index, "reset": update.reset, "seats": seats })
 }
 
 pub fn seats_json(reply: &GetSeatsReply) -> Value {
-    let seats: Vec<Value> = reply
-        .seats
-        .iter()
-        .map(|s| {
-            let state = crate::json::seat_status_word(s.status);
-            json!({ "id": s.id, "row": s.row, "status": state, "holder": s.holder, "booking_id": s.booking_id })
-        })
-        .collect();
+    let seats: Vec<Value> = reply.seats.iter().map(seat_json).collect();
     let event = reply.event.clone().unwrap_or_default();
     json!({
         "event": event.name,
@@ -134,7 +124,7 @@ pub fn bookings_table(bookings: &[pb::Booking]) -> String {
 
 /// A table in the shell's plain style: a header, columns as wide as their widest cell, no
 /// borders (so it reads the same in a log, a pipe and a terminal).
-fn table(header: &[&str]) -> Table {
+pub(super) fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(comfy_table::presets::NOTHING)

@@ -1,8 +1,10 @@
 //! The cluster as its nodes report it, for a person (a table) and for a script (JSON):
 //! `status` in the shell, `ticket status`, `ticket up` and the page.
 
+use comfy_table::CellAlignment;
 use serde::Serialize;
 
+use super::render::table;
 use crate::pb::booking::v1::ClusterStatusReply;
 
 #[derive(Serialize)]
@@ -68,29 +70,39 @@ pub fn to_json(status: &ClusterStatusReply) -> serde_json::Value {
     serde_json::to_value(json).unwrap_or_default()
 }
 
+/// The leader and term on a line, then a table of the nodes (the shell's plain style, as
+/// `events` draws): a row per node, `node2 ...`, its lag last (`-` when unknown).
 pub fn render(status: &ClusterStatusReply) -> String {
-    let mut out = String::new();
-    match status.leader {
-        0 => out.push_str(&format!("no leader (term {})\n", status.term)),
-        leader => out.push_str(&format!("leader: node{leader}, term {}\n", status.term)),
-    }
-    out.push_str(&format!(
-        "{:<7} {:<22} {:<12} {:>6} {:>10} {:>10} {:>6}\n",
-        "node", "address", "role", "term", "last log", "applied", "lag"
-    ));
+    let leader = match status.leader {
+        0 => format!("no leader (term {})", status.term),
+        leader => format!("leader: node{leader}, term {}", status.term),
+    };
+    let mut table = table(&[
+        "node", "address", "role", "term", "last log", "applied", "lag",
+    ]);
     for (n, lag) in status.nodes.iter().zip(lags(status)) {
-        out.push_str(&format!(
-            "{:<7} {:<22} {:<12} {:>6} {:>10} {:>10} {:>6}\n",
+        table.add_row(vec![
             format!("node{}", n.id),
-            n.addr,
-            n.role,
-            n.term,
-            n.last_log_index,
-            n.applied_index,
-            lag.map_or_else(|| "-".to_string(), |lag| lag.to_string())
-        ));
+            n.addr.clone(),
+            n.role.clone(),
+            n.term.to_string(),
+            n.last_log_index.to_string(),
+            n.applied_index.to_string(),
+            lag.map_or_else(|| "-".to_string(), |lag| lag.to_string()),
+        ]);
     }
-    out
+    // The numbers (and their headers) to the right; the node starts its line, so a row reads
+    // `node2 ...` as it did before the table, and the lag ends it, with no space after.
+    for column in table.column_iter_mut().skip(3) {
+        column.set_cell_alignment(CellAlignment::Right);
+    }
+    if let Some(node) = table.column_mut(0) {
+        node.set_padding((0, 1));
+    }
+    if let Some(lag) = table.column_iter_mut().last() {
+        lag.set_padding((1, 0));
+    }
+    format!("{leader}\n{table}\n")
 }
 
 #[cfg(test)]
@@ -147,6 +159,32 @@ mod tests {
         };
         assert!(row("node2").trim_end().ends_with(" 7"), "{text}");
         assert!(row("node3").trim_end().ends_with(" -"), "{text}");
+    }
+
+    #[test]
+    fn the_node_table_starts_each_row_with_its_node_and_lines_up_the_numbers() {
+        let status = ClusterStatusReply {
+            leader: 1,
+            term: 12,
+            nodes: vec![
+                node(1, true, 1234, 1234),
+                node(2, true, 1234, 9),
+                node(3, false, 0, 0),
+            ],
+        };
+        let text = render(&status);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "leader: node1, term 12", "{text}");
+        assert!(lines[1].starts_with("node "), "{text}");
+        for (line, id) in lines[2..].iter().zip(["node1 ", "node2 ", "node3 "]) {
+            assert!(line.starts_with(id), "{text}");
+        }
+        assert_eq!(lines.len(), 5, "{text}");
+        // The numbers are right-aligned under their headers: every line ends at the same place,
+        // with no space after.
+        let ends: Vec<usize> = lines[1..].iter().map(|l| l.len()).collect();
+        assert!(ends.iter().all(|&end| end == ends[0]), "{text}");
+        assert!(text.ends_with('\n'));
     }
 
     #[test]

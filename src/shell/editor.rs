@@ -32,7 +32,34 @@ pub(super) fn history_path(config: &Config) -> PathBuf {
     }
 }
 
+/// The interactive shell: reads lines at the terminal and runs them until `quit` or Ctrl-D.
 pub async fn run(session: &mut Session, json: bool, config: &Config) -> anyhow::Result<()> {
+    let mut editor = editor(session, config)?;
+    // Installed once, before any command runs: from now on Ctrl-C while a command runs
+    // cancels it (and stops a script) instead of ending the shell.
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    println!(
+        "ticket shell on {}. Type `help` for the commands, `quit` to leave.",
+        config.path.display()
+    );
+    while !session.done {
+        let prompt = ShellPrompt(session.prompt());
+        match editor.read_line(&prompt) {
+            Ok(Signal::Success(line)) => {
+                run_typed(session, &mut editor, &mut interrupts, &line, json).await;
+            }
+            Ok(Signal::CtrlC) => continue,
+            Ok(Signal::CtrlD) => break,
+            Ok(_) => continue,
+            Err(e) => anyhow::bail!("the terminal failed: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// The line editor: history in [`history_path`], Tab for the completion menu, hints and
+/// highlighting from the session's commands.
+fn editor(session: &Session, config: &Config) -> anyhow::Result<Reedline> {
     let mut keybindings = default_emacs_keybindings();
     keybindings.add_binding(
         KeyModifiers::NONE,
@@ -45,7 +72,7 @@ pub async fn run(session: &mut Session, json: bool, config: &Config) -> anyhow::
     let history = FileBackedHistory::with_file(HISTORY_LINES_MAX, history_path(config))
         .map_err(|e| anyhow::anyhow!("cannot open the shell history: {e}"))?;
     let menu = ColumnarMenu::default().with_name("completion_menu");
-    let mut editor = Reedline::create()
+    Ok(Reedline::create()
         .with_history(Box::new(history))
         .with_completer(Box::new(ShellCompleter {
             known: session.known.clone(),
@@ -58,51 +85,42 @@ pub async fn run(session: &mut Session, json: bool, config: &Config) -> anyhow::
         .with_highlighter(Box::new(CommandHighlighter {
             known: session.known.clone(),
         }))
-        .with_edit_mode(Box::new(Emacs::new(keybindings)));
+        .with_edit_mode(Box::new(Emacs::new(keybindings))))
+}
 
-    // Installed once, before any command runs: from now on Ctrl-C while a command runs
-    // cancels it (and stops a script) instead of ending the shell.
-    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    println!(
-        "ticket shell on {}. Type `help` for the commands, `quit` to leave.",
-        config.path.display()
-    );
-    while !session.done {
-        let prompt = ShellPrompt(session.prompt());
-        match editor.read_line(&prompt) {
-            Ok(Signal::Success(line)) => {
-                let parsed = session.parse(&line);
-                if parsed == Ok(Some(Cmd::History)) && editor.sync_history().is_err() {
-                    // The file cannot be written: what this session typed is only in memory.
-                    let _ = editor.print_history();
-                    continue;
-                }
-                // Otherwise `history` reads the file, now holding this session's lines too,
-                // as it does without a terminal.
-                let script = matches!(parsed, Ok(Some(Cmd::Run { .. } | Cmd::Plugin { .. })));
-                let scripting = session.scripting.clone();
-                let run = super::run_line(session, &line, json);
-                tokio::pin!(run);
-                tokio::select! {
-                    _ = &mut run => {}
-                    _ = interrupts.recv() => match (script, scripting) {
-                        // A script stops at its next operation or call, and says so.
-                        (true, Some(scripting)) => {
-                            scripting.cancel();
-                            run.await;
-                        }
-                        // Anything else is dropped mid-call.
-                        _ => eprintln!("cancelled"),
-                    },
-                }
-            }
-            Ok(Signal::CtrlC) => continue,
-            Ok(Signal::CtrlD) => break,
-            Ok(_) => continue,
-            Err(e) => anyhow::bail!("the terminal failed: {e}"),
-        }
+/// Runs one typed line; Ctrl-C meanwhile stops a script at its next step, and drops any
+/// other command mid-call.
+async fn run_typed(
+    session: &mut Session,
+    editor: &mut Reedline,
+    interrupts: &mut tokio::signal::unix::Signal,
+    line: &str,
+    json: bool,
+) {
+    let parsed = session.parse(line);
+    if parsed == Ok(Some(Cmd::History)) && editor.sync_history().is_err() {
+        // The file cannot be written: what this session typed is only in memory.
+        let _ = editor.print_history();
+        return;
     }
-    Ok(())
+    // Otherwise `history` reads the file, now holding this session's lines too, as it does
+    // without a terminal.
+    let script = matches!(parsed, Ok(Some(Cmd::Run { .. } | Cmd::Plugin { .. })));
+    let scripting = session.scripting.clone();
+    let run = super::run_line(session, line, json);
+    tokio::pin!(run);
+    tokio::select! {
+        _ = &mut run => {}
+        _ = interrupts.recv() => match (script, scripting) {
+            // A script stops at its next operation or call, and says so.
+            (true, Some(scripting)) => {
+                scripting.cancel();
+                run.await;
+            }
+            // Anything else is dropped mid-call.
+            _ => eprintln!("cancelled"),
+        },
+    }
 }
 
 struct ShellPrompt(String);

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::client::{new_request_id, Client, Consistency};
-use crate::json::{booking_json, event_json};
+use crate::json::{booking_json, event_json, page_seat_json};
 use crate::pb::booking::v1 as pb;
 
 /// How often the shared poll asks the cluster for its status while anyone watches it.
@@ -184,17 +184,6 @@ fn request_id(given: Option<String>) -> String {
         .unwrap_or_else(new_request_id)
 }
 
-pub fn seat_json(s: &pb::Seat) -> Value {
-    let status = crate::json::seat_status_word(s.status);
-    let mut seat = json!({ "id": s.id, "row": s.row, "status": status });
-    // Only the holder and admins are told who reserved a seat: the cluster leaves it empty.
-    if !s.holder.is_empty() {
-        seat["holder"] = json!(s.holder);
-        seat["booking_id"] = json!(s.booking_id);
-    }
-    seat
-}
-
 pub fn cluster_json(status: &pb::ClusterStatusReply) -> Value {
     crate::session::status::to_json(status)
 }
@@ -250,7 +239,7 @@ pub async fn seats(
     let reply = as_caller(&shared, &headers)?
         .get_seats(&event, Consistency::Linearizable)
         .await?;
-    let seats: Vec<Value> = reply.seats.iter().map(seat_json).collect();
+    let seats: Vec<Value> = reply.seats.iter().map(page_seat_json).collect();
     let event = reply.event.as_ref().map(event_json);
     Ok(Json(json!({
         "event": event,
@@ -393,7 +382,7 @@ pub async fn watch_seats(
             };
             let event = match reply {
                 Ok(reply) => {
-                    let seats: Vec<Value> = reply.seats.iter().map(seat_json).collect();
+                    let seats: Vec<Value> = reply.seats.iter().map(page_seat_json).collect();
                     let data = json!({
                         "applied_index": reply.applied_index,
                         "reset": reply.reset,
