@@ -150,7 +150,8 @@ impl ClientError {
     }
 }
 
-/// A status as the error of a call that changed nothing (see [`ClientError::from_status`]).
+/// A status as the error of a call that changed nothing: a read's mapping (a write's last
+/// timeout is mapped by the client's `call`, which knows it wrote).
 impl From<Status> for ClientError {
     fn from(status: Status) -> ClientError {
         ClientError::from_status(status, Kind::Read)
