@@ -89,25 +89,3 @@ impl From<ApiError> for Status {
         Status::new(code, message)
     }
 }
-
-/// How the cluster's status reads over HTTP (the page's JSON API and `/ask/confirm`): the
-/// HTTP status and the name of the code the page may act on. One mapping, so the page and
-/// the assistant's routes say the same about the same refusal.
-pub fn http_status(code: Code) -> (u16, &'static str) {
-    match code {
-        Code::InvalidArgument | Code::OutOfRange => (400, "INVALID_ARGUMENT"),
-        Code::Unauthenticated => (401, "UNAUTHENTICATED"),
-        Code::PermissionDenied => (403, "PERMISSION_DENIED"),
-        Code::NotFound => (404, "NOT_FOUND"),
-        // Taken, not reserved, over the per-person limit: the state says no.
-        Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => {
-            (409, "FAILED_PRECONDITION")
-        }
-        Code::ResourceExhausted => (429, "RESOURCE_EXHAUSTED"),
-        // Retry with the same request id.
-        Code::Unavailable | Code::Cancelled | Code::Unknown => (503, "UNAVAILABLE"),
-        // The outcome is unknown: retry with the same request id to learn it.
-        Code::DeadlineExceeded => (504, "DEADLINE_EXCEEDED"),
-        Code::Ok | Code::Unimplemented | Code::Internal | Code::DataLoss => (500, "INTERNAL"),
-    }
-}

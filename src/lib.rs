@@ -20,6 +20,7 @@
 //!   shared by `--json`, scripts, the page and the assistant.
 //! - [`client`]: the one client everything above the server uses: any node, retries with
 //!   the same request id, failover; a connect probe that says at once when no node answers.
+//!   Its calls fail with a typed [`client::ClientError`], never a gRPC status.
 //! - [`prompt`]: a password from the person at the terminal.
 //! - [`local_cluster`]: this machine's nodes as child processes (for `ticket up`, the shell
 //!   and scripts' `kill`/`restart`).

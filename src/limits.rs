@@ -59,7 +59,7 @@ pub const PBKDF2_ITERATIONS_MIN: u32 = 10_000;
 
 /// Largest gRPC message either side accepts: a seat map of the largest event, or a snapshot
 /// chunk, with room to spare. tonic's default of 4 MiB is too small for the former.
-pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+pub const GRPC_MESSAGE_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Largest request the client API decodes: every request is well under 4 KiB; a stranger
 /// may not make a node buffer more before it has checked anything.
 pub const CLIENT_MESSAGE_MAX_BYTES: usize = 64 * 1024;
@@ -139,11 +139,11 @@ pub const WATCH_REPLIES_QUEUED: usize = 16;
 const _: () = assert!(SEATS_PER_REQUEST_MAX as u32 <= SEATS_PER_ROW_MAX);
 const _: () = assert!(SEATS_PER_USER_DEFAULT as usize <= SEATS_PER_REQUEST_MAX);
 const _: () = assert!(PBKDF2_ITERATIONS_MIN <= PBKDF2_ITERATIONS_DEFAULT);
-const _: () = assert!(SNAPSHOT_CHUNK_BYTES < GRPC_MESSAGE_BYTES_MAX as u64 / 2);
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES < GRPC_MESSAGE_MAX_BYTES as u64 / 2);
 // The fullest AppendEntries fits a gRPC message with room to spare.
 const _: () = assert!(
     APPEND_ENTRIES_MAX as usize * COMMANDS_PER_ENTRY_MAX * COMMAND_MAX_BYTES
-        <= GRPC_MESSAGE_BYTES_MAX / 2
+        <= GRPC_MESSAGE_MAX_BYTES / 2
 );
 const _: () = assert!(COMMANDS_PER_ENTRY_MAX <= COMMANDS_QUEUED_MAX);
 const _: () = assert!(EVENTS_MAX * (SEATS_PER_EVENT_MAX as usize) <= u32::MAX as usize);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{eventually, Options, TestCluster, BIN};
-use ticket::client::{Client, Consistency};
+use ticket::client::{Client, ClientError, Consistency};
 use ticket::pb::booking::v1::SeatStatus;
 use tonic::Code;
 
@@ -558,7 +558,7 @@ async fn bad_input_gets_its_specific_error_and_changes_nothing() {
     // larger request is refused before it is decoded: see tests/security.rs).
     let many: Vec<String> = (1..=1_000).map(|i| format!("S{i}")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
-    let cases: Vec<(&str, Result<_, tonic::Status>, Code)> = vec![
+    let cases: Vec<(&str, Result<_, ClientError>, Code)> = vec![
         (
             "unknown event",
             user.reserve("nope", &["S1"]).await.map(|_| ()),

@@ -23,8 +23,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{carry_out_status, Assistant, Backend, Proposal};
-use crate::client::Client;
+use super::{carry_out_typed, Assistant, Backend, Proposal};
+use crate::client::{Client, ClientError};
 use crate::domain::state::DEMO_EVENT;
 use crate::limits::QUESTION_MAX_BYTES;
 
@@ -98,13 +98,8 @@ async fn as_asker(shared: &AskState, headers: &HeaderMap) -> Result<Option<Clien
     if token.is_empty() || client.set_token(user, token).is_err() {
         return Err(unauthorized());
     }
-    if let Err(status) = client.my_bookings().await {
-        if status.code() == tonic::Code::Unauthenticated {
-            return Err(error(
-                StatusCode::UNAUTHORIZED,
-                crate::client::explain(&status),
-            ));
-        }
+    if let Err(refused @ ClientError::Unauthenticated { .. }) = client.my_bookings().await {
+        return Err(error(StatusCode::UNAUTHORIZED, refused.to_string()));
     }
     Ok(Some(client))
 }
@@ -190,19 +185,16 @@ async fn confirm(
             )
         }
     };
-    match carry_out_status(&client, &proposal).await {
+    match carry_out_typed(&client, &proposal).await {
         Ok(done) => (StatusCode::OK, Json(json!({ "carried_out": done }))),
-        Err(status) => error(
-            refusal_status(status.code()),
-            crate::client::explain(&status),
-        ),
+        Err(refused) => error(refusal_status(&refused), refused.to_string()),
     }
 }
 
 /// The HTTP status for the cluster's refusal of a confirmed proposal: the same mapping as the
-/// page's API.
-fn refusal_status(code: tonic::Code) -> StatusCode {
-    let (status, _) = crate::error::http_status(code);
+/// page's API ([`ClientError::http_status`]).
+fn refusal_status(refused: &ClientError) -> StatusCode {
+    let (status, _) = refused.http_status();
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
@@ -223,24 +215,23 @@ mod tests {
 
     #[test]
     fn a_refusal_maps_to_the_http_status_a_page_can_act_on() {
-        use tonic::Code;
-        assert_eq!(
-            refusal_status(Code::FailedPrecondition),
-            StatusCode::CONFLICT
-        );
-        assert_eq!(
-            refusal_status(Code::Unauthenticated),
-            StatusCode::UNAUTHORIZED
-        );
-        assert_eq!(refusal_status(Code::NotFound), StatusCode::NOT_FOUND);
-        assert_eq!(
-            refusal_status(Code::PermissionDenied),
-            StatusCode::FORBIDDEN
-        );
-        assert_eq!(
-            refusal_status(Code::Unavailable),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        let words = || "the words".to_string();
+        let refused = ClientError::Refused {
+            reason: words(),
+            code: tonic::Code::FailedPrecondition,
+        };
+        assert_eq!(refusal_status(&refused), StatusCode::CONFLICT);
+        let anonymous = ClientError::Unauthenticated { message: words() };
+        assert_eq!(refusal_status(&anonymous), StatusCode::UNAUTHORIZED);
+        let missing = ClientError::NotFound { message: words() };
+        assert_eq!(refusal_status(&missing), StatusCode::NOT_FOUND);
+        let theirs = ClientError::PermissionDenied { message: words() };
+        assert_eq!(refusal_status(&theirs), StatusCode::FORBIDDEN);
+        let unknown = ClientError::UnknownOutcome {
+            message: words(),
+            code: tonic::Code::Unavailable,
+        };
+        assert_eq!(refusal_status(&unknown), StatusCode::GATEWAY_TIMEOUT);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::client::{explain, Client};
+use crate::client::{Client, ClientError};
 use crate::config::AssistantConfig;
 pub use crate::config::Backend;
 use crate::domain::validate;
@@ -320,17 +320,14 @@ impl Answer {
 
 /// Carries out a confirmed proposal as the asking user; returns what happened.
 pub async fn carry_out(client: &Client, proposal: &Proposal) -> Result<String, String> {
-    carry_out_status(client, proposal)
+    carry_out_typed(client, proposal)
         .await
-        .map_err(|s| explain(&s))
+        .map_err(|e| e.to_string())
 }
 
-/// [`carry_out`], keeping the cluster's status when it refuses, for callers that tell the
-/// kinds of refusal apart (HTTP: taken is 409, not logged in 401, ...).
-pub async fn carry_out_status(
-    client: &Client,
-    proposal: &Proposal,
-) -> Result<String, tonic::Status> {
+/// [`carry_out`], keeping the client's error when the cluster refuses, for callers that tell
+/// the kinds of refusal apart (HTTP: taken is 409, not logged in 401, ...).
+pub async fn carry_out_typed(client: &Client, proposal: &Proposal) -> Result<String, ClientError> {
     let id = proposal.request_id.as_str();
     match &proposal.action {
         Action::Reserve { event, seats } => {

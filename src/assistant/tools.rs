@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::client::{explain, Client, Consistency};
+use crate::client::{Client, Consistency};
 use crate::pb::booking::v1 as pb;
 
 /// The tools' names, as answers list them.
@@ -85,14 +85,18 @@ pub struct MyBooking {
 pub const SEATS_MAX: usize = 10;
 
 pub async fn list_events(client: &Client) -> Result<Vec<pb::Event>, String> {
-    Ok(client.list_events().await.map_err(|s| explain(&s))?.events)
+    Ok(client
+        .list_events()
+        .await
+        .map_err(|e| e.to_string())?
+        .events)
 }
 
 pub async fn seats(client: &Client, event: &str) -> Result<SeatsView, String> {
     let reply = client
         .get_seats(event, Consistency::Linearizable)
         .await
-        .map_err(|s| explain(&s))?;
+        .map_err(|e| e.to_string())?;
     let info = reply.event.unwrap_or_default();
     let seats = reply
         .seats
@@ -115,7 +119,7 @@ pub async fn seats(client: &Client, event: &str) -> Result<SeatsView, String> {
 }
 
 pub async fn my_bookings(client: &Client) -> Result<Vec<MyBooking>, String> {
-    let reply = client.my_bookings().await.map_err(|s| explain(&s))?;
+    let reply = client.my_bookings().await.map_err(|e| e.to_string())?;
     Ok(reply
         .bookings
         .into_iter()
@@ -128,5 +132,5 @@ pub async fn my_bookings(client: &Client) -> Result<Vec<MyBooking>, String> {
 }
 
 pub async fn cluster_status(client: &Client) -> Result<pb::ClusterStatusReply, String> {
-    client.cluster_status().await.map_err(|s| explain(&s))
+    client.cluster_status().await.map_err(|e| e.to_string())
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::config::Config;
 use crate::domain::SeatMap;
 
@@ -53,7 +53,7 @@ struct Seats {
 }
 
 impl Seats {
-    async fn next(&self) -> Result<(String, String), tonic::Status> {
+    async fn next(&self) -> Result<(String, String), ClientError> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let event = (n / SEATS_PER_EVENT) as usize;
         let seat = (n % SEATS_PER_EVENT) as u32;
@@ -100,10 +100,7 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<Report> {
         admin,
     });
     // The first event exists before the clock starts.
-    let (first_event, _) = seats
-        .next()
-        .await
-        .map_err(|s| anyhow::anyhow!(super::explain(&s)))?;
+    let (first_event, _) = seats.next().await?;
     seats.next.store(0, Ordering::Relaxed);
     let _ = first_event;
 
@@ -130,7 +127,7 @@ async fn log_in(config: &Config, args: &BenchArgs) -> anyhow::Result<(Client, St
     admin
         .login(&args.user, &args.password)
         .await
-        .map_err(|s| anyhow::anyhow!("logging in as {}: {}", args.user, super::explain(&s)))?;
+        .map_err(|e| anyhow::anyhow!("logging in as {}: {e}", args.user))?;
     let token = admin.token().unwrap_or_default().to_string();
     let leader = admin.cluster_status().await.map(|s| s.leader).unwrap_or(0);
     Ok((admin, token, leader))
@@ -158,7 +155,7 @@ async fn book_until(
         let t0 = Instant::now();
         let outcome = match seats.next().await {
             Ok((event, seat)) => client.reserve(&event, &[&seat]).await.map(|_| ()),
-            Err(status) => Err(status),
+            Err(error) => Err(error),
         };
         let done = Instant::now();
         match outcome {
@@ -168,10 +165,11 @@ async fn book_until(
                     .completions_us
                     .push((done - start).as_micros() as u64);
             }
-            Err(status) => {
+            // Tallied by the code's name, as the report has always shown them.
+            Err(error) => {
                 *result
                     .errors
-                    .entry(format!("{:?}", status.code()))
+                    .entry(format!("{:?}", error.code()))
                     .or_insert(0) += 1;
             }
         }

@@ -17,7 +17,6 @@ use crate::config::Config;
 use crate::local_cluster::LocalCluster;
 use crate::script::Scripting;
 
-pub use crate::client::explain;
 pub use crate::prompt::read_password;
 
 /// The plugins of `plugins/` beside cluster.toml, loaded (what is skipped is said), and an

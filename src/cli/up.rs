@@ -52,10 +52,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let status = client
-        .cluster_status()
-        .await
-        .map_err(|s| anyhow::anyhow!(super::explain(&s)))?;
+    let status = client.cluster_status().await?;
     print!("{}", crate::session::status::render(&status));
     let (_scripting, assistant) = super::plugins_and_assistant(config, None);
     super::serve_front(config, &assistant).await;

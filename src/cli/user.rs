@@ -21,7 +21,7 @@ async fn login_as_admin(client: &mut Client, admin: &str) -> anyhow::Result<()> 
     client
         .login(admin, &password)
         .await
-        .map_err(|s| anyhow::anyhow!("logging in as {admin}: {}", super::explain(&s)))?;
+        .map_err(|e| anyhow::anyhow!("logging in as {admin}: {e}"))?;
     Ok(())
 }
 
@@ -35,10 +35,7 @@ pub async fn add(mut client: Client, args: AddUser) -> anyhow::Result<()> {
         "TICKET_PASSWORD",
         true,
     )?;
-    client
-        .add_user(&args.name, &password, args.admin)
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", super::explain(&s)))?;
+    client.add_user(&args.name, &password, args.admin).await?;
     let role = if args.admin { "admin" } else { "customer" };
     println!("added {role} {}", args.name);
     Ok(())
@@ -70,8 +67,7 @@ pub async fn init(client: Client, args: Init) -> anyhow::Result<()> {
     )?;
     client
         .setup_admin(code.trim(), &args.name, &password)
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", super::explain(&s)))?;
+        .await?;
     println!("added the first admin, {}", args.name);
     Ok(())
 }
@@ -85,10 +81,7 @@ pub async fn set_disabled(
     admin: &str,
 ) -> anyhow::Result<()> {
     login_as_admin(&mut client, admin).await?;
-    client
-        .set_user_disabled(name, disabled)
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", super::explain(&s)))?;
+    client.set_user_disabled(name, disabled).await?;
     let done = if disabled { "disabled" } else { "enabled" };
     println!("{done} {name}; its tokens no longer work");
     Ok(())

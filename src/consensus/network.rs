@@ -95,8 +95,8 @@ impl Peers {
 
 fn client(channel: Channel) -> RaftClient<Channel> {
     RaftClient::new(channel)
-        .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
+        .max_decoding_message_size(limits::GRPC_MESSAGE_MAX_BYTES)
+        .max_encoding_message_size(limits::GRPC_MESSAGE_MAX_BYTES)
 }
 
 /// openraft's view of the network.

@@ -46,7 +46,7 @@ use super::{
     deadline, enter, in_parallel, join_run, with_context, Context, Host, PARALLEL_MAX,
     SLEEP_MAX_MS, STACK_BYTES,
 };
-use crate::client::{explain, Client};
+use crate::client::Client;
 use crate::local_cluster::LocalCluster;
 use crate::session::command::{Cmd, Returns, ScriptFn};
 
@@ -104,7 +104,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
                 })
         };
         let (user, token) = (field("user")?, field("token")?);
-        with_context(|c| c.session.client.set_token(&user, &token))?.map_err(|s| explain(&s))?;
+        with_context(|c| c.session.client.set_token(&user, &token))?.map_err(|e| e.to_string())?;
         Ok(previous)
     });
     let h = host.clone();

@@ -77,7 +77,7 @@ pub async fn serve_clients(
     // be large (the seat map of the largest event).
     let booking = BookingServiceServer::new(api::Api::new(node))
         .max_decoding_message_size(limits::CLIENT_MESSAGE_MAX_BYTES)
-        .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX);
+        .max_encoding_message_size(limits::GRPC_MESSAGE_MAX_BYTES);
     // The builder's tcp_nodelay applies only to listeners tonic binds itself: without it here,
     // Nagle's algorithm and delayed ACKs hold small replies back for up to 40 ms.
     let incoming = incoming::capped(TcpIncoming::from(listener).with_nodelay(Some(true)));
@@ -108,8 +108,8 @@ pub fn serve_peers(
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<Serving> {
     let peer = RaftServer::new(peer::PeerService::new(node))
-        .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX);
+        .max_decoding_message_size(limits::GRPC_MESSAGE_MAX_BYTES)
+        .max_encoding_message_size(limits::GRPC_MESSAGE_MAX_BYTES);
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem))
         .client_ca_root(Certificate::from_pem(&identity.ca_pem))

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use command::{Cmd, COMMANDS};
 
 use crate::assistant::{self, Assistant, Backend};
-use crate::client::{explain, Client, Consistency};
+use crate::client::{Client, Consistency};
 use crate::domain::state::DEMO_EVENT;
 use crate::json::{booking_json, event_json};
 use crate::pb::booking::v1 as pb;
@@ -361,7 +361,7 @@ impl Session {
     }
 
     async fn events(&mut self) -> Result<CommandOutput, String> {
-        let reply = self.client.list_events().await.map_err(|s| explain(&s))?;
+        let reply = self.client.list_events().await.map_err(|e| e.to_string())?;
         self.remember_events(&reply.events);
         let text = render::events_table(&reply.events, &self.event);
         let events: Vec<Value> = reply.events.iter().map(event_json).collect();
@@ -373,7 +373,7 @@ impl Session {
             .client
             .get_seats(&event, Consistency::Linearizable)
             .await
-            .map_err(|s| explain(&s))?;
+            .map_err(|e| e.to_string())?;
         self.event = event;
         self.remember_seats(&self.event, &seats);
         Ok(CommandOutput::new(
@@ -388,7 +388,7 @@ impl Session {
             .client
             .get_seats(&event, Consistency::Linearizable)
             .await
-            .map_err(|s| explain(&s))?;
+            .map_err(|e| e.to_string())?;
         self.remember_seats(&event, &reply);
         let text = render::seat_map(&reply, self.mode.colour);
         Ok(CommandOutput::new(text, render::seats_json(&reply)))
@@ -400,7 +400,7 @@ impl Session {
             .client
             .reserve(&self.event, &seats)
             .await
-            .map_err(|s| explain(&s))?;
+            .map_err(|e| e.to_string())?;
         let booking = reply.booking.unwrap_or_default();
         Ok(CommandOutput::new(
             format!(
@@ -423,7 +423,7 @@ impl Session {
             .client
             .cancel_seats(&self.event, &seats)
             .await
-            .map_err(|s| explain(&s))?;
+            .map_err(|e| e.to_string())?;
         Ok(cancelled(reply))
     }
 
@@ -435,12 +435,12 @@ impl Session {
             .client
             .cancel_booking(booking)
             .await
-            .map_err(|s| explain(&s))?;
+            .map_err(|e| e.to_string())?;
         Ok(cancelled(reply))
     }
 
     async fn bookings(&self) -> Result<CommandOutput, String> {
-        let reply = self.client.my_bookings().await.map_err(|s| explain(&s))?;
+        let reply = self.client.my_bookings().await.map_err(|e| e.to_string())?;
         let text = match reply.bookings.is_empty() {
             true => "no bookings".to_string(),
             false => render::bookings_table(&reply.bookings),
@@ -454,7 +454,7 @@ impl Session {
             .client
             .cluster_status()
             .await
-            .map_err(|s| explain(&s))?;
+            .map_err(|e| e.to_string())?;
         Ok(CommandOutput::new(
             status::render(&reply).trim_end(),
             status::to_json(&reply),
@@ -488,7 +488,7 @@ impl Session {
 
     /// `event info NAME`: what a buyer wants to know before choosing seats.
     async fn event_info(&self, name: &str) -> Result<CommandOutput, String> {
-        let reply = self.client.list_events().await.map_err(|s| explain(&s))?;
+        let reply = self.client.list_events().await.map_err(|e| e.to_string())?;
         let event = reply
             .events
             .iter()
@@ -524,7 +524,7 @@ impl Session {
             .client
             .create_event(name, rows, seats_per_row, max_per_user)
             .await
-            .map_err(|s| explain(&s))?;
+            .map_err(|e| e.to_string())?;
         let event = reply.event.unwrap_or_default();
         Ok(CommandOutput::new(
             format!(
@@ -662,7 +662,7 @@ impl Session {
         self.client
             .add_user(name, password, admin)
             .await
-            .map_err(|s| explain(&s))?;
+            .map_err(|e| e.to_string())?;
         let role = if admin { "admin" } else { "customer" };
         Ok(CommandOutput::new(
             format!("added {role} {name}"),
@@ -787,7 +787,7 @@ impl Session {
             .client
             .login(&user, &password)
             .await
-            .map_err(|s| explain(&s))?;
+            .map_err(|e| e.to_string())?;
         let role = match pb::Role::try_from(reply.role) {
             Ok(pb::Role::Admin) => "admin",
             _ => "customer",
@@ -967,7 +967,7 @@ impl Session {
             .client
             .get_seats(&event, Consistency::Linearizable)
             .await
-            .map_err(|s| explain(&s))?;
+            .map_err(|e| e.to_string())?;
         if self.mode.json {
             println!("{}", render::seats_json(&map));
         } else {
@@ -977,7 +977,7 @@ impl Session {
         let mut watch = self.client.watch_seats(&event, map.applied_index);
         let mut shown = 0u32;
         while updates.is_none_or(|max| shown < max) {
-            let update = watch.next().await.map_err(|s| explain(&s))?;
+            let update = watch.next().await.map_err(|e| e.to_string())?;
             // The first reply only says the watch is live when nothing changed since the map.
             if update.seats.is_empty() {
                 continue;

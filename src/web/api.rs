@@ -1,6 +1,7 @@
-//! The JSON API behind the page. Each route is one call on the cluster as the caller; gRPC
-//! statuses become HTTP statuses in one place ([`ApiFailure`]), with the cluster's own
-//! message, so the page and the shell say the same thing about the same refusal.
+//! The JSON API behind the page. Each route is one call on the cluster as the caller; the
+//! client's errors become HTTP statuses in one place ([`ApiFailure`]'s `From<ClientError>`),
+//! with the cluster's own message, so the page and the shell say the same thing about the
+//! same refusal.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::client::{new_request_id, Client, Consistency};
+use crate::client::{new_request_id, Client, ClientError, Consistency};
 use crate::json::{booking_json, event_json, page_seat_json};
 use crate::pb::booking::v1 as pb;
 
@@ -58,7 +59,7 @@ async fn poll_cluster(shared: std::sync::Weak<PageState>) {
         }
         let status = match shared.client.cluster_status().await {
             Ok(status) => cluster_json(&status),
-            Err(status) => json!({ "error": explain(&status), "nodes": [] }),
+            Err(error) => json!({ "error": page_words(&error), "nodes": [] }),
         };
         shared.cluster.send_if_modified(|current| {
             let changed = current.as_ref() != Some(&status);
@@ -97,15 +98,22 @@ impl ApiFailure {
     }
 }
 
-/// The cluster's refusal, with the one mapping of gRPC codes to HTTP (`error::http_status`).
-impl From<tonic::Status> for ApiFailure {
-    fn from(status: tonic::Status) -> ApiFailure {
-        let (http, code) = crate::error::http_status(status.code());
+/// The cluster's refusal, with the one mapping of the client's errors to HTTP
+/// ([`ClientError::http_status`], which `/ask/confirm` shares).
+impl From<ClientError> for ApiFailure {
+    fn from(error: ClientError) -> ApiFailure {
+        let (http, code) = error.http_status();
+        let retry_after_secs = match &error {
+            ClientError::Throttled {
+                retry_after_secs, ..
+            } => *retry_after_secs,
+            _ => None,
+        };
         ApiFailure {
             status: StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code,
-            message: explain(&status),
-            retry_after_secs: crate::error::retry_after_secs(&status),
+            message: page_words(&error),
+            retry_after_secs,
         }
     }
 }
@@ -126,13 +134,14 @@ impl IntoResponse for ApiFailure {
 /// What a route answers: its JSON, or a refusal as the page sees it.
 type JsonResult = Result<Json<Value>, ApiFailure>;
 
-fn explain(status: &tonic::Status) -> String {
-    match status.code() {
+/// The error as the page shows it: the cluster's words, except when no node answers.
+fn page_words(error: &ClientError) -> String {
+    match error {
         // The page's server is up but no node is: say so in the page's words.
-        _ if crate::client::is_unreachable(status) => {
+        ClientError::NoNodeAnswered(_) => {
             "no node of the cluster answers right now; the page retries".into()
         }
-        _ => crate::client::explain(status),
+        _ => error.to_string(),
     }
 }
 

@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use ticket::client::{Client, Consistency};
+use ticket::client::{Client, ClientError, Consistency};
 use ticket::config::Config;
 use ticket::pb::booking::v1::{GetSeatsReply, SeatStatus};
-use tonic::Code;
 
 use super::checker::{self, CancelTarget, Event, History, Op, Outcome, Snapshot};
 use super::proxy::Link;
@@ -424,19 +423,23 @@ pub fn snapshot(reply: &GetSeatsReply) -> Snapshot {
 }
 
 /// A refusal means it did not happen; anything else may or may not have.
-fn classify<T>(result: Result<T, tonic::Status>) -> Outcome<T> {
-    match result {
-        Ok(value) => Outcome::Ok(value),
-        Err(s) => match s.code() {
-            Code::InvalidArgument
-            | Code::NotFound
-            | Code::FailedPrecondition
-            | Code::PermissionDenied
-            | Code::Unauthenticated
-            | Code::AlreadyExists
-            | Code::OutOfRange => Outcome::Failed(format!("{:?}: {}", s.code(), s.message())),
-            _ => Outcome::Unknown(format!("{:?}: {}", s.code(), s.message())),
-        },
+fn classify<T>(result: Result<T, ClientError>) -> Outcome<T> {
+    let e = match result {
+        Ok(value) => return Outcome::Ok(value),
+        Err(e) => e,
+    };
+    let said = format!("{:?}: {}", e.code(), e.message());
+    match e {
+        ClientError::Invalid { .. }
+        | ClientError::NotFound { .. }
+        | ClientError::Refused { .. }
+        | ClientError::PermissionDenied { .. }
+        | ClientError::Unauthenticated { .. } => Outcome::Failed(said),
+        ClientError::Throttled { .. }
+        | ClientError::Unavailable { .. }
+        | ClientError::UnknownOutcome { .. }
+        | ClientError::NoNodeAnswered(_)
+        | ClientError::Other(_) => Outcome::Unknown(said),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The one client everything uses (the CLI, bench, tests; later the shell, scripts, the
 //! assistant and the page). It talks to any node of the cluster, goes straight to the leader
 //! once a reply names it, and when a node fails moves to another, retrying the same request
-//! with the same request id, so that a retry never books twice.
+//! with the same request id, so that a retry never books twice. Every call that fails says
+//! why as a [`ClientError`] (see `error.rs`): callers never see a gRPC status.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,6 +12,11 @@ use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
+
+mod error;
+
+use error::Kind;
+pub use error::{ClientError, NoNodeAnswered};
 
 use crate::config::Config;
 use crate::limits;
@@ -114,48 +120,9 @@ fn retryable(status: &Status) -> bool {
 /// is not answering.
 pub const PROBE_WAIT: Duration = Duration::from_secs(2);
 
-/// Set by the client (never by a node) on a call's failure when no node of the cluster
-/// accepted a connection at the end: see [`is_unreachable`].
-const UNREACHABLE: &str = "x-ticket-client-unreachable";
+/// How long the client waits for any node to accept a connection once a call has failed for
+/// want of one, to tell a cluster that is down from one that is slow.
 const UNREACHABLE_PROBE: Duration = Duration::from_millis(500);
-
-/// Whether a call failed because no node of the cluster could be reached at all.
-pub fn is_unreachable(status: &Status) -> bool {
-    status.metadata().get(UNREACHABLE).is_some()
-}
-
-/// A status from the cluster as a sentence for a person.
-pub fn explain(status: &Status) -> String {
-    match is_unreachable(status) {
-        true => {
-            "no node of the cluster answered: is it running? (start it with `ticket up`)".into()
-        }
-        false => status.message().to_string(),
-    }
-}
-
-/// No node of the cluster accepted a connection: it is not running, or not reachable from
-/// here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NoNodeAnswered {
-    pub addrs: Vec<SocketAddr>,
-    pub within: Duration,
-}
-
-impl std::fmt::Display for NoNodeAnswered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let addrs: Vec<String> = self.addrs.iter().map(ToString::to_string).collect();
-        write!(
-            f,
-            "no node of the cluster answered within {} s (tried {}): is it running? Start it \
-             with `ticket up`",
-            self.within.as_secs_f32(),
-            addrs.join(", ")
-        )
-    }
-}
-
-impl std::error::Error for NoNodeAnswered {}
 
 pub fn new_request_id() -> String {
     let bytes: [u8; 12] = rand::random();
@@ -176,8 +143,8 @@ impl Client {
             .filter_map(|&(id, addr)| match transport.channel(addr) {
                 Ok(channel) => {
                     let stub = BookingServiceClient::new(channel)
-                        .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
-                        .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX);
+                        .max_decoding_message_size(limits::GRPC_MESSAGE_MAX_BYTES)
+                        .max_encoding_message_size(limits::GRPC_MESSAGE_MAX_BYTES);
                     Some(Target { id, addr, stub })
                 }
                 Err(e) => {
@@ -271,15 +238,16 @@ impl Client {
         })
     }
 
-    /// `status`, marked [`UNREACHABLE`] when no node accepts a connection now: a person is
-    /// then told the cluster is down, not the last node's message.
-    async fn marked_if_unreachable(&self, mut status: Status) -> Status {
-        if status.code() == Code::Unavailable && self.probe(UNREACHABLE_PROBE).await.is_err() {
-            status
-                .metadata_mut()
-                .insert(UNREACHABLE, MetadataValue::from_static("1"));
+    /// What a call's last failure `status` comes to: [`ClientError::NoNodeAnswered`] when it
+    /// is UNAVAILABLE and no node accepts a connection now (a person is then told the
+    /// cluster is down, not the last node's message); otherwise its class for `kind`.
+    async fn failure(&self, status: Status, kind: Kind) -> ClientError {
+        if status.code() == Code::Unavailable {
+            if let Err(none) = self.probe(UNREACHABLE_PROBE).await {
+                return ClientError::NoNodeAnswered(none);
+            }
         }
-        status
+        ClientError::from_status(status, kind)
     }
 
     /// Calls go to this node first.
@@ -289,10 +257,13 @@ impl Client {
         }
     }
 
-    pub fn set_token(&mut self, user: &str, token: &str) -> Result<(), Status> {
+    pub fn set_token(&mut self, user: &str, token: &str) -> Result<(), ClientError> {
         let value = crate::wire::bearer(token)
             .parse()
-            .map_err(|_| Status::invalid_argument("the token is not valid header text"))?;
+            .map_err(|_| ClientError::Invalid {
+                message: "the token is not valid header text".into(),
+                code: Code::InvalidArgument,
+            })?;
         self.auth = Some(value);
         self.user = Some(user.to_string());
         Ok(())
@@ -323,17 +294,18 @@ impl Client {
 
     /// Runs `rpc` against the current node, moving to the next on a retryable failure until
     /// the call's deadline. The message is cloned per attempt; its request id stays the same.
-    async fn call<M, R, F, Fut>(&self, message: M, rpc: F) -> Result<R, Status>
+    /// `kind` says what a last failure worth retrying means: see [`ClientError::from_status`].
+    async fn call<M, R, F, Fut>(&self, kind: Kind, message: M, rpc: F) -> Result<R, ClientError>
     where
         M: Clone,
         F: Fn(Stub, Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
         if let Some(why) = &self.refused {
-            return Err(Status::failed_precondition(why.clone()));
+            return Err(Status::failed_precondition(why.clone()).into());
         }
         if self.targets.is_empty() {
-            return Err(Status::failed_precondition("this client knows no node"));
+            return Err(Status::failed_precondition("this client knows no node").into());
         }
         let deadline = tokio::time::Instant::now() + self.call_timeout;
         let mut attempt = 0usize;
@@ -364,25 +336,33 @@ impl Client {
                     self.current
                         .store((i + 1) % self.targets.len(), Ordering::Relaxed);
                     if tokio::time::Instant::now() >= deadline {
-                        return Err(self.marked_if_unreachable(status).await);
+                        return Err(self.failure(status, kind).await);
                     }
                     if attempt % self.targets.len() == 0 {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
-                Err(status) => return Err(status),
+                Err(status) => return Err(ClientError::from_status(status, kind)),
             }
         }
     }
 
     /// Logs in and keeps the token for later calls.
-    pub async fn login(&mut self, user: &str, password: &str) -> Result<pb::LoginReply, Status> {
+    pub async fn login(
+        &mut self,
+        user: &str,
+        password: &str,
+    ) -> Result<pb::LoginReply, ClientError> {
         let message = pb::LoginRequest {
             user: user.to_string(),
             password: password.to_string(),
         };
         let reply = self
-            .call(message, |mut s, r| async move { s.login(r).await })
+            .call(
+                Kind::Read,
+                message,
+                |mut s, r| async move { s.login(r).await },
+            )
             .await?;
         self.set_token(&reply.user, &reply.token)?;
         Ok(reply)
@@ -393,7 +373,7 @@ impl Client {
         name: &str,
         password: &str,
         admin: bool,
-    ) -> Result<pb::AddUserReply, Status> {
+    ) -> Result<pb::AddUserReply, ClientError> {
         let role = if admin {
             pb::Role::Admin
         } else {
@@ -405,8 +385,10 @@ impl Client {
             password: password.to_string(),
             role: role as i32,
         };
-        self.call(message, |mut s, r| async move { s.add_user(r).await })
-            .await
+        self.call(Kind::Write, message, |mut s, r| async move {
+            s.add_user(r).await
+        })
+        .await
     }
 
     /// Makes the first admin of a cluster with the setup code its first leader logged.
@@ -415,26 +397,35 @@ impl Client {
         setup_code: &str,
         name: &str,
         password: &str,
-    ) -> Result<pb::AddUserReply, Status> {
+    ) -> Result<pb::AddUserReply, ClientError> {
         let message = pb::SetupAdminRequest {
             request_id: new_request_id(),
             setup_code: setup_code.to_string(),
             name: name.to_string(),
             password: password.to_string(),
         };
-        self.call(message, |mut s, r| async move { s.setup_admin(r).await })
-            .await
+        self.call(Kind::Write, message, |mut s, r| async move {
+            s.setup_admin(r).await
+        })
+        .await
     }
 
     /// Revokes every token of `user` (None: the logged-in user), this client's included:
     /// logging out everywhere.
-    pub async fn revoke_tokens(&self, user: Option<&str>) -> Result<pb::UserChangedReply, Status> {
+    pub async fn revoke_tokens(
+        &self,
+        user: Option<&str>,
+    ) -> Result<pb::UserChangedReply, ClientError> {
         let message = pb::LogoutRequest {
             request_id: new_request_id(),
             user: user.unwrap_or_default().to_string(),
         };
-        self.call(message, |mut s, r| async move { s.logout(r).await })
-            .await
+        self.call(
+            Kind::Write,
+            message,
+            |mut s, r| async move { s.logout(r).await },
+        )
+        .await
     }
 
     /// Sets a new password for `user` (None: the logged-in user); older tokens stop working.
@@ -442,16 +433,15 @@ impl Client {
         &self,
         user: Option<&str>,
         new_password: &str,
-    ) -> Result<pb::UserChangedReply, Status> {
+    ) -> Result<pb::UserChangedReply, ClientError> {
         let message = pb::ChangePasswordRequest {
             request_id: new_request_id(),
             user: user.unwrap_or_default().to_string(),
             new_password: new_password.to_string(),
         };
-        self.call(
-            message,
-            |mut s, r| async move { s.change_password(r).await },
-        )
+        self.call(Kind::Write, message, |mut s, r| async move {
+            s.change_password(r).await
+        })
         .await
     }
 
@@ -460,23 +450,24 @@ impl Client {
         &self,
         user: &str,
         disabled: bool,
-    ) -> Result<pb::UserChangedReply, Status> {
+    ) -> Result<pb::UserChangedReply, ClientError> {
         let message = pb::SetUserDisabledRequest {
             request_id: new_request_id(),
             user: user.to_string(),
             disabled,
         };
-        self.call(
-            message,
-            |mut s, r| async move { s.set_user_disabled(r).await },
-        )
+        self.call(Kind::Write, message, |mut s, r| async move {
+            s.set_user_disabled(r).await
+        })
         .await
     }
 
-    pub async fn list_events(&self) -> Result<pb::ListEventsReply, Status> {
+    pub async fn list_events(&self) -> Result<pb::ListEventsReply, ClientError> {
         let message = pb::ListEventsRequest::default();
-        self.call(message, |mut s, r| async move { s.list_events(r).await })
-            .await
+        self.call(Kind::Read, message, |mut s, r| async move {
+            s.list_events(r).await
+        })
+        .await
     }
 
     pub async fn create_event(
@@ -485,7 +476,7 @@ impl Client {
         rows: u32,
         seats_per_row: u32,
         max_seats_per_user: u32,
-    ) -> Result<pb::CreateEventReply, Status> {
+    ) -> Result<pb::CreateEventReply, ClientError> {
         let message = pb::CreateEventRequest {
             request_id: new_request_id(),
             name: name.to_string(),
@@ -494,24 +485,32 @@ impl Client {
             max_seats_per_user,
             row_labels: Vec::new(),
         };
-        self.call(message, |mut s, r| async move { s.create_event(r).await })
-            .await
+        self.call(Kind::Write, message, |mut s, r| async move {
+            s.create_event(r).await
+        })
+        .await
     }
 
     pub async fn get_seats(
         &self,
         event: &str,
         consistency: Consistency,
-    ) -> Result<pb::GetSeatsReply, Status> {
+    ) -> Result<pb::GetSeatsReply, ClientError> {
         let message = pb::GetSeatsRequest {
             event: event.to_string(),
             consistency: consistency as i32,
         };
-        self.call(message, |mut s, r| async move { s.get_seats(r).await })
-            .await
+        self.call(Kind::Read, message, |mut s, r| async move {
+            s.get_seats(r).await
+        })
+        .await
     }
 
-    pub async fn reserve(&self, event: &str, seats: &[&str]) -> Result<pb::ReserveReply, Status> {
+    pub async fn reserve(
+        &self,
+        event: &str,
+        seats: &[&str],
+    ) -> Result<pb::ReserveReply, ClientError> {
         self.reserve_with_id(&new_request_id(), event, seats).await
     }
 
@@ -521,21 +520,23 @@ impl Client {
         request_id: &str,
         event: &str,
         seats: &[&str],
-    ) -> Result<pb::ReserveReply, Status> {
+    ) -> Result<pb::ReserveReply, ClientError> {
         let message = pb::ReserveRequest {
             request_id: request_id.to_string(),
             event: event.to_string(),
             seats: seats.iter().map(|s| s.to_string()).collect(),
         };
-        self.call(message, |mut s, r| async move { s.reserve(r).await })
-            .await
+        self.call(Kind::Write, message, |mut s, r| async move {
+            s.reserve(r).await
+        })
+        .await
     }
 
     pub async fn cancel_seats(
         &self,
         event: &str,
         seats: &[&str],
-    ) -> Result<pb::CancelReply, Status> {
+    ) -> Result<pb::CancelReply, ClientError> {
         self.cancel_seats_with_id(&new_request_id(), event, seats)
             .await
     }
@@ -546,18 +547,22 @@ impl Client {
         request_id: &str,
         event: &str,
         seats: &[&str],
-    ) -> Result<pb::CancelReply, Status> {
+    ) -> Result<pb::CancelReply, ClientError> {
         let message = pb::CancelRequest {
             request_id: request_id.to_string(),
             event: event.to_string(),
             seats: seats.iter().map(|s| s.to_string()).collect(),
             booking_id: String::new(),
         };
-        self.call(message, |mut s, r| async move { s.cancel(r).await })
-            .await
+        self.call(
+            Kind::Write,
+            message,
+            |mut s, r| async move { s.cancel(r).await },
+        )
+        .await
     }
 
-    pub async fn cancel_booking(&self, booking_id: &str) -> Result<pb::CancelReply, Status> {
+    pub async fn cancel_booking(&self, booking_id: &str) -> Result<pb::CancelReply, ClientError> {
         self.cancel_booking_with_id(&new_request_id(), booking_id)
             .await
     }
@@ -567,21 +572,27 @@ impl Client {
         &self,
         request_id: &str,
         booking_id: &str,
-    ) -> Result<pb::CancelReply, Status> {
+    ) -> Result<pb::CancelReply, ClientError> {
         let message = pb::CancelRequest {
             request_id: request_id.to_string(),
             event: String::new(),
             seats: Vec::new(),
             booking_id: booking_id.to_string(),
         };
-        self.call(message, |mut s, r| async move { s.cancel(r).await })
-            .await
+        self.call(
+            Kind::Write,
+            message,
+            |mut s, r| async move { s.cancel(r).await },
+        )
+        .await
     }
 
-    pub async fn my_bookings(&self) -> Result<pb::MyBookingsReply, Status> {
+    pub async fn my_bookings(&self) -> Result<pb::MyBookingsReply, ClientError> {
         let message = pb::MyBookingsRequest::default();
-        self.call(message, |mut s, r| async move { s.my_bookings(r).await })
-            .await
+        self.call(Kind::Read, message, |mut s, r| async move {
+            s.my_bookings(r).await
+        })
+        .await
     }
 
     /// Watches `event`'s seats from `from_index` (0: the whole map first). The watch moves to
@@ -595,10 +606,12 @@ impl Client {
         }
     }
 
-    pub async fn cluster_status(&self) -> Result<pb::ClusterStatusReply, Status> {
+    pub async fn cluster_status(&self) -> Result<pb::ClusterStatusReply, ClientError> {
         let message = pb::ClusterStatusRequest {};
-        self.call(message, |mut s, r| async move { s.cluster_status(r).await })
-            .await
+        self.call(Kind::Read, message, |mut s, r| async move {
+            s.cluster_status(r).await
+        })
+        .await
     }
 }
 
@@ -621,7 +634,7 @@ impl SeatWatch {
     /// map). A node that fails is left for another, resuming from [`index`](Self::index);
     /// an error comes back only when no node serves the watch within the client's call
     /// timeout, or the watch itself is refused (an unknown event, a bad token).
-    pub async fn next(&mut self) -> Result<pb::WatchSeatsReply, Status> {
+    pub async fn next(&mut self) -> Result<pb::WatchSeatsReply, ClientError> {
         let deadline = tokio::time::Instant::now() + self.client.call_timeout;
         let mut last_error = Status::unavailable("no node serves the watch");
         loop {
@@ -633,7 +646,7 @@ impl SeatWatch {
                     }
                     Ok(None) => last_error = Status::unavailable("the node ended the watch"),
                     Err(status) if retryable(&status) => last_error = status,
-                    Err(status) => return Err(status),
+                    Err(status) => return Err(status.into()),
                 }
                 // This node is gone or going: resume on the next.
                 self.stream = None;
@@ -642,7 +655,7 @@ impl SeatWatch {
                 self.client.current.store((i + 1) % n, Ordering::Relaxed);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(last_error);
+                return Err(last_error.into());
             }
             let message = pb::WatchSeatsRequest {
                 event: self.event.clone(),
@@ -650,12 +663,104 @@ impl SeatWatch {
             };
             match self
                 .client
-                .call(message, |mut s, r| async move { s.watch_seats(r).await })
+                .call(Kind::Read, message, |mut s, r| async move {
+                    s.watch_seats(r).await
+                })
                 .await
             {
                 Ok(stream) => self.stream = Some(stream),
-                Err(status) => return Err(status),
+                Err(error) => return Err(error),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node that accepts connections and never answers: every attempt times out, yet the
+    /// cluster is not down. The returned task holds the connections open.
+    async fn silent_node() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        (addr, task)
+    }
+
+    fn impatient(addr: SocketAddr) -> Client {
+        Client::new(&[(1, addr)]).with_call_timeout(Duration::from_millis(300))
+    }
+
+    #[test]
+    fn the_retried_codes_are_the_ones_that_end_unavailable_or_unknown() {
+        for code in (0..17).map(Code::from) {
+            let status = Status::new(code, "");
+            let read = ClientError::from_status(status.clone(), Kind::Read);
+            let write = ClientError::from_status(status.clone(), Kind::Write);
+            assert_eq!(
+                retryable(&status),
+                matches!(read, ClientError::Unavailable { .. }),
+                "{code:?}"
+            );
+            assert_eq!(
+                retryable(&status),
+                matches!(write, ClientError::UnknownOutcome { .. }),
+                "{code:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_times_out_has_an_unknown_outcome_and_a_read_is_unavailable() {
+        let (addr, node) = silent_node().await;
+        let client = impatient(addr);
+        let write = client.reserve("demo", &["S1"]).await.map(|_| ());
+        assert!(
+            matches!(write, Err(ClientError::UnknownOutcome { .. })),
+            "{write:?}"
+        );
+        let cancel = client.cancel_booking("bk-1").await.map(|_| ());
+        assert!(
+            matches!(cancel, Err(ClientError::UnknownOutcome { .. })),
+            "{cancel:?}"
+        );
+        let read = client
+            .get_seats("demo", Consistency::Linearizable)
+            .await
+            .map(|_| ());
+        assert!(
+            matches!(read, Err(ClientError::Unavailable { .. })),
+            "{read:?}"
+        );
+        node.abort();
+    }
+
+    #[tokio::test]
+    async fn a_call_to_a_cluster_that_is_down_says_no_node_answered() {
+        let (addr, node) = silent_node().await;
+        node.abort();
+        // Wait until the port refuses connections.
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let client = impatient(addr);
+        let read = client.list_events().await.map(|_| ());
+        assert!(
+            matches!(read, Err(ClientError::NoNodeAnswered(_))),
+            "{read:?}"
+        );
+        let write = client.reserve("demo", &["S1"]).await.map(|_| ());
+        assert!(
+            matches!(write, Err(ClientError::NoNodeAnswered(_))),
+            "{write:?}"
+        );
     }
 }
