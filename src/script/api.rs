@@ -83,6 +83,20 @@ fn admin_password(host: &Host) -> Fallible<String> {
 }
 
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
+    register_accounts(engine, host);
+    register_from_table(engine, host);
+    register_utilities(engine, host);
+    let h = host.clone();
+    engine.register_fn(
+        "parallel",
+        move |context: NativeCallContext, n: i64, f: FnPtr| parallel(&h, context, n, f),
+    );
+    register_cluster_control(engine, host);
+}
+
+/// `login`, `login_admin` and `add_user`: by hand, since a password never travels as a word
+/// of a command line.
+fn register_accounts(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
     engine.register_fn("login", move |user: &str, password: &str| {
         login(&h, user, password)
@@ -116,6 +130,10 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         "add_user",
         move |name: &str, password: &str, admin: bool| add_user(&h, name, password, admin),
     );
+}
+
+/// `sleep`, `assert`, `now_ms` and `random_password`.
+fn register_utilities(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
     engine.register_fn("sleep", move |ms: i64| -> Fallible<()> {
         if !(0..=SLEEP_MAX_MS).contains(&ms) {
@@ -147,13 +165,6 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         let bytes: [u8; 12] = rand::random();
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     });
-    register_from_table(engine, host);
-    let h = host.clone();
-    engine.register_fn(
-        "parallel",
-        move |context: NativeCallContext, n: i64, f: FnPtr| parallel(&h, context, n, f),
-    );
-    register_cluster_control(engine, host);
 }
 
 /// The functions the command table gives (`event_info(NAME)` for `event info NAME`): each runs

@@ -85,11 +85,9 @@ impl Api {
     }
 }
 
+/// The request's consistency; a value this build does not know reads linearizably.
 fn consistency(value: i32) -> Consistency {
-    match pb::Consistency::try_from(value) {
-        Ok(pb::Consistency::Stale) => Consistency::Stale,
-        _ => Consistency::Linearizable,
-    }
+    Consistency::try_from(value).unwrap_or(Consistency::Linearizable)
 }
 
 fn invalid(message: String) -> ApiError {

@@ -53,12 +53,8 @@ pub struct Written {
     pub leader: NodeId,
 }
 
-/// How up to date a read must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Consistency {
-    Linearizable,
-    Stale,
-}
+/// How up to date a read must be: the wire's one type, which the client uses too.
+pub use crate::pb::booking::v1::Consistency;
 
 impl Node {
     pub fn leader(&self) -> Option<NodeId> {
