@@ -3,6 +3,11 @@
 //! gRPC codes become classes here and nowhere else ([`ClientError::from_status`]); callers
 //! above the client match the classes, and show an error to a person with `Display`.
 //!
+//! There is no "not leader" class: a node that is not the leader forwards a write to the
+//! one that is (and a linearizable read asks it for a read index), so the client API never
+//! answers "not leader"; between leaders a call is UNAVAILABLE and the client tries the next
+//! node. The leader's id reaches the client in the response metadata (`wire::leader`).
+//!
 //! What it does not do: retry, or choose which failures are worth retrying on another node
 //! (the client's `call` does that, with the same request id); it only names what the last
 //! attempt came to.

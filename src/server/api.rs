@@ -651,11 +651,15 @@ impl BookingService for Api {
         &self,
         request: Request<pb::GetSeatsRequest>,
     ) -> Result<Response<pb::GetSeatsReply>, Status> {
-        let viewer = self.optional_user(&request).await?;
-        let r = request.into_inner();
-        let event_name = crate::wire::event_or_demo(r.event);
+        // Checked before the barrier and again after it, as in `my_bookings`.
+        self.optional_user(&request).await?;
+        let event_name = crate::wire::event_or_demo(request.get_ref().event.clone());
         validate::name("event", &event_name).map_err(invalid)?;
-        let index = self.node.read_barrier(consistency(r.consistency)).await?;
+        let index = self
+            .node
+            .read_barrier(consistency(request.get_ref().consistency))
+            .await?;
+        let viewer = self.optional_user(&request).await?;
         let applied = self.node.sm.read();
         let state = &applied.state;
         let event = state
@@ -753,11 +757,15 @@ impl BookingService for Api {
         &self,
         request: Request<pb::MyBookingsRequest>,
     ) -> Result<Response<pb::MyBookingsReply>, Status> {
-        let user = self.user(&request).await?;
+        // The token is checked before any work, and again once the barrier has brought this
+        // node's state up to date: a token revoked before a linearizable read began is then
+        // refused by every node, not only by those that had applied the revocation.
+        self.user(&request).await?;
         let index = self
             .node
             .read_barrier(consistency(request.get_ref().consistency))
             .await?;
+        let user = self.user(&request).await?;
         let bookings = self.node.sm.read().state.bookings_of(&user);
         Ok(Response::new(pb::MyBookingsReply {
             bookings: bookings.into_iter().map(booking_pb).collect(),
