@@ -31,6 +31,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub raft: RaftConfig,
     pub security: SecurityConfig,
+    pub booking: BookingConfig,
     pub nodes: Vec<NodeConfig>,
     pub peer_tls: PeerTlsConfig,
     /// `[tls]`: TLS on the client API. None: plain text, which a node allows only on a
@@ -188,6 +189,25 @@ impl Default for SecurityConfig {
     }
 }
 
+/// `[booking]`: how checkout behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BookingConfig {
+    /// How long a hold keeps its seats unless the request asks for another length.
+    pub hold_ms: u64,
+    /// The longest a hold may last in all, extensions included (at most 2 hours).
+    pub hold_max_ms: u64,
+}
+
+impl Default for BookingConfig {
+    fn default() -> Self {
+        BookingConfig {
+            hold_ms: limits::HOLD_MS_DEFAULT,
+            hold_max_ms: limits::HOLD_MAX_MS_DEFAULT,
+        }
+    }
+}
+
 /// Which backend answers `ask`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -272,6 +292,7 @@ struct RawConfig {
     data_dir: Option<Spanned<String>>,
     raft: Option<Spanned<RaftConfig>>,
     security: Option<Spanned<SecurityConfig>>,
+    booking: Option<Spanned<BookingConfig>>,
     nodes: Spanned<Vec<RawNode>>,
     peer_tls: Option<RawPeerTls>,
     tls: Option<RawPeerTls>,
@@ -333,6 +354,7 @@ impl Config {
         let data_dir = parse_data_dir(&locate, raw.data_dir.as_ref(), base)?;
         let raft = parse_raft(&locate, raw.raft)?;
         let security = parse_security(&locate, raw.security, base, &data_dir)?;
+        let booking = parse_booking(&locate, raw.booking)?;
         let nodes = parse_nodes(&locate, &raw.nodes)?;
         let assistant = parse_assistant(&locate, raw.assistant, base)?;
         let peer_tls = parse_peer_tls(raw.peer_tls, base, &data_dir);
@@ -343,6 +365,7 @@ impl Config {
             data_dir,
             raft,
             security,
+            booking,
             nodes,
             peer_tls,
             tls,
@@ -419,6 +442,37 @@ fn parse_raft(
     let raft = raft.into_inner();
     check_raft(&raft).map_err(|(key, msg)| locate.error(span, Some(key), &msg))?;
     Ok(raft)
+}
+
+/// `[booking]`, checked; the defaults when absent.
+fn parse_booking(
+    locate: &Locator,
+    booking: Option<Spanned<BookingConfig>>,
+) -> Result<BookingConfig, ConfigError> {
+    let Some(booking) = booking else {
+        return Ok(BookingConfig::default());
+    };
+    let span = booking.span();
+    let booking = booking.into_inner();
+    let range = limits::HOLD_MS_MIN..=limits::HOLD_MS_MAX;
+    let (key, message) = if !range.contains(&booking.hold_ms) {
+        ("hold_ms", "hold_ms")
+    } else if !range.contains(&booking.hold_max_ms) {
+        ("hold_max_ms", "hold_max_ms")
+    } else if booking.hold_max_ms < booking.hold_ms {
+        return Err(locate.error(span, Some("hold_max_ms"), "must be at least hold_ms"));
+    } else {
+        return Ok(booking);
+    };
+    Err(locate.error(
+        span,
+        Some(key),
+        &format!(
+            "{message} must be {} to {} (ms)",
+            limits::HOLD_MS_MIN,
+            limits::HOLD_MS_MAX
+        ),
+    ))
 }
 
 /// `[security]`, checked, with the token-key file resolved (default

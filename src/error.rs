@@ -38,17 +38,32 @@ impl From<Rejection> for ApiError {
             Rejection::UnknownEvent(_)
             | Rejection::UnknownSeat { .. }
             | Rejection::UnknownBooking(_)
-            | Rejection::UnknownUser(_) => ApiError::NotFound(message),
-            Rejection::SeatsTaken { .. }
+            | Rejection::UnknownUser(_)
+            | Rejection::UnknownHold(_)
+            | Rejection::UnknownCategory { .. } => ApiError::NotFound(message),
+            Rejection::HoldTooLong { .. } | Rejection::BadCategories(_) => {
+                ApiError::InvalidArgument(message)
+            }
+            Rejection::HoldExpired { .. }
+            | Rejection::HoldConfirmed { .. }
+            | Rejection::HoldReleased(_)
+            | Rejection::HoldAtMaximum { .. }
+            | Rejection::SeatsHeld { .. }
+            | Rejection::NoSeats { .. }
+            | Rejection::AlreadyCheckedIn { .. }
+            | Rejection::TicketVoid { .. }
+            | Rejection::SeatsTaken { .. }
             | Rejection::SeatNotReserved { .. }
             | Rejection::LimitReached { .. }
             | Rejection::UserExists(_)
             | Rejection::EventExists(_)
             | Rejection::TooManyEvents(_)
             | Rejection::TooManyUsers(_) => ApiError::FailedPrecondition(message),
-            Rejection::NotOwner(_) | Rejection::NotAdmin | Rejection::SetupRefused => {
-                ApiError::PermissionDenied(message)
-            }
+            Rejection::NotOwner(_)
+            | Rejection::NotAdmin
+            | Rejection::SetupRefused
+            | Rejection::NotYourHold(_)
+            | Rejection::NotDoor => ApiError::PermissionDenied(message),
         }
     }
 }

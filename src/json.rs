@@ -19,6 +19,8 @@ pub fn seat_status_word(status: i32) -> &'static str {
     match pb::SeatStatus::try_from(status) {
         Ok(pb::SeatStatus::Free) => "free",
         Ok(pb::SeatStatus::Mine) => "mine",
+        Ok(pb::SeatStatus::Held) => "held",
+        Ok(pb::SeatStatus::HeldByYou) => "held_by_you",
         Ok(pb::SeatStatus::Taken) | Err(_) => "taken",
     }
 }
@@ -32,6 +34,10 @@ pub fn seat_json(s: &pb::Seat) -> Value {
         "status": seat_status_word(s.status),
         "holder": s.holder,
         "booking_id": s.booking_id,
+        "category": s.category,
+        "price_minor": s.price_minor,
+        "hold_id": s.hold_id,
+        "hold_expires_at_ms": s.hold_expires_at_ms,
     })
 }
 
@@ -40,9 +46,16 @@ pub fn seat_json(s: &pb::Seat) -> Value {
 /// seat).
 pub fn page_seat_json(s: &pb::Seat) -> Value {
     let mut seat = seat_json(s);
-    if s.holder.is_empty() {
-        if let Some(fields) = seat.as_object_mut() {
+    if let Some(fields) = seat.as_object_mut() {
+        if s.holder.is_empty() {
             fields.remove("holder");
+            fields.remove("booking_id");
+        }
+        if s.hold_id.is_empty() {
+            fields.remove("hold_id");
+            fields.remove("hold_expires_at_ms");
+        }
+        if s.booking_id.is_empty() {
             fields.remove("booking_id");
         }
     }
@@ -57,6 +70,12 @@ pub fn event_json(e: &pb::Event) -> Value {
         "max_seats_per_user": e.max_seats_per_user,
         "free": e.free,
         "taken": e.taken,
+        "currency": e.currency,
+        "categories": e.categories.iter().map(|c| json!({
+            "name": c.name,
+            "price_minor": c.price_minor,
+            "covers": c.covers,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -67,7 +86,44 @@ pub fn booking_json(b: &pb::Booking) -> Value {
         "seats": b.seats,
         "user": b.user,
         "created_at_ms": b.created_at_ms,
+        "total_minor": b.total_minor,
+        "currency": b.currency,
+        "payment_ref": b.payment_ref,
     })
+}
+
+pub fn hold_json(h: &pb::Hold) -> Value {
+    json!({
+        "id": h.id,
+        "event": h.event,
+        "seats": h.seats,
+        "user": h.user,
+        "created_at_ms": h.created_at_ms,
+        "expires_at_ms": h.expires_at_ms,
+        "latest_expiry_ms": h.latest_expiry_ms,
+        "total_minor": h.total_minor,
+        "currency": h.currency,
+    })
+}
+
+pub fn ticket_json(t: &pb::Ticket) -> Value {
+    json!({
+        "code": t.code,
+        "event": t.event,
+        "seat": t.seat,
+        "booking_id": t.booking_id,
+        "checked_in_at_ms": t.checked_in_at_ms,
+        "checked_in_by": t.checked_in_by,
+    })
+}
+
+/// A price in minor units as a person reads it: `80.00 EUR`; nothing for a free seat in an
+/// event without prices.
+pub fn price_text(minor: u64, currency: &str) -> String {
+    if currency.is_empty() {
+        return String::new();
+    }
+    format!("{}.{:02} {currency}", minor / 100, minor % 100)
 }
 
 #[cfg(test)]
@@ -91,18 +147,23 @@ mod tests {
             status: pb::SeatStatus::Taken as i32,
             holder: holder.into(),
             booking_id: booking_id.into(),
+            ..Default::default()
         };
         let hidden = seat("", "");
         assert_eq!(
             seat_json(&hidden),
-            json!({ "id": "S2", "row": "S", "status": "taken", "holder": "", "booking_id": "" })
+            json!({ "id": "S2", "row": "S", "status": "taken", "holder": "", "booking_id": "",
+                    "category": "", "price_minor": 0, "hold_id": "", "hold_expires_at_ms": 0 })
         );
         assert_eq!(
             page_seat_json(&hidden),
-            json!({ "id": "S2", "row": "S", "status": "taken" })
+            json!({ "id": "S2", "row": "S", "status": "taken", "category": "", "price_minor": 0 })
         );
         let told = seat("user1", "bk-1");
-        assert_eq!(page_seat_json(&told), seat_json(&told));
+        assert!(
+            page_seat_json(&told).get("hold_id").is_none(),
+            "no hold, no hold fields"
+        );
         assert_eq!(page_seat_json(&told)["holder"], "user1");
         assert_eq!(page_seat_json(&told)["booking_id"], "bk-1");
     }

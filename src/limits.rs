@@ -49,6 +49,30 @@ pub const USERS_MAX: usize = 1_000_000;
 /// The per-user limit an event gets when its creator names none.
 pub const SEATS_PER_USER_DEFAULT: u32 = 10;
 
+/// How long a hold lasts when cluster.toml names nothing (`[booking] hold_ms`), how long
+/// extending may make it last in all (`hold_max_ms`), and the bounds apply holds any command
+/// to, whatever a node was configured with (seats.io's longest hold is 2 hours).
+pub const HOLD_MS_DEFAULT: u64 = 600_000;
+pub const HOLD_MAX_MS_DEFAULT: u64 = 1_800_000;
+pub const HOLD_MS_MIN: u64 = 1_000;
+pub const HOLD_MS_MAX: u64 = 7_200_000;
+const _: () = assert!(HOLD_MS_MIN <= HOLD_MS_DEFAULT && HOLD_MS_DEFAULT <= HOLD_MAX_MS_DEFAULT);
+const _: () = assert!(HOLD_MAX_MS_DEFAULT <= HOLD_MS_MAX);
+/// Ended holds remembered, so that a late confirm is told "expired at ..." rather than
+/// "unknown"; the oldest is forgotten first.
+pub const HOLDS_ENDED_KEPT: usize = 100_000;
+/// Price categories of one event, and the covers (rows or seat ranges) of one category.
+pub const CATEGORIES_PER_EVENT_MAX: usize = 16;
+pub const COVERS_PER_CATEGORY_MAX: usize = 32;
+/// One seat's price in minor units: a billion euros, so sums of a request never overflow.
+pub const PRICE_MINOR_MAX: u64 = 100_000_000_000;
+/// A payment reference recorded with a confirmed hold.
+pub const PAYMENT_REF_LEN_MAX: usize = 64;
+/// A ticket code a client may send to be checked in.
+pub const TICKET_CODE_LEN_MAX: usize = 256;
+/// Seats of one best-available hold: as many as one request may name.
+pub const BEST_COUNT_MAX: u32 = SEATS_PER_REQUEST_MAX as u32;
+
 /// Request ids remembered for exactly-once retries; the oldest is forgotten first.
 pub const DEDUPE_ENTRIES_MAX: usize = 200_000;
 

@@ -379,6 +379,16 @@ impl Client {
         } else {
             pb::Role::Customer
         };
+        self.add_user_with_role(name, password, role).await
+    }
+
+    /// Adds a user of any role (an admin or door staff needs an admin's token).
+    pub async fn add_user_with_role(
+        &self,
+        name: &str,
+        password: &str,
+        role: pb::Role,
+    ) -> Result<pb::AddUserReply, ClientError> {
         let message = pb::AddUserRequest {
             request_id: new_request_id(),
             name: name.to_string(),
@@ -484,9 +494,123 @@ impl Client {
             seats_per_row,
             max_seats_per_user,
             row_labels: Vec::new(),
+            categories: Vec::new(),
+            currency: String::new(),
         };
+        self.create_event_from(message).await
+    }
+
+    /// Creates an event from a whole request (categories and prices, row labels); an empty
+    /// request id is given a fresh one.
+    pub async fn create_event_from(
+        &self,
+        mut message: pb::CreateEventRequest,
+    ) -> Result<pb::CreateEventReply, ClientError> {
+        if message.request_id.is_empty() {
+            message.request_id = new_request_id();
+        }
         self.call(Kind::Write, message, |mut s, r| async move {
             s.create_event(r).await
+        })
+        .await
+    }
+
+    /// Holds seats (named, or the best `best_count`); an empty request id is given a fresh
+    /// one, and a retry reuses it.
+    pub async fn hold(&self, mut message: pb::HoldRequest) -> Result<pb::HoldReply, ClientError> {
+        if message.request_id.is_empty() {
+            message.request_id = new_request_id();
+        }
+        self.call(
+            Kind::Write,
+            message,
+            |mut s, r| async move { s.hold(r).await },
+        )
+        .await
+    }
+
+    pub async fn confirm_hold(
+        &self,
+        hold_id: &str,
+        payment_ref: &str,
+    ) -> Result<pb::ReserveReply, ClientError> {
+        self.confirm_hold_with_id(&new_request_id(), hold_id, payment_ref)
+            .await
+    }
+
+    /// Confirms with a request id of the caller's choosing (a retry must reuse it).
+    pub async fn confirm_hold_with_id(
+        &self,
+        request_id: &str,
+        hold_id: &str,
+        payment_ref: &str,
+    ) -> Result<pb::ReserveReply, ClientError> {
+        let message = pb::ConfirmHoldRequest {
+            request_id: request_id.to_string(),
+            hold_id: hold_id.to_string(),
+            payment_ref: payment_ref.to_string(),
+        };
+        self.call(Kind::Write, message, |mut s, r| async move {
+            s.confirm_hold(r).await
+        })
+        .await
+    }
+
+    /// Extends a hold by `duration_ms` from now (0: the cluster's default length).
+    pub async fn extend_hold(
+        &self,
+        hold_id: &str,
+        duration_ms: u64,
+    ) -> Result<pb::HoldReply, ClientError> {
+        let message = pb::ExtendHoldRequest {
+            request_id: new_request_id(),
+            hold_id: hold_id.to_string(),
+            duration_ms,
+        };
+        self.call(Kind::Write, message, |mut s, r| async move {
+            s.extend_hold(r).await
+        })
+        .await
+    }
+
+    pub async fn release_hold(&self, hold_id: &str) -> Result<pb::CancelReply, ClientError> {
+        let message = pb::ReleaseHoldRequest {
+            request_id: new_request_id(),
+            hold_id: hold_id.to_string(),
+        };
+        self.call(Kind::Write, message, |mut s, r| async move {
+            s.release_hold(r).await
+        })
+        .await
+    }
+
+    pub async fn my_holds(&self) -> Result<pb::MyHoldsReply, ClientError> {
+        let message = pb::MyHoldsRequest {
+            consistency: Consistency::Linearizable as i32,
+        };
+        self.call(Kind::Read, message, |mut s, r| async move {
+            s.my_holds(r).await
+        })
+        .await
+    }
+
+    pub async fn my_tickets(&self) -> Result<pb::MyTicketsReply, ClientError> {
+        let message = pb::MyTicketsRequest {
+            consistency: Consistency::Linearizable as i32,
+        };
+        self.call(Kind::Read, message, |mut s, r| async move {
+            s.my_tickets(r).await
+        })
+        .await
+    }
+
+    pub async fn check_in(&self, code: &str) -> Result<pb::CheckInReply, ClientError> {
+        let message = pb::CheckInRequest {
+            request_id: new_request_id(),
+            code: code.to_string(),
+        };
+        self.call(Kind::Write, message, |mut s, r| async move {
+            s.check_in(r).await
         })
         .await
     }

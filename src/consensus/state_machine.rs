@@ -138,13 +138,18 @@ impl StateMachineStore {
 fn touched_seats(outcomes: &[Outcome], touched: &mut Vec<(String, String)>) {
     for outcome in outcomes {
         match outcome {
-            Outcome::Reserved(booking) => touched.extend(
+            Outcome::Reserved(booking) | Outcome::Confirmed(booking) => touched.extend(
                 booking
                     .seats
                     .iter()
                     .map(|seat| (booking.event.clone(), seat.clone())),
             ),
-            Outcome::Cancelled { event, seats } => {
+            Outcome::Held(hold) | Outcome::HoldExtended(hold) => touched.extend(
+                hold.seats
+                    .iter()
+                    .map(|seat| (hold.event.clone(), seat.clone())),
+            ),
+            Outcome::Cancelled { event, seats } | Outcome::HoldReleased { event, seats } => {
                 touched.extend(seats.iter().map(|seat| (event.clone(), seat.clone())))
             }
             _ => {}
@@ -275,7 +280,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                             let state = &mut applied.state;
                             let result =
                                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                    state.apply(command)
+                                    // Seats whose holds ran out before the command, too.
+                                    state.apply_noting(command, &mut touched)
                                 }));
                             match result {
                                 Ok(outcome) => results.push(outcome),

@@ -10,6 +10,7 @@
 //! request before it is proposed (see [`validate`]), or know about Raft.
 
 pub mod auth;
+pub mod best;
 #[cfg(test)]
 mod proptests;
 mod seats;
@@ -20,13 +21,15 @@ pub mod viewer;
 use serde::{Deserialize, Serialize};
 
 pub use seats::SeatMap;
-pub use state::{BookingRecord, EventRecord, State, User};
+pub use state::{BookingRecord, BookingStatus, Category, EventRecord, State, User};
 
 /// Who a user is to the system.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Customer,
     Admin,
+    /// Checks tickets in at the door, and nothing else an admin may.
+    Door,
 }
 
 /// A PBKDF2-HMAC-SHA256 password hash with its own salt and round count.
@@ -50,6 +53,42 @@ pub struct EventSpec {
     pub row_labels: Vec<String>,
     pub seats_per_row: u32,
     pub max_seats_per_user: u32,
+    /// Price categories, best first. Empty: one free-of-charge category for every seat.
+    /// Otherwise they cover every seat, none twice.
+    pub categories: Vec<CategorySpec>,
+    /// ISO 4217 code of every price (`EUR`); empty when the event has no categories.
+    pub currency: String,
+}
+
+/// A price category as an event is created with it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CategorySpec {
+    pub name: String,
+    /// The price of one seat in minor units of the event's currency (cents).
+    pub price_minor: u64,
+    /// What it covers: rows (`A`), row ranges (`A-C`) or seat ranges in one row (`D1-D10`).
+    pub covers: Vec<String>,
+}
+
+/// Which seats a hold asks for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum HoldTarget {
+    /// These seats, all or none.
+    Seats(Vec<String>),
+    /// The best `count` seats the state machine finds (see [`best`]), chosen inside the
+    /// command so nobody can take them between the choice and the hold.
+    Best(BestAsk),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BestAsk {
+    pub count: u32,
+    /// Only seats of this category; any category when None.
+    pub category: Option<String>,
+    /// Only seats at most this dear (minor units).
+    pub max_price_minor: Option<u64>,
+    /// Whether the seats may be split when no `count` are together.
+    pub split: bool,
 }
 
 /// How a new cluster gets its first admin.
@@ -136,6 +175,53 @@ pub enum Command {
         target: CancelTarget,
         now_ms: u64,
     },
+    /// Holds seats for `duration_ms` (log time) for checkout; `max_ms` is how long extending
+    /// may make the hold last in all, from now.
+    Hold {
+        request_id: String,
+        actor: String,
+        event: String,
+        target: HoldTarget,
+        duration_ms: u64,
+        max_ms: u64,
+        now_ms: u64,
+    },
+    /// Turns a live hold into a booking of the same number.
+    ConfirmHold {
+        request_id: String,
+        actor: String,
+        hold: u64,
+        payment_ref: Option<String>,
+        now_ms: u64,
+    },
+    /// Moves a live hold's expiry to `now + duration_ms`, within its maximum.
+    ExtendHold {
+        request_id: String,
+        actor: String,
+        hold: u64,
+        duration_ms: u64,
+        now_ms: u64,
+    },
+    /// Gives a hold's seats back (its holder, or an admin).
+    ReleaseHold {
+        request_id: String,
+        actor: String,
+        hold: u64,
+        now_ms: u64,
+    },
+    /// Marks one ticket used: seat `seat` of booking `booking` in `event`. The node checked the
+    /// ticket's signature; apply checks that the booking still has the seat.
+    CheckIn {
+        request_id: String,
+        actor: String,
+        event: String,
+        seat: String,
+        booking: u64,
+        now_ms: u64,
+    },
+    /// Moves log time on, so that holds past their expiry give their seats back even when no
+    /// other command comes. The leader proposes one when a hold is due.
+    Sweep { now_ms: u64 },
 }
 
 impl Command {
@@ -151,13 +237,61 @@ impl Command {
             Command::CreateEvent { .. } => "CreateEvent",
             Command::Reserve { .. } => "Reserve",
             Command::Cancel { .. } => "Cancel",
+            Command::Hold { .. } => "Hold",
+            Command::ConfirmHold { .. } => "ConfirmHold",
+            Command::ExtendHold { .. } => "ExtendHold",
+            Command::ReleaseHold { .. } => "ReleaseHold",
+            Command::CheckIn { .. } => "CheckIn",
+            Command::Sweep { .. } => "Sweep",
+        }
+    }
+
+    /// The time the command carries, if it carries one.
+    pub fn now_ms(&self) -> Option<u64> {
+        match self {
+            Command::Bootstrap { now_ms, .. }
+            | Command::CreateEvent { now_ms, .. }
+            | Command::Reserve { now_ms, .. }
+            | Command::Cancel { now_ms, .. }
+            | Command::Hold { now_ms, .. }
+            | Command::ConfirmHold { now_ms, .. }
+            | Command::ExtendHold { now_ms, .. }
+            | Command::ReleaseHold { now_ms, .. }
+            | Command::CheckIn { now_ms, .. }
+            | Command::Sweep { now_ms } => Some(*now_ms),
+            Command::SetupAdmin { .. }
+            | Command::RevokeTokens { .. }
+            | Command::SetPassword { .. }
+            | Command::SetDisabled { .. }
+            | Command::AddUser { .. } => None,
+        }
+    }
+
+    /// Sets the time the command carries to `now` (the leader's clock when it proposes).
+    pub fn stamp(&mut self, now: u64) {
+        match self {
+            Command::Bootstrap { now_ms, .. }
+            | Command::CreateEvent { now_ms, .. }
+            | Command::Reserve { now_ms, .. }
+            | Command::Cancel { now_ms, .. }
+            | Command::Hold { now_ms, .. }
+            | Command::ConfirmHold { now_ms, .. }
+            | Command::ExtendHold { now_ms, .. }
+            | Command::ReleaseHold { now_ms, .. }
+            | Command::CheckIn { now_ms, .. }
+            | Command::Sweep { now_ms } => *now_ms = now,
+            Command::SetupAdmin { .. }
+            | Command::RevokeTokens { .. }
+            | Command::SetPassword { .. }
+            | Command::SetDisabled { .. }
+            | Command::AddUser { .. } => {}
         }
     }
 
     /// The key under which the outcome is remembered for retries.
     fn dedupe_key(&self) -> Option<(String, String)> {
         match self {
-            Command::Bootstrap { .. } => None,
+            Command::Bootstrap { .. } | Command::Sweep { .. } => None,
             // A self-registration is scoped by the name it registers, so two strangers who
             // chose the same request id do not share an outcome.
             Command::AddUser {
@@ -191,6 +325,21 @@ impl Command {
             }
             | Command::Cancel {
                 request_id, actor, ..
+            }
+            | Command::Hold {
+                request_id, actor, ..
+            }
+            | Command::ConfirmHold {
+                request_id, actor, ..
+            }
+            | Command::ExtendHold {
+                request_id, actor, ..
+            }
+            | Command::ReleaseHold {
+                request_id, actor, ..
+            }
+            | Command::CheckIn {
+                request_id, actor, ..
             } => Some((actor.clone(), request_id.clone())),
         }
     }
@@ -209,6 +358,38 @@ pub struct BookingView {
     pub seats: Vec<String>,
     pub user: String,
     pub created_at_ms: u64,
+    /// What the seats cost together, in minor units of `currency`.
+    pub total_minor: u64,
+    pub currency: String,
+    /// What the buyer's payment was recorded as when the hold was confirmed.
+    pub payment_ref: Option<String>,
+}
+
+/// A live hold as the outside sees it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HoldView {
+    /// `hd-N`; confirmed, it becomes booking `bk-N`.
+    pub id: String,
+    pub event: String,
+    pub seats: Vec<String>,
+    pub user: String,
+    pub created_at_ms: u64,
+    /// Log time: once a committed command's time is past it, the seats are free again.
+    pub expires_at_ms: u64,
+    /// The latest expiry extending can reach.
+    pub latest_expiry_ms: u64,
+    pub total_minor: u64,
+    pub currency: String,
+}
+
+/// A ticket checked in.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CheckInView {
+    pub event: String,
+    pub seat: String,
+    pub booking: String,
+    pub at_ms: u64,
+    pub by: String,
 }
 
 /// An event as the outside sees it.
@@ -219,7 +400,10 @@ pub struct EventView {
     pub seats_per_row: u32,
     pub max_seats_per_user: u32,
     pub free: u32,
+    /// Reserved or held.
     pub taken: u32,
+    pub categories: Vec<CategorySpec>,
+    pub currency: String,
 }
 
 /// What applying a command did. Every command gets exactly one.
@@ -237,6 +421,19 @@ pub enum Outcome {
         seats: Vec<String>,
     },
     Rejected(Rejection),
+    Held(HoldView),
+    HoldExtended(HoldView),
+    HoldReleased {
+        event: String,
+        seats: Vec<String>,
+    },
+    /// A hold became this booking.
+    Confirmed(BookingView),
+    CheckedIn(CheckInView),
+    /// Log time moved on; this many holds had expired.
+    Swept {
+        expired: u32,
+    },
 }
 
 /// Why a well-formed command changed nothing. Each maps to one gRPC status.
@@ -271,6 +468,50 @@ pub enum Rejection {
     NotAdmin,
     #[error("that is not this cluster's setup code, or its first admin exists already")]
     SetupRefused,
+    #[error("no hold '{0}' (it may have ended long ago)")]
+    UnknownHold(String),
+    #[error("hold {hold} expired at {} (log time)", clock_text(*at_ms))]
+    HoldExpired { hold: String, at_ms: u64 },
+    #[error("hold {hold} was confirmed already, as booking {booking}")]
+    HoldConfirmed { hold: String, booking: String },
+    #[error("hold {0} was released")]
+    HoldReleased(String),
+    #[error("hold {0} is someone else's")]
+    NotYourHold(String),
+    #[error("a hold lasts at most {} s; {} s were asked for", max_ms / 1000, asked_ms / 1000)]
+    HoldTooLong { asked_ms: u64, max_ms: u64 },
+    #[error("hold {hold} cannot last past {} (its maximum)", clock_text(*latest_ms))]
+    HoldAtMaximum { hold: String, latest_ms: u64 },
+    #[error("held by someone in checkout in '{event}': {}", seats.join(", "))]
+    SeatsHeld { event: String, seats: Vec<String> },
+    #[error("no {count} seats {} in '{event}'{}", if *together { "together" } else { "free" }, category.as_ref().map(|c| format!(" in category {c}")).unwrap_or_default())]
+    NoSeats {
+        event: String,
+        count: u32,
+        together: bool,
+        category: Option<String>,
+    },
+    #[error("event '{event}' has no category '{category}'")]
+    UnknownCategory { event: String, category: String },
+    #[error("the ticket for {seat} ({booking}) was checked in already, at {} by {by}", clock_text(*at_ms))]
+    AlreadyCheckedIn {
+        seat: String,
+        booking: String,
+        at_ms: u64,
+        by: String,
+    },
+    #[error("this ticket is void: booking {booking} no longer has seat {seat} of '{event}'")]
+    TicketVoid {
+        event: String,
+        seat: String,
+        booking: String,
+    },
+    #[error("checking tickets in needs the door role or an admin")]
+    NotDoor,
+    /// The categories do not fit the seat map (a row it lacks, a seat covered twice or not
+    /// at all): only the map can tell, so the state says it.
+    #[error("{0}")]
+    BadCategories(String),
     #[error("a user named '{0}' already exists")]
     UserExists(String),
     #[error("an event named '{0}' already exists")]
@@ -284,6 +525,13 @@ pub enum Rejection {
     /// of the other variants in stored outcomes and snapshots stays as it was.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// A log time as a person reads it on a ticket desk: `14:03:12 UTC`.
+pub fn clock_text(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02} UTC")
 }
 
 #[cfg(test)]
@@ -337,6 +585,8 @@ mod tests {
                     row_labels: vec!["ZZZZ".into(); limits::ROWS_MAX as usize],
                     seats_per_row: u32::MAX,
                     max_seats_per_user: u32::MAX,
+                    categories: Vec::new(),
+                    currency: String::new(),
                 },
                 now_ms: u64::MAX,
             },

@@ -14,7 +14,8 @@ use proptest::sample::select;
 use proptest::test_runner::{Config, TestRunner};
 
 use super::{
-    CancelTarget, Command, EventSpec, Outcome, PasswordHash, Rejection, Role, SeatMap, State,
+    validate, BestAsk, CancelTarget, CategorySpec, Command, EventSpec, HoldTarget, Outcome,
+    PasswordHash, Rejection, Role, SeatMap, State,
 };
 use crate::domain::FirstAdmin;
 use crate::limits;
@@ -103,9 +104,12 @@ fn request_id() -> BoxedStrategy<String> {
     .boxed()
 }
 
+/// Mostly within a few holds' lengths of each other, so that holds expire between commands
+/// as often as not; sometimes far ahead, or at the end of time.
 fn now_ms() -> BoxedStrategy<u64> {
     prop_oneof![
-        PLAUSIBLE => 0u64..1 << 45,
+        PLAUSIBLE => 0u64..12_000,
+        PLAUSIBLE / 10 => 0u64..1 << 45,
         1 => Just(u64::MAX),
         1 => any::<u64>(),
     ]
@@ -231,6 +235,8 @@ fn spec() -> BoxedStrategy<EventSpec> {
                 row_labels,
                 seats_per_row,
                 max_seats_per_user,
+                categories: Vec::new(),
+                currency: String::new(),
             },
         )
         .boxed()
@@ -257,8 +263,131 @@ fn command() -> BoxedStrategy<Command> {
         3 => create_event(),
         10 => reserve(),
         6 => cancel(),
+        8 => hold(),
+        4 => hold_change(),
+        2 => check_in(),
+        1 => now_ms().prop_map(|now_ms| Command::Sweep { now_ms }),
     ]
     .boxed()
+}
+
+/// A hold's length: mostly a few seconds, so that holds run out; sometimes out of bounds.
+fn hold_ms() -> BoxedStrategy<u64> {
+    prop_oneof![
+        PLAUSIBLE => limits::HOLD_MS_MIN..6_000,
+        PLAUSIBLE / 10 => limits::HOLD_MS_MIN..=limits::HOLD_MS_MAX,
+        1 => any::<u64>(),
+    ]
+    .boxed()
+}
+
+/// Mostly a hold number given out in a short run.
+fn hold_number() -> BoxedStrategy<u64> {
+    prop_oneof![PLAUSIBLE => 3u64..8, PLAUSIBLE / 3 => 1u64..12, 1 => any::<u64>()].boxed()
+}
+
+/// `Hold` of named seats, or of the best N (in a category, under a price, split or not).
+fn hold() -> BoxedStrategy<Command> {
+    let best = (
+        0u32..=6,
+        proptest::option::of(select(&["front", "rear", "none", "x y"][..]).prop_map(String::from)),
+        proptest::option::of(0u64..10_000),
+        any::<bool>(),
+    )
+        .prop_map(|(count, category, max_price_minor, split)| {
+            HoldTarget::Best(BestAsk {
+                count,
+                category,
+                max_price_minor,
+                split,
+            })
+        });
+    let target = prop_oneof![
+        2 => event_and_seats().prop_map(|(event, seats)| (event, HoldTarget::Seats(seats))),
+        1 => (event(), best),
+    ];
+    // Mostly a maximum no shorter than the hold, as a node sends; sometimes any.
+    let max_extra = prop_oneof![PLAUSIBLE => 0u64..6_000, 1 => any::<u64>()];
+    (request_id(), user(), target, hold_ms(), max_extra, now_ms())
+        .prop_map(
+            |(request_id, actor, (event, target), duration_ms, extra, now_ms)| Command::Hold {
+                request_id,
+                actor,
+                event,
+                target,
+                duration_ms,
+                max_ms: duration_ms.wrapping_add(extra),
+                now_ms,
+            },
+        )
+        .boxed()
+}
+
+/// `ConfirmHold`, `ExtendHold` or `ReleaseHold` of a hold by number.
+fn hold_change() -> BoxedStrategy<Command> {
+    let payment = proptest::option::of(select(vec![
+        "pay_1".to_string(),
+        String::new(),
+        "p q".into(),
+        "p".repeat(limits::PAYMENT_REF_LEN_MAX + 1),
+    ]));
+    (
+        0u8..3,
+        request_id(),
+        user(),
+        hold_number(),
+        payment,
+        hold_ms(),
+        now_ms(),
+    )
+        .prop_map(
+            |(kind, request_id, actor, hold, payment_ref, duration_ms, now_ms)| match kind {
+                0 => Command::ConfirmHold {
+                    request_id,
+                    actor,
+                    hold,
+                    payment_ref,
+                    now_ms,
+                },
+                1 => Command::ExtendHold {
+                    request_id,
+                    actor,
+                    hold,
+                    duration_ms,
+                    now_ms,
+                },
+                _ => Command::ReleaseHold {
+                    request_id,
+                    actor,
+                    hold,
+                    now_ms,
+                },
+            },
+        )
+        .boxed()
+}
+
+/// `CheckIn` of a seat of a booking, by (mostly) an admin: mostly a ticket of the base
+/// state's bookings, so that second scans happen.
+fn check_in() -> BoxedStrategy<Command> {
+    let base_ticket = select(&[("show", "A1", 1u64), ("show", "A2", 1), ("demo", "S1", 2)][..])
+        .prop_map(|(event, seat, booking)| (event.to_string(), seat.to_string(), booking));
+    let any_ticket = (event_and_seats(), hold_number()).prop_map(|((event, seats), booking)| {
+        (event, seats.into_iter().next().unwrap_or_default(), booking)
+    });
+    let ticket = prop_oneof![2 => base_ticket, 1 => any_ticket];
+    (request_id(), admin(), ticket, now_ms())
+        .prop_map(
+            |(request_id, actor, (event, seat, booking), now_ms)| Command::CheckIn {
+                request_id,
+                actor,
+                event,
+                seat,
+                booking,
+                now_ms,
+            },
+        )
+        .boxed()
 }
 
 /// `Bootstrap`, its first admin given by a setup code or by a password.
@@ -421,6 +550,23 @@ fn base() -> State {
         });
     }
     for (name, rows, seats_per_row, max_seats_per_user) in [("show", 2, 5, 3), ("gig", 3, 4, 16)] {
+        // gig is priced: the front row, and the rest.
+        let categories = match name {
+            "gig" => vec![
+                CategorySpec {
+                    name: "front".into(),
+                    price_minor: 8_000,
+                    covers: vec!["A".into()],
+                },
+                CategorySpec {
+                    name: "rear".into(),
+                    price_minor: 4_500,
+                    covers: vec!["B-C".into()],
+                },
+            ],
+            _ => Vec::new(),
+        };
+        let currency = if categories.is_empty() { "" } else { "EUR" };
         commands.push(Command::CreateEvent {
             request_id: format!("create-{name}"),
             actor: "root".into(),
@@ -429,6 +575,8 @@ fn base() -> State {
                 row_labels: SeatMap::default_row_labels(rows),
                 seats_per_row,
                 max_seats_per_user,
+                categories,
+                currency: currency.into(),
             },
             now_ms: 0,
         });
@@ -528,6 +676,11 @@ fn apply_checked(
     last: Option<&(Command, Outcome)>,
 ) -> Result<Outcome, TestCaseError> {
     let before = state.clone();
+    // What the state would be after time moved on alone: a refusal may change no more.
+    let mut advanced = before.clone();
+    if let (Ok(()), Some(now)) = (validate::command(command), command.now_ms()) {
+        advanced.advance_clock(now, &mut Vec::new());
+    }
     let outcome = state.apply(command);
     prop_assert_eq!(state.check_invariants(), Ok(()), "after {:?}", command);
     match &outcome {
@@ -539,14 +692,16 @@ fn apply_checked(
             );
         }
         Outcome::Rejected(_) => prop_assert!(
-            state.eq_but_dedupe(&before),
+            state.eq_but_dedupe(&advanced),
             "{:?} was refused yet changed the state",
             command
         ),
         _ => {}
     }
     if let Some((previous, first)) = last {
-        let retry = previous == command && !matches!(command, Command::Bootstrap { .. });
+        // Bootstrap and Sweep carry no request id: a second one is another command.
+        let retry = previous == command
+            && !matches!(command, Command::Bootstrap { .. } | Command::Sweep { .. });
         if retry {
             prop_assert_eq!(first, &outcome, "a retry of {:?} acted anew", command);
         }
@@ -568,6 +723,17 @@ fn assert_paths_walked(seen: &BTreeMap<String, u64>) {
         "Rejected(LimitReached)",
         "Rejected(NotOwner)",
         "Rejected(UnknownUser)",
+        "Held",
+        "Confirmed",
+        "HoldExtended",
+        "HoldReleased",
+        "CheckedIn",
+        "Swept",
+        "Rejected(HoldExpired)",
+        "Rejected(NotYourHold)",
+        "Rejected(SeatsHeld)",
+        "Rejected(AlreadyCheckedIn)",
+        "Rejected(TicketVoid)",
     ] {
         assert!(seen.contains_key(kind), "no {kind} in {seen:?}");
     }

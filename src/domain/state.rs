@@ -1,4 +1,11 @@
 //! The replicated state and the one function that changes it.
+//!
+//! Time here is log time: each command carries the proposing leader's clock, and the state
+//! keeps the largest it has applied, so time never goes back whatever the leaders' clocks
+//! say. Holds expire by it (see `checkout`): every command first gives back the seats of the
+//! holds it has passed, so every node frees the same seats at the same log index.
+
+mod checkout;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -39,12 +46,27 @@ pub struct EventRecord {
     pub name: String,
     pub map: SeatMap,
     pub max_seats_per_user: u32,
-    /// The booking of each seat, by dense seat index.
+    /// The booking (or hold: a hold is a booking not yet confirmed) of each seat, by dense
+    /// seat index.
     pub holders: Vec<Option<u64>>,
-    /// Seats each user has reserved in this event.
+    /// Seats each user has reserved or holds in this event.
     pub held: BTreeMap<String, u32>,
     pub taken: u32,
     pub created_at_ms: u64,
+    /// Best first; empty: every seat is in no category and costs nothing.
+    pub categories: Vec<Category>,
+    pub currency: String,
+}
+
+/// A price category with the seats it covers, resolved against the seat map.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Category {
+    pub name: String,
+    pub price_minor: u64,
+    /// Inclusive rectangles of (first row, last row, first seat, last seat), 0-based.
+    pub covers: Vec<(u32, u32, u32, u32)>,
+    /// The covers as they were written, for showing.
+    pub written: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -54,6 +76,21 @@ pub struct BookingRecord {
     /// Dense seat indices, in the order they were asked for.
     pub seats: Vec<u32>,
     pub created_at_ms: u64,
+    pub status: BookingStatus,
+    /// What the seats cost together when they were taken, in minor units.
+    pub total_minor: u64,
+    pub payment_ref: Option<String>,
+}
+
+/// A booking is confirmed, or a hold that runs out at a log time.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BookingStatus {
+    Held {
+        expires_at_ms: u64,
+        /// The latest `expires_at_ms` extending may reach.
+        latest_ms: u64,
+    },
+    Confirmed,
 }
 
 /// Outcomes of recent requests by (actor, request id), so that a retry returns the first
@@ -104,9 +141,24 @@ pub struct State {
     events: BTreeMap<String, EventRecord>,
     /// By booking number, given out in commit order.
     bookings: BTreeMap<u64, BookingRecord>,
-    /// The number of the last booking made; 0 before the first.
+    /// The number of the last booking or hold made; 0 before the first.
     last_booking: u64,
     dedupe: Dedupe,
+    /// Log time: the largest time of any command applied.
+    clock_ms: u64,
+    /// Every live hold by (expiry, number), soonest first.
+    expiries: BTreeSet<(u64, u64)>,
+    /// How recent holds ended, for a late confirm's refusal; bounded, oldest forgotten first.
+    ended: checkout::EndedHolds,
+    /// Tickets used, by (booking, seat).
+    check_ins: BTreeMap<(u64, u32), CheckIn>,
+}
+
+/// When and by whom a ticket was checked in.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CheckIn {
+    pub at_ms: u64,
+    pub by: String,
 }
 
 impl State {
@@ -118,15 +170,33 @@ impl State {
     /// shape first, then against the state, before anything changes; anything amiss is a
     /// rejection.
     pub fn apply(&mut self, command: &Command) -> Outcome {
+        self.apply_noting(command, &mut Vec::new())
+    }
+
+    /// [`State::apply`], adding to `touched` the (event, seat) of every seat whose hold ran
+    /// out before the command (the seats of the command's own outcome are not added).
+    pub fn apply_noting(
+        &mut self,
+        command: &Command,
+        touched: &mut Vec<(String, String)>,
+    ) -> Outcome {
         // Before the dedupe table: a malformed request id or actor is no key to remember.
         if let Err(why) = validate::command(command) {
             return Outcome::Rejected(Rejection::Invalid(why));
         }
+        // Time moves on first, for a replayed retry too: the holds it passed are over.
+        let expired = match command.now_ms() {
+            Some(now) => self.advance_clock(now, touched),
+            None => 0,
+        };
         let key = command.dedupe_key();
         if let Some(first) = key.as_ref().and_then(|key| self.dedupe.get(key)) {
             return first.clone();
         }
-        let outcome = self.execute(command);
+        let outcome = match self.execute(command) {
+            Outcome::Swept { .. } => Outcome::Swept { expired },
+            other => other,
+        };
         if let Some(key) = key {
             self.dedupe.insert(key, outcome.clone());
         }
@@ -207,6 +277,49 @@ impl State {
                         seats,
                     })
             }
+            Command::Hold {
+                actor,
+                event,
+                target,
+                duration_ms,
+                max_ms,
+                ..
+            } => self
+                .hold(actor, event, target, *duration_ms, *max_ms)
+                .map_or_else(Outcome::Rejected, Outcome::Held),
+            Command::ConfirmHold {
+                actor,
+                hold,
+                payment_ref,
+                ..
+            } => self
+                .confirm_hold(actor, *hold, payment_ref.as_deref())
+                .map_or_else(Outcome::Rejected, Outcome::Confirmed),
+            Command::ExtendHold {
+                actor,
+                hold,
+                duration_ms,
+                ..
+            } => self
+                .extend_hold(actor, *hold, *duration_ms)
+                .map_or_else(Outcome::Rejected, Outcome::HoldExtended),
+            Command::ReleaseHold { actor, hold, .. } => self
+                .release_hold(actor, *hold)
+                .map_or_else(Outcome::Rejected, |(event, seats)| Outcome::HoldReleased {
+                    event,
+                    seats,
+                }),
+            Command::CheckIn {
+                actor,
+                event,
+                seat,
+                booking,
+                ..
+            } => self
+                .check_in(actor, event, seat, *booking)
+                .map_or_else(Outcome::Rejected, Outcome::CheckedIn),
+            // The clock moved before the command ran; nothing else to do.
+            Command::Sweep { .. } => Outcome::Swept { expired: 0 },
         }
     }
 
@@ -220,6 +333,8 @@ impl State {
                 row_labels: vec!["S".to_string()],
                 seats_per_row: 10,
                 max_seats_per_user: limits::SEATS_PER_USER_DEFAULT,
+                categories: Vec::new(),
+                currency: String::new(),
             };
             if let Err(rejection) = self.insert_event(&spec, now_ms) {
                 return Outcome::Rejected(rejection);
@@ -248,7 +363,7 @@ impl State {
     ) -> Result<(), Rejection> {
         // Customers register themselves. An admin is made by an admin; the first one only by
         // the cluster's seed or its setup code.
-        if role == Role::Admin && !self.is_admin(actor) {
+        if role != Role::Customer && !self.is_admin(actor) {
             return Err(Rejection::NotAdmin);
         }
         self.insert_user(name, User::new(role, password))
@@ -328,6 +443,9 @@ impl State {
             .map_err(Rejection::Invalid)?;
         let seats = usize::try_from(map.len())
             .map_err(|_| Rejection::Invalid("the event has too many seats".into()))?;
+        validate::categories(&spec.categories, &spec.currency).map_err(Rejection::Invalid)?;
+        let categories = checkout::resolve_categories(&map, &spec.categories)
+            .map_err(Rejection::BadCategories)?;
         let event = EventRecord {
             name: spec.name.clone(),
             holders: vec![None; seats],
@@ -336,6 +454,8 @@ impl State {
             held: BTreeMap::new(),
             taken: 0,
             created_at_ms: now_ms,
+            categories,
+            currency: spec.currency.clone(),
         };
         let view = event.view();
         self.events.insert(spec.name.clone(), event);
@@ -355,9 +475,61 @@ impl State {
         actor: &str,
         event_name: &str,
         seats: &[String],
-        now_ms: u64,
+        _now_ms: u64,
     ) -> Result<BookingView, Rejection> {
+        let indices = self.free_seats_named(actor, event_name, seats)?;
+        let booking = self.take_seats(actor, event_name, indices, BookingStatus::Confirmed)?;
+        Ok(booking.0)
+    }
+
+    /// The dense indices of `seats` of `event_name`, if `actor` is known and every one is free.
+    fn free_seats_named(
+        &self,
+        actor: &str,
+        event_name: &str,
+        seats: &[String],
+    ) -> Result<Vec<u32>, Rejection> {
         self.known_user(actor)?;
+        let event = self
+            .events
+            .get(event_name)
+            .ok_or_else(|| Rejection::UnknownEvent(event_name.to_string()))?;
+        let indices = event.seat_indices(seats)?;
+        let (mut taken, mut held) = (Vec::new(), Vec::new());
+        for &i in &indices {
+            if let Some(number) = event.slot(i)? {
+                let is_hold = self
+                    .bookings
+                    .get(&number)
+                    .is_some_and(|b| b.status != BookingStatus::Confirmed);
+                if is_hold { &mut held } else { &mut taken }.push(event.map.id(i));
+            }
+        }
+        if !taken.is_empty() {
+            return Err(Rejection::SeatsTaken {
+                event: event_name.to_string(),
+                seats: taken,
+            });
+        }
+        if !held.is_empty() {
+            return Err(Rejection::SeatsHeld {
+                event: event_name.to_string(),
+                seats: held,
+            });
+        }
+        Ok(indices)
+    }
+
+    /// Gives free seats `indices` of `event_name` to `actor` as a new booking or hold, within
+    /// the per-user limit. Returns its view and number.
+    fn take_seats(
+        &mut self,
+        actor: &str,
+        event_name: &str,
+        indices: Vec<u32>,
+        status: BookingStatus,
+    ) -> Result<(BookingView, u64), Rejection> {
+        let now_ms = self.clock_ms;
         let number = self
             .last_booking
             .checked_add(1)
@@ -366,18 +538,13 @@ impl State {
             .events
             .get_mut(event_name)
             .ok_or_else(|| Rejection::UnknownEvent(event_name.to_string()))?;
-        let indices = event.seat_indices(seats)?;
-        let mut taken = Vec::new();
         for &i in &indices {
             if event.slot(i)?.is_some() {
-                taken.push(event.map.id(i));
+                return Err(Rejection::Invalid(format!(
+                    "seat {} of '{event_name}' is not free",
+                    event.map.id(i)
+                )));
             }
-        }
-        if !taken.is_empty() {
-            return Err(Rejection::SeatsTaken {
-                event: event_name.to_string(),
-                seats: taken,
-            });
         }
         let held = event.held.get(actor).copied().unwrap_or(0);
         // At most limits::SEATS_PER_REQUEST_MAX: validate::seats bounds the request.
@@ -409,15 +576,22 @@ impl State {
         event.taken = taken_after;
         event.held.insert(actor.to_string(), held_after);
         self.last_booking = number;
+        let total_minor = event.price_of(&indices);
         let booking = BookingRecord {
             event: event_name.to_string(),
             user: actor.to_string(),
             seats: indices,
             created_at_ms: now_ms,
+            status,
+            total_minor,
+            payment_ref: None,
         };
-        let view = booking.view(number, &event.map);
+        let view = booking.view(number, event);
+        if let BookingStatus::Held { expires_at_ms, .. } = status {
+            self.expiries.insert((expires_at_ms, number));
+        }
         self.bookings.insert(number, booking);
-        Ok(view)
+        Ok((view, number))
     }
 
     /// Returns the event and the seats freed.
@@ -440,6 +614,9 @@ impl State {
         };
         event.check_held(&event_name, &pairs, &self.bookings)?;
         // Nothing can be refused past this point.
+        for pair in &pairs {
+            self.check_ins.remove(pair);
+        }
         let freed = event.free(pairs, &mut self.bookings);
         Ok((event_name, freed))
     }
@@ -453,7 +630,11 @@ impl State {
     ) -> Result<(String, Vec<(u64, u32)>), Rejection> {
         let unknown = || Rejection::UnknownBooking(id.to_string());
         let number = validate::parse_booking_id(id).ok_or_else(unknown)?;
-        let booking = self.bookings.get(&number).ok_or_else(unknown)?;
+        let booking = self
+            .bookings
+            .get(&number)
+            .filter(|b| b.status == BookingStatus::Confirmed)
+            .ok_or_else(unknown)?;
         if booking.user != actor && !is_admin {
             return Err(Rejection::NotOwner(id.to_string()));
         }
@@ -478,10 +659,19 @@ impl State {
         let mut pairs = Vec::with_capacity(indices.len());
         for i in indices {
             let seat = record.map.id(i);
-            let number = record.slot(i)?.ok_or_else(|| Rejection::SeatNotReserved {
+            let not_reserved = || Rejection::SeatNotReserved {
                 event: event.to_string(),
                 seat: seat.clone(),
-            })?;
+            };
+            let number = record.slot(i)?.ok_or_else(not_reserved)?;
+            // A hold is released, not cancelled.
+            if self
+                .bookings
+                .get(&number)
+                .is_some_and(|b| b.status != BookingStatus::Confirmed)
+            {
+                return Err(not_reserved());
+            }
             let holder = self.bookings.get(&number).map(|b| b.user.as_str());
             if holder != Some(actor) && !is_admin {
                 return Err(Rejection::NotOwner(format!("seat {seat}")));
@@ -522,25 +712,59 @@ impl State {
         self.users.values().any(|u| u.role == Role::Admin)
     }
 
+    /// A confirmed booking.
     pub fn booking(&self, number: u64) -> Option<BookingView> {
         let booking = self.bookings.get(&number)?;
+        if booking.status != BookingStatus::Confirmed {
+            return None;
+        }
         let event = self.events.get(&booking.event)?;
-        Some(booking.view(number, &event.map))
+        Some(booking.view(number, event))
     }
 
-    /// Every booking of the user, oldest first.
+    /// A booking or a live hold by number, as it is stored.
+    pub fn record(&self, number: u64) -> Option<&BookingRecord> {
+        self.bookings.get(&number)
+    }
+
+    /// Every confirmed booking of the user, oldest first.
     pub fn bookings_of(&self, user: &str) -> Vec<BookingView> {
         self.bookings
             .iter()
-            .filter(|(_, b)| b.user == user)
-            .filter_map(|(&number, b)| Some(b.view(number, &self.events.get(&b.event)?.map)))
+            .filter(|(_, b)| b.user == user && b.status == BookingStatus::Confirmed)
+            .filter_map(|(&number, b)| Some(b.view(number, self.events.get(&b.event)?)))
             .collect()
     }
 
-    /// Who reserved a seat (booking number and user), if anyone.
+    /// Who reserved or holds a seat (booking number, user and status), if anyone.
     pub fn holder(&self, event: &EventRecord, seat: u32) -> Option<(u64, &str)> {
+        self.seat_holder(event, seat).map(|(n, u, _)| (n, u))
+    }
+
+    /// [`State::holder`] with the booking's status.
+    pub fn seat_holder(
+        &self,
+        event: &EventRecord,
+        seat: u32,
+    ) -> Option<(u64, &str, BookingStatus)> {
         let number = event.holders.get(seat as usize).copied().flatten()?;
-        Some((number, self.bookings.get(&number)?.user.as_str()))
+        let booking = self.bookings.get(&number)?;
+        Some((number, booking.user.as_str(), booking.status))
+    }
+
+    /// Log time: the largest time of the commands applied.
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
+    /// When the next live hold runs out, if any is live.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.expiries.first().map(|&(at, _)| at)
+    }
+
+    /// When and by whom a ticket (seat of booking) was checked in.
+    pub fn check_in_of(&self, booking: u64, seat: u32) -> Option<&CheckIn> {
+        self.check_ins.get(&(booking, seat))
     }
 
     /// The invariants every reachable state keeps, or the first one broken. Checked after
@@ -559,6 +783,7 @@ impl State {
         for (&number, booking) in &self.bookings {
             self.check_booking(number, booking)?;
         }
+        self.check_holds()?;
         self.dedupe.check()
     }
 
@@ -673,6 +898,10 @@ impl State {
             bookings,
             last_booking,
             dedupe: _,
+            clock_ms: _,
+            expiries,
+            ended,
+            check_ins,
         } = self;
         *bootstrapped == other.bootstrapped
             && *setup_code == other.setup_code
@@ -680,6 +909,9 @@ impl State {
             && *events == other.events
             && *bookings == other.bookings
             && *last_booking == other.last_booking
+            && *expiries == other.expiries
+            && *ended == other.ended
+            && *check_ins == other.check_ins
     }
 }
 
@@ -692,6 +924,8 @@ impl EventRecord {
             max_seats_per_user: self.max_seats_per_user,
             free: self.map.len().saturating_sub(self.taken),
             taken: self.taken,
+            categories: self.category_specs(),
+            currency: self.currency.clone(),
         }
     }
 
@@ -780,13 +1014,16 @@ impl EventRecord {
 }
 
 impl BookingRecord {
-    fn view(&self, number: u64, map: &SeatMap) -> BookingView {
+    fn view(&self, number: u64, event: &EventRecord) -> BookingView {
         BookingView {
             id: validate::format_booking_id(number),
             event: self.event.clone(),
-            seats: self.seats.iter().map(|&s| map.id(s)).collect(),
+            seats: self.seats.iter().map(|&s| event.map.id(s)).collect(),
             user: self.user.clone(),
             created_at_ms: self.created_at_ms,
+            total_minor: self.total_minor,
+            currency: event.currency.clone(),
+            payment_ref: self.payment_ref.clone(),
         }
     }
 }
@@ -834,6 +1071,8 @@ mod tests {
             row_labels: vec!["A".into(), "B".into()],
             seats_per_row: 5,
             max_seats_per_user: 3,
+            categories: Vec::new(),
+            currency: String::new(),
         };
         let create = Command::CreateEvent {
             request_id: "e".into(),
@@ -1143,6 +1382,8 @@ mod tests {
             row_labels: vec!["A".into()],
             seats_per_row: 1,
             max_seats_per_user: 1,
+            categories: Vec::new(),
+            currency: String::new(),
         };
         let by_customer = Command::CreateEvent {
             request_id: "e".into(),
@@ -1220,6 +1461,8 @@ mod tests {
             row_labels,
             seats_per_row,
             max_seats_per_user: 4,
+            categories: Vec::new(),
+            currency: String::new(),
         }
     }
 

@@ -8,7 +8,9 @@
 //! booking id and a request id look like. Everything that checks one (the server, the
 //! assistant's tools and proposals, the seat map) asks here, so they cannot disagree.
 
-use super::{CancelTarget, Command, EventSpec, FirstAdmin, PasswordHash};
+use super::{
+    BestAsk, CancelTarget, CategorySpec, Command, EventSpec, FirstAdmin, HoldTarget, PasswordHash,
+};
 use crate::limits;
 
 pub type Invalid = String;
@@ -287,7 +289,8 @@ pub fn event_spec(spec: &EventSpec) -> Result<(), Invalid> {
     // More labels than a u32 counts are simply too many rows.
     let rows = u32::try_from(spec.row_labels.len()).unwrap_or(u32::MAX);
     event_shape(rows, spec.seats_per_row, &spec.row_labels)?;
-    max_seats_per_user(spec.max_seats_per_user)
+    max_seats_per_user(spec.max_seats_per_user)?;
+    categories(&spec.categories, &spec.currency)
 }
 
 /// The whole shape of a command, for `State::apply`, which must not trust that the proposer
@@ -344,7 +347,182 @@ pub fn command(command: &Command) -> Result<(), Invalid> {
             target,
             ..
         } => cancel_command(request_id, actor, target),
+        Command::Hold {
+            request_id,
+            actor,
+            event,
+            target,
+            duration_ms,
+            max_ms,
+            ..
+        } => hold_command(request_id, actor, event, target, *duration_ms, *max_ms),
+        Command::ConfirmHold {
+            request_id,
+            actor,
+            payment_ref,
+            ..
+        } => {
+            requested_by(request_id, actor)?;
+            payment_ref.as_deref().map_or(Ok(()), self::payment_ref)
+        }
+        Command::ExtendHold {
+            request_id,
+            actor,
+            duration_ms,
+            ..
+        } => {
+            requested_by(request_id, actor)?;
+            hold_duration(*duration_ms)
+        }
+        Command::ReleaseHold {
+            request_id, actor, ..
+        } => requested_by(request_id, actor),
+        Command::CheckIn {
+            request_id,
+            actor,
+            event,
+            seat,
+            ..
+        } => {
+            requested_by(request_id, actor)?;
+            name("event", event)?;
+            seat_id(seat).map(drop)
+        }
+        Command::Sweep { .. } => Ok(()),
     }
+}
+
+/// `Hold`: who asks, the event, the seats or how many of the best, and for how long.
+fn hold_command(
+    id: &str,
+    actor: &str,
+    event: &str,
+    target: &HoldTarget,
+    duration_ms: u64,
+    max_ms: u64,
+) -> Result<(), Invalid> {
+    requested_by(id, actor)?;
+    name("event", event)?;
+    match target {
+        HoldTarget::Seats(ids) => seats(ids).map(drop)?,
+        HoldTarget::Best(ask) => best_ask(ask)?,
+    }
+    hold_duration(duration_ms)?;
+    hold_duration(max_ms)?;
+    if max_ms < duration_ms {
+        return Err("a hold's maximum is shorter than the hold".into());
+    }
+    Ok(())
+}
+
+/// How many of the best seats, of which category, at what price.
+pub fn best_ask(ask: &BestAsk) -> Result<(), Invalid> {
+    if ask.count == 0 || ask.count > limits::BEST_COUNT_MAX {
+        return Err(format!(
+            "ask for 1 to {} seats, not {}",
+            limits::BEST_COUNT_MAX,
+            ask.count
+        ));
+    }
+    if let Some(category) = &ask.category {
+        name("category", category)?;
+    }
+    Ok(())
+}
+
+/// How long a hold lasts: `limits::HOLD_MS_MIN` to `limits::HOLD_MS_MAX`.
+pub fn hold_duration(ms: u64) -> Result<(), Invalid> {
+    if !(limits::HOLD_MS_MIN..=limits::HOLD_MS_MAX).contains(&ms) {
+        return Err(format!(
+            "a hold lasts {} s to {} s, not {} ms",
+            limits::HOLD_MS_MIN / 1000,
+            limits::HOLD_MS_MAX / 1000,
+            ms
+        ));
+    }
+    Ok(())
+}
+
+/// A payment reference: printable ASCII, at most `limits::PAYMENT_REF_LEN_MAX` long.
+pub fn payment_ref(value: &str) -> Result<(), Invalid> {
+    let printable = value.bytes().all(|b| (0x21..0x7f).contains(&b));
+    if value.is_empty() || value.len() > limits::PAYMENT_REF_LEN_MAX || !printable {
+        return Err(format!(
+            "a payment reference is 1 to {} printable characters without spaces",
+            limits::PAYMENT_REF_LEN_MAX
+        ));
+    }
+    Ok(())
+}
+
+/// `hd-<number>`: the id of the hold with that number (confirmed, it is `bk-<number>`).
+pub fn format_hold_id(number: u64) -> String {
+    format!("hd-{number}")
+}
+
+/// The hold number a hold id names; a booking id of the same number names it too, so that a
+/// confirmed hold can be looked up by either.
+pub fn parse_hold_id(id: &str) -> Option<u64> {
+    if id.len() > limits::BOOKING_ID_LEN_MAX {
+        return None;
+    }
+    id.strip_prefix("hd-")
+        .or_else(|| id.strip_prefix("bk-"))?
+        .parse()
+        .ok()
+}
+
+/// A currency code: three capital letters (ISO 4217).
+pub fn currency(value: &str) -> Result<(), Invalid> {
+    if value.len() != 3 || !value.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(format!(
+            "'{}' is not a currency code (three capital letters, like EUR)",
+            shown(value, 8)
+        ));
+    }
+    Ok(())
+}
+
+/// An event's categories as a request or a command carries them: names, prices and covers
+/// within bounds (whether they cover the seats exactly is the seat map's to say).
+pub fn categories(list: &[CategorySpec], currency_code: &str) -> Result<(), Invalid> {
+    if list.is_empty() {
+        return Ok(());
+    }
+    currency(currency_code)?;
+    if list.len() > limits::CATEGORIES_PER_EVENT_MAX {
+        return Err(format!(
+            "{} categories; an event has at most {}",
+            list.len(),
+            limits::CATEGORIES_PER_EVENT_MAX
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for category in list {
+        name("category", &category.name)?;
+        if !names.insert(category.name.as_str()) {
+            return Err(format!("category '{}' is named twice", category.name));
+        }
+        if category.price_minor > limits::PRICE_MINOR_MAX {
+            return Err(format!("the price of '{}' is too high", category.name));
+        }
+        if category.covers.is_empty() || category.covers.len() > limits::COVERS_PER_CATEGORY_MAX {
+            return Err(format!(
+                "category '{}' covers 1 to {} rows or ranges",
+                category.name,
+                limits::COVERS_PER_CATEGORY_MAX
+            ));
+        }
+        for cover in &category.covers {
+            if cover.is_empty() || cover.len() > 2 * limits::SEAT_ID_LEN_MAX + 1 {
+                return Err(format!(
+                    "'{}' is not a row or a seat range",
+                    shown(cover, 8)
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `Bootstrap`: the first admin's password hash, when the seed makes one.

@@ -2,7 +2,7 @@
 //! booking) is shown only to the holder and to admins; everyone else sees only that it is
 //! taken. The API's seat maps and watch streams only translate what [`Viewer::sees`] decides.
 
-use super::state::{EventRecord, State};
+use super::state::{BookingStatus, EventRecord, State};
 
 /// Who may be told who reserved a seat, in words (for `event info` and help): the rule
 /// [`Viewer::may_see_holder`] applies.
@@ -23,6 +23,10 @@ pub enum SeatState {
     Mine,
     /// Reserved by someone else.
     Taken,
+    /// Held in checkout by someone else.
+    Held,
+    /// Held in checkout by the viewer.
+    HeldByYou,
 }
 
 /// Who reserved a seat, and in which booking.
@@ -30,6 +34,8 @@ pub enum SeatState {
 pub struct Holder<'a> {
     pub user: &'a str,
     pub booking: u64,
+    /// Set when the seat is held, not reserved: when the hold runs out (log time).
+    pub hold_expires_at_ms: Option<u64>,
 }
 
 /// One seat as one viewer may see it.
@@ -72,15 +78,30 @@ impl Viewer {
         };
         SeatSeen {
             state,
-            holder: self
-                .may_see_holder(user)
-                .then_some(Holder { user, booking }),
+            holder: self.may_see_holder(user).then_some(Holder {
+                user,
+                booking,
+                hold_expires_at_ms: None,
+            }),
         }
     }
 
     /// Seat `seat` of `event` as this viewer sees it.
     pub fn seat<'a>(&self, state: &'a State, event: &EventRecord, seat: u32) -> SeatSeen<'a> {
-        self.sees(state.holder(event, seat))
+        let Some((booking, user, status)) = state.seat_holder(event, seat) else {
+            return self.sees(None);
+        };
+        let mut seen = self.sees(Some((booking, user)));
+        if let BookingStatus::Held { expires_at_ms, .. } = status {
+            seen.state = match seen.state {
+                SeatState::Mine => SeatState::HeldByYou,
+                _ => SeatState::Held,
+            };
+            if let Some(holder) = &mut seen.holder {
+                holder.hold_expires_at_ms = Some(expires_at_ms);
+            }
+        }
+        seen
     }
 }
 
@@ -98,6 +119,7 @@ mod tests {
         let shown = Some(Holder {
             user: "ann",
             booking: 7,
+            hold_expires_at_ms: None,
         });
 
         assert_eq!(

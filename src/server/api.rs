@@ -12,8 +12,8 @@ use crate::domain::auth;
 use crate::domain::state::{EventRecord, State};
 use crate::domain::viewer::{SeatState, Viewer};
 use crate::domain::{
-    validate, BookingView, CancelTarget, Command, EventSpec, EventView, Outcome, Rejection, Role,
-    SeatMap,
+    validate, BestAsk, BookingView, CancelTarget, CategorySpec, Command, EventSpec, EventView,
+    HoldTarget, HoldView, Outcome, Rejection, Role, SeatMap,
 };
 use crate::error::ApiError;
 use crate::limits;
@@ -127,6 +127,16 @@ fn event_pb(view: EventView) -> pb::Event {
         max_seats_per_user: view.max_seats_per_user,
         free: view.free,
         taken: view.taken,
+        categories: view
+            .categories
+            .into_iter()
+            .map(|c| pb::Category {
+                name: c.name,
+                price_minor: c.price_minor,
+                covers: c.covers,
+            })
+            .collect(),
+        currency: view.currency,
     }
 }
 
@@ -137,7 +147,44 @@ fn booking_pb(view: BookingView) -> pb::Booking {
         seats: view.seats,
         user: view.user,
         created_at_ms: view.created_at_ms,
+        total_minor: view.total_minor,
+        currency: view.currency,
+        payment_ref: view.payment_ref.unwrap_or_default(),
     }
+}
+
+fn hold_pb(view: HoldView) -> pb::Hold {
+    pb::Hold {
+        id: view.id,
+        event: view.event,
+        seats: view.seats,
+        user: view.user,
+        created_at_ms: view.created_at_ms,
+        expires_at_ms: view.expires_at_ms,
+        latest_expiry_ms: view.latest_expiry_ms,
+        total_minor: view.total_minor,
+        currency: view.currency,
+    }
+}
+
+fn hold_reply(written: Written) -> Result<Response<pb::HoldReply>, Status> {
+    match written.outcome {
+        Outcome::Held(hold) | Outcome::HoldExtended(hold) => Ok(with_leader(
+            pb::HoldReply {
+                hold: Some(hold_pb(hold)),
+                applied_index: written.index,
+            },
+            written.leader,
+        )),
+        other => Err(unexpected(other).into()),
+    }
+}
+
+/// The hold number a request's hold id names (`hd-7`; the booking id `bk-7` of a confirmed
+/// hold names it too).
+fn hold_number(id: &str) -> Result<u64, ApiError> {
+    validate::parse_hold_id(id)
+        .ok_or_else(|| invalid(format!("'{id}' is not a hold id (they look like hd-12)")))
 }
 
 /// Seat `i` of `event` as `viewer` may see it (the rule is the domain's: `domain::viewer`).
@@ -147,21 +194,32 @@ fn seat_pb(viewer: &Viewer, state: &State, event: &EventRecord, i: u32) -> pb::S
         SeatState::Free => pb::SeatStatus::Free,
         SeatState::Mine => pb::SeatStatus::Mine,
         SeatState::Taken => pb::SeatStatus::Taken,
+        SeatState::Held => pb::SeatStatus::Held,
+        SeatState::HeldByYou => pb::SeatStatus::HeldByYou,
     };
-    let (holder, booking_id) = match seen.holder {
-        Some(holder) => (
-            holder.user.to_string(),
-            validate::format_booking_id(holder.booking),
-        ),
-        None => (String::new(), String::new()),
-    };
-    pb::Seat {
+    let mut seat = pb::Seat {
         id: event.map.id(i),
         row: event.map.row_of(i).to_string(),
         status: status as i32,
-        holder,
-        booking_id,
+        category: event
+            .category_of(i)
+            .and_then(|c| event.categories.get(c))
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+        price_minor: event.price_at(i),
+        ..Default::default()
+    };
+    if let Some(holder) = seen.holder {
+        seat.holder = holder.user.to_string();
+        match holder.hold_expires_at_ms {
+            Some(expires_at_ms) => {
+                seat.hold_id = validate::format_hold_id(holder.booking);
+                seat.hold_expires_at_ms = expires_at_ms;
+            }
+            None => seat.booking_id = validate::format_booking_id(holder.booking),
+        }
     }
+    seat
 }
 
 type WatchStream =
@@ -384,6 +442,7 @@ impl BookingService for Api {
         let role = match stored.role {
             Role::Admin => pb::Role::Admin,
             Role::Customer => pb::Role::Customer,
+            Role::Door => pb::Role::Door,
         };
         Ok(Response::new(pb::LoginReply {
             token,
@@ -412,14 +471,15 @@ impl BookingService for Api {
         let role = match pb::Role::try_from(role) {
             Ok(pb::Role::Admin) => Role::Admin,
             Ok(pb::Role::Customer) => Role::Customer,
+            Ok(pb::Role::Door) => Role::Door,
             Err(_) => return Err(invalid(format!("unknown role {role}")).into()),
         };
         let is_admin = self.node.sm.read().state.is_admin(actor.as_deref());
         // An admin is made by an admin; the first one only by `ticket init` (or the setup of
         // a local cluster), never by whoever asks first.
-        if role == Role::Admin && !is_admin {
+        if role != Role::Customer && !is_admin {
             return Err(ApiError::PermissionDenied(
-                "only an admin can make an admin (the first one is made when the cluster is \
+                "only an admin can make an admin or door staff (the first one is made when the cluster is \
                  set up: see `ticket init`)"
                     .into(),
             )
@@ -621,11 +681,23 @@ impl BookingService for Api {
             0 => limits::SEATS_PER_USER_DEFAULT,
             n => n,
         };
+        let categories: Vec<CategorySpec> = r
+            .categories
+            .into_iter()
+            .map(|c| CategorySpec {
+                name: c.name,
+                price_minor: c.price_minor,
+                covers: c.covers.iter().map(|c| c.to_ascii_uppercase()).collect(),
+            })
+            .collect();
+        validate::categories(&categories, &r.currency).map_err(invalid)?;
         let spec = EventSpec {
             name: r.name,
             row_labels,
             seats_per_row: r.seats_per_row,
             max_seats_per_user,
+            categories,
+            currency: r.currency,
         };
         let written = self
             .write(Command::CreateEvent {
@@ -771,6 +843,256 @@ impl BookingService for Api {
             bookings: bookings.into_iter().map(booking_pb).collect(),
             applied_index: index,
         }))
+    }
+
+    async fn hold(
+        &self,
+        request: Request<pb::HoldRequest>,
+    ) -> Result<Response<pb::HoldReply>, Status> {
+        let actor = self.user(&request).await?;
+        let r = request.into_inner();
+        validate::request_id(&r.request_id).map_err(invalid)?;
+        let event = crate::wire::event_or_demo(r.event);
+        validate::name("event", &event).map_err(invalid)?;
+        let target = match (r.seats.is_empty(), r.best_count) {
+            (false, 0) => HoldTarget::Seats(validate::seats(&r.seats).map_err(invalid)?),
+            (true, count) if count > 0 => {
+                let ask = BestAsk {
+                    count,
+                    category: (!r.category.is_empty()).then_some(r.category),
+                    max_price_minor: (r.max_price_minor > 0).then_some(r.max_price_minor),
+                    split: r.allow_split,
+                };
+                validate::best_ask(&ask).map_err(invalid)?;
+                HoldTarget::Best(ask)
+            }
+            (true, _) => {
+                return Err(invalid("name seats to hold, or how many of the best".into()).into())
+            }
+            (false, _) => {
+                return Err(invalid("name seats or how many of the best, not both".into()).into())
+            }
+        };
+        let booking = self.node.config.booking;
+        let duration_ms = match r.duration_ms {
+            0 => booking.hold_ms,
+            ms if ms > booking.hold_max_ms => {
+                return Err(ApiError::from(Rejection::HoldTooLong {
+                    asked_ms: ms,
+                    max_ms: booking.hold_max_ms,
+                })
+                .into())
+            }
+            ms => ms,
+        };
+        validate::hold_duration(duration_ms).map_err(invalid)?;
+        let written = self
+            .write(Command::Hold {
+                request_id: r.request_id,
+                actor,
+                event,
+                target,
+                duration_ms,
+                max_ms: booking.hold_max_ms,
+                now_ms: now_ms(),
+            })
+            .await?;
+        hold_reply(written)
+    }
+
+    async fn confirm_hold(
+        &self,
+        request: Request<pb::ConfirmHoldRequest>,
+    ) -> Result<Response<pb::ReserveReply>, Status> {
+        let actor = self.user(&request).await?;
+        let r = request.into_inner();
+        validate::request_id(&r.request_id).map_err(invalid)?;
+        let hold = hold_number(&r.hold_id)?;
+        let payment_ref = (!r.payment_ref.is_empty()).then_some(r.payment_ref);
+        if let Some(reference) = &payment_ref {
+            validate::payment_ref(reference).map_err(invalid)?;
+        }
+        let written = self
+            .write(Command::ConfirmHold {
+                request_id: r.request_id,
+                actor,
+                hold,
+                payment_ref,
+                now_ms: now_ms(),
+            })
+            .await?;
+        match written.outcome {
+            Outcome::Confirmed(booking) => Ok(with_leader(
+                pb::ReserveReply {
+                    booking: Some(booking_pb(booking)),
+                    applied_index: written.index,
+                },
+                written.leader,
+            )),
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    async fn extend_hold(
+        &self,
+        request: Request<pb::ExtendHoldRequest>,
+    ) -> Result<Response<pb::HoldReply>, Status> {
+        let actor = self.user(&request).await?;
+        let r = request.into_inner();
+        validate::request_id(&r.request_id).map_err(invalid)?;
+        let hold = hold_number(&r.hold_id)?;
+        let booking = self.node.config.booking;
+        let duration_ms = match r.duration_ms {
+            0 => booking.hold_ms,
+            ms => ms.min(booking.hold_max_ms),
+        };
+        validate::hold_duration(duration_ms).map_err(invalid)?;
+        let written = self
+            .write(Command::ExtendHold {
+                request_id: r.request_id,
+                actor,
+                hold,
+                duration_ms,
+                now_ms: now_ms(),
+            })
+            .await?;
+        hold_reply(written)
+    }
+
+    async fn release_hold(
+        &self,
+        request: Request<pb::ReleaseHoldRequest>,
+    ) -> Result<Response<pb::CancelReply>, Status> {
+        let actor = self.user(&request).await?;
+        let r = request.into_inner();
+        validate::request_id(&r.request_id).map_err(invalid)?;
+        let hold = hold_number(&r.hold_id)?;
+        let written = self
+            .write(Command::ReleaseHold {
+                request_id: r.request_id,
+                actor,
+                hold,
+                now_ms: now_ms(),
+            })
+            .await?;
+        match written.outcome {
+            Outcome::HoldReleased { event, seats } => Ok(with_leader(
+                pb::CancelReply {
+                    seats,
+                    event,
+                    applied_index: written.index,
+                },
+                written.leader,
+            )),
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    async fn my_holds(
+        &self,
+        request: Request<pb::MyHoldsRequest>,
+    ) -> Result<Response<pb::MyHoldsReply>, Status> {
+        self.user(&request).await?;
+        let index = self
+            .node
+            .read_barrier(consistency(request.get_ref().consistency))
+            .await?;
+        let user = self.user(&request).await?;
+        let holds = self.node.sm.read().state.holds_of(&user);
+        Ok(Response::new(pb::MyHoldsReply {
+            holds: holds.into_iter().map(hold_pb).collect(),
+            applied_index: index,
+            now_ms: now_ms(),
+        }))
+    }
+
+    async fn my_tickets(
+        &self,
+        request: Request<pb::MyTicketsRequest>,
+    ) -> Result<Response<pb::MyTicketsReply>, Status> {
+        self.user(&request).await?;
+        let index = self
+            .node
+            .read_barrier(consistency(request.get_ref().consistency))
+            .await?;
+        let user = self.user(&request).await?;
+        let key = self.node.keyring.signing().ok_or_else(|| {
+            ApiError::Unavailable("this node has no token key; check its token.keys file".into())
+        })?;
+        let applied = self.node.sm.read();
+        let state = &applied.state;
+        let mut tickets = Vec::new();
+        for booking in state.bookings_of(&user) {
+            let Some(number) = validate::parse_booking_id(&booking.id) else {
+                continue;
+            };
+            let Some(event) = state.event(&booking.event) else {
+                continue;
+            };
+            for seat in &booking.seats {
+                let claims = auth::TicketClaims {
+                    event: booking.event.clone(),
+                    seat: seat.clone(),
+                    booking: number,
+                };
+                let used = event
+                    .map
+                    .index(seat)
+                    .and_then(|i| state.check_in_of(number, i));
+                tickets.push(pb::Ticket {
+                    code: auth::sign_ticket(&key, &claims),
+                    event: booking.event.clone(),
+                    seat: seat.clone(),
+                    booking_id: booking.id.clone(),
+                    checked_in_at_ms: used.map_or(0, |c| c.at_ms),
+                    checked_in_by: used.map(|c| c.by.clone()).unwrap_or_default(),
+                });
+            }
+        }
+        Ok(Response::new(pb::MyTicketsReply {
+            tickets,
+            applied_index: index,
+        }))
+    }
+
+    async fn check_in(
+        &self,
+        request: Request<pb::CheckInRequest>,
+    ) -> Result<Response<pb::CheckInReply>, Status> {
+        let actor = self.user(&request).await?;
+        let r = request.into_inner();
+        validate::request_id(&r.request_id).map_err(invalid)?;
+        if r.code.len() > limits::TICKET_CODE_LEN_MAX {
+            return Err(invalid("that is not a ticket code".into()).into());
+        }
+        let claims = auth::verify_ticket(|v| self.node.keyring.secret(v), &r.code)
+            .map_err(|e| invalid(format!("not a ticket of this cluster: {e}")))?;
+        validate::name("event", &claims.event).map_err(invalid)?;
+        let seat = validate::seat_id(&claims.seat).map_err(invalid)?;
+        let written = self
+            .write(Command::CheckIn {
+                request_id: r.request_id,
+                actor,
+                event: claims.event,
+                seat,
+                booking: claims.booking,
+                now_ms: now_ms(),
+            })
+            .await?;
+        match written.outcome {
+            Outcome::CheckedIn(done) => Ok(with_leader(
+                pb::CheckInReply {
+                    event: done.event,
+                    seat: done.seat,
+                    booking_id: done.booking,
+                    at_ms: done.at_ms,
+                    by: done.by,
+                    applied_index: written.index,
+                },
+                written.leader,
+            )),
+            other => Err(unexpected(other).into()),
+        }
     }
 
     async fn cluster_status(

@@ -14,6 +14,7 @@ mod listeners;
 pub mod node;
 mod peer;
 mod proposer;
+mod sweeper;
 mod throttle;
 mod watchers;
 
@@ -93,6 +94,7 @@ pub async fn run(
     }
     tokio::spawn(bootstrap::seed_when_leader(node.clone()));
     tokio::spawn(bootstrap::log_role_changes(node.clone()));
+    tokio::spawn(sweeper::sweep_when_due(node.clone()));
 
     let failure = serve_until_stopped(&node, shutdown).await;
     stop(&node, stop_serving, server).await;

@@ -79,8 +79,14 @@ async fn gather(raft: Raft, mut pending: mpsc::Receiver<Pending>) {
         }
         let raft = raft.clone();
         tokio::spawn(async move {
-            let (commands, replies): (Vec<Command>, Vec<_>) =
+            let (mut commands, replies): (Vec<Command>, Vec<_>) =
                 batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+            // Log time is the proposing leader's clock (the state keeps it from going back):
+            // one reading for the whole entry, whichever node took the request.
+            let now = crate::clock::now_ms();
+            for command in &mut commands {
+                command.stamp(now);
+            }
             let result = raft.client_write(commands).await;
             drop(permit);
             answer(result, replies);

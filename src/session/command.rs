@@ -49,11 +49,32 @@ pub enum Cmd {
         rows: u32,
         seats_per_row: u32,
         max_per_user: u32,
+        /// `--category NAME=PRICE@COVER[,COVER...]`, best first.
+        categories: Vec<CategoryArg>,
+        /// `--currency EUR` (EUR when categories are given without one).
+        currency: Option<String>,
     },
     UserAdd {
         name: String,
         admin: bool,
+        /// `--door`: door staff, who check tickets in.
+        door: bool,
     },
+    /// `hold SEAT...` or `hold --best N [--category C] [--max-price P] [--split]`, with
+    /// `--for SECS`.
+    Hold(HoldArgs),
+    Holds,
+    Confirm {
+        hold: String,
+        payment_ref: Option<String>,
+    },
+    Extend {
+        hold: String,
+        duration_secs: Option<u64>,
+    },
+    Release(String),
+    Tickets,
+    CheckIn(String),
     /// `run FILE.rhai [ARGS]`
     Run {
         file: String,
@@ -87,6 +108,25 @@ impl Cmd {
     }
 }
 
+/// What `hold` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HoldArgs {
+    pub seats: Vec<String>,
+    pub best: Option<u32>,
+    pub category: Option<String>,
+    pub max_price_minor: Option<u64>,
+    pub split: bool,
+    pub duration_secs: Option<u64>,
+}
+
+/// One `--category NAME=PRICE@COVER[,COVER...]` of `event create`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryArg {
+    pub name: String,
+    pub price_minor: u64,
+    pub covers: Vec<String>,
+}
+
 /// What completion offers for a command's next word.
 #[derive(Debug, Clone, Copy)]
 pub enum Complete {
@@ -97,6 +137,8 @@ pub enum Complete {
     FreeSeats,
     /// My seats in the event in use, or one of my bookings.
     MySeatsOrBookings,
+    /// My holds in the event in use.
+    MyHolds,
     /// The commands (for `help`).
     Commands,
     /// Script files.
@@ -315,6 +357,51 @@ pub const COMMANDS: &[Spec] = &[
         ..spec("cancel", "cancel SEAT...|BOOKING", "cancel seats, or a whole booking (bk-N); asks first", parse_cancel, Complete::MySeatsOrBookings)
     },
     Spec {
+        script: &[
+            script_fn("hold", "hold {}", Returns::FieldWithIndex("hold")),
+            script_fn("hold_best", "hold --best {}", Returns::FieldWithIndex("hold")),
+            script_fn("hold_best", "hold --best {} --category {}", Returns::FieldWithIndex("hold")),
+        ],
+        ..spec(
+            "hold",
+            "hold SEAT... | hold --best N [--category C] [--max-price P] [--split] [--for SECS]",
+            "hold seats for checkout (the best N together, by default); they come back by themselves when the hold runs out",
+            parse_hold,
+            Complete::FreeSeats,
+        )
+    },
+    Spec {
+        script: &[script_fn("holds", "holds", Returns::Field("holds"))],
+        ..spec("holds", "holds", "your live holds and the time each has left", parse_holds, Complete::Nothing)
+    },
+    Spec {
+        script: &[
+            script_fn("confirm", "confirm {}", Returns::FieldWithIndex("booking")),
+            script_fn("confirm", "confirm {} --payment {}", Returns::FieldWithIndex("booking")),
+        ],
+        ..spec("confirm", "confirm HOLD [--payment REF]", "buy the seats of a hold (hd-N): it becomes booking bk-N", parse_confirm, Complete::MyHolds)
+    },
+    Spec {
+        script: &[
+            script_fn("extend", "extend {}", Returns::FieldWithIndex("hold")),
+            script_fn("extend", "extend {} --for {}", Returns::FieldWithIndex("hold")),
+        ],
+        ..spec("extend", "extend HOLD [--for SECS]", "give a hold more time, up to its maximum", parse_extend, Complete::MyHolds)
+    },
+    Spec {
+        script: &[script_fn("release", "release {}", Returns::Reply)],
+        ..spec("release", "release HOLD", "give a hold's seats back now", parse_release, Complete::MyHolds)
+    },
+    Spec {
+        script: &[script_fn("tickets", "tickets", Returns::Field("tickets"))],
+        ..spec("tickets", "tickets", "your tickets, each with its signed code and a QR code", parse_tickets, Complete::Nothing)
+    },
+    Spec {
+        aliases: &["checkin"],
+        script: &[script_fn("check_in", "check-in {}", Returns::Reply)],
+        ..spec("check-in", "check-in CODE", "door staff or admin: mark a ticket used (once; a second scan is refused)", parse_check_in, Complete::Nothing)
+    },
+    Spec {
         script: &[script_fn("bookings", "bookings", Returns::Field("bookings"))],
         ..spec("bookings", "bookings", "your bookings", parse_bookings, Complete::Nothing)
     },
@@ -354,13 +441,13 @@ pub const COMMANDS: &[Spec] = &[
         }),
         ..spec(
             "event",
-            "event info NAME | event create NAME --rows N --seats-per-row M [--max-per-user K]",
+            "event info NAME | event create NAME --rows N --seats-per-row M [--max-per-user K] [--category NAME=PRICE@ROWS,... ] [--currency EUR]",
             "an event's size, limit, free and taken seats, and who sees holders; admin: create an event",
             parse_event,
             Complete::Subcommands(&[("info", Complete::Events), ("create", Complete::Nothing)]),
         )
     },
-    spec("user", "user add NAME [--admin]", "add a user (a customer needs no login; an admin needs an admin, except the first)", parse_user, Complete::Words(&["add"])),
+    spec("user", "user add NAME [--admin|--door]", "add a user (a customer needs no login; an admin or door staff needs an admin, except the first admin)", parse_user, Complete::Words(&["add"])),
     Spec {
         aliases: &["exit"],
         ..spec("quit", "quit", "leave the shell (also exit, Ctrl-D)", parse_quit, Complete::Nothing)
@@ -571,15 +658,25 @@ fn parse_event(args: &[String]) -> Result<Cmd, String> {
     }
 }
 
-/// `event create NAME --rows N --seats-per-row M [--max-per-user K]`, flags in any order.
+/// `event create NAME --rows N --seats-per-row M [--max-per-user K] [--category ...]...
+/// [--currency C]`, flags in any order.
 fn event_create(name: &str, flags: &[String]) -> Result<Cmd, String> {
     let (mut rows, mut seats_per_row, mut max_per_user) = (None, None, 0);
+    let (mut categories, mut currency) = (Vec::new(), None);
     let mut flags = flags.iter();
     while let Some(flag) = flags.next() {
         match flag.as_str() {
             "--rows" => rows = Some(number(flag, flags.next())?),
             "--seats-per-row" => seats_per_row = Some(number(flag, flags.next())?),
             "--max-per-user" => max_per_user = number(flag, flags.next())?,
+            "--category" => {
+                let value = flags.next().ok_or("--category needs NAME=PRICE@ROWS")?;
+                categories.push(category(value)?);
+            }
+            "--currency" => {
+                let value = flags.next().ok_or("--currency needs a code like EUR")?;
+                currency = Some(value.to_ascii_uppercase());
+            }
             other => return Err(format!("unknown option {other}; {}", usage("event"))),
         }
     }
@@ -588,19 +685,163 @@ fn event_create(name: &str, flags: &[String]) -> Result<Cmd, String> {
         rows: rows.ok_or_else(|| usage("event"))?,
         seats_per_row: seats_per_row.ok_or_else(|| usage("event"))?,
         max_per_user,
+        categories,
+        currency,
     })
 }
 
+/// `NAME=PRICE@COVER[,COVER...]`: `front=80@A-B`, `rear=45.50@C,D1-D10`.
+fn category(value: &str) -> Result<CategoryArg, String> {
+    let wrong = || {
+        format!("'{value}' is not a category: write NAME=PRICE@ROWS, like front=80.00@A-B,C1-C10")
+    };
+    let (name, rest) = value.split_once('=').ok_or_else(wrong)?;
+    let (price, covers) = rest.split_once('@').ok_or_else(wrong)?;
+    let covers: Vec<String> = covers
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    if name.is_empty() || covers.is_empty() {
+        return Err(wrong());
+    }
+    Ok(CategoryArg {
+        name: name.to_string(),
+        price_minor: price_minor(price).ok_or_else(wrong)?,
+        covers,
+    })
+}
+
+/// A price in major units with at most two decimals (`80`, `45.5`, `12.99`) in minor units.
+pub fn price_minor(text: &str) -> Option<u64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() || fraction.len() > 2 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let cents: u64 = format!("{fraction:0<2}").parse().ok()?;
+    whole
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(cents)
+}
+
 fn parse_user(args: &[String]) -> Result<Cmd, String> {
-    let admin = match args {
-        [sub, _] if sub == "add" => false,
-        [sub, _, flag] if sub == "add" && flag == "--admin" => true,
+    let (admin, door) = match args {
+        [sub, _] if sub == "add" => (false, false),
+        [sub, _, flag] if sub == "add" && flag == "--admin" => (true, false),
+        [sub, _, flag] if sub == "add" && flag == "--door" => (false, true),
         _ => return Err(usage("user")),
     };
     Ok(Cmd::UserAdd {
         name: args[1].clone(),
         admin,
+        door,
     })
+}
+
+/// `hold SEAT...` or `hold --best N [--category C] [--max-price P] [--split]`, each with an
+/// optional `--for SECS`; flags in any order.
+fn parse_hold(args: &[String]) -> Result<Cmd, String> {
+    let mut hold = HoldArgs::default();
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--best" => hold.best = Some(number(word, words.next())?),
+            "--category" => {
+                hold.category = Some(words.next().ok_or("--category needs a name")?.clone())
+            }
+            "--max-price" => {
+                let value = words.next().ok_or("--max-price needs a price")?;
+                let price = price_minor(value).ok_or_else(|| {
+                    format!("--max-price takes a price like 80 or 79.90, not '{value}'")
+                })?;
+                hold.max_price_minor = Some(price);
+            }
+            "--split" => hold.split = true,
+            "--for" => hold.duration_secs = Some(u64::from(number(word, words.next())?)),
+            flag if flag.starts_with("--") => {
+                return Err(format!("unknown option {flag}; {}", usage("hold")))
+            }
+            seat => hold.seats.push(seat.to_string()),
+        }
+    }
+    let best_only = hold.category.is_some() || hold.max_price_minor.is_some() || hold.split;
+    match (hold.seats.is_empty(), hold.best) {
+        (true, None) => Err(usage("hold")),
+        (false, Some(_)) => Err("name seats or --best N, not both".into()),
+        (false, None) if best_only => {
+            Err("--category, --max-price and --split go with --best N".into())
+        }
+        _ => Ok(Cmd::Hold(hold)),
+    }
+}
+
+fn parse_holds(args: &[String]) -> Result<Cmd, String> {
+    none("holds", args, Cmd::Holds)
+}
+
+fn parse_tickets(args: &[String]) -> Result<Cmd, String> {
+    none("tickets", args, Cmd::Tickets)
+}
+
+/// A hold id as typed: `hd-7` (any case).
+fn hold_word(name: &str, word: &str) -> Result<String, String> {
+    let mut word = word.to_ascii_lowercase();
+    // A bare number is the hold of that number.
+    if !word.is_empty() && word.bytes().all(|b| b.is_ascii_digit()) {
+        word = format!("hd-{word}");
+    }
+    if crate::domain::validate::parse_hold_id(&word).is_some() {
+        Ok(word)
+    } else {
+        Err(format!(
+            "'{word}' is not a hold id (they look like hd-12); {}",
+            usage(name)
+        ))
+    }
+}
+
+fn parse_confirm(args: &[String]) -> Result<Cmd, String> {
+    match args {
+        [hold] => Ok(Cmd::Confirm {
+            hold: hold_word("confirm", hold)?,
+            payment_ref: None,
+        }),
+        [hold, flag, reference] if flag == "--payment" => Ok(Cmd::Confirm {
+            hold: hold_word("confirm", hold)?,
+            payment_ref: Some(reference.clone()),
+        }),
+        _ => Err(usage("confirm")),
+    }
+}
+
+fn parse_extend(args: &[String]) -> Result<Cmd, String> {
+    match args {
+        [hold] => Ok(Cmd::Extend {
+            hold: hold_word("extend", hold)?,
+            duration_secs: None,
+        }),
+        [hold, flag, secs] if flag == "--for" => Ok(Cmd::Extend {
+            hold: hold_word("extend", hold)?,
+            duration_secs: Some(u64::from(number(flag, Some(secs))?)),
+        }),
+        _ => Err(usage("extend")),
+    }
+}
+
+fn parse_release(args: &[String]) -> Result<Cmd, String> {
+    match args {
+        [hold] => Ok(Cmd::Release(hold_word("release", hold)?)),
+        _ => Err(usage("release")),
+    }
+}
+
+fn parse_check_in(args: &[String]) -> Result<Cmd, String> {
+    match args {
+        [code] => Ok(Cmd::CheckIn(code.clone())),
+        _ => Err(usage("check-in")),
+    }
 }
 
 /// Parses one line. `Ok(None)` for a blank line or a comment.
@@ -773,7 +1014,9 @@ mod tests {
                 name: "gala".into(),
                 rows: 3,
                 seats_per_row: 10,
-                max_per_user: 0
+                max_per_user: 0,
+                categories: Vec::new(),
+                currency: None,
             }))
         );
         assert!(parse("event create gala --rows x --seats-per-row 10")
@@ -786,9 +1029,102 @@ mod tests {
             parse("user add ana --admin"),
             Ok(Some(Cmd::UserAdd {
                 name: "ana".into(),
-                admin: true
+                admin: true,
+                door: false,
             }))
         );
+        assert_eq!(
+            parse("event create gala --rows 3 --seats-per-row 10 --category front=80@A --category rear=45.5@B-C --currency eur"),
+            Ok(Some(Cmd::EventCreate {
+                name: "gala".into(),
+                rows: 3,
+                seats_per_row: 10,
+                max_per_user: 0,
+                categories: vec![
+                    CategoryArg { name: "front".into(), price_minor: 8000, covers: vec!["A".into()] },
+                    CategoryArg { name: "rear".into(), price_minor: 4550, covers: vec!["B-C".into()] },
+                ],
+                currency: Some("EUR".into()),
+            }))
+        );
+        for bad in [
+            "front",
+            "front=80",
+            "front=x@A",
+            "=80@A",
+            "front=80@",
+            "front=1.234@A",
+        ] {
+            let line = format!("event create gala --rows 3 --seats-per-row 10 --category {bad}");
+            assert!(
+                parse(&line).unwrap_err().contains("not a category"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn checkout_commands_parse_their_options() {
+        assert_eq!(
+            parse("hold --best 4 --category front --max-price 80 --for 120"),
+            Ok(Some(Cmd::Hold(HoldArgs {
+                best: Some(4),
+                category: Some("front".into()),
+                max_price_minor: Some(8000),
+                duration_secs: Some(120),
+                ..HoldArgs::default()
+            })))
+        );
+        assert_eq!(
+            parse("hold A1 a2"),
+            Ok(Some(Cmd::Hold(HoldArgs {
+                seats: vec!["A1".into(), "a2".into()],
+                ..HoldArgs::default()
+            })))
+        );
+        assert!(parse("hold").unwrap_err().starts_with("usage"));
+        assert!(parse("hold A1 --best 2").unwrap_err().contains("not both"));
+        assert!(parse("hold A1 --split")
+            .unwrap_err()
+            .contains("go with --best"));
+        assert_eq!(
+            parse("confirm HD-3 --payment pay_123"),
+            Ok(Some(Cmd::Confirm {
+                hold: "hd-3".into(),
+                payment_ref: Some("pay_123".into())
+            }))
+        );
+        assert!(parse("confirm x3").unwrap_err().contains("not a hold id"));
+        assert_eq!(parse("release 3"), Ok(Some(Cmd::Release("hd-3".into()))));
+        assert_eq!(
+            parse("extend hd-3 --for 60"),
+            Ok(Some(Cmd::Extend {
+                hold: "hd-3".into(),
+                duration_secs: Some(60)
+            }))
+        );
+        assert_eq!(parse("release hd-9"), Ok(Some(Cmd::Release("hd-9".into()))));
+        assert_eq!(
+            parse("check-in tk1.x"),
+            Ok(Some(Cmd::CheckIn("tk1.x".into())))
+        );
+        assert_eq!(
+            parse("checkin tk1.x"),
+            Ok(Some(Cmd::CheckIn("tk1.x".into())))
+        );
+        assert_eq!(
+            parse("user add d --door"),
+            Ok(Some(Cmd::UserAdd {
+                name: "d".into(),
+                admin: false,
+                door: true
+            }))
+        );
+        assert_eq!(price_minor("12.9"), Some(1290));
+        assert_eq!(price_minor("0.05"), Some(5));
+        assert_eq!(price_minor("1."), Some(100));
+        assert_eq!(price_minor(".5"), None);
+        assert_eq!(price_minor("99999999999999999999"), None);
     }
 
     #[test]

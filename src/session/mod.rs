@@ -9,6 +9,7 @@
 //! `run FILE.rhai` and plugin commands go to whatever implements [`Scripts`] (the script
 //! layer, above this one).
 
+mod checkout;
 pub mod command;
 pub mod render;
 pub mod status;
@@ -130,6 +131,8 @@ pub struct Known {
     /// The user's seats in it and their bookings: what `cancel` can give back.
     pub mine: Vec<String>,
     pub bookings: Vec<String>,
+    /// The user's holds in it: what `confirm`, `extend` and `release` take.
+    pub holds: Vec<String>,
     pub plugins: Vec<PluginCommand>,
 }
 
@@ -148,7 +151,12 @@ impl Known {
         self.free = with(pb::SeatStatus::Free);
         self.mine = with(pb::SeatStatus::Mine);
         self.bookings.clear();
+        self.holds.clear();
         for seat in &reply.seats {
+            let held = pb::SeatStatus::try_from(seat.status) == Ok(pb::SeatStatus::HeldByYou);
+            if held && !seat.hold_id.is_empty() && !self.holds.contains(&seat.hold_id) {
+                self.holds.push(seat.hold_id.clone());
+            }
             let mine = pb::SeatStatus::try_from(seat.status) == Ok(pb::SeatStatus::Mine);
             if mine && !seat.booking_id.is_empty() && !self.bookings.contains(&seat.booking_id) {
                 self.bookings.push(seat.booking_id.clone());
@@ -322,11 +330,45 @@ impl Session {
                 rows,
                 seats_per_row,
                 max_per_user,
+                categories,
+                currency,
             } => {
-                self.event_create(&name, rows, seats_per_row, max_per_user)
-                    .await
+                let request = pb::CreateEventRequest {
+                    request_id: String::new(),
+                    name,
+                    rows,
+                    seats_per_row,
+                    max_seats_per_user: max_per_user,
+                    row_labels: Vec::new(),
+                    currency: match (&currency, categories.is_empty()) {
+                        (Some(code), _) => code.clone(),
+                        (None, false) => "EUR".to_string(),
+                        (None, true) => String::new(),
+                    },
+                    categories: categories
+                        .into_iter()
+                        .map(|c| pb::Category {
+                            name: c.name,
+                            price_minor: c.price_minor,
+                            covers: c.covers,
+                        })
+                        .collect(),
+                };
+                self.event_create(request).await
             }
-            Cmd::UserAdd { name, admin } => {
+            Cmd::Hold(args) => self.hold(args).await,
+            Cmd::Holds => self.holds().await,
+            Cmd::Confirm { hold, payment_ref } => {
+                self.confirm_hold(&hold, payment_ref.as_deref()).await
+            }
+            Cmd::Extend {
+                hold,
+                duration_secs,
+            } => self.extend_hold(&hold, duration_secs).await,
+            Cmd::Release(hold) => self.release_hold(&hold).await,
+            Cmd::Tickets => self.tickets().await,
+            Cmd::CheckIn(code) => self.check_in(&code).await,
+            Cmd::UserAdd { name, admin, door } => {
                 let password = read_password(
                     &format!("Password for {name}: "),
                     false,
@@ -334,7 +376,12 @@ impl Session {
                     true,
                 )
                 .map_err(|e| e.to_string())?;
-                self.add_user(&name, &password, admin).await
+                let role = match (admin, door) {
+                    (true, _) => pb::Role::Admin,
+                    (false, true) => pb::Role::Door,
+                    (false, false) => pb::Role::Customer,
+                };
+                self.add_user_as(&name, &password, role).await
             }
             Cmd::Run { file, args } => self.run_script(file, args).await,
             Cmd::Plugins { reload } => self.plugins(reload),
@@ -513,16 +560,10 @@ impl Session {
         Ok(CommandOutput::new(text, json!({ "event": json })))
     }
 
-    async fn event_create(
-        &self,
-        name: &str,
-        rows: u32,
-        seats_per_row: u32,
-        max_per_user: u32,
-    ) -> Result<CommandOutput, String> {
+    async fn event_create(&self, request: pb::CreateEventRequest) -> Result<CommandOutput, String> {
         let reply = self
             .client
-            .create_event(name, rows, seats_per_row, max_per_user)
+            .create_event_from(request)
             .await
             .map_err(|e| e.to_string())?;
         let event = reply.event.unwrap_or_default();
@@ -659,11 +700,29 @@ impl Session {
         password: &str,
         admin: bool,
     ) -> Result<CommandOutput, String> {
+        let role = if admin {
+            pb::Role::Admin
+        } else {
+            pb::Role::Customer
+        };
+        self.add_user_as(name, password, role).await
+    }
+
+    pub async fn add_user_as(
+        &self,
+        name: &str,
+        password: &str,
+        role: pb::Role,
+    ) -> Result<CommandOutput, String> {
         self.client
-            .add_user(name, password, admin)
+            .add_user_with_role(name, password, role)
             .await
             .map_err(|e| e.to_string())?;
-        let role = if admin { "admin" } else { "customer" };
+        let role = match role {
+            pb::Role::Admin => "admin",
+            pb::Role::Door => "door",
+            pb::Role::Customer => "customer",
+        };
         Ok(CommandOutput::new(
             format!("added {role} {name}"),
             json!({ "user": name, "role": role }),
@@ -1030,6 +1089,7 @@ mod tests {
                     status: *status as i32,
                     holder: String::new(),
                     booking_id: booking.to_string(),
+                    ..Default::default()
                 })
                 .collect(),
             applied_index: 1,

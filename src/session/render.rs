@@ -41,6 +41,8 @@ pub fn seat_map(reply: &GetSeatsReply, colour: bool) -> String {
             SeatStatus::Free => ('.', Color::Green),
             SeatStatus::Mine => ('*', Color::Cyan),
             SeatStatus::Taken => ('#', Color::Red),
+            SeatStatus::Held => ('~', Color::Yellow),
+            SeatStatus::HeldByYou => ('+', Color::Purple),
         };
         let cell = format!("{mark}{number:<3}");
         if colour {
@@ -51,6 +53,27 @@ pub fn seat_map(reply: &GetSeatsReply, colour: bool) -> String {
         out.push(' ');
     }
     out.push_str("\nlegend: .free  *mine  #taken");
+    let held = |wanted: SeatStatus| reply.seats.iter().any(|s| status(s.status) == wanted);
+    if held(SeatStatus::Held) || held(SeatStatus::HeldByYou) {
+        out.push_str("  ~held  +held by you");
+    }
+    if let Some(event) = &reply.event {
+        if !event.categories.is_empty() {
+            let prices: Vec<String> = event
+                .categories
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} {} ({})",
+                        c.name,
+                        crate::json::price_text(c.price_minor, &event.currency),
+                        c.covers.join(" ")
+                    )
+                })
+                .collect();
+            out.push_str(&format!("\nprices: {}", prices.join(", ")));
+        }
+    }
     out
 }
 
@@ -68,6 +91,8 @@ pub fn watch_line(update: &WatchSeatsReply, colour: bool) -> String {
                 (true, SeatStatus::Free) => Color::Green.paint(text).to_string(),
                 (true, SeatStatus::Mine) => Color::Cyan.paint(text).to_string(),
                 (true, SeatStatus::Taken) => Color::Red.paint(text).to_string(),
+                (true, SeatStatus::Held) => Color::Yellow.paint(text).to_string(),
+                (true, SeatStatus::HeldByYou) => Color::Purple.paint(text).to_string(),
             }
         })
         .collect();

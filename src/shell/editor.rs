@@ -242,6 +242,8 @@ fn offer(
         Complete::Events => known.events.clone(),
         Complete::FreeSeats => seat_candidates(known, "reserve", typed),
         Complete::MySeatsOrBookings => seat_candidates(known, "cancel", typed),
+        Complete::MyHolds if typed.is_empty() => known.holds.clone(),
+        Complete::MyHolds => Vec::new(),
         Complete::Commands => commands(),
         Complete::Paths if typed.is_empty() => return Offer::Paths,
         Complete::Paths => Vec::new(),
@@ -385,6 +387,7 @@ mod tests {
                 .into(),
             mine: ["S2", "S3", "S5"].map(String::from).into(),
             bookings: ["bk-4", "bk-9"].map(String::from).into(),
+            holds: Vec::new(),
             plugins: Vec::new(),
         }
     }
@@ -438,6 +441,7 @@ mod tests {
             status: status as i32,
             holder: String::new(),
             booking_id: booking.into(),
+            ..Default::default()
         };
         let reply = GetSeatsReply {
             event: None,
