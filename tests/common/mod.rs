@@ -30,6 +30,9 @@ pub struct Options {
     pub first_admin_password: Option<String>,
     /// TLS on the client API (the suite runs with it on, as a cluster across machines must).
     pub tls: bool,
+    /// `[booking] hold_ms` and `hold_max_ms`.
+    pub hold_ms: u64,
+    pub hold_max_ms: u64,
 }
 
 impl Default for Options {
@@ -42,6 +45,8 @@ impl Default for Options {
             pbkdf2_iterations: 10_000,
             first_admin_password: Some(ADMIN_PASSWORD.to_string()),
             tls: true,
+            hold_ms: 600_000,
+            hold_max_ms: 1_800_000,
         }
     }
 }
@@ -101,11 +106,14 @@ pub fn config_text(ports: &[u16], options: &Options) -> String {
     let mut text = format!(
         "data_dir = \"data\"\n\n[raft]\nheartbeat_interval_ms = 50\nelection_timeout_min_ms = 300\n\
          election_timeout_max_ms = 600\nsnapshot_threshold = {}\nkeep_after_snapshot = {}\n\n\
-         [security]\ntoken_ttl_secs = {}\npbkdf2_iterations = {}\n",
+         [security]\ntoken_ttl_secs = {}\npbkdf2_iterations = {}\n\n\
+         [booking]\nhold_ms = {}\nhold_max_ms = {}\n",
         options.snapshot_threshold,
         options.keep_after_snapshot,
         options.token_ttl_secs,
-        options.pbkdf2_iterations
+        options.pbkdf2_iterations,
+        options.hold_ms,
+        options.hold_max_ms
     );
     let (ask, ports) = ports.split_last().expect("ports");
     text.push_str(&format!("\n[assistant]\nlisten = \"127.0.0.1:{ask}\"\n"));
