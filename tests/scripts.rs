@@ -69,10 +69,21 @@ async fn the_shipped_scenarios_run_green_against_a_running_cluster() {
         text(&sale.stdout)
     );
 
+    // The whole checkout: hold the best four, extend, confirm, tickets, check-in once.
+    let checkout = run_script(
+        &cluster,
+        &repo("scripts/checkout.rhai"),
+        &[common::ADMIN_PASSWORD],
+    );
+    assert_ok(&checkout, "checkout.rhai");
+    let said = text(&checkout.stdout);
+    assert!(said.contains("second scan refused"), "{said}");
+    assert!(said.contains("checkout done"), "{said}");
+
     // Again, on what the first runs left behind: the scenarios clean up or make their own.
-    for script in ["demo", "race", "flash_sale"] {
+    for script in ["demo", "race", "flash_sale", "checkout"] {
         let args: &[&str] = match script {
-            "flash_sale" => &[common::ADMIN_PASSWORD],
+            "flash_sale" | "checkout" => &[common::ADMIN_PASSWORD],
             _ => &[],
         };
         let again = run_script(&cluster, &repo(&format!("scripts/{script}.rhai")), args);

@@ -130,6 +130,24 @@ fn register_accounts(engine: &mut Engine, host: &Arc<Host>) {
         "add_user",
         move |name: &str, password: &str, admin: bool| add_user(&h, name, password, admin),
     );
+    // `add_user(NAME, PASSWORD, "door")`: a role by name (customer, admin or door).
+    let h = host.clone();
+    engine.register_fn(
+        "add_user",
+        move |name: &str, password: &str, role: &str| -> Fallible<Map> {
+            let role = match role {
+                "customer" => crate::pb::booking::v1::Role::Customer,
+                "admin" => crate::pb::booking::v1::Role::Admin,
+                "door" => crate::pb::booking::v1::Role::Door,
+                other => return Err(format!("no role '{other}': customer, admin or door").into()),
+            };
+            let reply = with_context(|c| {
+                h.runtime
+                    .block_on(h.cancellable(c.session.add_user_as(name, password, role)))
+            })??;
+            to_map(reply?.json)
+        },
+    );
 }
 
 /// `sleep`, `assert`, `now_ms` and `random_password`.
@@ -186,10 +204,27 @@ fn register_from_table(engine: &mut Engine, host: &Arc<Host>) {
                     .register_fn(function.name, move |a: Dynamic, b: Dynamic, c: Dynamic| {
                         call(&h, function, vec![a, b, c])
                     }),
-                _ => engine.register_fn(
+                4 => engine.register_fn(
                     function.name,
                     move |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| {
                         call(&h, function, vec![a, b, c, d])
+                    },
+                ),
+                5 => engine.register_fn(
+                    function.name,
+                    move |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic| {
+                        call(&h, function, vec![a, b, c, d, e])
+                    },
+                ),
+                _ => engine.register_fn(
+                    function.name,
+                    move |a: Dynamic,
+                          b: Dynamic,
+                          c: Dynamic,
+                          d: Dynamic,
+                          e: Dynamic,
+                          f: Dynamic| {
+                        call(&h, function, vec![a, b, c, d, e, f])
                     },
                 ),
             };

@@ -432,6 +432,11 @@ pub const COMMANDS: &[Spec] = &[
                 "event create {} --rows {} --seats-per-row {} --max-per-user {}",
                 Returns::Field("event"),
             ),
+            script_fn(
+                "create_event",
+                "event create {} --rows {} --seats-per-row {} --max-per-user {} --category {} --category {}",
+                Returns::Field("event"),
+            ),
         ],
         tool: Some(Tool {
             name: "event_info",
@@ -907,8 +912,15 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for spec in COMMANDS {
             for function in spec.script {
-                let args = (0..function.arity())
-                    .map(|_| vec!["7".to_string()])
+                // A number fits every slot but a category's, which takes NAME=PRICE@ROWS.
+                let line = function.line.split_whitespace().collect::<Vec<_>>();
+                let args = line
+                    .windows(2)
+                    .filter(|pair| pair[1] == "{}")
+                    .map(|pair| match pair[0] {
+                        "--category" => vec!["c=7@A".to_string()],
+                        _ => vec!["7".to_string()],
+                    })
                     .collect();
                 let line = function.words(args);
                 assert_eq!(
@@ -927,6 +939,8 @@ mod tests {
                     "{} twice",
                     function.name
                 );
+                // `script::api` registers functions of up to six arguments.
+                assert!(function.arity() <= 6, "{} takes too many", function.name);
             }
             if let Some(tool) = &spec.tool {
                 let line = tool.words(&serde_json::Map::new(), "demo").expect("words");
