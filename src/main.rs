@@ -140,6 +140,9 @@ enum Cmd {
 // The flags of `ticket bench` (its help is the `Cmd::Bench` doc comment).
 #[derive(clap::Args)]
 struct BenchFlags {
+    /// unary: one Reserve a booking; checkout: a hold, then its confirm.
+    #[arg(long, value_enum, default_value_t = cli::bench::Mode::Unary)]
+    mode: cli::bench::Mode,
     /// Concurrent clients, each on its own connection.
     #[arg(long, default_value_t = 64)]
     clients: usize,
@@ -431,6 +434,7 @@ async fn bench(flags: BenchFlags, config: &Config) -> anyhow::Result<()> {
         false,
     )?;
     let args = cli::bench::BenchArgs {
+        mode: flags.mode,
         clients: flags.clients,
         seconds: flags.seconds,
         json: flags.json,

@@ -820,6 +820,41 @@ async fn bench_reports_its_figures_as_json() {
     }
     assert!(json["bookings_per_sec"].as_f64().expect("number") > 0.0);
     assert_eq!(json["errors"], serde_json::json!({}));
+    assert_eq!(json["mode"], "unary");
+
+    // Checkout mode: each booking is a hold and its confirm, and the report says so.
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "--config",
+            cluster.config_path.to_str().expect("utf-8"),
+            "bench",
+            "--mode",
+            "checkout",
+            "--clients",
+            "4",
+            "--seconds",
+            "1",
+            "--json",
+        ])
+        .env("TICKET_PASSWORD", common::ADMIN_PASSWORD)
+        .output()
+        .await
+        .expect("run bench --mode checkout");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["mode"], "checkout", "{json}");
+    assert_eq!(json["errors"], serde_json::json!({}));
+    let holds = json["holds"].as_u64().expect("holds");
+    let bookings = json["bookings"].as_u64().expect("bookings");
+    assert!(bookings > 0, "{json}");
+    // Every booking was a confirmed hold; at most one hold per client was left unconfirmed.
+    assert!(holds >= bookings && holds <= bookings + 4, "{json}");
+    assert!(json["holds_per_sec"].as_f64().expect("number") > 0.0);
+    assert!(json["confirms_per_sec"].as_f64().expect("number") > 0.0);
 }
 
 /// Goal: the write path batches. Concurrent reservations share log entries (one append, one

@@ -2,6 +2,10 @@
 //! events as fast as the cluster commits them. Reports bookings/s, latency percentiles from
 //! an HDR histogram, errors by kind, and the longest gap in which no booking completed (the
 //! outage a failover causes).
+//!
+//! Modes: `unary` books each seat with one Reserve; `checkout` holds it, then confirms the
+//! hold (two commits a booking, as a buyer at a checkout makes them), and reports holds/s and
+//! confirms/s; its latency is the hold and the confirm together.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +21,18 @@ use crate::client::{Client, ClientError};
 use crate::config::Config;
 use crate::domain::SeatMap;
 
+/// What each bench operation is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One Reserve a booking.
+    Unary,
+    /// Hold, then confirm the hold.
+    Checkout,
+}
+
 pub struct BenchArgs {
+    pub mode: Mode,
     pub clients: usize,
     pub seconds: u64,
     pub json: bool,
@@ -32,10 +47,17 @@ const SEATS_PER_EVENT: u64 = (ROWS * SEATS_PER_ROW) as u64;
 
 #[derive(Serialize, Debug)]
 pub struct Report {
+    pub mode: Mode,
     pub clients: usize,
     pub seconds: f64,
     pub bookings: u64,
     pub bookings_per_sec: f64,
+    /// Operations per second: bookings (unary) or checkouts, a hold and its confirm (checkout).
+    pub ops_per_sec: f64,
+    /// Holds made (checkout mode; each checkout is one hold and one confirm).
+    pub holds: u64,
+    pub holds_per_sec: f64,
+    pub confirms_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
@@ -74,6 +96,7 @@ impl Seats {
 }
 
 struct ClientResult {
+    holds: u64,
     latencies_us: Histogram<u64>,
     completions_us: Vec<u64>,
     errors: BTreeMap<String, u64>,
@@ -82,6 +105,7 @@ struct ClientResult {
 impl ClientResult {
     fn new() -> ClientResult {
         ClientResult {
+            holds: 0,
             latencies_us: Histogram::new_with_bounds(1, 60_000_000, 3)
                 .expect("valid histogram bounds"),
             completions_us: Vec::new(),
@@ -111,6 +135,7 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<Report> {
         let client = bench_client(config, &args.user, &token, leader)?;
         tasks.push(tokio::spawn(book_until(
             client,
+            args.mode,
             seats.clone(),
             start,
             stop_at,
@@ -118,7 +143,7 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<Report> {
     }
     let totals = gather(tasks).await?;
     let elapsed = start.elapsed().as_secs_f64();
-    Ok(report(args.clients, elapsed, totals))
+    Ok(report(args.mode, args.clients, elapsed, totals))
 }
 
 /// Logs the admin in: its client, its token, and the leader's id (0 when unknown).
@@ -146,6 +171,7 @@ fn bench_client(config: &Config, user: &str, token: &str, leader: u64) -> anyhow
 /// One bench client: reserves the next seat, one after another, until `stop_at`.
 async fn book_until(
     client: Client,
+    mode: Mode,
     seats: Arc<Seats>,
     start: Instant,
     stop_at: Instant,
@@ -153,9 +179,12 @@ async fn book_until(
     let mut result = ClientResult::new();
     while Instant::now() < stop_at {
         let t0 = Instant::now();
-        let outcome = match seats.next().await {
-            Ok((event, seat)) => client.reserve(&event, &[&seat]).await.map(|_| ()),
-            Err(error) => Err(error),
+        let outcome = match (seats.next().await, mode) {
+            (Ok((event, seat)), Mode::Unary) => client.reserve(&event, &[&seat]).await.map(|_| ()),
+            (Ok((event, seat)), Mode::Checkout) => {
+                checkout(&client, &event, &seat, &mut result.holds).await
+            }
+            (Err(error), _) => Err(error),
         };
         let done = Instant::now();
         match outcome {
@@ -177,9 +206,27 @@ async fn book_until(
     result
 }
 
+/// Holds one seat, then confirms the hold; counts the hold once it is made.
+async fn checkout(
+    client: &Client,
+    event: &str,
+    seat: &str,
+    holds: &mut u64,
+) -> Result<(), ClientError> {
+    let request = crate::pb::booking::v1::HoldRequest {
+        event: event.to_string(),
+        seats: vec![seat.to_string()],
+        ..Default::default()
+    };
+    let hold = client.hold(request).await?.hold.unwrap_or_default();
+    *holds += 1;
+    client.confirm_hold(&hold.id, "").await.map(|_| ())
+}
+
 /// Waits for every client and adds their results together.
 async fn gather(tasks: Vec<JoinHandle<ClientResult>>) -> anyhow::Result<ClientResult> {
     let mut totals = ClientResult {
+        holds: 0,
         latencies_us: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?,
         completions_us: Vec::new(),
         errors: BTreeMap::new(),
@@ -187,6 +234,7 @@ async fn gather(tasks: Vec<JoinHandle<ClientResult>>) -> anyhow::Result<ClientRe
     for task in tasks {
         let result = task.await?;
         totals.latencies_us.add(&result.latencies_us)?;
+        totals.holds += result.holds;
         totals.completions_us.extend(result.completions_us);
         for (kind, n) in result.errors {
             *totals.errors.entry(kind).or_insert(0) += n;
@@ -196,7 +244,7 @@ async fn gather(tasks: Vec<JoinHandle<ClientResult>>) -> anyhow::Result<ClientRe
 }
 
 /// The report of `clients` clients that ran for `elapsed` seconds.
-fn report(clients: usize, elapsed: f64, totals: ClientResult) -> Report {
+fn report(mode: Mode, clients: usize, elapsed: f64, totals: ClientResult) -> Report {
     let latencies = totals.latencies_us;
     let mut completions = totals.completions_us;
     completions.sort_unstable();
@@ -206,11 +254,24 @@ fn report(clients: usize, elapsed: f64, totals: ClientResult) -> Report {
         .max()
         .unwrap_or(0);
     let ms = |us: u64| us as f64 / 1000.0;
+    let per_sec = latencies.len() as f64 / elapsed;
+    let holds = match mode {
+        Mode::Unary => 0,
+        Mode::Checkout => totals.holds,
+    };
     Report {
+        mode,
         clients,
         seconds: elapsed,
         bookings: latencies.len(),
-        bookings_per_sec: latencies.len() as f64 / elapsed,
+        bookings_per_sec: per_sec,
+        ops_per_sec: per_sec,
+        holds,
+        holds_per_sec: holds as f64 / elapsed,
+        confirms_per_sec: match mode {
+            Mode::Unary => 0.0,
+            Mode::Checkout => per_sec,
+        },
         p50_ms: ms(latencies.value_at_quantile(0.50)),
         p99_ms: ms(latencies.value_at_quantile(0.99)),
         p999_ms: ms(latencies.value_at_quantile(0.999)),
@@ -228,6 +289,12 @@ pub fn print(report: &Report, json: bool) {
         "{} clients, {:.1} s: {} bookings, {:.0} bookings/s",
         report.clients, report.seconds, report.bookings, report.bookings_per_sec
     );
+    if report.mode == Mode::Checkout {
+        println!(
+            "checkout: {} holds, {:.0} holds/s, {:.0} confirms/s (latency is hold + confirm)",
+            report.holds, report.holds_per_sec, report.confirms_per_sec
+        );
+    }
     println!(
         "latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; longest gap without a booking {:.1} ms",
         report.p50_ms, report.p99_ms, report.p999_ms, report.max_gap_ms
