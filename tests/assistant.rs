@@ -1803,3 +1803,94 @@ async fn the_openai_backend_can_ask_for_event_info() {
     assert_eq!(result["event"]["taken"], 1);
     assert_eq!(result["event"]["holders_shown_to"], "the holder and admins");
 }
+
+/// Goal: the rules engine shops as a person does: "2 seats together under 50 euros" finds
+/// seats at that price and proposes a hold, done only with consent; "how long is my hold"
+/// tells the time left; "confirm my hold" buys it, again only with consent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_engine_holds_with_consent_tells_the_time_left_and_confirms() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let admin = cluster.admin().await;
+    let category = |name: &str, price_minor, covers: &str| ticket::pb::booking::v1::Category {
+        name: name.into(),
+        price_minor,
+        covers: vec![covers.into()],
+    };
+    admin
+        .create_event_from(ticket::pb::booking::v1::CreateEventRequest {
+            name: "hall".into(),
+            rows: 3,
+            seats_per_row: 6,
+            max_seats_per_user: 6,
+            categories: vec![
+                category("front", 8_000, "A"),
+                category("rear", 4_500, "B-C"),
+            ],
+            currency: "EUR".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("the priced event");
+    let env = [("TICKET_PASSWORD", "mysecret")];
+    let ask = |yes: bool, question: &str| {
+        let question = format!("ask {question}");
+        let mut args = vec!["-c", "login user1", "-c", question.as_str()];
+        if yes {
+            args.insert(0, "--yes");
+        }
+        let out = run_ticket(&cluster.config_path, &args, "", &env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let held = || async {
+        let mut client = cluster.client();
+        client.login("user1", "mysecret").await.expect("login");
+        client.my_holds().await.expect("holds").holds
+    };
+
+    let said = ask(false, "find me 2 seats together under 50 euros in hall");
+    assert!(
+        said.contains("B1 and B2 are free together at most 50.00 EUR each"),
+        "{said}"
+    );
+    assert!(said.contains("90.00 EUR together"), "{said}");
+    assert!(
+        said.contains("Hold B1 and B2 in hall for checkout"),
+        "{said}"
+    );
+    assert!(said.contains("Not done"), "{said}");
+    assert!(held().await.is_empty(), "nothing is held without consent");
+
+    let said = ask(true, "find me 2 seats together under 50 euros in hall");
+    assert!(said.contains("holding B1, B2 in hall as hd-"), "{said}");
+    let holds = held().await;
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].seats, ["B1", "B2"]);
+
+    let said = ask(false, "how long is my hold?");
+    assert!(
+        said.contains(&format!("{} (hall: B1, B2) has", holds[0].id)),
+        "{said}"
+    );
+    assert!(said.contains("left, until"), "{said}");
+
+    let said = ask(false, "confirm my hold");
+    assert!(said.contains(&format!("Confirm {}", holds[0].id)), "{said}");
+    assert!(held().await.len() == 1, "not confirmed without consent");
+    let said = ask(true, "confirm my hold");
+    assert!(
+        said.contains("reserved B1, B2 in hall (booking bk-"),
+        "{said}"
+    );
+    assert!(held().await.is_empty());
+
+    let said = ask(false, "2 seats together under 10 euros in hall");
+    assert!(
+        said.contains("There are no 2 adjacent free seats at most 10.00 EUR each"),
+        "{said}"
+    );
+}

@@ -274,6 +274,16 @@ impl Proposal {
                 seats: seats(&event, list)?,
                 event,
             },
+            Action::Hold { event, seats: list } => Action::Hold {
+                seats: seats(&event, list)?,
+                event,
+            },
+            Action::ConfirmHold { hold } if validate::parse_hold_id(&hold).is_some() => {
+                Action::ConfirmHold { hold }
+            }
+            Action::ConfirmHold { hold } => {
+                return Err(format!("'{hold}' is not a hold id like hd-3"))
+            }
             Action::CancelSeats { event, seats: list } => Action::CancelSeats {
                 seats: seats(&event, list)?,
                 event,
@@ -291,6 +301,11 @@ impl Proposal {
     pub fn new(action: Action, request_id: String) -> Proposal {
         let question = match &action {
             Action::Reserve { event, seats } => format!("Reserve {} in {event}?", and_list(seats)),
+            Action::Hold { event, seats } => format!(
+                "Hold {} in {event} for checkout (they come back if you do not confirm in time)?",
+                and_list(seats)
+            ),
+            Action::ConfirmHold { hold } => format!("Confirm {hold}, buying its seats?"),
             Action::CancelSeats { event, seats } => {
                 format!("Cancel {} in {event}?", and_list(seats))
             }
@@ -307,9 +322,25 @@ impl Proposal {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
-    Reserve { event: String, seats: Vec<String> },
-    CancelSeats { event: String, seats: Vec<String> },
-    CancelBooking { booking: String },
+    Reserve {
+        event: String,
+        seats: Vec<String>,
+    },
+    /// Hold seats for checkout; confirming the hold buys them.
+    Hold {
+        event: String,
+        seats: Vec<String>,
+    },
+    ConfirmHold {
+        hold: String,
+    },
+    CancelSeats {
+        event: String,
+        seats: Vec<String>,
+    },
+    CancelBooking {
+        booking: String,
+    },
 }
 
 impl Answer {
@@ -336,6 +367,33 @@ pub async fn carry_out_typed(client: &Client, proposal: &Proposal) -> Result<Str
             let booking = reply.booking.unwrap_or_default();
             Ok(format!(
                 "reserved {} in {} (booking {})",
+                booking.seats.join(", "),
+                booking.event,
+                booking.id
+            ))
+        }
+        Action::Hold { event, seats } => {
+            let request = crate::pb::booking::v1::HoldRequest {
+                request_id: id.to_string(),
+                event: event.clone(),
+                seats: seats.clone(),
+                ..Default::default()
+            };
+            let hold = client.hold(request).await?.hold.unwrap_or_default();
+            Ok(format!(
+                "holding {} in {} as {} until {}; confirm {} to buy them",
+                hold.seats.join(", "),
+                hold.event,
+                hold.id,
+                crate::domain::clock_text(hold.expires_at_ms),
+                hold.id
+            ))
+        }
+        Action::ConfirmHold { hold } => {
+            let reply = client.confirm_hold_with_id(id, hold, "").await?;
+            let booking = reply.booking.unwrap_or_default();
+            Ok(format!(
+                "confirmed {hold}: reserved {} in {} (booking {})",
                 booking.seats.join(", "),
                 booking.event,
                 booking.id

@@ -18,6 +18,12 @@ pub enum Intent {
     Cluster,
     MyBookings,
     Cancel,
+    /// "How long is my hold?"
+    MyHolds,
+    /// "Confirm my hold", "confirm hd-3".
+    ConfirmHold,
+    /// "Hold S2 for me".
+    Hold,
     Who,
     Together(usize),
     HowMany,
@@ -44,6 +50,10 @@ pub struct Parsed {
     pub numbers: Vec<u32>,
     pub row: Option<String>,
     pub bookings: Vec<String>,
+    /// Hold ids written out (`hd-3`).
+    pub holds: Vec<String>,
+    /// A price ceiling in whole units (`under 80 euros`, `below 50`, `at most 30`).
+    pub max_price: Option<u64>,
     /// A count (`3 seats`, `three`, `a pair`).
     pub count: Option<usize>,
     pub event: Option<String>,
@@ -60,7 +70,7 @@ const LISTED_MAX: usize = 30;
 /// What the engine can answer, for a question it cannot.
 pub const CAN_ANSWER: &str = "I can answer: is seat S2 available? · who reserved S2? · which \
 seats are free? · how many seats are left? · find me 2 seats together · what did I reserve? · \
-reserve S2 · cancel S2 · which node is the leader? · is the cluster healthy? · how do I reserve, cancel \
+reserve S2 · hold S2 · how long is my hold? · confirm my hold · find me 2 seats together under 80 euros · cancel S2 · which node is the leader? · is the cluster healthy? · how do I reserve, cancel \
 or log in? Name an event to ask about it instead of the one in use.";
 
 /// Splits a question into words: lower case, punctuation gone (an apostrophe joins: "what's"
@@ -100,6 +110,12 @@ pub fn parse(question: &str, events: &[String]) -> Parsed {
             parsed.event.get_or_insert_with(|| event.clone());
         } else if validate::is_booking_id(w) {
             parsed.bookings.push(w.to_string());
+        } else if w.starts_with("hd-") && validate::parse_hold_id(w).is_some() {
+            parsed.holds.push(w.to_string());
+        } else if let Some(price) = price_after(&words, i) {
+            parsed.max_price = Some(price);
+            i += price_words(&words, i);
+            continue;
         } else if w == "row"
             && next.is_some_and(|r| validate::is_row_label(&r.to_ascii_uppercase()))
         {
@@ -144,6 +160,15 @@ pub fn intent(p: &Parsed) -> Intent {
     }
     if asks_about_cluster(&q) {
         return Intent::Cluster;
+    }
+    if asks_about_holds(&q) {
+        return Intent::MyHolds;
+    }
+    if q.has("confirm") && (!p.holds.is_empty() || q.has("hold")) {
+        return Intent::ConfirmHold;
+    }
+    if q.has("hold") && seat_named && !q.phrase("held by") {
+        return Intent::Hold;
     }
     let cancels = asks_to_cancel(&q);
     if !cancels && asks_about_own_bookings(&q, p, seat_named) {
@@ -228,6 +253,37 @@ fn help_topic(q: &Wording) -> Option<Topic> {
         return Some(Topic::Login);
     }
     None
+}
+
+/// "How long is my hold?", "when does my hold expire", "my holds", "time left".
+fn asks_about_holds(q: &Wording) -> bool {
+    let about_hold = q.any(&["hold", "holds"]);
+    about_hold
+        && (q.any(&["my", "long", "expire", "expires", "left", "remaining"])
+            || q.phrase("time left"))
+        && !q.has("confirm")
+}
+
+/// A price ceiling at word `i`: `under 80`, `below 80`, `less than 80`, `cheaper than 80`,
+/// `at most 80`, `max 80`, `up to 80` (a currency word after it is left for the caller).
+fn price_after(words: &[String], i: usize) -> Option<u64> {
+    let skip = price_words(words, i);
+    if skip == 0 {
+        return None;
+    }
+    words.get(i + skip - 1)?.parse().ok()
+}
+
+/// How many words a price ceiling at `i` spans (0: none there).
+fn price_words(words: &[String], i: usize) -> usize {
+    let at = |k: usize| words.get(i + k).map(String::as_str);
+    let number = |k: usize| at(k).is_some_and(|w| w.parse::<u64>().is_ok());
+    match (at(0), at(1)) {
+        (Some("under" | "below" | "max" | "maximum"), _) if number(1) => 2,
+        (Some("less" | "cheaper"), Some("than")) if number(2) => 3,
+        (Some("at" | "up"), Some("most" | "to")) if number(2) => 3,
+        _ => 0,
+    }
 }
 
 fn asks_about_cluster(q: &Wording) -> bool {
@@ -344,8 +400,11 @@ impl Turn<'_> {
             Intent::Cluster => self.cluster().await,
             Intent::MyBookings => self.my_bookings().await,
             Intent::Cancel => self.cancel(&parsed, &event).await,
+            Intent::MyHolds => self.my_holds().await,
+            Intent::ConfirmHold => self.confirm_hold(&parsed).await,
+            Intent::Hold => self.hold(&parsed, &event).await,
             Intent::Who => self.who(&parsed, &event).await,
-            Intent::Together(n) => self.together(n, &event).await,
+            Intent::Together(n) => self.together(n, parsed.max_price, &event).await,
             Intent::HowMany => {
                 let map = self.seats(&event).await?;
                 Ok(format!(
@@ -455,31 +514,144 @@ impl Turn<'_> {
         Ok(lines.join(" "))
     }
 
-    async fn together(&mut self, n: usize, event: &str) -> Result<String, String> {
+    async fn together(
+        &mut self,
+        n: usize,
+        max_price: Option<u64>,
+        event: &str,
+    ) -> Result<String, String> {
         if !(1..=TOGETHER_MAX).contains(&n) {
             return Ok(format!(
                 "I can look for 1 to {TOGETHER_MAX} seats together, not {n}."
             ));
         }
         let map = self.seats(event).await?;
-        let Some(found) = map.adjacent_free(n) else {
+        let ceiling = max_price.map(|p| p.saturating_mul(100));
+        let under = match (max_price, map.currency.as_str()) {
+            (Some(p), "") => format!(" at most {p} each"),
+            (Some(p), currency) => format!(" at most {p}.00 {currency} each"),
+            (None, _) => String::new(),
+        };
+        let Some(found) = map.adjacent_free_within(n, ceiling) else {
             return Ok(format!(
-                "There are no {n} adjacent free seats in one row of {} (as of index {}).",
+                "There are no {n} adjacent free seats{under} in one row of {} (as of index {}).",
                 map.event, map.applied_index
             ));
         };
+        let total: u64 = found
+            .iter()
+            .filter_map(|id| map.seat(id))
+            .map(|s| s.price_minor)
+            .sum();
+        let price = match crate::json::price_text(total, &map.currency) {
+            p if p.is_empty() => String::new(),
+            p => format!(", {p} together"),
+        };
         let text = format!(
-            "{} are free together in {} (as of index {}).",
+            "{} are free together{under} in {}{price} (as of index {}).",
             and_list(&found),
             map.event,
             map.applied_index
         );
         if self.client.user().is_none() {
-            return Ok(format!("{text} Log in to reserve them."));
+            return Ok(format!("{text} Log in to hold or reserve them."));
         }
-        self.propose(Action::Reserve {
+        // With a price in the question, the person is shopping: hold first, buy on confirm.
+        let action = match max_price {
+            Some(_) => Action::Hold {
+                event: map.event.clone(),
+                seats: found,
+            },
+            None => Action::Reserve {
+                event: map.event.clone(),
+                seats: found,
+            },
+        };
+        self.propose(action);
+        Ok(text)
+    }
+
+    async fn my_holds(&mut self) -> Result<String, String> {
+        self.logged_in("see your holds")?;
+        self.answer.tools.push(tools::MY_HOLDS);
+        let (holds, now_ms) = tools::my_holds(self.client).await?;
+        if holds.is_empty() {
+            return Ok("You hold no seats right now.".into());
+        }
+        let listed: Vec<String> = holds
+            .iter()
+            .map(|h| {
+                let left_ms = h.expires_at_ms.saturating_sub(now_ms);
+                format!(
+                    "{} ({}: {}) has {}:{:02} left, until {}",
+                    h.id,
+                    h.event,
+                    h.seats.join(", "),
+                    left_ms / 60_000,
+                    (left_ms / 1000) % 60,
+                    crate::domain::clock_text(h.expires_at_ms)
+                )
+            })
+            .collect();
+        Ok(format!(
+            "{}. Confirm a hold to buy its seats (`confirm hd-N`).",
+            listed.join("; ")
+        ))
+    }
+
+    async fn confirm_hold(&mut self, parsed: &Parsed) -> Result<String, String> {
+        self.logged_in("confirm for you")?;
+        self.answer.tools.push(tools::MY_HOLDS);
+        let (holds, _) = tools::my_holds(self.client).await?;
+        let chosen = match parsed.holds.first() {
+            Some(id) => holds.iter().find(|h| &h.id == id),
+            None if holds.len() == 1 => holds.first(),
+            None if holds.is_empty() => return Ok("You hold no seats to confirm.".into()),
+            None => {
+                let ids: Vec<String> = holds.iter().map(|h| h.id.clone()).collect();
+                return Ok(format!("Which hold? You have {}.", and_list(&ids)));
+            }
+        };
+        let Some(hold) = chosen else {
+            return Ok(format!(
+                "You have no live hold {}: it may have expired.",
+                parsed.holds.first().map_or("", String::as_str)
+            ));
+        };
+        let text = format!(
+            "{} holds {} in {}.",
+            hold.id,
+            hold.seats.join(", "),
+            hold.event
+        );
+        self.propose(Action::ConfirmHold {
+            hold: hold.id.clone(),
+        });
+        Ok(text)
+    }
+
+    async fn hold(&mut self, parsed: &Parsed, event: &str) -> Result<String, String> {
+        self.logged_in("hold seats for you")?;
+        let map = self.seats(event).await?;
+        let ids = resolve(parsed, &map)?;
+        let unavailable: Vec<String> = ids
+            .iter()
+            .filter(|id| map.seat(id).is_none_or(|s| s.status != "free"))
+            .map(|id| seat_status(&map, id))
+            .collect();
+        if !unavailable.is_empty() {
+            return Ok(format!("{}: nothing was held.", unavailable.join("; ")));
+        }
+        let text = format!(
+            "{} {} free in {} (as of index {}).",
+            and_list(&ids),
+            if ids.len() == 1 { "is" } else { "are" },
+            map.event,
+            map.applied_index
+        );
+        self.propose(Action::Hold {
             event: map.event.clone(),
-            seats: found,
+            seats: ids,
         });
         Ok(text)
     }
@@ -677,6 +849,24 @@ mod tests {
 
     fn intent_of(q: &str) -> Intent {
         intent(&parse(q, &["demo".into(), "gala".into()]))
+    }
+
+    #[test]
+    fn holds_prices_and_confirms_are_understood() {
+        let p = parse("find me 2 seats together under 80 euros", &[]);
+        assert_eq!((p.count, p.max_price), (Some(2), Some(80)));
+        assert_eq!(intent(&p), Intent::Together(2));
+        let p = parse("four seats together less than 45", &[]);
+        assert_eq!((p.count, p.max_price), (Some(4), Some(45)));
+        assert_eq!(parse("at most 30 each", &[]).max_price, Some(30));
+        assert_eq!(parse("seats under the stage", &[]).max_price, None);
+        assert_eq!(intent_of("how long is my hold?"), Intent::MyHolds);
+        assert_eq!(intent_of("when does my hold expire"), Intent::MyHolds);
+        assert_eq!(intent_of("confirm my hold"), Intent::ConfirmHold);
+        assert_eq!(intent_of("please confirm hd-3"), Intent::ConfirmHold);
+        assert_eq!(parse("confirm hd-3", &[]).holds, ["hd-3"]);
+        assert_eq!(intent_of("hold S2 for me"), Intent::Hold);
+        assert_eq!(intent_of("who is S2 held by"), Intent::Who);
     }
 
     #[test]

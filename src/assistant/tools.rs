@@ -16,6 +16,7 @@ pub const CLUSTER_STATUS: &str = "cluster_status";
 pub const RESERVE: &str = "reserve";
 pub const CANCEL: &str = "cancel";
 pub const HELP: &str = "help";
+pub const MY_HOLDS: &str = "my_holds";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SeatView {
@@ -26,6 +27,13 @@ pub struct SeatView {
     /// Only when the asker reserved it or is an admin.
     pub holder: Option<String>,
     pub booking_id: Option<String>,
+    /// The seat's price in minor units of the event's currency (0 without categories).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub price_minor: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +43,9 @@ pub struct SeatsView {
     pub free: u32,
     pub taken: u32,
     pub seats: Vec<SeatView>,
+    /// Empty for an event without prices.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub currency: String,
 }
 
 impl SeatsView {
@@ -55,10 +66,21 @@ impl SeatsView {
 
     /// The first `n` adjacent free seats of one row, if there are any.
     pub fn adjacent_free(&self, n: usize) -> Option<Vec<String>> {
+        self.adjacent_free_within(n, None)
+    }
+
+    /// [`SeatsView::adjacent_free`], of seats at most `max_price_minor` each when given.
+    pub fn adjacent_free_within(
+        &self,
+        n: usize,
+        max_price_minor: Option<u64>,
+    ) -> Option<Vec<String>> {
         let mut run: Vec<&SeatView> = Vec::new();
         for seat in &self.seats {
             let follows = run.last().is_some_and(|last| last.row == seat.row);
-            match (seat.status, follows) {
+            let affordable = max_price_minor.is_none_or(|max| seat.price_minor <= max);
+            let status = if affordable { seat.status } else { "too dear" };
+            match (status, follows) {
                 ("free", true) => run.push(seat),
                 ("free", false) => run = vec![seat],
                 _ => run.clear(),
@@ -107,6 +129,7 @@ pub async fn seats(client: &Client, event: &str) -> Result<SeatsView, String> {
             row: s.row,
             holder: (!s.holder.is_empty()).then_some(s.holder),
             booking_id: (!s.booking_id.is_empty()).then_some(s.booking_id),
+            price_minor: s.price_minor,
         })
         .collect();
     Ok(SeatsView {
@@ -115,7 +138,14 @@ pub async fn seats(client: &Client, event: &str) -> Result<SeatsView, String> {
         free: info.free,
         taken: info.taken,
         seats,
+        currency: info.currency,
     })
+}
+
+/// The asker's live holds, with the node's clock to tell the time left by.
+pub async fn my_holds(client: &Client) -> Result<(Vec<pb::Hold>, u64), String> {
+    let reply = client.my_holds().await.map_err(|e| e.to_string())?;
+    Ok((reply.holds, reply.now_ms))
 }
 
 pub async fn my_bookings(client: &Client) -> Result<Vec<MyBooking>, String> {

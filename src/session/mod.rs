@@ -684,6 +684,8 @@ impl Session {
                 json["carried_out"] = Value::Null;
                 match proposal.action {
                     assistant::Action::Reserve { .. } => "nothing reserved".to_string(),
+                    assistant::Action::Hold { .. } => "nothing held".to_string(),
+                    assistant::Action::ConfirmHold { .. } => "not confirmed".to_string(),
                     _ => "not cancelled".to_string(),
                 }
             }
