@@ -265,10 +265,9 @@ impl State {
                 actor,
                 event,
                 seats,
-                now_ms,
                 ..
             } => self
-                .reserve(actor, event, seats, *now_ms)
+                .reserve(actor, event, seats)
                 .map_or_else(Outcome::Rejected, Outcome::Reserved),
             Command::Cancel { actor, target, .. } => {
                 self.cancel(actor, target)
@@ -277,49 +276,12 @@ impl State {
                         seats,
                     })
             }
-            Command::Hold {
-                actor,
-                event,
-                target,
-                duration_ms,
-                max_ms,
-                ..
-            } => self
-                .hold(actor, event, target, *duration_ms, *max_ms)
-                .map_or_else(Outcome::Rejected, Outcome::Held),
-            Command::ConfirmHold {
-                actor,
-                hold,
-                payment_ref,
-                ..
-            } => self
-                .confirm_hold(actor, *hold, payment_ref.as_deref())
-                .map_or_else(Outcome::Rejected, Outcome::Confirmed),
-            Command::ExtendHold {
-                actor,
-                hold,
-                duration_ms,
-                ..
-            } => self
-                .extend_hold(actor, *hold, *duration_ms)
-                .map_or_else(Outcome::Rejected, Outcome::HoldExtended),
-            Command::ReleaseHold { actor, hold, .. } => self
-                .release_hold(actor, *hold)
-                .map_or_else(Outcome::Rejected, |(event, seats)| Outcome::HoldReleased {
-                    event,
-                    seats,
-                }),
-            Command::CheckIn {
-                actor,
-                event,
-                seat,
-                booking,
-                ..
-            } => self
-                .check_in(actor, event, seat, *booking)
-                .map_or_else(Outcome::Rejected, Outcome::CheckedIn),
-            // The clock moved before the command ran; nothing else to do.
-            Command::Sweep { .. } => Outcome::Swept { expired: 0 },
+            Command::Hold { .. }
+            | Command::ConfirmHold { .. }
+            | Command::ExtendHold { .. }
+            | Command::ReleaseHold { .. }
+            | Command::CheckIn { .. }
+            | Command::Sweep { .. } => self.execute_checkout(command),
         }
     }
 
@@ -475,7 +437,6 @@ impl State {
         actor: &str,
         event_name: &str,
         seats: &[String],
-        _now_ms: u64,
     ) -> Result<BookingView, Rejection> {
         let indices = self.free_seats_named(actor, event_name, seats)?;
         let booking = self.take_seats(actor, event_name, indices, BookingStatus::Confirmed)?;
@@ -546,27 +507,7 @@ impl State {
                 )));
             }
         }
-        let held = event.held.get(actor).copied().unwrap_or(0);
-        // At most limits::SEATS_PER_REQUEST_MAX: validate::seats bounds the request.
-        let requested = u32::try_from(indices.len()).unwrap_or(u32::MAX);
-        let held_after = held
-            .checked_add(requested)
-            .filter(|&n| n <= event.max_seats_per_user)
-            .ok_or_else(|| Rejection::LimitReached {
-                event: event_name.to_string(),
-                limit: event.max_seats_per_user,
-                held,
-                requested,
-            })?;
-        let taken_after = event
-            .taken
-            .checked_add(requested)
-            .filter(|&n| n <= event.map.len())
-            .ok_or_else(|| {
-                Rejection::Invalid(format!(
-                    "event '{event_name}' counts more seats taken than it has"
-                ))
-            })?;
+        let (held_after, taken_after) = event.counts_after(actor, indices.len())?;
         // Nothing can be refused past this point.
         for &i in &indices {
             if let Some(slot) = event.slot_mut(i) {
@@ -916,6 +857,34 @@ impl State {
 }
 
 impl EventRecord {
+    /// What `actor`'s count and the event's taken count become with `requested` more seats,
+    /// or the per-user limit that refuses them.
+    fn counts_after(&self, actor: &str, requested: usize) -> Result<(u32, u32), Rejection> {
+        let held = self.held.get(actor).copied().unwrap_or(0);
+        // At most limits::SEATS_PER_REQUEST_MAX: validate::seats bounds the request.
+        let requested = u32::try_from(requested).unwrap_or(u32::MAX);
+        let held_after = held
+            .checked_add(requested)
+            .filter(|&n| n <= self.max_seats_per_user)
+            .ok_or_else(|| Rejection::LimitReached {
+                event: self.name.clone(),
+                limit: self.max_seats_per_user,
+                held,
+                requested,
+            })?;
+        let taken_after = self
+            .taken
+            .checked_add(requested)
+            .filter(|&n| n <= self.map.len())
+            .ok_or_else(|| {
+                Rejection::Invalid(format!(
+                    "event '{}' counts more seats taken than it has",
+                    self.name
+                ))
+            })?;
+        Ok((held_after, taken_after))
+    }
+
     pub fn view(&self) -> EventView {
         EventView {
             name: self.name.clone(),

@@ -347,6 +347,18 @@ pub fn command(command: &Command) -> Result<(), Invalid> {
             target,
             ..
         } => cancel_command(request_id, actor, target),
+        Command::Hold { .. }
+        | Command::ConfirmHold { .. }
+        | Command::ExtendHold { .. }
+        | Command::ReleaseHold { .. }
+        | Command::CheckIn { .. }
+        | Command::Sweep { .. } => checkout_command(command),
+    }
+}
+
+/// The checkout commands' shape: who asks, and what of which hold, seats or ticket.
+fn checkout_command(command: &Command) -> Result<(), Invalid> {
+    match command {
         Command::Hold {
             request_id,
             actor,
@@ -389,6 +401,7 @@ pub fn command(command: &Command) -> Result<(), Invalid> {
             seat_id(seat).map(drop)
         }
         Command::Sweep { .. } => Ok(()),
+        other => Err(format!("{} is not a checkout command", other.kind())),
     }
 }
 

@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use super::command::HoldArgs;
+use super::command::{Cmd, HoldArgs};
 use super::{CommandOutput, Session};
 use crate::json::{booking_json, hold_json, price_text, ticket_json};
 use crate::pb::booking::v1 as pb;
@@ -66,6 +66,25 @@ pub fn qr_text(code: &str) -> String {
 }
 
 impl Session {
+    /// Runs one of the checkout commands.
+    pub(super) async fn execute_checkout(&mut self, cmd: Cmd) -> Result<CommandOutput, String> {
+        match cmd {
+            Cmd::Hold(args) => self.hold(args).await,
+            Cmd::Holds => self.holds().await,
+            Cmd::Confirm { hold, payment_ref } => {
+                self.confirm_hold(&hold, payment_ref.as_deref()).await
+            }
+            Cmd::Extend {
+                hold,
+                duration_secs,
+            } => self.extend_hold(&hold, duration_secs).await,
+            Cmd::Release(hold) => self.release_hold(&hold).await,
+            Cmd::Tickets => self.tickets().await,
+            Cmd::CheckIn(code) => self.check_in(&code).await,
+            other => Err(format!("{other:?} is not a checkout command")),
+        }
+    }
+
     pub(super) async fn hold(&mut self, args: HoldArgs) -> Result<CommandOutput, String> {
         let request = pb::HoldRequest {
             request_id: String::new(),

@@ -333,41 +333,17 @@ impl Session {
                 categories,
                 currency,
             } => {
-                let request = pb::CreateEventRequest {
-                    request_id: String::new(),
-                    name,
-                    rows,
-                    seats_per_row,
-                    max_seats_per_user: max_per_user,
-                    row_labels: Vec::new(),
-                    currency: match (&currency, categories.is_empty()) {
-                        (Some(code), _) => code.clone(),
-                        (None, false) => "EUR".to_string(),
-                        (None, true) => String::new(),
-                    },
-                    categories: categories
-                        .into_iter()
-                        .map(|c| pb::Category {
-                            name: c.name,
-                            price_minor: c.price_minor,
-                            covers: c.covers,
-                        })
-                        .collect(),
-                };
-                self.event_create(request).await
+                let request = create_request(name, rows, seats_per_row, max_per_user);
+                self.event_create(with_categories(request, categories, currency))
+                    .await
             }
-            Cmd::Hold(args) => self.hold(args).await,
-            Cmd::Holds => self.holds().await,
-            Cmd::Confirm { hold, payment_ref } => {
-                self.confirm_hold(&hold, payment_ref.as_deref()).await
-            }
-            Cmd::Extend {
-                hold,
-                duration_secs,
-            } => self.extend_hold(&hold, duration_secs).await,
-            Cmd::Release(hold) => self.release_hold(&hold).await,
-            Cmd::Tickets => self.tickets().await,
-            Cmd::CheckIn(code) => self.check_in(&code).await,
+            cmd @ (Cmd::Hold(_)
+            | Cmd::Holds
+            | Cmd::Confirm { .. }
+            | Cmd::Extend { .. }
+            | Cmd::Release(_)
+            | Cmd::Tickets
+            | Cmd::CheckIn(_)) => self.execute_checkout(cmd).await,
             Cmd::UserAdd { name, admin, door } => {
                 let password = read_password(
                     &format!("Password for {name}: "),
@@ -1065,6 +1041,44 @@ fn backend_name(backend: Backend) -> &'static str {
 }
 
 /// The person said no: nothing changed, and that is not a failure.
+/// `event create`'s request without categories.
+fn create_request(
+    name: String,
+    rows: u32,
+    seats_per_row: u32,
+    max_seats_per_user: u32,
+) -> pb::CreateEventRequest {
+    pb::CreateEventRequest {
+        name,
+        rows,
+        seats_per_row,
+        max_seats_per_user,
+        ..Default::default()
+    }
+}
+
+/// `event create`'s categories, in EUR unless a currency is named.
+fn with_categories(
+    mut request: pb::CreateEventRequest,
+    categories: Vec<command::CategoryArg>,
+    currency: Option<String>,
+) -> pb::CreateEventRequest {
+    request.currency = match (currency, categories.is_empty()) {
+        (Some(code), _) => code,
+        (None, false) => "EUR".to_string(),
+        (None, true) => String::new(),
+    };
+    request.categories = categories
+        .into_iter()
+        .map(|c| pb::Category {
+            name: c.name,
+            price_minor: c.price_minor,
+            covers: c.covers,
+        })
+        .collect();
+    request
+}
+
 fn declined() -> CommandOutput {
     CommandOutput::new("not cancelled", json!({ "cancelled": false }))
 }

@@ -20,7 +20,8 @@ use super::{BookingRecord, BookingStatus, Category, CheckIn, EventRecord, State}
 use crate::domain::best::{self, Split, Spot};
 use crate::domain::validate::{self, format_hold_id, Invalid};
 use crate::domain::{
-    BestAsk, BookingView, CategorySpec, CheckInView, HoldTarget, HoldView, Rejection, Role, SeatMap,
+    BestAsk, BookingView, CategorySpec, CheckInView, Command, HoldTarget, HoldView, Outcome,
+    Rejection, Role, SeatMap,
 };
 use crate::limits;
 
@@ -75,6 +76,59 @@ impl EndedHolds {
 }
 
 impl State {
+    /// Runs a checked checkout command that is not a replay (see `State::execute`).
+    pub(super) fn execute_checkout(&mut self, command: &Command) -> Outcome {
+        match command {
+            Command::Hold {
+                actor,
+                event,
+                target,
+                duration_ms,
+                max_ms,
+                ..
+            } => self
+                .hold(actor, event, target, *duration_ms, *max_ms)
+                .map_or_else(Outcome::Rejected, Outcome::Held),
+            Command::ConfirmHold {
+                actor,
+                hold,
+                payment_ref,
+                ..
+            } => self
+                .confirm_hold(actor, *hold, payment_ref.as_deref())
+                .map_or_else(Outcome::Rejected, Outcome::Confirmed),
+            Command::ExtendHold {
+                actor,
+                hold,
+                duration_ms,
+                ..
+            } => self
+                .extend_hold(actor, *hold, *duration_ms)
+                .map_or_else(Outcome::Rejected, Outcome::HoldExtended),
+            Command::ReleaseHold { actor, hold, .. } => self
+                .release_hold(actor, *hold)
+                .map_or_else(Outcome::Rejected, |(event, seats)| Outcome::HoldReleased {
+                    event,
+                    seats,
+                }),
+            Command::CheckIn {
+                actor,
+                event,
+                seat,
+                booking,
+                ..
+            } => self
+                .check_in(actor, event, seat, *booking)
+                .map_or_else(Outcome::Rejected, Outcome::CheckedIn),
+            // The clock moved before the command ran; nothing else to do.
+            Command::Sweep { .. } => Outcome::Swept { expired: 0 },
+            _ => Outcome::Rejected(Rejection::Invalid(format!(
+                "{} is not a checkout command",
+                command.kind()
+            ))),
+        }
+    }
+
     /// Moves log time to `now` if that is later, and ends every hold it has reached. Returns
     /// how many ended; their seats are added to `touched`.
     pub(crate) fn advance_clock(&mut self, now: u64, touched: &mut Vec<(String, String)>) -> u32 {
@@ -566,7 +620,7 @@ fn resolve_cover(map: &SeatMap, written: &str) -> Option<(u32, u32, u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Command, EventSpec, FirstAdmin, Outcome, PasswordHash, FIRST_ADMIN};
+    use crate::domain::{EventSpec, FirstAdmin, PasswordHash, FIRST_ADMIN};
 
     const HASH: PasswordHash = PasswordHash {
         salt: [1; 16],
