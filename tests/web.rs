@@ -420,7 +420,7 @@ async fn seat_stream_shows_changes_live_and_resumes_from_an_index() {
         .await;
     assert_eq!(
         change["seats"],
-        json!([{"id": "S7", "row": "S", "status": "taken"}])
+        json!([{"id": "S7", "row": "S", "status": "taken", "category": "", "price_minor": 0}])
     );
     let after = change["applied_index"].as_u64().expect("index");
     assert!(after > start);
