@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::{free_ports, poll_for, TestCluster, WebServer};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+use ticket::pb::booking::v1 as pb;
 
 /// How long the page may take to show something it should show.
 const SHOWN: Duration = Duration::from_secs(15);
@@ -291,4 +292,174 @@ async fn two_people_book_watch_ask_and_survive_a_leader_failure_in_a_real_browse
 
     alice.close().await.expect("close alice");
     bob.close().await.expect("close bob");
+}
+
+/// Types `text` into the field `selector`, replacing what it held.
+async fn fill(page: &Client, selector: &str, text: &str) {
+    let field = page
+        .wait()
+        .at_most(SHOWN)
+        .for_element(css(selector))
+        .await
+        .unwrap_or_else(|e| panic!("no {selector}: {e}"));
+    field.clear().await.expect("clear the field");
+    field.send_keys(text).await.expect("type into the field");
+}
+
+/// Waits until an element matching `selector` exists; returns it.
+async fn wait_for(page: &Client, selector: &str) -> fantoccini::elements::Element {
+    let what = format!("an element {selector}");
+    poll_for(&what, SHOWN, || async move {
+        page.find(css(selector)).await.ok()
+    })
+    .await
+}
+
+/// Goal: checkout in a real browser. A stranger signs up and is logged in; a customer holds
+/// a seat, watches the hold's countdown tick, confirms it and gets a ticket with its QR code
+/// drawn inline; the other page sees the seat held, then taken, live. A hold that lapses
+/// turns its seat free on both pages without a reload, and a priced event shows its
+/// categories and prices in the legend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_signs_up_holds_counts_down_confirms_and_shows_a_qr_ticket() {
+    let cluster = TestCluster::with_user1(Default::default()).await;
+    let web = WebServer::start(&cluster);
+    let url = web.url("/");
+    let driver = Driver::start();
+    let alice = driver.browser("alice").await;
+    let carol = driver.browser("carol").await;
+
+    // Carol has no account: she signs up next to the login form and is logged in.
+    carol.goto(&url).await.expect("open the page");
+    fill(&carol, "#signup-user", "carol").await;
+    fill(&carol, "#signup-password", "carol-secret").await;
+    click(&carol, "#signup-button").await;
+    wait_text(&carol, "#whoami", "carol").await;
+    wait_attr(&carol, &seat("S2"), "data-status", "free").await;
+
+    // Alice holds S2: it is hers in checkout, and held (by someone) on Carol's page.
+    log_in(&alice, &url, "user1", "mysecret").await;
+    click(&alice, &seat("S2")).await;
+    wait_attr(&alice, &seat("S2"), "aria-pressed", "true").await;
+    click(&alice, "#hold-button").await;
+    wait_attr(&alice, &seat("S2"), "data-status", "held_by_you").await;
+    wait_attr(&carol, &seat("S2"), "data-status", "held").await;
+    wait_text(&alice, "#holds", "S2").await;
+
+    // The countdown is shown and ticks.
+    let first = wait_text(&alice, "#holds .countdown", "left").await;
+    let what = format!("the countdown to move on from {first:?}");
+    let alice_ref = &alice;
+    let first_ref = &first;
+    let later = poll_for(&what, SHOWN, || async move {
+        let text = alice_ref
+            .find(css("#holds .countdown"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (text.contains("left") && text != *first_ref).then_some(text)
+    })
+    .await;
+    println!("countdown went from {first:?} to {later:?}");
+    save_screenshot(&alice, "checkout-hold.png").await;
+
+    // Confirm: the seat is Alice's, taken on Carol's page, and its ticket has a QR code.
+    fill(&alice, "#holds input.payment-ref", "card-4242").await;
+    click(&alice, "#holds .confirm-hold").await;
+    wait_attr(&alice, &seat("S2"), "data-status", "mine").await;
+    wait_attr(&carol, &seat("S2"), "data-status", "taken").await;
+    let qr = wait_for(&alice, "#tickets li[data-seat=\"S2\"] svg").await;
+    let label = qr
+        .attr("aria-label")
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    assert!(label.contains("S2"), "{label}");
+    wait_text(&alice, "#holds-empty", "No holds").await;
+    wait_text(&alice, "#bookings", "S2").await;
+    save_screenshot(&alice, "checkout.png").await;
+
+    // A short hold made elsewhere (as from the shell) shows on Alice's page, then lapses:
+    // the seat turns free on both pages without a reload, and the hold leaves the panel.
+    let mut shell = cluster.client();
+    shell.login("user1", "mysecret").await.expect("login");
+    shell
+        .hold(pb::HoldRequest {
+            event: "demo".into(),
+            seats: vec!["S9".into()],
+            duration_ms: 3_000,
+            ..Default::default()
+        })
+        .await
+        .expect("hold S9 briefly");
+    wait_attr(&alice, &seat("S9"), "data-status", "held_by_you").await;
+    wait_attr(&carol, &seat("S9"), "data-status", "held").await;
+    wait_text(&alice, "#holds", "S9").await;
+    wait_attr(&alice, &seat("S9"), "data-status", "free").await;
+    wait_attr(&carol, &seat("S9"), "data-status", "free").await;
+    wait_text(&alice, "#holds-empty", "No holds").await;
+
+    // A priced event: its categories and prices in the legend, and the best seats of one.
+    cluster
+        .admin()
+        .await
+        .create_event_from(pb::CreateEventRequest {
+            name: "gala".into(),
+            rows: 3,
+            seats_per_row: 6,
+            max_seats_per_user: 8,
+            categories: vec![
+                pb::Category {
+                    name: "front".into(),
+                    price_minor: 8_000,
+                    covers: vec!["A".into()],
+                },
+                pb::Category {
+                    name: "rear".into(),
+                    price_minor: 4_500,
+                    covers: vec!["B-C".into()],
+                },
+            ],
+            currency: "EUR".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("the priced event");
+    alice
+        .goto(&format!("{url}#event=gala"))
+        .await
+        .expect("open the priced event");
+    wait_text(&alice, "#category-legend", "80.00 EUR").await;
+    wait_text(&alice, "#category-legend", "rear").await;
+    wait_attr(&alice, &seat("A1"), "data-category", "0").await;
+    wait_attr(&alice, &seat("B1"), "data-category", "1").await;
+    wait_for(&alice, "#best-category option[value=\"rear\"]").await;
+    let picker = alice
+        .find(css("#best-category"))
+        .await
+        .expect("category select");
+    picker
+        .select_by_value("rear")
+        .await
+        .expect("choose the rear category");
+    fill(&alice, "#best-count", "2").await;
+    click(&alice, "#best-button").await;
+    wait_text(&alice, "#holds", "90.00 EUR").await;
+    save_screenshot(&alice, "checkout-priced.png").await;
+    let held_rear = "button.seat[data-status=\"held_by_you\"][data-category=\"1\"]";
+    wait_for(&alice, held_rear).await;
+    click(&alice, "#holds .release-hold").await;
+    wait_text(&alice, "#holds-empty", "No holds").await;
+    let alice_ref = &alice;
+    poll_for("the released seats free again", SHOWN, || async move {
+        let held = alice_ref.find_all(css(held_rear)).await.ok()?;
+        held.is_empty().then_some(())
+    })
+    .await;
+
+    alice.close().await.expect("close alice");
+    carol.close().await.expect("close carol");
 }

@@ -10,6 +10,7 @@ use common::{TestCluster, WebServer};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use ticket::pb::booking::v1 as pb;
 use ticket::pb::booking::v1::SeatStatus;
 
 fn http() -> reqwest::Client {
@@ -420,7 +421,7 @@ async fn seat_stream_shows_changes_live_and_resumes_from_an_index() {
         .await;
     assert_eq!(
         change["seats"],
-        json!([{"id": "S7", "row": "S", "status": "taken"}])
+        json!([{"id": "S7", "row": "S", "status": "taken", "category": "", "price_minor": 0}])
     );
     let after = change["applied_index"].as_u64().expect("index");
     assert!(after > start);
@@ -604,5 +605,345 @@ async fn throttled_logins_are_429_with_retry_after() {
             .as_str()
             .is_some_and(|e| e.contains("try again in")),
         "{body}"
+    );
+}
+
+/// An event with a priced front row and rear rows, made by the first admin.
+async fn priced_event(cluster: &TestCluster, name: &str) {
+    let category = |name: &str, price_minor, covers: &[&str]| pb::Category {
+        name: name.into(),
+        price_minor,
+        covers: covers.iter().map(|c| c.to_string()).collect(),
+    };
+    cluster
+        .admin()
+        .await
+        .create_event_from(pb::CreateEventRequest {
+            name: name.into(),
+            rows: 3,
+            seats_per_row: 6,
+            max_seats_per_user: 8,
+            categories: vec![
+                category("front", 8_000, &["A"]),
+                category("rear", 4_500, &["B-C"]),
+            ],
+            currency: "EUR".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create the priced event");
+}
+
+/// Goal: a hold through the page's API is the caller's, shown held by you to them and held
+/// to others; listed with the node's clock; extended, confirmed with a payment reference
+/// into a booking of the same number; and refused with the cluster's status when it is
+/// someone else's, unknown, or confirmed already.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_through_the_page_is_held_listed_extended_and_confirmed_by_its_holder_only() {
+    let cluster = TestCluster::with_user1(Default::default()).await;
+    cluster.customer("user2").await;
+    let web = WebServer::start(&cluster);
+    let token = login(&web, "user1", "mysecret").await;
+    let other = login(&web, "user2", "password1").await;
+
+    // Hold: needs a token; holds the named seats; a retry with the same id holds once.
+    let body = json!({"seats": ["S2", "S3"], "request_id": "page-hold-1"});
+    let anonymous = post(&web, "/api/events/demo/hold", None, body.clone()).await;
+    assert_error(
+        &anonymous,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHENTICATED",
+        "log in",
+    );
+    let (status, held) = post(&web, "/api/events/demo/hold", Some(&token), body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{held}");
+    assert_eq!(held["hold"]["seats"], json!(["S2", "S3"]));
+    let hold = held["hold"]["id"].as_str().expect("hold id").to_string();
+    assert!(hold.starts_with("hd-"), "{hold}");
+    let expires = held["hold"]["expires_at_ms"].as_u64().expect("expiry");
+    let (_, again) = post(&web, "/api/events/demo/hold", Some(&token), body).await;
+    assert_eq!(again["hold"]["id"], hold.as_str(), "a retry holds once");
+
+    // The holder sees the hold on its seats; someone else only that they are held.
+    let (_, mine) = get(&web, "/api/events/demo/seats", Some(&token)).await;
+    let s2 = seat(&mine["seats"], "S2");
+    assert_eq!(s2["status"], "held_by_you", "{s2}");
+    assert_eq!(s2["hold_id"], hold.as_str());
+    assert_eq!(s2["hold_expires_at_ms"], expires);
+    let (_, theirs) = get(&web, "/api/events/demo/seats", Some(&other)).await;
+    let s2 = seat(&theirs["seats"], "S2");
+    assert_eq!(s2["status"], "held", "{s2}");
+    assert!(
+        s2.get("hold_id").is_none() && s2.get("holder").is_none(),
+        "{s2}"
+    );
+    let taken = post(
+        &web,
+        "/api/events/demo/hold",
+        Some(&other),
+        json!({"seats": ["S3"]}),
+    )
+    .await;
+    assert_error(&taken, StatusCode::CONFLICT, "FAILED_PRECONDITION", "held");
+    let neither = post(&web, "/api/events/demo/hold", Some(&other), json!({})).await;
+    assert_eq!(neither.0, StatusCode::BAD_REQUEST, "{}", neither.1);
+    let malformed = post(
+        &web,
+        "/api/events/demo/hold",
+        Some(&other),
+        json!({"best": "two"}),
+    )
+    .await;
+    assert_error(
+        &malformed,
+        StatusCode::BAD_REQUEST,
+        "INVALID_ARGUMENT",
+        "send {",
+    );
+
+    // Holds: the caller's, with the node's clock (before the expiry) to count down against.
+    let (status, holds) = get(&web, "/api/holds", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{holds}");
+    assert_eq!(holds["holds"][0]["id"], hold.as_str(), "{holds}");
+    let now = holds["now_ms"].as_u64().expect("now_ms");
+    assert!(now > 0 && now < expires, "now {now}, expiry {expires}");
+    let (_, none) = get(&web, "/api/holds", Some(&other)).await;
+    assert_eq!(none["holds"], json!([]));
+    assert_eq!(
+        get(&web, "/api/holds", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Extend: the holder's hold moves on; someone else's and an unknown one are refused.
+    let path = |verb: &str| format!("/api/holds/{hold}/{verb}");
+    let (status, extended) = post(&web, &path("extend"), Some(&token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{extended}");
+    assert!(
+        extended["hold"]["expires_at_ms"].as_u64() >= Some(expires),
+        "{extended}"
+    );
+    let theirs = post(&web, &path("extend"), Some(&other), json!({})).await;
+    assert_error(
+        &theirs,
+        StatusCode::FORBIDDEN,
+        "PERMISSION_DENIED",
+        "someone else",
+    );
+    let unknown = post(&web, "/api/holds/hd-9999/extend", Some(&token), json!({})).await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "NOT_FOUND", "hd-9999");
+
+    // Confirm: not someone else's, not an unknown one; the holder's becomes bk-N, once.
+    let theirs = post(&web, &path("confirm"), Some(&other), json!({})).await;
+    assert_error(
+        &theirs,
+        StatusCode::FORBIDDEN,
+        "PERMISSION_DENIED",
+        "someone else",
+    );
+    let unknown = post(&web, "/api/holds/hd-9999/confirm", Some(&token), json!({})).await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "NOT_FOUND", "hd-9999");
+    let odd = post(&web, &path("confirm"), Some(&token), json!({"pay": 1})).await;
+    assert_error(
+        &odd,
+        StatusCode::BAD_REQUEST,
+        "INVALID_ARGUMENT",
+        "or nothing",
+    );
+    let (status, confirmed) = post(
+        &web,
+        &path("confirm"),
+        Some(&token),
+        json!({"payment_ref": "card-4242"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+    let booking = hold.replacen("hd-", "bk-", 1);
+    assert_eq!(confirmed["booking"]["id"], booking.as_str(), "{confirmed}");
+    assert_eq!(confirmed["booking"]["payment_ref"], "card-4242");
+    assert_eq!(confirmed["booking"]["seats"], json!(["S2", "S3"]));
+    let twice = post(&web, &path("confirm"), Some(&token), json!({})).await;
+    assert_error(
+        &twice,
+        StatusCode::CONFLICT,
+        "FAILED_PRECONDITION",
+        &booking,
+    );
+    let (_, mine) = get(&web, "/api/events/demo/seats", Some(&token)).await;
+    assert_eq!(seat(&mine["seats"], "S2")["status"], "mine");
+    let (_, holds) = get(&web, "/api/holds", Some(&token)).await;
+    assert_eq!(
+        holds["holds"],
+        json!([]),
+        "a confirmed hold is no longer a hold"
+    );
+}
+
+/// Goal: release gives a hold's seats back at once and only for its holder; the best N
+/// seats of a category are held together at its price; an unknown category is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_releases_holds_and_holds_the_best_seats_of_a_category() {
+    let cluster = TestCluster::with_user1(Default::default()).await;
+    cluster.customer("user2").await;
+    priced_event(&cluster, "gala").await;
+    let web = WebServer::start(&cluster);
+    let token = login(&web, "user1", "mysecret").await;
+    let other = login(&web, "user2", "password1").await;
+
+    // The event says its categories and currency, and each seat its category and price.
+    let (_, seats) = get(&web, "/api/events/gala/seats", Some(&token)).await;
+    assert_eq!(seats["event"]["currency"], "EUR");
+    assert_eq!(seats["event"]["categories"][0]["name"], "front");
+    assert_eq!(seat(&seats["seats"], "A1")["category"], "front");
+    assert_eq!(seat(&seats["seats"], "B1")["price_minor"], 4_500);
+
+    // The best two rear seats: together, in row B, at the rear price.
+    let (status, best) = post(
+        &web,
+        "/api/events/gala/hold",
+        Some(&token),
+        json!({"best": 2, "category": "rear"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{best}");
+    let seats: Vec<&str> = best["hold"]["seats"]
+        .as_array()
+        .map(|s| s.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(seats.len(), 2, "{best}");
+    assert!(seats.iter().all(|s| s.starts_with('B')), "{best}");
+    assert_eq!(best["hold"]["total_minor"], 9_000);
+    assert_eq!(best["hold"]["currency"], "EUR");
+    let nowhere = post(
+        &web,
+        "/api/events/gala/hold",
+        Some(&token),
+        json!({"best": 2, "category": "balcony"}),
+    )
+    .await;
+    assert_error(&nowhere, StatusCode::NOT_FOUND, "NOT_FOUND", "balcony");
+
+    // Release: not someone else's; the holder's, with or without a body; not twice.
+    let hold = best["hold"]["id"].as_str().expect("hold id").to_string();
+    let path = format!("/api/holds/{hold}/release");
+    let theirs = post(&web, &path, Some(&other), json!({})).await;
+    assert_error(
+        &theirs,
+        StatusCode::FORBIDDEN,
+        "PERMISSION_DENIED",
+        "someone else",
+    );
+    let (status, freed) = call(&web, reqwest::Method::POST, &path, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK, "{freed}");
+    assert_eq!(freed["event"], "gala");
+    assert_eq!(freed["seats"], best["hold"]["seats"]);
+    let twice = post(&web, &path, Some(&token), json!({})).await;
+    assert_error(
+        &twice,
+        StatusCode::CONFLICT,
+        "FAILED_PRECONDITION",
+        "released",
+    );
+    let unknown = post(&web, "/api/holds/hd-9999/release", Some(&token), json!({})).await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "NOT_FOUND", "hd-9999");
+    let (_, after) = get(&web, "/api/events/gala/seats", Some(&other)).await;
+    assert_eq!(seat(&after["seats"], seats[0])["status"], "free");
+}
+
+/// Goal: tickets come one a seat of the caller's confirmed bookings, each with its signed
+/// code and that code drawn server-side as an inline SVG QR code; strangers get none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_come_with_their_qr_code_as_inline_svg() {
+    let cluster = TestCluster::with_user1(Default::default()).await;
+    let web = WebServer::start(&cluster);
+    let token = login(&web, "user1", "mysecret").await;
+    let (_, empty) = get(&web, "/api/tickets", Some(&token)).await;
+    assert_eq!(empty["tickets"], json!([]));
+    let (_, held) = post(
+        &web,
+        "/api/events/demo/hold",
+        Some(&token),
+        json!({"seats": ["S4"]}),
+    )
+    .await;
+    let hold = held["hold"]["id"].as_str().expect("hold id");
+    let (status, _) = post(
+        &web,
+        &format!("/api/holds/{hold}/confirm"),
+        Some(&token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, tickets) = get(&web, "/api/tickets", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{tickets}");
+    let ticket = &tickets["tickets"][0];
+    assert_eq!(ticket["seat"], "S4", "{tickets}");
+    assert_eq!(ticket["booking_id"], hold.replacen("hd-", "bk-", 1));
+    assert!(ticket["code"].as_str().is_some_and(|c| !c.is_empty()));
+    let svg = ticket["qr_svg"].as_str().expect("qr_svg");
+    assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{svg}");
+    assert!(svg.contains("viewBox") && svg.contains("<path"), "{svg}");
+    assert_eq!(
+        get(&web, "/api/tickets", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// Goal: a stranger signs up through the page and is logged in at once, as a customer; a
+/// taken name, a short password and a malformed body are refused with what to do instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_up_logs_the_new_customer_in_and_refuses_a_taken_name() {
+    let cluster = TestCluster::with_user1(Default::default()).await;
+    let web = WebServer::start(&cluster);
+    let body = json!({"user": "carol", "password": "carol-secret"});
+    let (status, signed_up) = post(&web, "/api/register", None, body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{signed_up}");
+    assert_eq!(signed_up["user"], "carol");
+    assert_eq!(signed_up["role"], "customer");
+    let token = signed_up["token"].as_str().expect("a token");
+    let (status, _) = get(&web, "/api/bookings", Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "the new token works");
+    login(&web, "carol", "carol-secret").await;
+
+    let taken = post(&web, "/api/register", None, body).await;
+    assert_error(
+        &taken,
+        StatusCode::CONFLICT,
+        "FAILED_PRECONDITION",
+        "choose another",
+    );
+    let also_taken = post(
+        &web,
+        "/api/register",
+        None,
+        json!({"user": "user1", "password": "whatever1"}),
+    )
+    .await;
+    assert_error(
+        &also_taken,
+        StatusCode::CONFLICT,
+        "FAILED_PRECONDITION",
+        "choose another",
+    );
+    let short = post(
+        &web,
+        "/api/register",
+        None,
+        json!({"user": "dave", "password": "x"}),
+    )
+    .await;
+    assert_error(
+        &short,
+        StatusCode::BAD_REQUEST,
+        "INVALID_ARGUMENT",
+        "too short",
+    );
+    let malformed = post(&web, "/api/register", None, json!({"name": "dave"})).await;
+    assert_error(
+        &malformed,
+        StatusCode::BAD_REQUEST,
+        "INVALID_ARGUMENT",
+        "send {",
     );
 }

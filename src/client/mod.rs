@@ -562,8 +562,19 @@ impl Client {
         hold_id: &str,
         duration_ms: u64,
     ) -> Result<pb::HoldReply, ClientError> {
+        self.extend_hold_with_id(&new_request_id(), hold_id, duration_ms)
+            .await
+    }
+
+    /// Extends with a request id of the caller's choosing (a retry must reuse it).
+    pub async fn extend_hold_with_id(
+        &self,
+        request_id: &str,
+        hold_id: &str,
+        duration_ms: u64,
+    ) -> Result<pb::HoldReply, ClientError> {
         let message = pb::ExtendHoldRequest {
-            request_id: new_request_id(),
+            request_id: request_id.to_string(),
             hold_id: hold_id.to_string(),
             duration_ms,
         };
@@ -574,8 +585,17 @@ impl Client {
     }
 
     pub async fn release_hold(&self, hold_id: &str) -> Result<pb::CancelReply, ClientError> {
+        self.release_hold_with_id(&new_request_id(), hold_id).await
+    }
+
+    /// Releases with a request id of the caller's choosing (a retry must reuse it).
+    pub async fn release_hold_with_id(
+        &self,
+        request_id: &str,
+        hold_id: &str,
+    ) -> Result<pb::CancelReply, ClientError> {
         let message = pb::ReleaseHoldRequest {
-            request_id: new_request_id(),
+            request_id: request_id.to_string(),
             hold_id: hold_id.to_string(),
         };
         self.call(Kind::Write, message, |mut s, r| async move {

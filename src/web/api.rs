@@ -28,7 +28,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// What every route of the page's API shares (axum state): the client and the cluster poll.
 pub struct PageState {
-    client: Client,
+    pub(super) client: Client,
     /// The cluster's status as JSON, polled by one task for every watcher.
     cluster: watch::Sender<Option<Value>>,
 }
@@ -79,7 +79,7 @@ pub struct ApiFailure {
 }
 
 impl ApiFailure {
-    fn bad_request(message: impl Into<String>) -> ApiFailure {
+    pub(super) fn bad_request(message: impl Into<String>) -> ApiFailure {
         ApiFailure {
             status: StatusCode::BAD_REQUEST,
             code: "INVALID_ARGUMENT",
@@ -132,7 +132,7 @@ impl IntoResponse for ApiFailure {
 }
 
 /// What a route answers: its JSON, or a refusal as the page sees it.
-type JsonResult = Result<Json<Value>, ApiFailure>;
+pub(super) type JsonResult = Result<Json<Value>, ApiFailure>;
 
 /// The error as the page shows it: the cluster's words, except when no node answers.
 fn page_words(error: &ClientError) -> String {
@@ -146,10 +146,29 @@ fn page_words(error: &ClientError) -> String {
 }
 
 /// A body that failed to parse, said as what to send instead.
-fn body<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, ApiFailure> {
+pub(super) fn body<T>(
+    body: Result<Json<T>, JsonRejection>,
+    expected: &str,
+) -> Result<T, ApiFailure> {
     body.map(|Json(value)| value).map_err(|rejection| {
         ApiFailure::bad_request(format!("send {expected}: {}", rejection.body_text()))
     })
+}
+
+/// As [`body`], for routes whose body is optional: none at all (no JSON content type) means
+/// every field left out.
+pub(super) fn optional_body<T: Default>(
+    body: Result<Json<T>, JsonRejection>,
+    expected: &str,
+) -> Result<T, ApiFailure> {
+    match body {
+        Ok(Json(value)) => Ok(value),
+        Err(JsonRejection::MissingJsonContentType(_)) => Ok(T::default()),
+        Err(rejection) => Err(ApiFailure::bad_request(format!(
+            "send {expected} or nothing: {}",
+            rejection.body_text()
+        ))),
+    }
 }
 
 /// A client acting as the caller, if the request carries `Authorization: Bearer TOKEN`. The
@@ -176,7 +195,7 @@ fn as_caller(shared: &PageState, headers: &HeaderMap) -> Result<Client, ApiFailu
 }
 
 /// As [`as_caller`], for routes that act for someone: without a token, 401.
-fn logged_in(shared: &PageState, headers: &HeaderMap) -> Result<Client, ApiFailure> {
+pub(super) fn logged_in(shared: &PageState, headers: &HeaderMap) -> Result<Client, ApiFailure> {
     let client = as_caller(shared, headers)?;
     if client.token().is_none() {
         return Err(ApiFailure::unauthenticated(
@@ -187,7 +206,7 @@ fn logged_in(shared: &PageState, headers: &HeaderMap) -> Result<Client, ApiFailu
 }
 
 /// A request id from the page (so its retry reserves once), or a new one.
-fn request_id(given: Option<String>) -> String {
+pub(super) fn request_id(given: Option<String>) -> String {
     given
         .filter(|id| !id.is_empty())
         .unwrap_or_else(new_request_id)
@@ -213,6 +232,20 @@ pub struct LoginBody {
     password: String,
 }
 
+/// A login as the page keeps it: the token and who it is for.
+fn session_json(reply: &pb::LoginReply) -> Json<Value> {
+    let role = match pb::Role::try_from(reply.role) {
+        Ok(pb::Role::Admin) => "admin",
+        _ => "customer",
+    };
+    Json(json!({
+        "token": reply.token,
+        "user": reply.user,
+        "role": role,
+        "expires_at": reply.expires_at,
+    }))
+}
+
 pub async fn login(
     State(shared): State<Arc<PageState>>,
     raw: Result<Json<LoginBody>, JsonRejection>,
@@ -220,16 +253,22 @@ pub async fn login(
     let LoginBody { user, password } = body(raw, r#"{"user": "...", "password": "..."}"#)?;
     let mut client = shared.client.clone();
     let reply = client.login(&user, &password).await?;
-    let role = match pb::Role::try_from(reply.role) {
-        Ok(pb::Role::Admin) => "admin",
-        _ => "customer",
-    };
-    Ok(Json(json!({
-        "token": reply.token,
-        "user": reply.user,
-        "role": role,
-        "expires_at": reply.expires_at,
-    })))
+    Ok(session_json(&reply))
+}
+
+/// `POST /api/register`: a customer signs up, and is logged in at once (the reply is the
+/// login's). Always as a stranger, never with the caller's token, so the page cannot make
+/// anything but a customer; the node throttles sign-ups and refuses a taken name without
+/// saying whether it exists.
+pub async fn register(
+    State(shared): State<Arc<PageState>>,
+    raw: Result<Json<LoginBody>, JsonRejection>,
+) -> JsonResult {
+    let LoginBody { user, password } = body(raw, r#"{"user": "...", "password": "..."}"#)?;
+    let mut client = shared.client.clone();
+    client.add_user(&user, &password, false).await?;
+    let reply = client.login(&user, &password).await?;
+    Ok(session_json(&reply))
 }
 
 pub async fn events(State(shared): State<Arc<PageState>>, headers: HeaderMap) -> JsonResult {
@@ -325,16 +364,7 @@ pub async fn cancel_booking(
 ) -> JsonResult {
     let client = logged_in(&shared, &headers)?;
     // The body is optional here: a missing one means "no request id of my own".
-    let id = match raw {
-        Ok(Json(b)) => b.request_id,
-        Err(JsonRejection::MissingJsonContentType(_)) => None,
-        Err(rejection) => {
-            return Err(ApiFailure::bad_request(format!(
-                "send {{\"request_id\": \"...\"}} or nothing: {}",
-                rejection.body_text()
-            )))
-        }
-    };
+    let id = optional_body(raw, r#"{"request_id": "..."}"#)?.request_id;
     let reply = client
         .cancel_booking_with_id(&request_id(id), &booking)
         .await?;

@@ -1,5 +1,6 @@
-//! The page: a seat map, booking, the Ask box and the cluster's health, served with its JSON
-//! API by axum on `[web] listen` (127.0.0.1:8080 by default).
+//! The page: a seat map, booking and checkout (holds with a countdown, tickets with QR
+//! codes), sign-up, the Ask box and the cluster's health, served with its JSON API by axum
+//! on `[web] listen` (127.0.0.1:8080 by default).
 //!
 //! The server holds no state of its own. Every route is a call on the cluster through the one
 //! [`Client`], as the caller (the bearer token the page got from `/api/login`), so the page
@@ -12,6 +13,7 @@
 //! (the token is the session; the page keeps it in the tab's sessionStorage).
 
 mod api;
+mod checkout;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,6 +72,13 @@ pub fn router(client: Client, assistant: Arc<Assistant>) -> Router {
         .route("/api/events/{event}/watch", get(api::watch_seats))
         .route("/api/bookings", get(api::bookings))
         .route("/api/bookings/{booking}/cancel", post(api::cancel_booking))
+        .route("/api/register", post(api::register))
+        .route("/api/events/{event}/hold", post(checkout::hold))
+        .route("/api/holds", get(checkout::holds))
+        .route("/api/holds/{hold}/confirm", post(checkout::confirm))
+        .route("/api/holds/{hold}/extend", post(checkout::extend))
+        .route("/api/holds/{hold}/release", post(checkout::release))
+        .route("/api/tickets", get(checkout::tickets))
         .route("/api/cluster", get(api::cluster))
         .route("/api/cluster/watch", get(api::watch_cluster))
         .fallback(api::not_found)

@@ -3,7 +3,11 @@
  *
  * Data flow: a GET gives a snapshot (seats + applied_index); a server-sent-event stream,
  * read with fetch() so it can carry the bearer token, then delivers changes after that
- * index. Our own writes patch the map at once; the stream confirms them a moment later. */
+ * index. Our own writes patch the map at once; the stream confirms them a moment later.
+ *
+ * Checkout: a hold keeps seats for a while; the page counts its time down against the
+ * cluster's clock (GET /api/holds says the node's now_ms), not the browser's. When a hold
+ * lapses the cluster frees its seats and the stream shows them free. */
 (() => {
   'use strict';
 
@@ -24,13 +28,27 @@
   const CLUSTER_POLL_MS = 2000;
   const LAG_WARN = 5; // entries behind the leader before a node counts as lagging
   const INFO_CLEAR_MS = 10000;
+  const COUNTDOWN_TICK_MS = 250;
+  // Once a hold's time is up the cluster frees it within about a second; look again then.
+  const EXPIRED_RECHECK_MS = 1500;
+  const HOLD_WARN_MS = 60000; // say so once when a hold has a minute left
+  const SEATS_PER_REQUEST_MAX = 16;
 
   const TEXT_RETRYING = 'The cluster is unreachable right now; retrying…';
   const TEXT_GAVE_UP = 'The cluster is unreachable right now. Please try again in a moment.';
   const TEXT_EXPIRED = 'Your session has expired. Please log in again.';
   const TEXT_RECONNECTING = 'Live updates reconnecting…';
 
-  const STATUS_WORD = { free: 'free', taken: 'taken', mine: 'yours' };
+  const STATUS_WORD = {
+    free: 'free',
+    taken: 'taken',
+    mine: 'yours',
+    held: 'held by someone',
+    held_by_you: 'held by you',
+  };
+  const SEAT_STATUSES = new Set(Object.keys(STATUS_WORD));
+  // Category colours in the map; more categories than this reuse them, the legend still names each.
+  const CATEGORY_COLOURS = 6;
 
   // ---------------------------------------------------------------- state
 
@@ -60,6 +78,15 @@
     clusterPoll: 0,
     clusterPollInFlight: false,
     bookingsTimer: 0,
+    // checkout
+    holds: null, // the caller's live holds, null when logged out
+    clockOffsetMs: 0, // the cluster's clock minus the browser's
+    clockKnown: false,
+    countdownTimer: 0,
+    holdsTimer: 0,
+    holdWarned: new Set(), // hold ids already warned about
+    holdRechecked: new Set(), // hold ids whose expiry already asked for a fresh list
+    ticketsTimer: 0,
     // ask
     proposal: null,
   };
@@ -485,6 +512,7 @@
     $('logout-button').hidden = !loggedIn;
     $('account-panel').hidden = loggedIn;
     $('login-form').hidden = loggedIn;
+    $('signup-form').hidden = loggedIn;
     $('bookings-heading').textContent = loggedIn && state.role === 'admin' ? 'Bookings' : 'My bookings';
     updateActions();
   }
@@ -516,6 +544,36 @@
     }
   }
 
+  /** Sign-up: a new customer, logged in at once (the reply is a login's). */
+  async function onSignupSubmit(event) {
+    event.preventDefault();
+    const user = $('signup-user').value.trim();
+    const password = $('signup-password').value;
+    if (!user || !password) {
+      showError('Choose a user name and a password.');
+      $(user ? 'signup-password' : 'signup-user').focus();
+      return;
+    }
+    const button = $('signup-button');
+    button.disabled = true;
+    try {
+      // No retry on a lost answer: a second try would find the name taken by the first.
+      const reply = await api('POST', '/api/register', { user, password }, { retries: 0 });
+      if (!reply || typeof reply.token !== 'string') throw new ApiError('The server sent no token.');
+      startSession(reply);
+      $('signup-password').value = '';
+      $('signup-user').value = '';
+      showInfo(`Welcome, ${state.user}: you are signed up and logged in.`);
+      await onAuthChanged();
+      $('event-picker').focus();
+    } catch (err) {
+      showError(err);
+      $(err.status === 409 ? 'signup-user' : 'signup-password').select();
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   async function onLogout() {
     clearSession();
     showInfo('You have logged out.');
@@ -528,10 +586,15 @@
     applyAuthUi();
     resetAsk();
     renderBookings(null);
+    state.clockKnown = false;
+    renderHolds(null);
+    renderTickets(null);
     restartClusterWatch();
     await loadEvents();
     await switchEvent(state.currentEvent || pickInitialEvent(), { force: true });
     refreshBookings();
+    refreshHolds();
+    refreshTickets();
   }
 
   // ---------------------------------------------------------------- events
@@ -629,6 +692,7 @@
     hideLiveNotice();
     renderEventPicker();
     renderEventSummary();
+    renderCategories();
     if (!name) {
       showSeatPlaceholder(state.eventsLoaded ? 'There are no events yet.' : 'The events could not be loaded.');
       return;
@@ -646,11 +710,21 @@
   function normalizeSeat(raw) {
     const id = String(raw.id);
     const row = raw.row !== undefined && raw.row !== null && raw.row !== '' ? String(raw.row) : /^\D*/.exec(id)[0] || '?';
-    const status = raw.status === 'free' || raw.status === 'mine' ? raw.status : 'taken';
+    // A status this page does not know is taken: a seat is never offered as free on a guess.
+    const status = SEAT_STATUSES.has(raw.status) ? raw.status : 'taken';
     const seat = { id, row, status };
     if (raw.holder) seat.holder = String(raw.holder);
     if (raw.booking_id) seat.booking_id = String(raw.booking_id);
+    if (raw.category) seat.category = String(raw.category);
+    if (Number(raw.price_minor) > 0) seat.price_minor = Number(raw.price_minor);
+    if (raw.hold_id) seat.hold_id = String(raw.hold_id);
+    if (Number(raw.hold_expires_at_ms) > 0) seat.hold_expires_at_ms = Number(raw.hold_expires_at_ms);
     return seat;
+  }
+
+  /** Free and yours can be selected (to reserve or hold, to cancel); the rest cannot. */
+  function selectable(seat) {
+    return seat.status === 'free' || seat.status === 'mine';
   }
 
   /** GETs the seat map. Returns 'ok', 'missing' (404), 'refused' (401/403) or 'failed'. */
@@ -698,8 +772,9 @@
     state.seatsLoaded = true;
     for (const id of [...state.selected]) {
       const seat = state.seats.get(id);
-      if (!seat || seat.status === 'taken') state.selected.delete(id);
+      if (!seat || !selectable(seat)) state.selected.delete(id);
     }
+    renderCategories();
     renderSeatMap();
     updateFreeCount();
   }
@@ -710,12 +785,17 @@
     const index = Number(msg.applied_index) || 0;
     if (msg.reset) {
       applySnapshot(null, msg.seats, index);
-      if (state.token) scheduleBookingsRefresh();
+      if (state.token) {
+        scheduleBookingsRefresh();
+        scheduleHoldsRefresh();
+        scheduleTicketsRefresh();
+      }
       return;
     }
     // Changes up to the snapshot's index are already in the map.
     if (state.seatsLoaded && index && index <= state.seatIndex) return;
     let touchedMine = false;
+    let touchedHeld = false;
     let newSeat = false;
     for (const raw of msg.seats) {
       if (!raw || raw.id === undefined) continue;
@@ -723,6 +803,8 @@
       const prev = state.seats.get(seat.id);
       if (!prev) newSeat = true;
       if (seat.status === 'mine' || (prev && prev.status === 'mine')) touchedMine = true;
+      // A hold of ours made elsewhere (the shell, a script), confirmed, or lapsed.
+      if (seat.status === 'held_by_you' || (prev && prev.status === 'held_by_you')) touchedHeld = true;
       state.seats.set(seat.id, seat);
       if (prev && prev.status !== seat.status) onSeatStatusChanged(seat, prev);
     }
@@ -735,28 +817,39 @@
     }
     updateFreeCount();
     updateActions();
-    if (touchedMine && state.token) scheduleBookingsRefresh();
+    if (touchedMine && state.token) {
+      scheduleBookingsRefresh();
+      scheduleTicketsRefresh();
+    }
+    if (touchedHeld && state.token) scheduleHoldsRefresh();
   }
 
   /** A seat changed under the user's selection: its meaning changed, so unselect it. */
   function onSeatStatusChanged(seat, prev) {
     if (!state.selected.has(seat.id)) return;
     state.selected.delete(seat.id);
-    if (seat.status === 'taken' && prev.status === 'free') {
-      showInfo(`Seat ${seat.id} was just reserved by someone else.`);
-    }
+    if (prev.status !== 'free') return;
+    if (seat.status === 'taken') showInfo(`Seat ${seat.id} was just reserved by someone else.`);
+    else if (seat.status === 'held') showInfo(`Seat ${seat.id} was just held by someone else.`);
   }
 
-  /** Patches seats after one of our own writes, before the stream confirms it. */
-  function patchSeats(eventName, ids, status, bookingId) {
+  /**
+   * Patches seats after one of our own writes, before the stream confirms it. extra: the
+   * booking or hold the seats are now in ({ bookingId } or { holdId, expiresAtMs }).
+   */
+  function patchSeats(eventName, ids, status, extra = {}) {
     if (eventName && eventName !== state.currentEvent) return;
     for (const id of ids) {
       const seat = state.seats.get(id);
       if (!seat) continue;
       const next = { id: seat.id, row: seat.row, status };
-      if (status === 'mine') {
-        next.holder = state.user;
-        if (bookingId) next.booking_id = bookingId;
+      if (seat.category) next.category = seat.category;
+      if (seat.price_minor) next.price_minor = seat.price_minor;
+      if (status === 'mine' || status === 'held_by_you') next.holder = state.user;
+      if (status === 'mine' && extra.bookingId) next.booking_id = extra.bookingId;
+      if (status === 'held_by_you' && extra.holdId) {
+        next.hold_id = extra.holdId;
+        if (extra.expiresAtMs) next.hold_expires_at_ms = extra.expiresAtMs;
       }
       state.seats.set(id, next);
       state.selected.delete(id);
@@ -863,21 +956,106 @@
     return button;
   }
 
-  /** Brings one button in line with its seat's status and selection. */
+  /** Brings one button in line with its seat's status, category and selection. */
   function updateSeatButton(id) {
     const seat = state.seats.get(id);
     const button = state.seatButtons.get(id);
     if (!seat || !button) return;
     button.dataset.status = seat.status;
-    button.setAttribute('aria-label', `Seat ${id}, ${STATUS_WORD[seat.status]}`);
+    const colour = categoryColour(seat.category);
+    if (colour === null) delete button.dataset.category;
+    else button.dataset.category = String(colour);
+    const price = seatPriceText(seat);
+    button.setAttribute('aria-label', `Seat ${id}, ${STATUS_WORD[seat.status]}${price ? `, ${price}` : ''}`);
     button.setAttribute('aria-pressed', state.selected.has(id) ? 'true' : 'false');
-    // aria-disabled rather than disabled: a taken seat stays reachable by keyboard.
-    if (seat.status === 'taken') button.setAttribute('aria-disabled', 'true');
+    // aria-disabled rather than disabled: a seat that cannot be chosen stays reachable by keyboard.
+    if (!selectable(seat)) button.setAttribute('aria-disabled', 'true');
     else button.removeAttribute('aria-disabled');
-    if (seat.status === 'taken') button.title = seat.holder ? `Taken by ${seat.holder}` : 'Taken';
-    else if (seat.status === 'mine') button.title = seat.booking_id ? `Yours (booking ${seat.booking_id})` : 'Yours';
-    else button.title = 'Free';
+    button.title = seatTitle(seat) + (price ? ` · ${price}` : '');
     button.tabIndex = id === state.rovingSeat ? 0 : -1;
+  }
+
+  function seatTitle(seat) {
+    switch (seat.status) {
+      case 'taken':
+        return seat.holder ? `Taken by ${seat.holder}` : 'Taken';
+      case 'mine':
+        return seat.booking_id ? `Yours (booking ${seat.booking_id})` : 'Yours';
+      case 'held':
+        return seat.holder ? `Held by ${seat.holder} in checkout` : 'Held by someone in checkout';
+      case 'held_by_you':
+        return seat.hold_id ? `Held by you (hold ${seat.hold_id})` : 'Held by you';
+      default:
+        return 'Free';
+    }
+  }
+
+  // ---------------------------------------------------------------- categories and prices
+
+  /** 8000 and EUR: "80.00 EUR", as the shell writes it; nothing without a currency. */
+  function priceText(minor, currency) {
+    const n = Number(minor);
+    if (!currency || !Number.isFinite(n) || n < 0) return '';
+    const whole = Math.floor(n / 100);
+    const cents = String(n % 100).padStart(2, '0');
+    return `${whole}.${cents} ${currency}`;
+  }
+
+  function eventCategories() {
+    const info = currentEventInfo();
+    return info && Array.isArray(info.categories) ? info.categories.filter((c) => c && typeof c.name === 'string') : [];
+  }
+
+  function eventCurrency() {
+    const info = currentEventInfo();
+    return info && typeof info.currency === 'string' ? info.currency : '';
+  }
+
+  /** The colour slot of a category (its place in the event's list, best first), or null. */
+  function categoryColour(name) {
+    if (!name) return null;
+    const at = eventCategories().findIndex((c) => c.name === name);
+    return at < 0 ? null : at % CATEGORY_COLOURS;
+  }
+
+  function seatPriceText(seat) {
+    const price = seat.price_minor ? priceText(seat.price_minor, eventCurrency()) : '';
+    if (seat.category && price) return `${seat.category}, ${price}`;
+    return seat.category || price;
+  }
+
+  /** The legend's entry per category with its price, and the best-seats category choice. */
+  function renderCategories() {
+    const categories = eventCategories();
+    const currency = eventCurrency();
+    const legend = $('category-legend');
+    legend.textContent = '';
+    categories.forEach((c, at) => {
+      const price = priceText(c.price_minor, currency);
+      legend.append(
+        el(
+          'li',
+          { 'data-category-name': c.name },
+          el('span', { class: 'swatch category-swatch', 'data-category': at % CATEGORY_COLOURS, 'aria-hidden': 'true' }),
+          el('span', {}, el('span', { class: 'category-name' }, c.name), price ? ` · ${price}` : '')
+        )
+      );
+    });
+    legend.hidden = categories.length === 0;
+
+    const picker = $('best-category');
+    const chosen = picker.value;
+    picker.textContent = '';
+    picker.append(el('option', { value: '' }, 'Any category'));
+    for (const c of categories) {
+      const price = priceText(c.price_minor, currency);
+      picker.append(el('option', { value: c.name }, price ? `${c.name} (${price})` : c.name));
+    }
+    if (categories.some((c) => c.name === chosen)) picker.value = chosen;
+    $('best-category-field').hidden = categories.length === 0;
+    const info = currentEventInfo();
+    const limit = Number(info && info.max_seats_per_user) || SEATS_PER_REQUEST_MAX;
+    $('best-count').max = String(Math.min(limit, SEATS_PER_REQUEST_MAX));
   }
 
   function setRovingSeat(id) {
@@ -899,8 +1077,12 @@
     const seat = state.seats.get(id);
     if (!seat) return;
     setRovingSeat(id);
-    if (seat.status === 'taken') {
-      showInfo(`Seat ${id} is taken.`);
+    if (seat.status === 'held_by_you') {
+      showInfo(`Seat ${id} is in your hold ${seat.hold_id || ''}: confirm or release it under Your holds.`);
+      return;
+    }
+    if (!selectable(seat)) {
+      showInfo(`Seat ${id} is ${STATUS_WORD[seat.status]}.`);
       return;
     }
     if (state.selected.has(id)) state.selected.delete(id);
@@ -983,6 +1165,15 @@
     return out;
   }
 
+  /** " (160.00 EUR together)" for priced seats; nothing in an event without prices. */
+  function selectedTotalText(ids) {
+    const currency = eventCurrency();
+    if (!currency) return '';
+    let total = 0;
+    for (const id of ids) total += (state.seats.get(id) || {}).price_minor || 0;
+    return ` (${priceText(total, currency)}${ids.length > 1 ? ' together' : ''})`;
+  }
+
   function currentEventInfo() {
     return state.eventInfo || state.events.find((e) => e.name === state.currentEvent) || null;
   }
@@ -991,22 +1182,24 @@
     const loggedIn = Boolean(state.token);
     const free = selectedWith('free');
     const mine = selectedWith('mine');
+    $('hold-button').disabled = !loggedIn || state.busy || free.length === 0;
     $('reserve-button').disabled = !loggedIn || state.busy || free.length === 0;
     $('cancel-button').disabled = !loggedIn || state.busy || mine.length === 0;
+    $('best-button').disabled = !loggedIn || state.busy || !state.currentEvent;
 
     let text;
-    if (!loggedIn) text = 'Log in to reserve seats.';
-    else if (!free.length && !mine.length) text = 'Select free seats to reserve, or your seats to cancel.';
+    if (!loggedIn) text = 'Log in to hold or reserve seats.';
+    else if (!free.length && !mine.length) text = 'Select free seats to hold or reserve, or your seats to cancel.';
     else {
       const parts = [];
-      if (free.length) parts.push(`to reserve: ${free.join(', ')}`);
+      if (free.length) parts.push(`to hold or reserve: ${free.join(', ')}${selectedTotalText(free)}`);
       if (mine.length) parts.push(`to cancel: ${mine.join(', ')}`);
       text = `Selected ${parts.join('; ')}.`;
       const info = currentEventInfo();
       const limit = info && Number(info.max_seats_per_user);
       if (limit && free.length) {
         let mine = 0;
-        for (const seat of state.seats.values()) if (seat.status === 'mine') mine += 1;
+        for (const seat of state.seats.values()) if (seat.status === 'mine' || seat.status === 'held_by_you') mine += 1;
         if (mine + free.length > limit) text += ` That is more than the ${plural(limit, 'seat')} one person may reserve.`;
       }
     }
@@ -1036,12 +1229,15 @@
     }
     let free = 0;
     let mine = 0;
+    let held = 0;
     for (const seat of state.seats.values()) {
       if (seat.status === 'free') free += 1;
       else if (seat.status === 'mine') mine += 1;
+      else if (seat.status === 'held_by_you') held += 1;
     }
     const parts = [`${free} of ${plural(state.seats.size, 'seat')} free`];
     if (mine) parts.push(`${mine} yours`);
+    if (held) parts.push(`${held} held by you`);
     const info = currentEventInfo();
     const limit = info && Number(info.max_seats_per_user);
     if (limit) parts.push(`up to ${limit} per person`);
@@ -1117,9 +1313,11 @@
     }
   }
 
-  /** After any change we made: bookings, free counts and a fresh snapshot (quietly). */
+  /** After any change we made: bookings, holds, tickets, free counts and a fresh snapshot (quietly). */
   function afterChange() {
     refreshBookings();
+    refreshHolds();
+    refreshTickets();
     loadEvents({ quiet: true, retries: 0 });
     if (state.currentEvent) loadSeats(state.seatGen, { quiet: true, retries: 0 });
   }
@@ -1134,7 +1332,7 @@
       const reply = await api('POST', `/api/events/${enc(name)}/reserve`, body);
       const booking = reply.booking || {};
       const booked = Array.isArray(booking.seats) && booking.seats.length ? booking.seats.map(String) : seats;
-      patchSeats(booking.event || name, booked, 'mine', booking.id);
+      patchSeats(booking.event || name, booked, 'mine', { bookingId: booking.id });
       clearSelection();
       showInfo(`Reserved ${booked.join(', ')}${booking.id ? ` (booking ${booking.id})` : ''}.`);
       afterChange();
@@ -1197,6 +1395,11 @@
     }
   }
 
+  function bookingPrice(booking) {
+    const price = Number(booking.total_minor) > 0 ? priceText(booking.total_minor, booking.currency) : '';
+    return price ? ` · ${price}` : '';
+  }
+
   /** list null means "logged out". */
   function renderBookings(list) {
     const ul = $('bookings');
@@ -1224,7 +1427,7 @@
         el(
           'li',
           { 'data-booking': id, 'data-event': booking.event, title: title || null },
-          el('span', { class: 'booking-text' }, `${id}: ${seats} (${booking.event})`),
+          el('span', { class: 'booking-text' }, `${id}: ${seats} (${booking.event})${bookingPrice(booking)}`),
           el(
             'button',
             {
@@ -1266,6 +1469,372 @@
   function onBookingsClick(event) {
     const button = event.target.closest('button.cancel-booking');
     if (button && !button.disabled) cancelBooking(button.dataset.booking, button);
+  }
+
+  // ---------------------------------------------------------------- checkout: holding seats
+
+  /** The cluster's clock as well as the page knows it. */
+  function clusterNow() {
+    return Date.now() + state.clockOffsetMs;
+  }
+
+  /** A clock reading from the cluster, taken between sentAt and receivedAt (browser ms). */
+  function learnClock(clusterMs, sentAt, receivedAt) {
+    const ms = Number(clusterMs);
+    if (!Number.isFinite(ms) || ms <= 0) return;
+    // The node read its clock somewhere in the round trip: the middle is the best guess.
+    state.clockOffsetMs = ms - (sentAt + receivedAt) / 2;
+    state.clockKnown = true;
+  }
+
+  /** "9:41 left", or "expired": the shell's words. */
+  function timeLeftText(leftMs) {
+    if (!(leftMs > 0)) return 'expired';
+    const secs = Math.ceil(leftMs / 1000);
+    return `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, '0')} left`;
+  }
+
+  /** The hold request for selected seats, or for the best N of the form. */
+  async function requestHold(body, focusBack) {
+    if (state.busy || !state.token || !state.currentEvent) return;
+    const name = state.currentEvent;
+    setBusy(true);
+    try {
+      const sentAt = Date.now();
+      const reply = await api('POST', `/api/events/${enc(name)}/hold`, Object.assign({ request_id: newRequestId() }, body));
+      const hold = reply.hold || {};
+      // Until GET /api/holds says the cluster's clock, the hold's birth is the best reading.
+      if (!state.clockKnown) learnClock(hold.created_at_ms, sentAt, Date.now());
+      const seats = Array.isArray(hold.seats) ? hold.seats.map(String) : [];
+      patchSeats(hold.event || name, seats, 'held_by_you', { holdId: hold.id, expiresAtMs: hold.expires_at_ms });
+      clearSelection();
+      upsertHold(hold);
+      const left = timeLeftText(Number(hold.expires_at_ms) - clusterNow());
+      showInfo(`Holding ${seats.join(', ')} (hold ${hold.id}, ${left}): confirm it under Your holds to buy.`);
+      afterChange();
+    } catch (err) {
+      showError(err);
+      if (err.status === 409 || err.code === 'FAILED_PRECONDITION') loadSeats(state.seatGen, { quiet: true, retries: 0 });
+    } finally {
+      setBusy(false);
+      restoreFocusAfterAction(focusBack);
+    }
+  }
+
+  function holdSelected() {
+    const seats = selectedWith('free');
+    if (seats.length) requestHold({ seats }, $('hold-button'));
+  }
+
+  function onBestSubmit(event) {
+    event.preventDefault();
+    const count = Number($('best-count').value);
+    const max = Number($('best-count').max) || SEATS_PER_REQUEST_MAX;
+    if (!Number.isInteger(count) || count < 1 || count > max) {
+      showError(`Ask for 1 to ${max} seats.`);
+      $('best-count').focus();
+      return;
+    }
+    const body = { best: count, split: $('best-split').checked };
+    const category = $('best-category-field').hidden ? '' : $('best-category').value;
+    if (category) body.category = category;
+    requestHold(body, $('best-button'));
+  }
+
+  // ---------------------------------------------------------------- checkout: the holds panel
+
+  function scheduleHoldsRefresh() {
+    clearTimeout(state.holdsTimer);
+    state.holdsTimer = setTimeout(refreshHolds, 250);
+  }
+
+  async function refreshHolds() {
+    clearTimeout(state.holdsTimer);
+    const token = state.token;
+    if (!token) {
+      renderHolds(null);
+      return;
+    }
+    try {
+      const sentAt = Date.now();
+      const reply = await api('GET', '/api/holds', undefined, { quiet: true, retries: 1 });
+      if (token !== state.token) return;
+      learnClock(reply.now_ms, sentAt, Date.now());
+      renderHolds(Array.isArray(reply.holds) ? reply.holds : []);
+    } catch (err) {
+      if (!err.handled && token === state.token) {
+        $('holds-empty').hidden = false;
+        $('holds-empty').textContent = 'Your holds could not be loaded right now.';
+      }
+    }
+  }
+
+  /** A hold just made or extended, shown at once; the next refresh confirms it. */
+  function upsertHold(hold) {
+    if (!hold || !hold.id) return;
+    const list = (state.holds || []).filter((h) => h.id !== hold.id);
+    list.push(hold);
+    renderHolds(list);
+  }
+
+  function dropHold(id) {
+    renderHolds((state.holds || []).filter((h) => h.id !== id));
+  }
+
+  /** list null means "logged out". Typed payment references survive a re-render. */
+  function renderHolds(list) {
+    const ul = $('holds');
+    const hadFocus = ul.contains(document.activeElement);
+    const focusedId = hadFocus && document.activeElement.id ? document.activeElement.id : null;
+    const typed = new Map();
+    for (const input of ul.querySelectorAll('input.payment-ref')) typed.set(input.dataset.hold, input.value);
+    state.holds = list;
+    ul.textContent = '';
+    const empty = $('holds-empty');
+    if (!list) {
+      stopCountdown();
+      empty.hidden = false;
+      empty.textContent = 'Log in to hold seats.';
+      return;
+    }
+    for (const hold of list) {
+      if (hold && hold.id) ul.append(holdItem(hold, typed.get(String(hold.id)) || ''));
+    }
+    empty.hidden = ul.children.length > 0;
+    empty.textContent = 'No holds. Select seats and press Hold selected, or hold the best seats.';
+    tickCountdowns();
+    if (ul.children.length) startCountdown();
+    else stopCountdown();
+    if (hadFocus) {
+      const again = focusedId && $(focusedId);
+      (again || ul.querySelector('button') || $('holds-heading')).focus();
+    }
+  }
+
+  function holdItem(hold, typedRef) {
+    const id = String(hold.id);
+    const seats = Array.isArray(hold.seats) ? hold.seats.join(', ') : '';
+    const price = Number(hold.total_minor) > 0 ? priceText(hold.total_minor, hold.currency) : '';
+    const refId = `payment-ref-${id}`;
+    const button = (kind, look, text, label) =>
+      el('button', { type: 'button', class: `btn btn-small ${look} ${kind}`, 'data-hold': id, id: `${kind}-${id}`, 'aria-label': label }, text);
+    const ref = el('input', {
+      id: refId,
+      class: 'payment-ref',
+      type: 'text',
+      'data-hold': id,
+      maxlength: 64,
+      autocomplete: 'off',
+      placeholder: 'optional',
+    });
+    ref.value = typedRef;
+    return el(
+      'li',
+      { 'data-hold': id, 'data-event': hold.event, 'data-expires-at-ms': Number(hold.expires_at_ms) || 0 },
+      el(
+        'p',
+        { class: 'hold-text' },
+        el('span', { class: 'hold-seats' }, `${id}: ${seats} (${hold.event})${price ? ` · ${price}` : ''}`),
+        ' ',
+        // role=timer: a live countdown that screen readers do not read out every second.
+        el('span', { class: 'countdown', role: 'timer', 'aria-label': `Time left to confirm ${id}` }, '')
+      ),
+      el(
+        'div',
+        { class: 'hold-ref field' },
+        el('label', { for: refId }, 'Payment reference'),
+        ref
+      ),
+      el(
+        'div',
+        { class: 'hold-actions' },
+        button('confirm-hold', 'btn-primary', 'Confirm', `Confirm hold ${id} and buy ${seats}`),
+        button('extend-hold', '', 'More time', `Extend hold ${id}`),
+        button('release-hold', '', 'Release', `Release hold ${id}: ${seats} free again`)
+      )
+    );
+  }
+
+  function startCountdown() {
+    if (!state.countdownTimer) state.countdownTimer = setInterval(tickCountdowns, COUNTDOWN_TICK_MS);
+  }
+
+  function stopCountdown() {
+    clearInterval(state.countdownTimer);
+    state.countdownTimer = 0;
+  }
+
+  /** Every hold's time left against the cluster's clock; an expired one can only be dismissed. */
+  function tickCountdowns() {
+    const now = clusterNow();
+    for (const li of $('holds').children) {
+      const id = li.dataset.hold;
+      const left = Number(li.dataset.expiresAtMs) - now;
+      const box = li.querySelector('.countdown');
+      const text = timeLeftText(left);
+      if (box && box.textContent !== text) box.textContent = text;
+      const expired = !(left > 0);
+      li.dataset.expired = expired ? 'true' : 'false';
+      li.dataset.warn = !expired && left <= HOLD_WARN_MS ? 'true' : 'false';
+      // Only ever disabled here: a button busy with its request is re-enabled by that request.
+      if (expired) for (const b of li.querySelectorAll('.confirm-hold, .extend-hold')) b.disabled = true;
+      if (!expired && left <= HOLD_WARN_MS && !state.holdWarned.has(id)) {
+        state.holdWarned.add(id);
+        showInfo(`Hold ${id} runs out in under a minute: confirm it, or ask for more time.`);
+      }
+      if (expired && !state.holdRechecked.has(id)) {
+        // The cluster frees the seats about now; the stream shows them free, and a fresh
+        // list drops the hold.
+        state.holdRechecked.add(id);
+        setTimeout(refreshHolds, EXPIRED_RECHECK_MS);
+      }
+    }
+  }
+
+  async function confirmHold(id, button) {
+    const input = $(`payment-ref-${id}`);
+    const body = { request_id: newRequestId() };
+    if (input && input.value.trim()) body.payment_ref = input.value.trim();
+    button.disabled = true;
+    try {
+      const reply = await api('POST', `/api/holds/${enc(id)}/confirm`, body);
+      const booking = reply.booking || {};
+      const seats = Array.isArray(booking.seats) ? booking.seats.map(String) : [];
+      patchSeats(booking.event, seats, 'mine', { bookingId: booking.id });
+      dropHold(id);
+      const price = Number(booking.total_minor) > 0 ? ` for ${priceText(booking.total_minor, booking.currency)}` : '';
+      const are = seats.length === 1 ? 'is' : 'are';
+      showInfo(`Confirmed: ${seats.join(', ')} ${are} yours${price} (booking ${booking.id}). Your tickets are under My tickets.`);
+      afterChange();
+    } catch (err) {
+      showError(err);
+      button.disabled = false;
+      // Expired, released or unknown by now: the list says what is left.
+      if (err.status === 404 || err.status === 409) refreshHolds();
+    }
+  }
+
+  async function extendHold(id, button) {
+    button.disabled = true;
+    try {
+      const reply = await api('POST', `/api/holds/${enc(id)}/extend`, { request_id: newRequestId() });
+      const hold = reply.hold || {};
+      state.holdWarned.delete(id);
+      upsertHold(hold);
+      showInfo(`Hold ${id}: ${timeLeftText(Number(hold.expires_at_ms) - clusterNow())}.`);
+      refreshHolds();
+    } catch (err) {
+      showError(err);
+      button.disabled = false;
+      if (err.status === 404 || err.status === 409) refreshHolds();
+    }
+  }
+
+  async function releaseHold(id, button) {
+    button.disabled = true;
+    try {
+      const reply = await api('POST', `/api/holds/${enc(id)}/release`, { request_id: newRequestId() });
+      const freed = Array.isArray(reply.seats) ? reply.seats.map(String) : [];
+      if (reply.event) patchSeats(reply.event, freed, 'free');
+      dropHold(id);
+      showInfo(`Released hold ${id}${freed.length ? `: ${freed.join(', ')} free again` : ''}.`);
+      afterChange();
+    } catch (err) {
+      showError(err);
+      button.disabled = false;
+      if (err.status === 404 || err.status === 409) refreshHolds();
+    }
+  }
+
+  function onHoldsClick(event) {
+    const button = event.target.closest('button[data-hold]');
+    if (!button || button.disabled) return;
+    const id = button.dataset.hold;
+    if (button.classList.contains('confirm-hold')) confirmHold(id, button);
+    else if (button.classList.contains('extend-hold')) extendHold(id, button);
+    else if (button.classList.contains('release-hold')) releaseHold(id, button);
+  }
+
+  // ---------------------------------------------------------------- checkout: tickets
+
+  async function refreshTickets() {
+    const token = state.token;
+    if (!token) {
+      renderTickets(null);
+      return;
+    }
+    try {
+      const reply = await api('GET', '/api/tickets', undefined, { quiet: true, retries: 1 });
+      if (token !== state.token) return;
+      renderTickets(Array.isArray(reply.tickets) ? reply.tickets : []);
+    } catch (err) {
+      if (!err.handled && token === state.token) {
+        $('tickets-empty').hidden = false;
+        $('tickets-empty').textContent = 'Your tickets could not be loaded right now.';
+      }
+    }
+  }
+
+  /**
+   * The server's SVG text as an element, parsed as SVG (never as HTML), or null. The page
+   * draws no QR code itself: the server does, with the code it signed.
+   */
+  function qrElement(svgText, label) {
+    if (typeof svgText !== 'string' || !svgText.startsWith('<svg')) return null;
+    const doc = new DOMParser().parseFromString(svgText, 'image/svg+xml');
+    const svg = doc.documentElement;
+    if (!svg || svg.nodeName !== 'svg' || doc.getElementsByTagName('parsererror').length) return null;
+    for (const script of svg.querySelectorAll('script, foreignObject')) script.remove();
+    const node = document.importNode(svg, true);
+    // The CSS sizes it; the viewBox keeps it square.
+    node.removeAttribute('width');
+    node.removeAttribute('height');
+    node.setAttribute('class', 'qr');
+    node.setAttribute('role', 'img');
+    node.setAttribute('aria-label', label);
+    node.setAttribute('focusable', 'false');
+    return node;
+  }
+
+  /** list null means "logged out". */
+  function renderTickets(list) {
+    const ul = $('tickets');
+    ul.textContent = '';
+    const empty = $('tickets-empty');
+    if (!list) {
+      empty.hidden = false;
+      empty.textContent = 'Log in to see your tickets.';
+      return;
+    }
+    for (const t of list) {
+      if (!t || typeof t.code !== 'string') continue;
+      const used = Number(t.checked_in_at_ms) > 0;
+      const status = used
+        ? `checked in ${new Date(Number(t.checked_in_at_ms)).toLocaleString()}${t.checked_in_by ? ` by ${t.checked_in_by}` : ''}`
+        : 'not used yet';
+      const qr = qrElement(t.qr_svg, `QR code of the ticket for seat ${t.seat} of ${t.event}`);
+      ul.append(
+        el(
+          'li',
+          { 'data-seat': t.seat, 'data-event': t.event, 'data-booking': t.booking_id, 'data-used': used ? 'true' : 'false' },
+          qr || el('p', { class: 'muted small' }, 'No QR code: show the code below.'),
+          el(
+            'div',
+            { class: 'ticket-text' },
+            el('p', { class: 'ticket-seat' }, `Seat ${t.seat} · ${t.event}`),
+            el('p', { class: 'muted small' }, `booking ${t.booking_id} · ${status}`),
+            el('p', { class: 'ticket-code small' }, t.code)
+          )
+        )
+      );
+    }
+    empty.hidden = ul.children.length > 0;
+    empty.textContent = 'No tickets yet: confirm a hold, or reserve seats, to get them.';
+  }
+
+  function scheduleTicketsRefresh() {
+    clearTimeout(state.ticketsTimer);
+    state.ticketsTimer = setTimeout(refreshTickets, 250);
   }
 
   // ---------------------------------------------------------------- ask
@@ -1507,6 +2076,10 @@
     map.addEventListener('keydown', onSeatKeydown);
     map.addEventListener('focusin', onSeatFocusIn);
     $('reserve-button').addEventListener('click', reserveSelected);
+    $('hold-button').addEventListener('click', holdSelected);
+    $('best-form').addEventListener('submit', onBestSubmit);
+    $('holds').addEventListener('click', onHoldsClick);
+    $('signup-form').addEventListener('submit', onSignupSubmit);
     $('cancel-button').addEventListener('click', cancelSelected);
     $('bookings').addEventListener('click', onBookingsClick);
     $('ask-form').addEventListener('submit', onAskSubmit);
@@ -1523,10 +2096,14 @@
     restoreSession();
     applyAuthUi();
     renderBookings(null);
+    renderHolds(null);
+    renderTickets(null);
     restartClusterWatch();
     await loadEvents();
     await switchEvent(pickInitialEvent());
     refreshBookings();
+    refreshHolds();
+    refreshTickets();
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init, { once: true });
