@@ -827,6 +827,9 @@ async fn the_openai_backend_runs_the_tools_the_model_asks_for_against_the_cluste
             "cancel",
             "cluster_status",
             "help",
+            "hold",
+            "my_holds",
+            "confirm_hold",
             "event_info"
         ]
     );
@@ -1892,5 +1895,66 @@ async fn the_rules_engine_holds_with_consent_tells_the_time_left_and_confirms() 
     assert!(
         said.contains("There are no 2 adjacent free seats at most 10.00 EUR each"),
         "{said}"
+    );
+}
+
+/// Goal: the openai backend's checkout tools: `hold` proposes a hold (nothing held until the
+/// person agrees), `my_holds` reads the asker's holds with the seconds left, `confirm_hold`
+/// proposes buying one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_backend_proposes_holds_and_their_confirms() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let mut user1 = cluster.client();
+    user1.login("user1", "mysecret").await.expect("login");
+    let quiet = |_: &str| {};
+    let model = FakeModel::start(vec![
+        tool_call("hold", "{\"seats\":[\"S6\"]}"),
+        says("I can hold S6."),
+    ])
+    .await;
+    let assistant = with_table_tools(&openai_config(&model, false));
+    let answer = assistant.ask(&user1, "demo", "hold S6", None, &quiet).await;
+    let proposal = answer.proposal.expect("a hold proposal");
+    assert!(
+        proposal.question.starts_with("Hold S6 in demo"),
+        "{}",
+        proposal.question
+    );
+    assert!(
+        user1.my_holds().await.expect("holds").holds.is_empty(),
+        "not before consent"
+    );
+    ticket::assistant::carry_out(&user1, &proposal)
+        .await
+        .expect("held");
+    let hold = user1.my_holds().await.expect("holds").holds.remove(0);
+
+    let model = FakeModel::start(vec![
+        tool_call("my_holds", "{}"),
+        tool_call("confirm_hold", &format!("{{\"hold\":\"{}\"}}", hold.id)),
+        says("Confirm it?"),
+    ])
+    .await;
+    let assistant = with_table_tools(&openai_config(&model, false));
+    let answer = assistant
+        .ask(&user1, "demo", "how long is my hold? buy it", None, &quiet)
+        .await;
+    assert_eq!(answer.tools, ["my_holds", "confirm_hold"]);
+    let said = model.requests()[1]["messages"].to_string();
+    assert!(
+        said.contains("seconds_left") && said.contains(&hold.id),
+        "{said}"
+    );
+    let proposal = answer.proposal.expect("a confirm proposal");
+    assert_eq!(
+        proposal.question,
+        format!("Confirm {}, buying its seats?", hold.id)
+    );
+    ticket::assistant::carry_out(&user1, &proposal)
+        .await
+        .expect("confirmed");
+    assert_eq!(
+        user1.my_bookings().await.expect("bookings").bookings.len(),
+        1
     );
 }

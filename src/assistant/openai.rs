@@ -244,6 +244,9 @@ impl OpenAi {
             "help" => help_tool(&t.args),
             "reserve" => reserve_tool(&t, answer).await,
             "cancel" => cancel_tool(&t, answer).await,
+            "hold" => hold_tool(&t, answer).await,
+            "my_holds" => my_holds_tool(client).await,
+            "confirm_hold" => confirm_hold_tool(&t, answer).await,
             other => Err(format!("the tool '{other}' is not wired")),
         }
     }
@@ -501,6 +504,53 @@ async fn reserve_tool(t: &ToolCall<'_>, answer: &mut Answer) -> Result<Value, St
         seats: wanted,
     };
     Ok(t.propose(action, answer))
+}
+
+/// Proposes holding seats that are all free now, for checkout.
+async fn hold_tool(t: &ToolCall<'_>, answer: &mut Answer) -> Result<Value, String> {
+    logged_in(t.client)?;
+    let wanted = seat_list(t.args.get("seats"))?;
+    let map = seats(t.client, &t.event()?, answer).await?;
+    for id in &wanted {
+        match map.seat(id).map(|s| s.status) {
+            None => return Err(format!("{} has no seat {id}", map.event)),
+            Some("free") => {}
+            Some(status) => return Err(format!("{id} in {} is {status}", map.event)),
+        }
+    }
+    let action = Action::Hold {
+        event: map.event.clone(),
+        seats: wanted,
+    };
+    Ok(t.propose(action, answer))
+}
+
+/// The asker's live holds, each with the seconds it has left.
+async fn my_holds_tool(client: &Client) -> Result<Value, String> {
+    logged_in(client)?;
+    let (holds, now_ms) = tools::my_holds(client).await?;
+    let holds: Vec<Value> = holds
+        .iter()
+        .map(|h| {
+            json!({ "id": h.id, "event": h.event, "seats": h.seats,
+                    "seconds_left": h.expires_at_ms.saturating_sub(now_ms) / 1000,
+                    "total_minor": h.total_minor, "currency": h.currency })
+        })
+        .collect();
+    Ok(json!({ "holds": holds }))
+}
+
+/// Proposes confirming one of the asker's live holds.
+async fn confirm_hold_tool(t: &ToolCall<'_>, answer: &mut Answer) -> Result<Value, String> {
+    logged_in(t.client)?;
+    let Some(Value::String(hold)) = t.args.get("hold") else {
+        return Err("give 'hold', a hold id such as hd-3".into());
+    };
+    let (holds, _) = tools::my_holds(t.client).await?;
+    if !holds.iter().any(|h| &h.id == hold) {
+        return Err(format!("the asker has no live hold {hold}"));
+    }
+    Ok(t.propose(Action::ConfirmHold { hold: hold.clone() }, answer))
 }
 
 /// Proposes cancelling one of the asker's bookings or some of their seats.
@@ -838,6 +888,9 @@ const TOOLS: &[Tool] = &[
     Tool { name: "cancel", description: "Propose cancelling the asker's seats or one of their bookings. Nothing changes until the person confirms.", keys: &["seats", "booking", "event"] },
     Tool { name: "cluster_status", description: "The nodes, the leader and the term.", keys: &[] },
     Tool { name: "help", description: "How to use the shell for a task.", keys: &["topic"] },
+    Tool { name: "hold", description: "Propose holding seats for checkout (they come back by themselves unless confirmed). Nothing changes until the person agrees.", keys: &["seats", "event"] },
+    Tool { name: "my_holds", description: "The asker's live holds and the seconds each has left.", keys: &[] },
+    Tool { name: "confirm_hold", description: "Propose confirming one of the asker's holds, buying its seats. Nothing changes until the person agrees.", keys: &["hold"] },
 ];
 
 /// The assistant's own tools as chat-completions function tools, with JSON schemas.
@@ -855,10 +908,13 @@ fn own_schemas() -> Vec<Value> {
             "free_seats" => json!({ "type": "object", "properties": { "event": event,
                                      "together": { "type": "integer", "minimum": 1, "maximum": SEATS_MAX } },
                                     "additionalProperties": false }),
-            "reserve" => {
+            "reserve" | "hold" => {
                 json!({ "type": "object", "properties": { "seats": seats, "event": event },
                                  "required": ["seats"], "additionalProperties": false })
             }
+            "confirm_hold" => json!({ "type": "object", "properties": { "hold": {
+                                 "type": "string", "description": "a hold id such as hd-3" } },
+                                "required": ["hold"], "additionalProperties": false }),
             "cancel" => json!({ "type": "object", "properties": { "seats": seats, "event": event,
                                  "booking": { "type": "string", "description": "a booking id such as bk-3" } },
                                 "additionalProperties": false }),
