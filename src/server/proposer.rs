@@ -87,9 +87,24 @@ async fn gather(raft: Raft, mut pending: mpsc::Receiver<Pending>) {
             for command in &mut commands {
                 command.stamp(now);
             }
-            let result = raft.client_write(commands).await;
+            // Bounded: openraft 0.9 can leave a write unanswered for good (a former leader
+            // whose uncommitted entries a snapshot install replaced), and an entry that never
+            // answers would hold its in-flight place, and so the proposer, for ever. Its fate is
+            // unknown then, as after any timeout: the client retries with its request id.
+            let wait = std::time::Duration::from_millis(limits::QUORUM_WAIT_MS);
+            let result = tokio::time::timeout(wait, raft.client_write(commands)).await;
             drop(permit);
-            answer(result, replies);
+            match result {
+                Ok(result) => answer(result, replies),
+                Err(_) => {
+                    tracing::warn!(commands = replies.len(), "an entry got no answer in time");
+                    for reply in replies {
+                        let why = "the leader did not answer in time; the write may or may not \
+                                   have happened";
+                        let _ = reply.send(ProposeOutcome::Unavailable(why.into()));
+                    }
+                }
+            }
         });
     }
 }
