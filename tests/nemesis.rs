@@ -140,6 +140,8 @@ async fn run(name: &str, pick: impl Fn(&mut StdRng) -> Vec<Fault>) {
         events: recorder.take(),
         final_state,
         final_by_node,
+        final_tickets: Default::default(),
+        clock: recorder.clock(),
     };
     let violations = harness::judge(name, seed, &history);
     assert!(

@@ -404,6 +404,11 @@ fn signal(child: &Child, signal: i32) {
     }
 }
 
+fn is_held(status: i32) -> bool {
+    status == SeatStatus::Held as i32 || status == SeatStatus::HeldByYou as i32
+}
+
+/// The seats taken, as an admin reads them: a held seat holds its hold (`hd-N`).
 pub fn snapshot(reply: &GetSeatsReply) -> Snapshot {
     Snapshot {
         applied_index: reply.applied_index,
@@ -412,9 +417,13 @@ pub fn snapshot(reply: &GetSeatsReply) -> Snapshot {
             .iter()
             .filter(|s| s.status != SeatStatus::Free as i32)
             .map(|s| {
+                let booking = match is_held(s.status) {
+                    true => s.hold_id.clone(),
+                    false => s.booking_id.clone(),
+                };
                 let holding = checker::Holding {
                     user: s.holder.clone(),
-                    booking: s.booking_id.clone(),
+                    booking,
                 };
                 (s.id.clone(), holding)
             })
@@ -446,19 +455,42 @@ fn classify<T>(result: Result<T, ClientError>) -> Outcome<T> {
 /// The shared clock and log of a run.
 pub struct Recorder {
     start: Instant,
+    /// The wall clock when `start` was taken, in Unix µs.
+    start_unix_us: u64,
     events: Mutex<Vec<Event>>,
 }
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// What the wall and monotonic clocks may disagree by beyond their measured drift.
+const CLOCK_SLACK_US: u64 = 10_000;
 
 impl Recorder {
     pub fn new() -> Arc<Recorder> {
         Arc::new(Recorder {
             start: Instant::now(),
+            start_unix_us: unix_us(),
             events: Mutex::new(Vec::new()),
         })
     }
 
     pub fn now(&self) -> u64 {
         self.start.elapsed().as_micros() as u64
+    }
+
+    /// How event times map to the nodes' log time: the wall clock at the start, and the
+    /// drift between the two clocks measured now, plus a margin.
+    pub fn clock(&self) -> checker::Clock {
+        let elapsed = self.now();
+        let wall = unix_us().saturating_sub(self.start_unix_us);
+        checker::Clock {
+            origin_unix_us: self.start_unix_us,
+            slack_us: wall.abs_diff(elapsed) + CLOCK_SLACK_US,
+        }
     }
 
     fn record(&self, client: usize, invoke: u64, op: Op) {
@@ -643,6 +675,7 @@ pub fn judge(name: &str, seed: u64, history: &History) -> Vec<checker::Violation
         c.unknown,
         violations.len()
     );
+    println!("nemesis {name} checkout: {}", history.checkout_counts());
     for v in violations.iter().take(10) {
         println!("{}", history.excerpt(v));
     }
