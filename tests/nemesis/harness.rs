@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use ticket::client::{Client, ClientError, Consistency};
 use ticket::config::Config;
-use ticket::pb::booking::v1::{GetSeatsReply, SeatStatus};
+use ticket::pb::booking::v1::{GetSeatsReply, Role, SeatStatus};
 
 use super::checker::{self, CancelTarget, Event, History, Op, Outcome, Snapshot};
 use super::proxy::Link;
@@ -30,14 +30,24 @@ fn last_lines(text: &str, n: usize) -> String {
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ticket");
 pub const EVENT: &str = "nem";
+/// The rows the reservation clients ask for.
 const ROWS: u32 = 4;
+/// Rows behind them that only holders name (best available takes any free seat, the front
+/// rows first): the checkout has room while the reservation clients keep rows A-D full.
+const CHECKOUT_ROWS: u32 = 2;
 const SEATS_PER_ROW: u32 = 10;
 const ADMIN_PASSWORD: &str = "admin-secret";
-const USER_PASSWORD: &str = "password1";
+pub const USER_PASSWORD: &str = "password1";
 /// The election timeout the nodes run with, in ms (min; max is twice that).
 pub const ELECTION_TIMEOUT_MS: u64 = 300;
 /// How long a client waits for one operation, retries included.
-const CALL_TIMEOUT: Duration = Duration::from_millis(1_500);
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// `[booking]` of the nodes: holds of 1-3 s (asked for by each hold) run out while the faults
+/// do, and no hold outlives `HOLD_MAX_MS`, extensions included.
+pub const HOLD_MS: u64 = 2_000;
+pub const HOLD_MAX_MS: u64 = 4_000;
+/// The door staff's user name.
+pub const DOOR: &str = "door";
 
 /// `n` free loopback ports, each held by a listener until the caller drops them: whatever
 /// else the harness binds meanwhile (the proxies) cannot be handed one of them.
@@ -81,7 +91,8 @@ fn settings_text(settings: &Settings) -> String {
         "data_dir = \"data\"\n\n[raft]\nheartbeat_interval_ms = 50\n\
          election_timeout_min_ms = {ELECTION_TIMEOUT_MS}\nelection_timeout_max_ms = {}\n\
          snapshot_threshold = {}\nkeep_after_snapshot = {}\n\n\
-         [security]\ntoken_ttl_secs = 3600\npbkdf2_iterations = 10000\n",
+         [security]\ntoken_ttl_secs = 3600\npbkdf2_iterations = 10000\n\n\
+         [booking]\nhold_ms = {HOLD_MS}\nhold_max_ms = {HOLD_MAX_MS}\n",
         ELECTION_TIMEOUT_MS * 2,
         settings.snapshot_threshold,
         settings.keep_after_snapshot
@@ -332,7 +343,7 @@ impl Cluster {
         })
         .await;
         admin
-            .create_event(EVENT, ROWS, SEATS_PER_ROW, ROWS * SEATS_PER_ROW)
+            .create_event(EVENT, ROWS + CHECKOUT_ROWS, SEATS_PER_ROW, Self::seats())
             .await
             .expect("event");
         for i in 0..users {
@@ -344,9 +355,43 @@ impl Cluster {
         admin.token().expect("token").to_string()
     }
 
+    /// Makes the checkout's users: the holders h0..h(n-1), and door staff.
+    pub async fn prepare_checkout(&self, admin_token: &str, holders: usize) -> Vec<String> {
+        let mut admin = self.client();
+        admin.set_token("admin", admin_token).expect("token");
+        admin
+            .add_user_with_role(DOOR, USER_PASSWORD, Role::Door)
+            .await
+            .expect("add the door staff");
+        let mut names = Vec::new();
+        for i in 0..holders {
+            let name = format!("h{i}");
+            admin
+                .add_user(&name, USER_PASSWORD, false)
+                .await
+                .expect("add a holder");
+            names.push(name);
+        }
+        names
+    }
+
+    /// Every seat of the event.
+    fn seats() -> u32 {
+        (ROWS + CHECKOUT_ROWS) * SEATS_PER_ROW
+    }
+
+    /// The seats the reservation clients ask for: rows A-D.
     pub fn seat_ids() -> Vec<String> {
-        let rows = ticket::domain::SeatMap::default_row_labels(ROWS);
-        (0..ROWS * SEATS_PER_ROW)
+        Cluster::all_seat_ids()
+            .into_iter()
+            .take((ROWS * SEATS_PER_ROW) as usize)
+            .collect()
+    }
+
+    /// Every seat of the event, rows A-F.
+    pub fn all_seat_ids() -> Vec<String> {
+        let rows = ticket::domain::SeatMap::default_row_labels(ROWS + CHECKOUT_ROWS);
+        (0..Self::seats())
             .map(|i| {
                 format!(
                     "{}{}",
@@ -357,12 +402,25 @@ impl Cluster {
             .collect()
     }
 
-    /// The final state, once healed: a linearizable read, and each node's own state once it
-    /// has applied at least as far.
+    /// The final state, once healed and once every hold still live has run out (so that no
+    /// sweep changes the state under the reads): a linearizable read, and each node's own
+    /// state once it has applied at least as far.
     pub async fn final_states(&self, admin_token: &str) -> (Snapshot, BTreeMap<u64, Snapshot>) {
         self.wait_converged(Duration::from_secs(60)).await;
         let mut admin = self.client();
         admin.set_token("admin", admin_token).expect("token");
+        let lapse = Duration::from_millis(HOLD_MAX_MS) + Duration::from_secs(10);
+        let admin_ref = &admin;
+        poll_for("every hold to run out", lapse, || async move {
+            let reply = admin_ref
+                .get_seats(EVENT, Consistency::Linearizable)
+                .await
+                .ok()?;
+            let held = reply.seats.iter().any(|s| is_held(s.status));
+            (!held).then_some(())
+        })
+        .await;
+        self.wait_converged(Duration::from_secs(60)).await;
         let reply = admin
             .get_seats(EVENT, Consistency::Linearizable)
             .await
@@ -385,6 +443,27 @@ impl Cluster {
             by_node.insert(id, state);
         }
         (final_state, by_node)
+    }
+
+    /// Every ticket of `users` at the end, by (booking, seat), with its check-in if any.
+    pub async fn final_tickets(
+        &self,
+        users: &[String],
+    ) -> BTreeMap<(String, String), Option<checker::CheckedIn>> {
+        let mut tickets = BTreeMap::new();
+        for user in users {
+            let mut client = self.client();
+            client.login(user, USER_PASSWORD).await.expect("log in");
+            let reply = client.my_tickets().await.expect("final tickets");
+            for t in reply.tickets {
+                let done = (t.checked_in_at_ms != 0).then(|| checker::CheckedIn {
+                    at_ms: t.checked_in_at_ms,
+                    by: t.checked_in_by.clone(),
+                });
+                tickets.insert((t.booking_id, t.seat), done);
+            }
+        }
+        tickets
     }
 }
 
@@ -432,7 +511,7 @@ pub fn snapshot(reply: &GetSeatsReply) -> Snapshot {
 }
 
 /// A refusal means it did not happen; anything else may or may not have.
-fn classify<T>(result: Result<T, ClientError>) -> Outcome<T> {
+pub fn classify<T>(result: Result<T, ClientError>) -> Outcome<T> {
     let e = match result {
         Ok(value) => return Outcome::Ok(value),
         Err(e) => e,
@@ -493,7 +572,7 @@ impl Recorder {
         }
     }
 
-    fn record(&self, client: usize, invoke: u64, op: Op) {
+    pub fn record(&self, client: usize, invoke: u64, op: Op) {
         let complete = self.now();
         self.events.lock().expect("lock").push(Event {
             client,
@@ -676,6 +755,13 @@ pub fn judge(name: &str, seed: u64, history: &History) -> Vec<checker::Violation
         violations.len()
     );
     println!("nemesis {name} checkout: {}", history.checkout_counts());
+    let mut by_rule: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in &violations {
+        *by_rule.entry(v.rule).or_default() += 1;
+    }
+    if !by_rule.is_empty() {
+        println!("nemesis {name} violations by rule: {by_rule:?}");
+    }
     for v in violations.iter().take(10) {
         println!("{}", history.excerpt(v));
     }
