@@ -166,6 +166,7 @@ async fn run(name: &str, pick: impl Fn(&mut StdRng) -> Vec<Fault>) {
         client.await.expect("client task");
     }
 
+    let stall = cluster.stall_after_heal(&token).await;
     let (final_state, final_by_node) = cluster.final_states(&token).await;
     let final_tickets = cluster.final_tickets(&holders).await;
     let history = History {
@@ -176,6 +177,12 @@ async fn run(name: &str, pick: impl Fn(&mut StdRng) -> Vec<Fault>) {
         clock: recorder.clock(),
     };
     let violations = harness::judge(name, seed, &history);
+    let moved_on = if stall.is_some() {
+        "stalled"
+    } else {
+        "moved on"
+    };
+    println!("nemesis {name} once healed: {moved_on}");
     assert!(
         violations.is_empty(),
         "nemesis {name}: {} violations (seed {seed})",
@@ -205,6 +212,10 @@ async fn run(name: &str, pick: impl Fn(&mut StdRng) -> Vec<Fault>) {
         confirmed > 0 && checked_in > 0,
         "nemesis {name}: {confirmed} holds confirmed, {checked_in} tickets checked in (seed {seed})"
     );
+    // Safety first (above), then liveness: the healed cluster must move on.
+    if let Some(stall) = stall {
+        panic!("nemesis {name}: the healed cluster made no progress (seed {seed}):\n{stall}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

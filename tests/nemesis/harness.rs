@@ -48,6 +48,8 @@ pub const HOLD_MS: u64 = 2_000;
 pub const HOLD_MAX_MS: u64 = 4_000;
 /// The door staff's user name.
 pub const DOOR: &str = "door";
+/// How long a write through a node of the healed cluster may take.
+const WRITE_AFTER_HEAL: Duration = Duration::from_secs(10);
 
 /// `n` free loopback ports, each held by a listener until the caller drops them: whatever
 /// else the harness binds meanwhile (the proxies) cannot be handed one of them.
@@ -314,21 +316,100 @@ impl Cluster {
         })
         .await;
         if converged.is_none() {
-            let logs: Vec<String> = self
-                .ids
-                .iter()
-                .map(|&id| {
-                    format!(
-                        "--- node{id} (last lines)\n{}",
-                        last_lines(&self.log(id), 20)
-                    )
-                })
-                .collect();
             panic!(
                 "timed out after {timeout:?} waiting for the cluster to converge\n{}",
-                logs.join("\n")
+                self.log_tails()
             );
         }
+    }
+
+    /// The last lines of every node's log, for a failure's message.
+    fn log_tails(&self) -> String {
+        let logs: Vec<String> = self
+            .ids
+            .iter()
+            .map(|&id| {
+                format!(
+                    "--- node{id} (last lines)\n{}",
+                    last_lines(&self.log(id), 20)
+                )
+            })
+            .collect();
+        logs.join("\n")
+    }
+
+    /// Whether the healed cluster makes progress, as a majority that is healthy must: every
+    /// hold still live runs out (the leader sweeps it once its expiry passes; nothing else is
+    /// written by then), and a write through each node commits. None if so; otherwise what
+    /// stalled, with the holds left, the nodes' view and the ends of their logs.
+    pub async fn stall_after_heal(&self, admin_token: &str) -> Option<String> {
+        self.wait_converged(Duration::from_secs(60)).await;
+        let mut admin = self.client();
+        admin.set_token("admin", admin_token).expect("token");
+        let lapse = Duration::from_millis(HOLD_MAX_MS) + Duration::from_secs(10);
+        // In this order: a write would end the holds that are due itself.
+        let mut stalls: Vec<String> = self
+            .wait_holds_lapsed(&admin, lapse)
+            .await
+            .err()
+            .into_iter()
+            .collect();
+        for &id in &self.ids {
+            let mut through = self.node_client(id).with_call_timeout(WRITE_AFTER_HEAL);
+            through.set_token("admin", admin_token).expect("token");
+            let name = format!("after-heal-{id}");
+            if let Err(e) = through.create_event(&name, 1, 1, 1).await {
+                stalls.push(format!(
+                    "a write through node {id} did not commit within {WRITE_AFTER_HEAL:?}: {e}"
+                ));
+            }
+        }
+        if stalls.is_empty() {
+            return None;
+        }
+        let status = admin.cluster_status().await;
+        Some(format!(
+            "{}\nstatus: {status:?}\n{}",
+            stalls.join("\n"),
+            self.log_tails()
+        ))
+    }
+
+    /// Polls until no seat is held; at the deadline, which seats are still held, and until
+    /// when.
+    async fn wait_holds_lapsed(&self, admin: &Client, timeout: Duration) -> Result<(), String> {
+        let held = |reply: &GetSeatsReply| -> Vec<String> {
+            reply
+                .seats
+                .iter()
+                .filter(|s| is_held(s.status))
+                .map(|s| {
+                    format!(
+                        "{} {} of {} until {}",
+                        s.id, s.hold_id, s.holder, s.hold_expires_at_ms
+                    )
+                })
+                .collect()
+        };
+        let lapsed = poll_until(timeout, || async move {
+            let reply = admin
+                .get_seats(EVENT, Consistency::Linearizable)
+                .await
+                .ok()?;
+            held(&reply).is_empty().then_some(())
+        })
+        .await;
+        if lapsed.is_some() {
+            return Ok(());
+        }
+        let left = match admin.get_seats(EVENT, Consistency::Linearizable).await {
+            Ok(reply) => format!("{:?} at index {}", held(&reply), reply.applied_index),
+            Err(e) => format!("unknown: {e}"),
+        };
+        Err(format!(
+            "holds still held {timeout:?} after the load ended (now {} ms): {left}",
+            ticket::clock::now_ms()
+        ))
     }
 
     /// Makes the admin, the users c0..c(n-1) and the event; returns the admin's token.
@@ -402,25 +483,13 @@ impl Cluster {
             .collect()
     }
 
-    /// The final state, once healed and once every hold still live has run out (so that no
-    /// sweep changes the state under the reads): a linearizable read, and each node's own
-    /// state once it has applied at least as far.
+    /// The final state, once healed (and, after `stall_after_heal`, with no hold left to run
+    /// out under the reads): a linearizable read, and each node's own state once it has
+    /// applied at least as far.
     pub async fn final_states(&self, admin_token: &str) -> (Snapshot, BTreeMap<u64, Snapshot>) {
         self.wait_converged(Duration::from_secs(60)).await;
         let mut admin = self.client();
         admin.set_token("admin", admin_token).expect("token");
-        let lapse = Duration::from_millis(HOLD_MAX_MS) + Duration::from_secs(10);
-        let admin_ref = &admin;
-        poll_for("every hold to run out", lapse, || async move {
-            let reply = admin_ref
-                .get_seats(EVENT, Consistency::Linearizable)
-                .await
-                .ok()?;
-            let held = reply.seats.iter().any(|s| is_held(s.status));
-            (!held).then_some(())
-        })
-        .await;
-        self.wait_converged(Duration::from_secs(60)).await;
         let reply = admin
             .get_seats(EVENT, Consistency::Linearizable)
             .await
