@@ -1,8 +1,10 @@
 //! Proving it under faults: each scenario runs a 3-node cluster of real `ticket node`
-//! processes under 16 concurrent clients for `NEMESIS_SECONDS` (60 by default) while a
-//! nemesis injects one kind of fault, then heals everything, reads the final state, and
-//! checks the recorded history (see `nemesis/checker.rs`). `NEMESIS_SEED` replays a client
-//! mix and fault schedule; the timing of real processes is not reproducible.
+//! processes under 16 concurrent reservation clients, 4 checkout holders and a door (see
+//! `nemesis/checkout.rs`) for `NEMESIS_SECONDS` (60 by default) while a nemesis injects one
+//! kind of fault, then heals everything, lets the last holds run out, reads the final state
+//! and tickets, and checks the recorded history (see `nemesis/checker.rs`). `NEMESIS_SEED`
+//! replays a client mix and fault schedule; the timing of real processes is not
+//! reproducible.
 //!
 //! Run it alone: `cargo test --release --test nemesis -- --test-threads=1`.
 
@@ -10,6 +12,7 @@ mod common;
 
 mod nemesis {
     pub mod checker;
+    pub mod checkout;
     pub mod harness;
     pub mod proxy;
 }
@@ -20,13 +23,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::poll_for;
-use nemesis::checker::History;
+use nemesis::checker::{History, Op};
 use nemesis::harness::{self, hold_for, Cluster, Recorder, Settings, ELECTION_TIMEOUT_MS};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use ticket::client::Consistency;
 
 const CLIENTS: usize = 16;
+/// Checkout clients besides: holders, and one door.
+const HOLDERS: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
@@ -104,6 +109,7 @@ async fn run(name: &str, pick: impl Fn(&mut StdRng) -> Vec<Fault>) {
     let mut cluster = Cluster::start(Settings::default()).await;
     cluster.wait_converged(Duration::from_secs(30)).await;
     let token = cluster.prepare(CLIENTS).await;
+    let holders = cluster.prepare_checkout(&token, HOLDERS).await;
 
     let recorder = Recorder::new();
     let until = Instant::now() + Duration::from_secs(harness::load_seconds());
@@ -124,6 +130,31 @@ async fn run(name: &str, pick: impl Fn(&mut StdRng) -> Vec<Fault>) {
             ))
         })
         .collect();
+    let (to_door, at_door) = tokio::sync::mpsc::unbounded_channel();
+    let mut checkout: Vec<_> = holders
+        .iter()
+        .enumerate()
+        .map(|(i, user)| {
+            tokio::spawn(nemesis::checkout::holder_loop(
+                addrs.clone(),
+                CLIENTS + i,
+                user.clone(),
+                seed,
+                recorder.clone(),
+                to_door.clone(),
+                until,
+            ))
+        })
+        .collect();
+    drop(to_door);
+    checkout.push(tokio::spawn(nemesis::checkout::door_loop(
+        addrs.clone(),
+        CLIENTS + HOLDERS,
+        seed,
+        recorder.clone(),
+        at_door,
+        until,
+    )));
 
     let mut rng = StdRng::seed_from_u64(seed);
     while Instant::now() < until {
@@ -131,17 +162,27 @@ async fn run(name: &str, pick: impl Fn(&mut StdRng) -> Vec<Fault>) {
         step(&mut cluster, &mut rng, &faults).await;
     }
     cluster.heal();
-    for client in clients {
+    for client in clients.into_iter().chain(checkout) {
         client.await.expect("client task");
     }
 
+    let stall = cluster.stall_after_heal(&token).await;
     let (final_state, final_by_node) = cluster.final_states(&token).await;
+    let final_tickets = cluster.final_tickets(&holders).await;
     let history = History {
         events: recorder.take(),
         final_state,
         final_by_node,
+        final_tickets,
+        clock: recorder.clock(),
     };
     let violations = harness::judge(name, seed, &history);
+    let moved_on = if stall.is_some() {
+        "stalled"
+    } else {
+        "moved on"
+    };
+    println!("nemesis {name} once healed: {moved_on}");
     assert!(
         violations.is_empty(),
         "nemesis {name}: {} violations (seed {seed})",
@@ -151,12 +192,30 @@ async fn run(name: &str, pick: impl Fn(&mut StdRng) -> Vec<Fault>) {
     let booked = history
         .events
         .iter()
-        .filter(|e| matches!(&e.op, nemesis::checker::Op::Reserve { result, .. } if result.ok().is_some()))
+        .filter(|e| matches!(&e.op, Op::Reserve { result, .. } if result.ok().is_some()))
         .count();
     assert!(
         booked > 0,
         "nemesis {name}: no reservation succeeded (seed {seed})"
     );
+    let confirmed = history
+        .events
+        .iter()
+        .filter(|e| matches!(&e.op, Op::Confirm { result, .. } if result.ok().is_some()))
+        .count();
+    let checked_in = history
+        .events
+        .iter()
+        .filter(|e| matches!(&e.op, Op::CheckIn { result, .. } if result.ok().is_some()))
+        .count();
+    assert!(
+        confirmed > 0 && checked_in > 0,
+        "nemesis {name}: {confirmed} holds confirmed, {checked_in} tickets checked in (seed {seed})"
+    );
+    // Safety first (above), then liveness: the healed cluster must move on.
+    if let Some(stall) = stall {
+        panic!("nemesis {name}: the healed cluster made no progress (seed {seed}):\n{stall}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

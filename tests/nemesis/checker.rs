@@ -16,10 +16,21 @@
 //! - `stale-read`: a linearizable read that misses a reservation acknowledged before it began;
 //! - `vanished`: something a read showed, gone later with no cancel to explain it;
 //! - `index-backwards`: a client's linearizable reads going back in applied index;
-//! - `duplicate-request`: one request id acknowledged with two different bookings;
+//! - `duplicate-request`: one request id acknowledged with two different bookings (or holds);
 //! - `diverged`: nodes that disagree on the final state.
+//!
+//! Checkout adds holds: a held seat is read as holding `hd-N`, and a confirmed hold is the
+//! booking `bk-N`, so it is a reservation to every rule above (a held seat is no phantom, a
+//! hold seen and then gone is not vanished once it may have ended, a linearizable read must
+//! show a hold acknowledged before it that cannot have ended). The rules of its own are in
+//! `checker/checkout.rs`: `confirmed-late`, `expired-confirmed`, `double-hold`,
+//! `lost-confirm` and `double-check-in`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+mod checkout;
+
+pub use checkout::{CheckedIn, Confirmed, HoldAsk, HoldGiven};
 
 pub type Micros = u64;
 
@@ -84,6 +95,63 @@ pub enum Op {
         linearizable: bool,
         result: Outcome<Snapshot>,
     },
+    /// Checkout. Extend, release and check-in carry no request id: the client picks a fresh
+    /// one per call (and keeps it over that call's retries). The lengths asked for and the
+    /// door's name are there for the excerpts: the rules go by what the replies said.
+    Hold {
+        user: String,
+        request_id: String,
+        ask: HoldAsk,
+        #[allow(dead_code)]
+        duration_ms: u64,
+        result: Outcome<HoldGiven>,
+    },
+    Extend {
+        user: String,
+        hold: String,
+        #[allow(dead_code)]
+        duration_ms: u64,
+        /// The hold's new expiry (log time, Unix ms).
+        result: Outcome<u64>,
+    },
+    Release {
+        user: String,
+        hold: String,
+        /// The seats given back.
+        result: Outcome<Vec<String>>,
+    },
+    Confirm {
+        user: String,
+        request_id: String,
+        hold: String,
+        result: Outcome<Confirmed>,
+    },
+    CheckIn {
+        #[allow(dead_code)]
+        door: String,
+        booking: String,
+        seat: String,
+        result: Outcome<CheckedIn>,
+    },
+}
+
+impl Op {
+    /// Whether it was acknowledged, and whether it was refused (neither: unknown).
+    fn ended(&self) -> (bool, bool) {
+        fn of<T>(result: &Outcome<T>) -> (bool, bool) {
+            (result.ok().is_some(), !result.maybe_happened())
+        }
+        match self {
+            Op::Reserve { result, .. } => of(result),
+            Op::Cancel { result, .. } => of(result),
+            Op::Read { result, .. } => of(result),
+            Op::Hold { result, .. } => of(result),
+            Op::Extend { result, .. } => of(result),
+            Op::Release { result, .. } => of(result),
+            Op::Confirm { result, .. } => of(result),
+            Op::CheckIn { result, .. } => of(result),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -101,6 +169,36 @@ pub struct History {
     pub final_state: Snapshot,
     /// Each node's own state once it caught up, by node id.
     pub final_by_node: BTreeMap<u64, Snapshot>,
+    /// Every ticket of a standing booking at the end, by (booking, seat): its check-in, if any.
+    pub final_tickets: BTreeMap<(String, String), Option<CheckedIn>>,
+    /// How the history's times relate to log time.
+    pub clock: Clock,
+}
+
+/// Log time is the nodes' wall clock (made monotonic by the state), and the nodes run on the
+/// machine that records the history: a command's log time is at least the wall-clock time
+/// the client invoked it. Event times are monotonic microseconds since the run began; this
+/// says which Unix time that began at, and how far the two clocks may have drifted apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Clock {
+    pub origin_unix_us: u64,
+    pub slack_us: u64,
+}
+
+impl Clock {
+    /// The Unix time (µs) at event time `t`.
+    fn unix_us(&self, t: Micros) -> u64 {
+        self.origin_unix_us.saturating_add(t)
+    }
+
+    /// The event time at which the wall clock read `unix_ms`, moved earlier by the slack:
+    /// nothing recorded before it can have seen log time reach `unix_ms`.
+    fn before_unix_ms(&self, unix_ms: u64) -> Micros {
+        unix_ms
+            .saturating_mul(1000)
+            .saturating_sub(self.origin_unix_us)
+            .saturating_sub(self.slack_us)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,11 +224,7 @@ impl History {
         let mut counts = Counts::default();
         for event in &self.events {
             counts.ops += 1;
-            let (ok, failed) = match &event.op {
-                Op::Reserve { result, .. } => (result.ok().is_some(), !result.maybe_happened()),
-                Op::Cancel { result, .. } => (result.ok().is_some(), !result.maybe_happened()),
-                Op::Read { result, .. } => (result.ok().is_some(), !result.maybe_happened()),
-            };
+            let (ok, failed) = event.op.ended();
             match (ok, failed) {
                 (true, _) => counts.ok += 1,
                 (false, true) => counts.failed += 1,
@@ -158,15 +252,22 @@ impl History {
     }
 }
 
-/// An acknowledged reservation of one seat. A request id retried after it took effect is one
-/// reservation: it may have taken effect from the first attempt's invoke, and was known to
-/// have by the first acknowledgement.
+/// An acknowledged reservation of one seat (or a confirmed hold: a booking too). A request id
+/// retried after it took effect is one reservation: it may have taken effect from the first
+/// attempt's invoke, and was known to have by the first acknowledgement.
 struct Acked<'a> {
     index: usize,
     invoke: Micros,
     complete: Micros,
     user: &'a str,
     booking: &'a str,
+    via: Via,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Reserve,
+    Confirm,
 }
 
 /// A cancel that may have taken effect, and what it may have freed.
@@ -184,6 +285,68 @@ impl MaybeCancel<'_> {
     }
 }
 
+/// A request as its attempts (events with one request id) tell it.
+type RequestKey<'a> = (&'static str, &'a str, &'a str);
+
+/// Per request: the earliest invoke of an attempt that may have happened, and the first
+/// acknowledgement (the event that completed first among the acknowledged ones).
+#[derive(Default)]
+struct Requests<'a> {
+    first_invoke: BTreeMap<RequestKey<'a>, Micros>,
+    first_ok: BTreeMap<RequestKey<'a>, usize>,
+}
+
+impl<'a> Requests<'a> {
+    fn of(history: &'a History) -> Requests<'a> {
+        let mut requests = Requests::default();
+        for (i, event) in history.events.iter().enumerate() {
+            let Some(key) = request_key(&event.op) else {
+                continue;
+            };
+            let (ok, failed) = event.op.ended();
+            if !failed {
+                let t = requests.first_invoke.entry(key).or_insert(event.invoke);
+                *t = (*t).min(event.invoke);
+            }
+            if ok {
+                let first = requests.first_ok.entry(key).or_insert(i);
+                if history.events[*first].complete > event.complete {
+                    *first = i;
+                }
+            }
+        }
+        requests
+    }
+
+    /// Whether event `i` is the first acknowledgement of its request.
+    fn is_first_ok(&self, i: usize, op: &'a Op) -> bool {
+        request_key(op).is_some_and(|key| self.first_ok.get(&key) == Some(&i))
+    }
+
+    /// When the request of `op` (recorded at `invoke`) may first have taken effect.
+    fn first_invoke(&self, op: &'a Op, invoke: Micros) -> Micros {
+        request_key(op)
+            .and_then(|key| self.first_invoke.get(&key).copied())
+            .unwrap_or(invoke)
+    }
+}
+
+/// The request an operation is an attempt of, for those whose request id the client chose.
+fn request_key(op: &Op) -> Option<RequestKey<'_>> {
+    match op {
+        Op::Reserve {
+            user, request_id, ..
+        } => Some(("reserve", user, request_id)),
+        Op::Hold {
+            user, request_id, ..
+        } => Some(("hold", user, request_id)),
+        Op::Confirm {
+            user, request_id, ..
+        } => Some(("confirm", user, request_id)),
+        _ => None,
+    }
+}
+
 struct Index<'a> {
     /// Acknowledged reservations by seat, in order of acknowledgement.
     acked: BTreeMap<&'a str, Vec<Acked<'a>>>,
@@ -191,10 +354,15 @@ struct Index<'a> {
     /// Cancels that may have happened, by (user, seat) and by (user, booking).
     cancels_by_seat: BTreeMap<(&'a str, &'a str), Vec<usize>>,
     cancels_by_booking: BTreeMap<(&'a str, &'a str), Vec<usize>>,
-    /// Every (user, seat) a reservation that may have happened asked for.
+    /// Every (user, seat) a reservation or hold that may have happened asked for.
     asked: BTreeMap<(&'a str, &'a str), Vec<usize>>,
+    /// Users with a hold of the best seats that may have happened without saying which.
+    asked_any: BTreeSet<&'a str>,
     /// Bookings acknowledged, by id: the event index.
     bookings: BTreeMap<&'a str, usize>,
+    /// Acknowledged holds, by id.
+    holds: checkout::Holds<'a>,
+    requests: Requests<'a>,
 }
 
 impl<'a> Index<'a> {
@@ -217,72 +385,85 @@ impl<'a> Index<'a> {
             .flatten();
         by_seat.chain(by_booking).map(|&i| &self.cancels[i])
     }
+
+    fn ask(&mut self, user: &'a str, seats: &'a [String], i: usize) {
+        for seat in seats {
+            self.asked.entry((user, seat.as_str())).or_default().push(i);
+        }
+    }
+
+    /// One acknowledged booking of `seats` (the first acknowledgement of its request).
+    fn book(
+        &mut self,
+        i: usize,
+        event: &'a Event,
+        acked: (&'a str, &'a str, Via),
+        seats: &'a [String],
+    ) {
+        let (user, booking, via) = acked;
+        self.bookings.insert(booking, i);
+        let invoke = self.requests.first_invoke(&event.op, event.invoke);
+        for seat in seats {
+            self.acked.entry(seat.as_str()).or_default().push(Acked {
+                index: i,
+                invoke,
+                complete: event.complete,
+                user,
+                booking,
+                via,
+            });
+        }
+    }
 }
 
 fn index(history: &History) -> Index<'_> {
+    let requests = Requests::of(history);
     let mut ix = Index {
         acked: BTreeMap::new(),
         cancels: Vec::new(),
         cancels_by_seat: BTreeMap::new(),
         cancels_by_booking: BTreeMap::new(),
         asked: BTreeMap::new(),
+        asked_any: BTreeSet::new(),
         bookings: BTreeMap::new(),
+        holds: checkout::Holds::of(history, &requests),
+        requests,
     };
-    // Per request: the earliest invoke of an attempt that may have happened, and the first
-    // acknowledgement.
-    let mut first_invoke: BTreeMap<(&str, &str), Micros> = BTreeMap::new();
-    let mut first_ok: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for (i, event) in history.events.iter().enumerate() {
-        if let Op::Reserve {
-            user,
-            request_id,
-            result,
-            ..
-        } = &event.op
-        {
-            let key = (user.as_str(), request_id.as_str());
-            if result.maybe_happened() {
-                let t = first_invoke.entry(key).or_insert(event.invoke);
-                *t = (*t).min(event.invoke);
-            }
-            if result.ok().is_some() {
-                let first = first_ok.entry(key).or_insert(i);
-                if history.events[*first].complete > event.complete {
-                    *first = i;
-                }
-            }
-        }
-    }
-    for (i, event) in history.events.iter().enumerate() {
+        let first_ok = ix.requests.is_first_ok(i, &event.op);
         match &event.op {
             Op::Reserve {
                 user,
-                request_id,
                 seats,
                 result,
+                ..
             } => {
                 if result.maybe_happened() {
-                    for seat in seats {
-                        ix.asked
-                            .entry((user.as_str(), seat.as_str()))
-                            .or_default()
-                            .push(i);
+                    ix.ask(user, seats, i);
+                }
+                if let Outcome::Ok(booking) = result {
+                    if first_ok {
+                        ix.book(i, event, (user, booking, Via::Reserve), seats);
                     }
                 }
-                let key = (user.as_str(), request_id.as_str());
-                let Some(booking) = result.ok().filter(|_| first_ok.get(&key) == Some(&i)) else {
-                    continue;
-                };
-                ix.bookings.insert(booking.as_str(), i);
-                for seat in seats {
-                    ix.acked.entry(seat.as_str()).or_default().push(Acked {
-                        index: i,
-                        invoke: first_invoke.get(&key).copied().unwrap_or(event.invoke),
-                        complete: event.complete,
-                        user,
-                        booking,
-                    });
+            }
+            Op::Hold {
+                user, ask, result, ..
+            } => match (ask, result) {
+                (_, Outcome::Ok(given)) => ix.ask(user, &given.seats, i),
+                (HoldAsk::Seats(seats), Outcome::Unknown(_)) => ix.ask(user, seats, i),
+                (HoldAsk::Best(_), Outcome::Unknown(_)) => {
+                    ix.asked_any.insert(user);
                 }
+                (_, Outcome::Failed(_)) => {}
+            },
+            Op::Confirm {
+                user,
+                result: Outcome::Ok(confirmed),
+                ..
+            } if first_ok => {
+                let acked = (user.as_str(), confirmed.booking.as_str(), Via::Confirm);
+                ix.book(i, event, acked, &confirmed.seats);
             }
             Op::Cancel {
                 user,
@@ -398,6 +579,7 @@ pub fn check(history: &History) -> Vec<Violation> {
     vanished(&ix, &observations, &seen, &mut violations);
     index_backwards(history, &mut violations);
     diverged(history, &mut violations);
+    checkout::check(history, &ix, &observations, &mut violations);
     violations
 }
 
@@ -418,6 +600,30 @@ fn duplicate_requests(history: &History, out: &mut Vec<Violation>) {
                 result: Outcome::Ok(freed),
                 ..
             } => ("cancel", user, request_id, freed.join(","), freed.first()),
+            Op::Hold {
+                user,
+                request_id,
+                result: Outcome::Ok(given),
+                ..
+            } => (
+                "hold",
+                user,
+                request_id,
+                given.id.clone(),
+                given.seats.first(),
+            ),
+            Op::Confirm {
+                user,
+                request_id,
+                result: Outcome::Ok(confirmed),
+                ..
+            } => (
+                "confirm",
+                user,
+                request_id,
+                confirmed.booking.clone(),
+                confirmed.seats.first(),
+            ),
             _ => continue,
         };
         match first.entry((kind, user, request_id)) {
@@ -481,11 +687,17 @@ fn lost_writes(history: &History, ix: &Index, out: &mut Vec<Violation>) {
                 .cancels_of(seat, a.user, a.booking)
                 .any(|c| c.event.complete > a.invoke);
             if !explained {
+                // A confirmed hold lost is the checkout's own rule; a reservation lost, the
+                // original one.
+                let (rule, what) = match a.via {
+                    Via::Reserve => ("lost-write", "acknowledged"),
+                    Via::Confirm => ("lost-confirm", "confirmed"),
+                };
                 out.push(Violation {
-                    rule: "lost-write",
+                    rule,
                     seat: seat.to_string(),
                     detail: format!(
-                        "{} acknowledged to {} is not in the final state (held: {held:?}) and was never cancelled",
+                        "{} {what} to {} is not in the final state (held: {held:?}) and was never cancelled",
                         a.booking, a.user
                     ),
                     events: vec![a.index],
@@ -545,7 +757,8 @@ fn phantoms(
     out: &mut Vec<Violation>,
 ) {
     for ((seat, holding), where_seen) in seen {
-        if !ix.asked.contains_key(&(holding.user.as_str(), *seat)) {
+        let user = holding.user.as_str();
+        if !ix.asked.contains_key(&(user, *seat)) && !ix.asked_any.contains(user) {
             out.push(Violation {
                 rule: "phantom",
                 seat: seat.to_string(),
@@ -606,12 +819,13 @@ fn vanished(
     for ((seat, holding), where_seen) in seen {
         let earlier = &observations[where_seen.first];
         // Any cancel that may free it excuses every observation that completes after the
-        // cancel began.
-        let excused_from = ix
+        // cancel began; a hold, anything that may end it.
+        let cancelled_from = ix
             .cancels_of(seat, &holding.user, &holding.booking)
             .map(|c| c.event.invoke)
             .min()
             .unwrap_or(Micros::MAX);
+        let excused_from = cancelled_from.min(ix.holds.may_end_from(&holding.booking));
         let from = observations.partition_point(|o| o.invoke <= earlier.complete);
         let gone = observations[from..]
             .iter()
@@ -785,6 +999,7 @@ mod tests {
             ],
             final_state: state(9, &[("A1", "bo", "bk-2")]),
             final_by_node: BTreeMap::from([(1, state(9, &[("A1", "bo", "bk-2")]))]),
+            ..History::default()
         };
         assert_eq!(rules(&history), Vec::<&str>::new());
         assert_eq!(
@@ -987,6 +1202,7 @@ mod tests {
             ],
             final_state: state(9, &[("A1", "ana", "bk-1"), ("A2", "ana", "bk-2")]),
             final_by_node: BTreeMap::from([(3, state(9, &[("A1", "ana", "bk-1")]))]),
+            ..History::default()
         };
         let found = rules(&history);
         for rule in ["duplicate-request", "index-backwards", "diverged"] {

@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use ticket::client::{Client, ClientError, Consistency};
 use ticket::config::Config;
-use ticket::pb::booking::v1::{GetSeatsReply, SeatStatus};
+use ticket::pb::booking::v1::{GetSeatsReply, Role, SeatStatus};
 
 use super::checker::{self, CancelTarget, Event, History, Op, Outcome, Snapshot};
 use super::proxy::Link;
@@ -30,14 +30,26 @@ fn last_lines(text: &str, n: usize) -> String {
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ticket");
 pub const EVENT: &str = "nem";
+/// The rows the reservation clients ask for.
 const ROWS: u32 = 4;
+/// Rows behind them that only holders name (best available takes any free seat, the front
+/// rows first): the checkout has room while the reservation clients keep rows A-D full.
+const CHECKOUT_ROWS: u32 = 2;
 const SEATS_PER_ROW: u32 = 10;
 const ADMIN_PASSWORD: &str = "admin-secret";
-const USER_PASSWORD: &str = "password1";
+pub const USER_PASSWORD: &str = "password1";
 /// The election timeout the nodes run with, in ms (min; max is twice that).
 pub const ELECTION_TIMEOUT_MS: u64 = 300;
 /// How long a client waits for one operation, retries included.
-const CALL_TIMEOUT: Duration = Duration::from_millis(1_500);
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// `[booking]` of the nodes: holds of 1-3 s (asked for by each hold) run out while the faults
+/// do, and no hold outlives `HOLD_MAX_MS`, extensions included.
+pub const HOLD_MS: u64 = 2_000;
+pub const HOLD_MAX_MS: u64 = 4_000;
+/// The door staff's user name.
+pub const DOOR: &str = "door";
+/// How long a write through a node of the healed cluster may take.
+const WRITE_AFTER_HEAL: Duration = Duration::from_secs(10);
 
 /// `n` free loopback ports, each held by a listener until the caller drops them: whatever
 /// else the harness binds meanwhile (the proxies) cannot be handed one of them.
@@ -81,7 +93,8 @@ fn settings_text(settings: &Settings) -> String {
         "data_dir = \"data\"\n\n[raft]\nheartbeat_interval_ms = 50\n\
          election_timeout_min_ms = {ELECTION_TIMEOUT_MS}\nelection_timeout_max_ms = {}\n\
          snapshot_threshold = {}\nkeep_after_snapshot = {}\n\n\
-         [security]\ntoken_ttl_secs = 3600\npbkdf2_iterations = 10000\n",
+         [security]\ntoken_ttl_secs = 3600\npbkdf2_iterations = 10000\n\n\
+         [booking]\nhold_ms = {HOLD_MS}\nhold_max_ms = {HOLD_MAX_MS}\n",
         ELECTION_TIMEOUT_MS * 2,
         settings.snapshot_threshold,
         settings.keep_after_snapshot
@@ -303,21 +316,100 @@ impl Cluster {
         })
         .await;
         if converged.is_none() {
-            let logs: Vec<String> = self
-                .ids
-                .iter()
-                .map(|&id| {
-                    format!(
-                        "--- node{id} (last lines)\n{}",
-                        last_lines(&self.log(id), 20)
-                    )
-                })
-                .collect();
             panic!(
                 "timed out after {timeout:?} waiting for the cluster to converge\n{}",
-                logs.join("\n")
+                self.log_tails()
             );
         }
+    }
+
+    /// The last lines of every node's log, for a failure's message.
+    fn log_tails(&self) -> String {
+        let logs: Vec<String> = self
+            .ids
+            .iter()
+            .map(|&id| {
+                format!(
+                    "--- node{id} (last lines)\n{}",
+                    last_lines(&self.log(id), 20)
+                )
+            })
+            .collect();
+        logs.join("\n")
+    }
+
+    /// Whether the healed cluster makes progress, as a majority that is healthy must: every
+    /// hold still live runs out (the leader sweeps it once its expiry passes; nothing else is
+    /// written by then), and a write through each node commits. None if so; otherwise what
+    /// stalled, with the holds left, the nodes' view and the ends of their logs.
+    pub async fn stall_after_heal(&self, admin_token: &str) -> Option<String> {
+        self.wait_converged(Duration::from_secs(60)).await;
+        let mut admin = self.client();
+        admin.set_token("admin", admin_token).expect("token");
+        let lapse = Duration::from_millis(HOLD_MAX_MS) + Duration::from_secs(10);
+        // In this order: a write would end the holds that are due itself.
+        let mut stalls: Vec<String> = self
+            .wait_holds_lapsed(&admin, lapse)
+            .await
+            .err()
+            .into_iter()
+            .collect();
+        for &id in &self.ids {
+            let mut through = self.node_client(id).with_call_timeout(WRITE_AFTER_HEAL);
+            through.set_token("admin", admin_token).expect("token");
+            let name = format!("after-heal-{id}");
+            if let Err(e) = through.create_event(&name, 1, 1, 1).await {
+                stalls.push(format!(
+                    "a write through node {id} did not commit within {WRITE_AFTER_HEAL:?}: {e}"
+                ));
+            }
+        }
+        if stalls.is_empty() {
+            return None;
+        }
+        let status = admin.cluster_status().await;
+        Some(format!(
+            "{}\nstatus: {status:?}\n{}",
+            stalls.join("\n"),
+            self.log_tails()
+        ))
+    }
+
+    /// Polls until no seat is held; at the deadline, which seats are still held, and until
+    /// when.
+    async fn wait_holds_lapsed(&self, admin: &Client, timeout: Duration) -> Result<(), String> {
+        let held = |reply: &GetSeatsReply| -> Vec<String> {
+            reply
+                .seats
+                .iter()
+                .filter(|s| is_held(s.status))
+                .map(|s| {
+                    format!(
+                        "{} {} of {} until {}",
+                        s.id, s.hold_id, s.holder, s.hold_expires_at_ms
+                    )
+                })
+                .collect()
+        };
+        let lapsed = poll_until(timeout, || async move {
+            let reply = admin
+                .get_seats(EVENT, Consistency::Linearizable)
+                .await
+                .ok()?;
+            held(&reply).is_empty().then_some(())
+        })
+        .await;
+        if lapsed.is_some() {
+            return Ok(());
+        }
+        let left = match admin.get_seats(EVENT, Consistency::Linearizable).await {
+            Ok(reply) => format!("{:?} at index {}", held(&reply), reply.applied_index),
+            Err(e) => format!("unknown: {e}"),
+        };
+        Err(format!(
+            "holds still held {timeout:?} after the load ended (now {} ms): {left}",
+            ticket::clock::now_ms()
+        ))
     }
 
     /// Makes the admin, the users c0..c(n-1) and the event; returns the admin's token.
@@ -332,7 +424,7 @@ impl Cluster {
         })
         .await;
         admin
-            .create_event(EVENT, ROWS, SEATS_PER_ROW, ROWS * SEATS_PER_ROW)
+            .create_event(EVENT, ROWS + CHECKOUT_ROWS, SEATS_PER_ROW, Self::seats())
             .await
             .expect("event");
         for i in 0..users {
@@ -344,9 +436,43 @@ impl Cluster {
         admin.token().expect("token").to_string()
     }
 
+    /// Makes the checkout's users: the holders h0..h(n-1), and door staff.
+    pub async fn prepare_checkout(&self, admin_token: &str, holders: usize) -> Vec<String> {
+        let mut admin = self.client();
+        admin.set_token("admin", admin_token).expect("token");
+        admin
+            .add_user_with_role(DOOR, USER_PASSWORD, Role::Door)
+            .await
+            .expect("add the door staff");
+        let mut names = Vec::new();
+        for i in 0..holders {
+            let name = format!("h{i}");
+            admin
+                .add_user(&name, USER_PASSWORD, false)
+                .await
+                .expect("add a holder");
+            names.push(name);
+        }
+        names
+    }
+
+    /// Every seat of the event.
+    fn seats() -> u32 {
+        (ROWS + CHECKOUT_ROWS) * SEATS_PER_ROW
+    }
+
+    /// The seats the reservation clients ask for: rows A-D.
     pub fn seat_ids() -> Vec<String> {
-        let rows = ticket::domain::SeatMap::default_row_labels(ROWS);
-        (0..ROWS * SEATS_PER_ROW)
+        Cluster::all_seat_ids()
+            .into_iter()
+            .take((ROWS * SEATS_PER_ROW) as usize)
+            .collect()
+    }
+
+    /// Every seat of the event, rows A-F.
+    pub fn all_seat_ids() -> Vec<String> {
+        let rows = ticket::domain::SeatMap::default_row_labels(ROWS + CHECKOUT_ROWS);
+        (0..Self::seats())
             .map(|i| {
                 format!(
                     "{}{}",
@@ -357,8 +483,9 @@ impl Cluster {
             .collect()
     }
 
-    /// The final state, once healed: a linearizable read, and each node's own state once it
-    /// has applied at least as far.
+    /// The final state, once healed (and, after `stall_after_heal`, with no hold left to run
+    /// out under the reads): a linearizable read, and each node's own state once it has
+    /// applied at least as far.
     pub async fn final_states(&self, admin_token: &str) -> (Snapshot, BTreeMap<u64, Snapshot>) {
         self.wait_converged(Duration::from_secs(60)).await;
         let mut admin = self.client();
@@ -386,6 +513,27 @@ impl Cluster {
         }
         (final_state, by_node)
     }
+
+    /// Every ticket of `users` at the end, by (booking, seat), with its check-in if any.
+    pub async fn final_tickets(
+        &self,
+        users: &[String],
+    ) -> BTreeMap<(String, String), Option<checker::CheckedIn>> {
+        let mut tickets = BTreeMap::new();
+        for user in users {
+            let mut client = self.client();
+            client.login(user, USER_PASSWORD).await.expect("log in");
+            let reply = client.my_tickets().await.expect("final tickets");
+            for t in reply.tickets {
+                let done = (t.checked_in_at_ms != 0).then(|| checker::CheckedIn {
+                    at_ms: t.checked_in_at_ms,
+                    by: t.checked_in_by.clone(),
+                });
+                tickets.insert((t.booking_id, t.seat), done);
+            }
+        }
+        tickets
+    }
 }
 
 impl Drop for Cluster {
@@ -404,6 +552,11 @@ fn signal(child: &Child, signal: i32) {
     }
 }
 
+fn is_held(status: i32) -> bool {
+    status == SeatStatus::Held as i32 || status == SeatStatus::HeldByYou as i32
+}
+
+/// The seats taken, as an admin reads them: a held seat holds its hold (`hd-N`).
 pub fn snapshot(reply: &GetSeatsReply) -> Snapshot {
     Snapshot {
         applied_index: reply.applied_index,
@@ -412,9 +565,13 @@ pub fn snapshot(reply: &GetSeatsReply) -> Snapshot {
             .iter()
             .filter(|s| s.status != SeatStatus::Free as i32)
             .map(|s| {
+                let booking = match is_held(s.status) {
+                    true => s.hold_id.clone(),
+                    false => s.booking_id.clone(),
+                };
                 let holding = checker::Holding {
                     user: s.holder.clone(),
-                    booking: s.booking_id.clone(),
+                    booking,
                 };
                 (s.id.clone(), holding)
             })
@@ -423,7 +580,7 @@ pub fn snapshot(reply: &GetSeatsReply) -> Snapshot {
 }
 
 /// A refusal means it did not happen; anything else may or may not have.
-fn classify<T>(result: Result<T, ClientError>) -> Outcome<T> {
+pub fn classify<T>(result: Result<T, ClientError>) -> Outcome<T> {
     let e = match result {
         Ok(value) => return Outcome::Ok(value),
         Err(e) => e,
@@ -446,13 +603,25 @@ fn classify<T>(result: Result<T, ClientError>) -> Outcome<T> {
 /// The shared clock and log of a run.
 pub struct Recorder {
     start: Instant,
+    /// The wall clock when `start` was taken, in Unix µs.
+    start_unix_us: u64,
     events: Mutex<Vec<Event>>,
 }
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// What the wall and monotonic clocks may disagree by beyond their measured drift.
+const CLOCK_SLACK_US: u64 = 10_000;
 
 impl Recorder {
     pub fn new() -> Arc<Recorder> {
         Arc::new(Recorder {
             start: Instant::now(),
+            start_unix_us: unix_us(),
             events: Mutex::new(Vec::new()),
         })
     }
@@ -461,7 +630,18 @@ impl Recorder {
         self.start.elapsed().as_micros() as u64
     }
 
-    fn record(&self, client: usize, invoke: u64, op: Op) {
+    /// How event times map to the nodes' log time: the wall clock at the start, and the
+    /// drift between the two clocks measured now, plus a margin.
+    pub fn clock(&self) -> checker::Clock {
+        let elapsed = self.now();
+        let wall = unix_us().saturating_sub(self.start_unix_us);
+        checker::Clock {
+            origin_unix_us: self.start_unix_us,
+            slack_us: wall.abs_diff(elapsed) + CLOCK_SLACK_US,
+        }
+    }
+
+    pub fn record(&self, client: usize, invoke: u64, op: Op) {
         let complete = self.now();
         self.events.lock().expect("lock").push(Event {
             client,
@@ -643,6 +823,14 @@ pub fn judge(name: &str, seed: u64, history: &History) -> Vec<checker::Violation
         c.unknown,
         violations.len()
     );
+    println!("nemesis {name} checkout: {}", history.checkout_counts());
+    let mut by_rule: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in &violations {
+        *by_rule.entry(v.rule).or_default() += 1;
+    }
+    if !by_rule.is_empty() {
+        println!("nemesis {name} violations by rule: {by_rule:?}");
+    }
     for v in violations.iter().take(10) {
         println!("{}", history.excerpt(v));
     }
