@@ -487,8 +487,11 @@ fn help_tool(args: &Map<String, Value>) -> Result<Value, String> {
     Ok(json!({ "help": super::rules::help(topic) }))
 }
 
-/// Proposes reserving seats that are all free now.
-async fn reserve_tool(t: &ToolCall<'_>, answer: &mut Answer) -> Result<Value, String> {
+/// The event and the seats the call names, if every one is free now (for a proposal).
+async fn free_seats_named(
+    t: &ToolCall<'_>,
+    answer: &mut Answer,
+) -> Result<(String, Vec<String>), String> {
     logged_in(t.client)?;
     let wanted = seat_list(t.args.get("seats"))?;
     let map = seats(t.client, &t.event()?, answer).await?;
@@ -499,30 +502,19 @@ async fn reserve_tool(t: &ToolCall<'_>, answer: &mut Answer) -> Result<Value, St
             Some(status) => return Err(format!("{id} in {} is {status}", map.event)),
         }
     }
-    let action = Action::Reserve {
-        event: map.event.clone(),
-        seats: wanted,
-    };
-    Ok(t.propose(action, answer))
+    Ok((map.event, wanted))
+}
+
+/// Proposes reserving seats that are all free now.
+async fn reserve_tool(t: &ToolCall<'_>, answer: &mut Answer) -> Result<Value, String> {
+    let (event, seats) = free_seats_named(t, answer).await?;
+    Ok(t.propose(Action::Reserve { event, seats }, answer))
 }
 
 /// Proposes holding seats that are all free now, for checkout.
 async fn hold_tool(t: &ToolCall<'_>, answer: &mut Answer) -> Result<Value, String> {
-    logged_in(t.client)?;
-    let wanted = seat_list(t.args.get("seats"))?;
-    let map = seats(t.client, &t.event()?, answer).await?;
-    for id in &wanted {
-        match map.seat(id).map(|s| s.status) {
-            None => return Err(format!("{} has no seat {id}", map.event)),
-            Some("free") => {}
-            Some(status) => return Err(format!("{id} in {} is {status}", map.event)),
-        }
-    }
-    let action = Action::Hold {
-        event: map.event.clone(),
-        seats: wanted,
-    };
-    Ok(t.propose(action, answer))
+    let (event, seats) = free_seats_named(t, answer).await?;
+    Ok(t.propose(Action::Hold { event, seats }, answer))
 }
 
 /// The asker's live holds, each with the seconds it has left.

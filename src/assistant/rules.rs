@@ -634,21 +634,10 @@ impl Turn<'_> {
         self.logged_in("hold seats for you")?;
         let map = self.seats(event).await?;
         let ids = resolve(parsed, &map)?;
-        let unavailable: Vec<String> = ids
-            .iter()
-            .filter(|id| map.seat(id).is_none_or(|s| s.status != "free"))
-            .map(|id| seat_status(&map, id))
-            .collect();
-        if !unavailable.is_empty() {
-            return Ok(format!("{}: nothing was held.", unavailable.join("; ")));
-        }
-        let text = format!(
-            "{} {} free in {} (as of index {}).",
-            and_list(&ids),
-            if ids.len() == 1 { "is" } else { "are" },
-            map.event,
-            map.applied_index
-        );
+        let text = match all_free(&map, &ids, "held") {
+            Ok(text) => text,
+            Err(not_free) => return Ok(not_free),
+        };
         self.propose(Action::Hold {
             event: map.event.clone(),
             seats: ids,
@@ -666,21 +655,10 @@ impl Turn<'_> {
             ));
         }
         let ids = resolve(parsed, &map)?;
-        let unavailable: Vec<String> = ids
-            .iter()
-            .filter(|id| map.seat(id).is_none_or(|s| s.status != "free"))
-            .map(|id| seat_status(&map, id))
-            .collect();
-        if !unavailable.is_empty() {
-            return Ok(format!("{}: nothing was booked.", unavailable.join("; ")));
-        }
-        let text = format!(
-            "{} {} free in {} (as of index {}).",
-            and_list(&ids),
-            if ids.len() == 1 { "is" } else { "are" },
-            map.event,
-            map.applied_index
-        );
+        let text = match all_free(&map, &ids, "booked") {
+            Ok(text) => text,
+            Err(not_free) => return Ok(not_free),
+        };
         self.propose(Action::Reserve {
             event: map.event.clone(),
             seats: ids,
@@ -779,6 +757,26 @@ fn resolve(parsed: &Parsed, map: &SeatsView) -> Result<Vec<String>, String> {
         return Err("Which seat? Say, for example, S2 or seat 2.".into());
     }
     Ok(unique)
+}
+
+/// "S2 and S3 are free in demo (as of index N).", or, when some are not, the answer saying
+/// which and that nothing was `done` (the proposal is then not made).
+fn all_free(map: &SeatsView, ids: &[String], done: &str) -> Result<String, String> {
+    let unavailable: Vec<String> = ids
+        .iter()
+        .filter(|id| map.seat(id).is_none_or(|s| s.status != "free"))
+        .map(|id| seat_status(map, id))
+        .collect();
+    if !unavailable.is_empty() {
+        return Err(format!("{}: nothing was {done}.", unavailable.join("; ")));
+    }
+    Ok(format!(
+        "{} {} free in {} (as of index {}).",
+        and_list(ids),
+        if ids.len() == 1 { "is" } else { "are" },
+        map.event,
+        map.applied_index
+    ))
 }
 
 /// One seat's state, as a clause without a full stop.

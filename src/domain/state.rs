@@ -222,9 +222,7 @@ impl State {
                 password,
                 setup_code,
                 ..
-            } => self
-                .setup_admin(name, password, setup_code)
-                .map_or_else(Outcome::Rejected, |()| Outcome::UserAdded),
+            } => added(self.setup_admin(name, password, setup_code)),
             Command::RevokeTokens { actor, user, .. } => self
                 .change_user(actor, user, false, |_| ())
                 .map_or_else(Outcome::Rejected, |()| Outcome::UserChanged),
@@ -250,9 +248,7 @@ impl State {
                 role,
                 password,
                 ..
-            } => self
-                .add_user(actor.as_deref(), name, *role, password)
-                .map_or_else(Outcome::Rejected, |()| Outcome::UserAdded),
+            } => added(self.add_user(actor.as_deref(), name, *role, password)),
             Command::CreateEvent {
                 actor,
                 spec,
@@ -854,6 +850,11 @@ impl State {
             && *ended == other.ended
             && *check_ins == other.check_ins
     }
+}
+
+/// The outcome of a command that adds a user.
+fn added(result: Result<(), Rejection>) -> Outcome {
+    result.map_or_else(Outcome::Rejected, |()| Outcome::UserAdded)
 }
 
 impl EventRecord {
