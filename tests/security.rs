@@ -7,45 +7,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{poll_for, Options, TestCluster, ADMIN_PASSWORD};
+use common::{node_identity, peer_channel, poll_for, read, Options, TestCluster, ADMIN_PASSWORD};
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::Vote;
 use ticket::consensus::{encode, TypeConfig};
 use ticket::pb::raft::v1::raft_client::RaftClient;
 use ticket::pb::raft::v1::Blob;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Endpoint;
 use tonic::Code;
-
-/// A peer channel to node `to` of `cluster`, showing `cert`/`key` and trusting `ca`.
-async fn peer_channel(
-    cluster: &TestCluster,
-    to: u64,
-    ca: &str,
-    cert: &str,
-    key: &str,
-) -> Result<Channel, tonic::transport::Error> {
-    let addr = cluster.config.node(to).expect("node").peer_advertise;
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .identity(Identity::from_pem(cert, key))
-        .domain_name(ticket::pki::node_name(to));
-    Endpoint::from_shared(format!("https://{addr}"))
-        .expect("endpoint")
-        .tls_config(tls)?
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-}
-
-fn read(path: &std::path::Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// The PEM texts of node `id` in the cluster's own PKI: (ca, cert, key).
-fn node_identity(cluster: &TestCluster, id: u64) -> (String, String, String) {
-    let (cert, key) = cluster.config.peer_tls.node_files(id);
-    (read(&cluster.config.peer_tls.ca), read(&cert), read(&key))
-}
 
 /// A CA of the attacker's own, with a certificate for "node 2" signed by it.
 fn strangers_identity() -> (tempfile::TempDir, String, String, String) {

@@ -16,13 +16,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, ServerState};
+use tokio::time::Instant;
 
 use super::node::{role_name, Node};
 use crate::clock::now_ms;
 use crate::domain::{auth, Command, FirstAdmin, Outcome};
+use crate::limits;
 
 pub async fn initialize_if_new_cluster(node: &Node) {
     let peers_with_state: Vec<u64> = node
@@ -84,7 +87,7 @@ pub async fn seed_when_leader(node: Arc<Node>) {
             m.state == ServerState::Leader
         };
         // Only after everything committed is applied does an unseeded state mean unseeded.
-        if leading && node.raft.ensure_linearizable().await.is_ok() {
+        if leading && caught_up(&node).await {
             if node.sm.read().state.is_bootstrapped() {
                 return;
             }
@@ -118,6 +121,15 @@ pub async fn seed_when_leader(node: Arc<Node>) {
         if metrics.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// Whether this node, as leader, has applied every write acknowledged so far.
+async fn caught_up(node: &Node) -> bool {
+    let deadline = Instant::now() + Duration::from_millis(limits::QUORUM_WAIT_MS);
+    match node.read_index_here().await {
+        Ok(index) => node.sm.wait_applied(index, deadline).await,
+        Err(_) => false,
     }
 }
 

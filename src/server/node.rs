@@ -159,9 +159,20 @@ impl Node {
 
     /// On the leader: confirms leadership with a quorum and returns the index a linearizable
     /// read must see applied.
+    ///
+    /// openraft's read index is `max(first entry of this term, commit index)`, and that is not
+    /// enough here: a node that led before a crash restarts as leader of the same term, and
+    /// the commit index it remembers is written without waiting for its fsync, so it can be
+    /// older than bookings already acknowledged. Every acknowledged write is in a confirmed
+    /// leader's log (leader completeness) and a leader never truncates its own log, so its
+    /// last log index, read once leadership is confirmed, covers them; waiting for it costs at
+    /// most the commit of the writes in flight.
     pub async fn read_index_here(&self) -> Result<u64, ProposeOutcome> {
         match self.raft.ensure_linearizable().await {
-            Ok(log_id) => Ok(log_id.map_or(0, |id| id.index)),
+            Ok(log_id) => {
+                let last = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
+                Ok(log_id.map_or(0, |id| id.index).max(last))
+            }
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
                 Err(ProposeOutcome::NotLeader(to.leader_id))
             }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use ticket::client::Client;
 use ticket::config::Config;
 use ticket::pb::booking::v1::ClusterStatusReply;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ticket");
 pub const ADMIN_PASSWORD: &str = "admin-secret";
@@ -188,7 +189,10 @@ impl TestCluster {
             .arg("--id")
             .arg(id.to_string())
             .stdin(Stdio::null())
-            .env("RUST_LOG", "warn,ticket=info");
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_NODE_LOG").unwrap_or_else(|_| "warn,ticket=info".into()),
+            );
         match &self.options.first_admin_password {
             Some(password) => command.env("TICKET_ADMIN_PASSWORD", password),
             None => command.env_remove("TICKET_ADMIN_PASSWORD"),
@@ -468,4 +472,35 @@ impl Drop for WebServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A peer channel to node `to` of `cluster`, showing `cert`/`key` and trusting `ca`.
+pub async fn peer_channel(
+    cluster: &TestCluster,
+    to: u64,
+    ca: &str,
+    cert: &str,
+    key: &str,
+) -> Result<Channel, tonic::transport::Error> {
+    let addr = cluster.config.node(to).expect("node").peer_advertise;
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .identity(Identity::from_pem(cert, key))
+        .domain_name(ticket::pki::node_name(to));
+    Endpoint::from_shared(format!("https://{addr}"))
+        .expect("endpoint")
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+}
+
+pub fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The PEM texts of node `id` in the cluster's own PKI: (ca, cert, key).
+pub fn node_identity(cluster: &TestCluster, id: u64) -> (String, String, String) {
+    let (cert, key) = cluster.config.peer_tls.node_files(id);
+    (read(&cluster.config.peer_tls.ca), read(&cert), read(&key))
 }
