@@ -55,6 +55,7 @@ impl From<Rejection> for ApiError {
             | Rejection::SeatsTaken { .. }
             | Rejection::SeatNotReserved { .. }
             | Rejection::LimitReached { .. }
+            | Rejection::CategoryLimitReached { .. }
             | Rejection::UserExists(_)
             | Rejection::EventExists(_)
             | Rejection::TooManyEvents(_)

@@ -68,6 +68,10 @@ pub struct CategorySpec {
     pub price_minor: u64,
     /// What it covers: rows (`A`), row ranges (`A-C`) or seat ranges in one row (`D1-D10`).
     pub covers: Vec<String>,
+    /// Seats of this category one person may reserve or hold at once, within the event's own
+    /// limit; 0 when only the event's limit applies.
+    #[serde(default)]
+    pub max_seats_per_user: u32,
 }
 
 /// Which seats a hold asks for.
@@ -458,6 +462,16 @@ pub enum Rejection {
     )]
     LimitReached {
         event: String,
+        limit: u32,
+        held: u32,
+        requested: u32,
+    },
+    #[error(
+        "'{event}' allows {limit} {category} seats per person; you have {held} and asked for {requested} more"
+    )]
+    CategoryLimitReached {
+        event: String,
+        category: String,
         limit: u32,
         held: u32,
         requested: u32,

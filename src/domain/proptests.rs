@@ -550,18 +550,20 @@ fn base() -> State {
         });
     }
     for (name, rows, seats_per_row, max_seats_per_user) in [("show", 2, 5, 3), ("gig", 3, 4, 16)] {
-        // gig is priced: the front row, and the rest.
+        // gig is priced: the front row (at most 2 a person), and the rest.
         let categories = match name {
             "gig" => vec![
                 CategorySpec {
                     name: "front".into(),
                     price_minor: 8_000,
                     covers: vec!["A".into()],
+                    max_seats_per_user: 2,
                 },
                 CategorySpec {
                     name: "rear".into(),
                     price_minor: 4_500,
                     covers: vec!["B-C".into()],
+                    max_seats_per_user: 0,
                 },
             ],
             _ => Vec::new(),
@@ -721,6 +723,7 @@ fn assert_paths_walked(seen: &BTreeMap<String, u64>) {
         "Rejected(Invalid)",
         "Rejected(SeatsTaken)",
         "Rejected(LimitReached)",
+        "Rejected(CategoryLimitReached)",
         "Rejected(NotOwner)",
         "Rejected(UnknownUser)",
         "Held",

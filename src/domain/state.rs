@@ -67,6 +67,12 @@ pub struct Category {
     pub covers: Vec<(u32, u32, u32, u32)>,
     /// The covers as they were written, for showing.
     pub written: Vec<String>,
+    /// Seats of it one person may have at once; 0: only the event's limit.
+    #[serde(default)]
+    pub max_seats_per_user: u32,
+    /// Seats of it each user has reserved or holds, kept only when it has a limit of its own.
+    #[serde(default)]
+    pub held: BTreeMap<String, u32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -504,7 +510,13 @@ impl State {
             }
         }
         let (held_after, taken_after) = event.counts_after(actor, indices.len())?;
+        let per_category = event.category_counts_after(actor, &indices)?;
         // Nothing can be refused past this point.
+        for (category, held) in per_category {
+            if let Some(c) = event.categories.get_mut(category) {
+                c.held.insert(actor.to_string(), held);
+            }
+        }
         for &i in &indices {
             if let Some(slot) = event.slot_mut(i) {
                 *slot = Some(number);
@@ -761,6 +773,48 @@ impl State {
                 event.max_seats_per_user
             ));
         }
+        self.check_category_counts(event)
+    }
+
+    /// Each category with a limit of its own counts, per user, the seats of it their bookings
+    /// have, within the limit; one without keeps no counts.
+    fn check_category_counts(&self, event: &EventRecord) -> Result<(), String> {
+        let name = &event.name;
+        let mut counted: Vec<BTreeMap<&str, u32>> = vec![BTreeMap::new(); event.categories.len()];
+        for (seat, holder) in (0u32..).zip(&event.holders) {
+            let (Some(number), Some(c)) = (holder, event.category_of(seat)) else {
+                continue;
+            };
+            let limited = event
+                .categories
+                .get(c)
+                .is_some_and(|c| c.max_seats_per_user > 0);
+            if let (true, Some(booking), Some(counts)) =
+                (limited, self.bookings.get(number), counted.get_mut(c))
+            {
+                *counts.entry(booking.user.as_str()).or_default() += 1;
+            }
+        }
+        for (category, counts) in event.categories.iter().zip(counted) {
+            let recorded: BTreeMap<&str, u32> = category
+                .held
+                .iter()
+                .map(|(u, &n)| (u.as_str(), n))
+                .collect();
+            if recorded != counts {
+                return Err(format!(
+                    "event {name} category {} counts {recorded:?}; the seats say {counts:?}",
+                    category.name
+                ));
+            }
+            let limit = category.max_seats_per_user;
+            if let Some((user, n)) = counts.iter().find(|(_, &n)| limit > 0 && n > limit) {
+                return Err(format!(
+                    "{user} has {n} {} seats of {name}, over its limit of {limit}",
+                    category.name
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -852,6 +906,16 @@ impl State {
     }
 }
 
+/// One seat fewer for `user` in `held`; a count that reaches 0 is dropped.
+fn count_down(held: &mut BTreeMap<String, u32>, user: &str) {
+    if let Some(n) = held.get_mut(user) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            held.remove(user);
+        }
+    }
+}
+
 /// The outcome of a command that adds a user.
 fn added(result: Result<(), Rejection>) -> Outcome {
     result.map_or_else(Outcome::Rejected, |()| Outcome::UserAdded)
@@ -884,6 +948,46 @@ impl EventRecord {
                 ))
             })?;
         Ok((held_after, taken_after))
+    }
+
+    /// What `actor`'s count in each category with a limit of its own becomes with seats
+    /// `indices` more, or the category limit that refuses them.
+    fn category_counts_after(
+        &self,
+        actor: &str,
+        indices: &[u32],
+    ) -> Result<Vec<(usize, u32)>, Rejection> {
+        let mut after: Vec<(usize, u32)> = Vec::new();
+        if self.categories.iter().all(|c| c.max_seats_per_user == 0) {
+            return Ok(after);
+        }
+        let mut requested: BTreeMap<usize, u32> = BTreeMap::new();
+        for &i in indices {
+            if let Some(c) = self.category_of(i) {
+                *requested.entry(c).or_default() += 1;
+            }
+        }
+        for (c, n) in requested {
+            let Some(category) = self.categories.get(c) else {
+                continue;
+            };
+            if category.max_seats_per_user == 0 {
+                continue;
+            }
+            let held = category.held.get(actor).copied().unwrap_or(0);
+            let held_after = held
+                .checked_add(n)
+                .filter(|&h| h <= category.max_seats_per_user)
+                .ok_or_else(|| Rejection::CategoryLimitReached {
+                    event: self.name.clone(),
+                    category: category.name.clone(),
+                    limit: category.max_seats_per_user,
+                    held,
+                    requested: n,
+                })?;
+            after.push((c, held_after));
+        }
+        Ok(after)
     }
 
     pub fn view(&self) -> EventView {
@@ -949,11 +1053,10 @@ impl EventRecord {
                 continue;
             };
             booking.seats.retain(|&s| s != seat);
-            if let Some(held) = self.held.get_mut(&booking.user) {
-                *held = held.saturating_sub(1);
-                if *held == 0 {
-                    self.held.remove(&booking.user);
-                }
+            count_down(&mut self.held, &booking.user);
+            let category = self.category_of(seat);
+            if let Some(c) = category.and_then(|c| self.categories.get_mut(c)) {
+                count_down(&mut c.held, &booking.user);
             }
             if booking.seats.is_empty() {
                 bookings.remove(&number);

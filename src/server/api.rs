@@ -134,6 +134,7 @@ fn event_pb(view: EventView) -> pb::Event {
                 name: c.name,
                 price_minor: c.price_minor,
                 covers: c.covers,
+                max_seats_per_user: c.max_seats_per_user,
             })
             .collect(),
         currency: view.currency,
@@ -688,6 +689,7 @@ impl BookingService for Api {
                 name: c.name,
                 price_minor: c.price_minor,
                 covers: c.covers.iter().map(|c| c.to_ascii_uppercase()).collect(),
+                max_seats_per_user: c.max_seats_per_user,
             })
             .collect();
         validate::categories(&categories, &r.currency).map_err(invalid)?;

@@ -177,7 +177,7 @@ impl State {
             HoldTarget::Seats(seats) => self.free_seats_named(actor, event_name, seats)?,
             HoldTarget::Best(ask) => {
                 self.known_user(actor)?;
-                self.best_seats(event_name, ask)?
+                self.best_seats(actor, event_name, ask)?
             }
         };
         let now = self.clock_ms;
@@ -199,8 +199,16 @@ impl State {
             .ok_or_else(|| Rejection::Invalid("the hold just made is missing".into()))
     }
 
-    /// The seats best available for `ask` in `event_name` (see [`best::choose`]).
-    fn best_seats(&self, event_name: &str, ask: &BestAsk) -> Result<Vec<u32>, Rejection> {
+    /// The seats best available for `ask` in `event_name` (see [`best::choose`]). When no
+    /// category is asked for, a category whose own per-person limit leaves `actor` too few
+    /// seats is passed over for the rest; only when nothing else fits is the choice made
+    /// without that, so the refusal names the limit rather than "no seats".
+    fn best_seats(
+        &self,
+        actor: &str,
+        event_name: &str,
+        ask: &BestAsk,
+    ) -> Result<Vec<u32>, Rejection> {
         let event = self
             .events
             .get(event_name)
@@ -218,32 +226,50 @@ impl State {
             }
             None => None,
         };
-        let spot = |i: u32| match event.holders.get(i as usize) {
-            Some(None) => {
-                let category = event.category_of(i);
-                let in_category = wanted.is_none_or(|w| category == Some(w));
-                let affordable = ask.max_price_minor.is_none_or(|m| event.price_at(i) <= m);
-                if in_category && affordable {
-                    Spot::Free
-                } else {
-                    Spot::FreeOther
+        let short: Vec<bool> = event
+            .categories
+            .iter()
+            .map(|c| {
+                let held = c.held.get(actor).copied().unwrap_or(0);
+                wanted.is_none()
+                    && c.max_seats_per_user > 0
+                    && c.max_seats_per_user.saturating_sub(held) < ask.count
+            })
+            .collect();
+        let choose = |pass_over_short: bool| {
+            let spot = |i: u32| match event.holders.get(i as usize) {
+                Some(None) => {
+                    let category = event.category_of(i);
+                    let in_category = wanted.is_none_or(|w| category == Some(w));
+                    let affordable = ask.max_price_minor.is_none_or(|m| event.price_at(i) <= m);
+                    let allowed = !pass_over_short
+                        || category.is_none_or(|c| !short.get(c).copied().unwrap_or(false));
+                    if in_category && affordable && allowed {
+                        Spot::Free
+                    } else {
+                        Spot::FreeOther
+                    }
                 }
-            }
-            _ => Spot::Taken,
+                _ => Spot::Taken,
+            };
+            let split = if ask.split {
+                Split::Allowed
+            } else {
+                Split::Never
+            };
+            let map = &event.map;
+            best::choose(map.rows(), map.seats_per_row(), spot, ask.count, split)
         };
-        let split = if ask.split {
-            Split::Allowed
-        } else {
-            Split::Never
+        let passed_over = short.iter().any(|&s| s);
+        let chosen = match passed_over {
+            true => choose(true).or_else(|| choose(false)),
+            false => choose(false),
         };
-        let map = &event.map;
-        best::choose(map.rows(), map.seats_per_row(), spot, ask.count, split).ok_or_else(|| {
-            Rejection::NoSeats {
-                event: event_name.to_string(),
-                count: ask.count,
-                together: !ask.split,
-                category: ask.category.clone(),
-            }
+        chosen.ok_or_else(|| Rejection::NoSeats {
+            event: event_name.to_string(),
+            count: ask.count,
+            together: !ask.split,
+            category: ask.category.clone(),
         })
     }
 
@@ -543,6 +569,7 @@ impl EventRecord {
                 name: c.name.clone(),
                 price_minor: c.price_minor,
                 covers: c.written.clone(),
+                max_seats_per_user: c.max_seats_per_user,
             })
             .collect()
     }
@@ -572,6 +599,8 @@ pub(super) fn resolve_categories(
             price_minor: spec.price_minor,
             covers,
             written: spec.covers.clone(),
+            max_seats_per_user: spec.max_seats_per_user,
+            held: BTreeMap::new(),
         });
     }
     if let Some(i) = covered.iter().position(|&n| n > 1) {
@@ -665,6 +694,7 @@ mod tests {
                 name: name.into(),
                 price_minor,
                 covers: covers.split(',').map(String::from).collect(),
+                max_seats_per_user: 0,
             })
             .collect()
     }
@@ -920,6 +950,92 @@ mod tests {
         ));
         // Once the first hold runs out, the room is back.
         held(s.apply(&hold_seats("ana", "h3", &["C1", "C2", "C3"], 1_000)));
+    }
+
+    #[test]
+    fn a_category_limit_counts_its_seats_apart_from_the_events() {
+        let mut s = state();
+        let mut limited = categories(&[("front", 8_000, "A"), ("rear", 4_500, "B-C")]);
+        limited[0].max_seats_per_user = 2;
+        let Outcome::EventCreated(view) = s.apply(&create("gala", limited)) else {
+            panic!("gala not created")
+        };
+        assert_eq!(view.categories[0].max_seats_per_user, 2);
+        let gala = |mut c: Command| {
+            if let Command::Hold { event, .. } = &mut c {
+                *event = "gala".into();
+            }
+            c
+        };
+        held(s.apply(&gala(hold_seats("ana", "h1", &["A1", "B1", "B2"], 0))));
+        let before = s.clone();
+        // One front seat more and she is over front's 2, though well within the event's 8.
+        assert_eq!(
+            s.apply(&gala(hold_seats("ana", "h2", &["A2", "A3", "C1"], 0))),
+            Outcome::Rejected(Rejection::CategoryLimitReached {
+                event: "gala".into(),
+                category: "front".into(),
+                limit: 2,
+                held: 1,
+                requested: 2,
+            })
+        );
+        assert!(matches!(
+            s.apply(&gala(hold_best("ana", "h4", 2, Some("front")))),
+            Outcome::Rejected(Rejection::CategoryLimitReached { held: 1, .. })
+        ));
+        assert_eq!(s.events, before.events, "a refusal changes nothing");
+        // Another person has a front allowance of their own; rear has no limit but the event's.
+        held(s.apply(&gala(hold_seats("bo", "h5", &["A4", "A5"], 0))));
+        held(s.apply(&gala(hold_seats("ana", "h6", &["C1", "C2", "C3"], 0))));
+        // The seat a lapsed hold gives back counts no more.
+        held(s.apply(&gala(hold_seats("ana", "h7", &["A2"], 0))));
+        assert!(matches!(
+            s.apply(&gala(hold_seats("ana", "h8", &["A6"], 10))),
+            Outcome::Rejected(Rejection::CategoryLimitReached { held: 2, .. })
+        ));
+        s.apply(&Command::Sweep { now_ms: 1_000 });
+        held(s.apply(&gala(hold_seats("ana", "h9", &["A1", "A2"], 1_000))));
+        assert_eq!(s.check_invariants(), Ok(()));
+    }
+
+    #[test]
+    fn best_available_passes_over_a_category_the_person_has_used_up() {
+        let mut s = state();
+        let mut limited = categories(&[("front", 8_000, "A"), ("rear", 4_500, "B-C")]);
+        limited[0].max_seats_per_user = 2;
+        let Outcome::EventCreated(_) = s.apply(&create("gala", limited)) else {
+            panic!("gala not created")
+        };
+        let gala = |mut c: Command| {
+            if let Command::Hold { event, .. } = &mut c {
+                *event = "gala".into();
+            }
+            c
+        };
+        // Front is the best; with one front seat left to her, ana's best two are at the rear.
+        held(s.apply(&gala(hold_seats("ana", "h1", &["A1"], 0))));
+        let Outcome::Held(rear) = s.apply(&gala(hold_best("ana", "h2", 2, None))) else {
+            panic!("best two not held")
+        };
+        assert!(
+            rear.seats.iter().all(|seat| seat.starts_with('B')),
+            "{rear:?}"
+        );
+        // Someone with the whole allowance gets the front.
+        let Outcome::Held(front) = s.apply(&gala(hold_best("bo", "h3", 2, None))) else {
+            panic!("best two not held")
+        };
+        assert!(
+            front.seats.iter().all(|seat| seat.starts_with('A')),
+            "{front:?}"
+        );
+        // Asking for front by name still names the limit.
+        assert!(matches!(
+            s.apply(&gala(hold_best("ana", "h4", 2, Some("front")))),
+            Outcome::Rejected(Rejection::CategoryLimitReached { held: 1, .. })
+        ));
+        assert_eq!(s.check_invariants(), Ok(()));
     }
 
     #[test]
