@@ -737,13 +737,18 @@ fn check_security(security: &SecurityConfig) -> Result<(), (&'static str, String
 }
 
 /// Turns byte spans into `file:line:column` and finds the key a span belongs to.
-struct Locator<'a> {
-    path: &'a Path,
-    text: &'a str,
+pub(crate) struct Locator<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) text: &'a str,
 }
 
 impl Locator<'_> {
-    fn error(&self, span: Range<usize>, key: Option<&str>, message: &str) -> ConfigError {
+    pub(crate) fn error(
+        &self,
+        span: Range<usize>,
+        key: Option<&str>,
+        message: &str,
+    ) -> ConfigError {
         let start = span.start.min(self.text.len());
         let before = &self.text[..start];
         let line = before.matches('\n').count() + 1;

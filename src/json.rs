@@ -75,6 +75,7 @@ pub fn event_json(e: &pb::Event) -> Value {
             "name": c.name,
             "price_minor": c.price_minor,
             "covers": c.covers,
+            "max_seats_per_user": c.max_seats_per_user,
         })).collect::<Vec<_>>(),
     })
 }

@@ -585,3 +585,109 @@ async fn event_info_comes_from_the_table_to_the_shell_help_and_scripts() {
         serde_json::from_str(String::from_utf8_lossy(&run.stdout).trim()).expect("json");
     assert_eq!(reply["result"], 2, "{reply}");
 }
+
+/// Goal: a venue's categories come from a TOML file given to `event create`; `event info`
+/// shows their prices and per-person limits; a hold past a category's own limit is refused
+/// while the event's limit still has room, and changes nothing; a mistake in the file names
+/// its line and key and creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_categories_file_prices_a_venue_and_limits_a_category_per_person() {
+    let cluster = TestCluster::with_user1(Options::default()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let venue = dir.path().join("venue.toml");
+    std::fs::write(
+        &venue,
+        "currency = \"chf\"\n\n[[category]]\nname = \"front\"\nprice = \"80\"\ncovers = [\"A\"]\nmax_per_user = 2\n\n[[category]]\nname = \"rear\"\nprice = 45\ncovers = [\"B-C\"]\n",
+    )
+    .expect("write the venue");
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[[category]]\nname = \"front\"\nprice = 80.5\ncovers = [\"A\"]\n",
+    )
+    .expect("write the broken venue");
+    let admin_env = [("TICKET_PASSWORD", common::ADMIN_PASSWORD)];
+    let create = |file: &std::path::Path, name: &str| {
+        let line = format!(
+            "event create {name} --rows 3 --seats-per-row 6 --max-per-user 8 --categories {}",
+            file.display()
+        );
+        run_ticket(
+            &cluster.config_path,
+            &["--json", "-c", "login admin", "-c", &line],
+            "",
+            &admin_env,
+        )
+    };
+    let refused = create(&broken, "brokenhall");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        said.contains("broken.toml:3:9") && said.contains("category[0].price"),
+        "{said}"
+    );
+    let made = create(&venue, "hall");
+    assert!(
+        made.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&made.stdout),
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let event = &json_lines(&made)[1]["event"];
+    assert_eq!(event["currency"], "CHF");
+    assert_eq!(event["categories"][0]["max_seats_per_user"], 2);
+    assert_eq!(event["categories"][1]["price_minor"], 4_500);
+
+    let info = ticket(
+        &cluster,
+        &["-c", "event info hall", "-c", "event info brokenhall"],
+        "",
+    );
+    let said = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        said.contains("front 80.00 CHF (A, at most 2 a person), rear 45.00 CHF (B-C)"),
+        "{said}"
+    );
+    assert!(
+        String::from_utf8_lossy(&info.stderr).contains("there is no event 'brokenhall'"),
+        "the broken file created nothing"
+    );
+
+    let user1 = ticket(
+        &cluster,
+        &[
+            "--json",
+            "-c",
+            "login user1",
+            "-c",
+            "use hall",
+            "-c",
+            "hold A1 A2 B1",
+            "-c",
+            "hold A3",
+        ],
+        "",
+    );
+    assert!(!user1.status.success(), "the third front seat is refused");
+    let replies = json_lines(&user1);
+    assert_eq!(
+        replies[2]["hold"]["seats"],
+        serde_json::json!(["A1", "A2", "B1"])
+    );
+    let error = replies[3]["error"].as_str().expect("an error");
+    assert!(
+        error.contains("'hall' allows 2 front seats per person; you have 2 and asked for 1 more"),
+        "{error}"
+    );
+    let seats = ticket(
+        &cluster,
+        &["--json", "-c", "login user1", "-c", "seats hall"],
+        "",
+    );
+    let map = &json_lines(&seats)[1];
+    let a3 = map["seats"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == "A3"))
+        .expect("A3");
+    assert_eq!(a3["status"], "free", "a refused hold changes nothing");
+}

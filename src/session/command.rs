@@ -49,8 +49,10 @@ pub enum Cmd {
         rows: u32,
         seats_per_row: u32,
         max_per_user: u32,
-        /// `--category NAME=PRICE@COVER[,COVER...]`, best first.
+        /// `--category NAME=PRICE@COVER[,COVER...][:MAX]`, best first.
         categories: Vec<CategoryArg>,
+        /// `--categories FILE`: the categories of a big venue, in TOML (see `categories_file`).
+        categories_file: Option<String>,
         /// `--currency EUR` (EUR when categories are given without one).
         currency: Option<String>,
     },
@@ -119,12 +121,14 @@ pub struct HoldArgs {
     pub duration_secs: Option<u64>,
 }
 
-/// One `--category NAME=PRICE@COVER[,COVER...]` of `event create`.
+/// One `--category NAME=PRICE@COVER[,COVER...][:MAX]` of `event create`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CategoryArg {
     pub name: String,
     pub price_minor: u64,
     pub covers: Vec<String>,
+    /// Seats of it one person may have; 0: only the event's limit.
+    pub max_per_user: u32,
 }
 
 /// What completion offers for a command's next word.
@@ -446,7 +450,7 @@ pub const COMMANDS: &[Spec] = &[
         }),
         ..spec(
             "event",
-            "event info NAME | event create NAME --rows N --seats-per-row M [--max-per-user K] [--category NAME=PRICE@ROWS,... ] [--currency EUR]",
+            "event info NAME | event create NAME --rows N --seats-per-row M [--max-per-user K] [--category NAME=PRICE@ROWS,...[:MAX] | --categories FILE.toml] [--currency EUR]",
             "an event's size, limit, free and taken seats, and who sees holders; admin: create an event",
             parse_event,
             Complete::Subcommands(&[("info", Complete::Events), ("create", Complete::Nothing)]),
@@ -664,10 +668,10 @@ fn parse_event(args: &[String]) -> Result<Cmd, String> {
 }
 
 /// `event create NAME --rows N --seats-per-row M [--max-per-user K] [--category ...]...
-/// [--currency C]`, flags in any order.
+/// [--categories FILE] [--currency C]`, flags in any order.
 fn event_create(name: &str, flags: &[String]) -> Result<Cmd, String> {
     let (mut rows, mut seats_per_row, mut max_per_user) = (None, None, 0);
-    let (mut categories, mut currency) = (Vec::new(), None);
+    let (mut categories, mut currency, mut categories_file) = (Vec::new(), None, None);
     let mut flags = flags.iter();
     while let Some(flag) = flags.next() {
         match flag.as_str() {
@@ -678,6 +682,10 @@ fn event_create(name: &str, flags: &[String]) -> Result<Cmd, String> {
                 let value = flags.next().ok_or("--category needs NAME=PRICE@ROWS")?;
                 categories.push(category(value)?);
             }
+            "--categories" => {
+                let value = flags.next().ok_or("--categories needs a TOML file")?;
+                categories_file = Some(value.clone());
+            }
             "--currency" => {
                 let value = flags.next().ok_or("--currency needs a code like EUR")?;
                 currency = Some(value.to_ascii_uppercase());
@@ -685,23 +693,34 @@ fn event_create(name: &str, flags: &[String]) -> Result<Cmd, String> {
             other => return Err(format!("unknown option {other}; {}", usage("event"))),
         }
     }
+    if categories_file.is_some() && !categories.is_empty() {
+        return Err(
+            "give the categories with --category or in a --categories file, not both".into(),
+        );
+    }
     Ok(Cmd::EventCreate {
         name: name.to_string(),
         rows: rows.ok_or_else(|| usage("event"))?,
         seats_per_row: seats_per_row.ok_or_else(|| usage("event"))?,
         max_per_user,
         categories,
+        categories_file,
         currency,
     })
 }
 
-/// `NAME=PRICE@COVER[,COVER...]`: `front=80@A-B`, `rear=45.50@C,D1-D10`.
+/// `NAME=PRICE@COVER[,COVER...][:MAX]`: `front=80@A-B`, `rear=45.50@C,D1-D10`, `vip=120@A:2`
+/// (at most 2 vip seats a person).
 fn category(value: &str) -> Result<CategoryArg, String> {
     let wrong = || {
-        format!("'{value}' is not a category: write NAME=PRICE@ROWS, like front=80.00@A-B,C1-C10")
+        format!("'{value}' is not a category: write NAME=PRICE@ROWS[:MAX], like front=80.00@A-B,C1-C10 or vip=120@A:2")
     };
     let (name, rest) = value.split_once('=').ok_or_else(wrong)?;
     let (price, covers) = rest.split_once('@').ok_or_else(wrong)?;
+    let (covers, max_per_user) = match covers.split_once(':') {
+        Some((covers, max)) => (covers, max.parse::<u32>().map_err(|_| wrong())?),
+        None => (covers, 0),
+    };
     let covers: Vec<String> = covers
         .split(',')
         .filter(|c| !c.is_empty())
@@ -714,6 +733,7 @@ fn category(value: &str) -> Result<CategoryArg, String> {
         name: name.to_string(),
         price_minor: price_minor(price).ok_or_else(wrong)?,
         covers,
+        max_per_user,
     })
 }
 
@@ -1030,6 +1050,7 @@ mod tests {
                 seats_per_row: 10,
                 max_per_user: 0,
                 categories: Vec::new(),
+                categories_file: None,
                 currency: None,
             }))
         );
@@ -1048,19 +1069,37 @@ mod tests {
             }))
         );
         assert_eq!(
-            parse("event create gala --rows 3 --seats-per-row 10 --category front=80@A --category rear=45.5@B-C --currency eur"),
+            parse("event create gala --rows 3 --seats-per-row 10 --category front=80@A:2 --category rear=45.5@B-C --currency eur"),
             Ok(Some(Cmd::EventCreate {
                 name: "gala".into(),
                 rows: 3,
                 seats_per_row: 10,
                 max_per_user: 0,
                 categories: vec![
-                    CategoryArg { name: "front".into(), price_minor: 8000, covers: vec!["A".into()] },
-                    CategoryArg { name: "rear".into(), price_minor: 4550, covers: vec!["B-C".into()] },
+                    CategoryArg { name: "front".into(), price_minor: 8000, covers: vec!["A".into()], max_per_user: 2 },
+                    CategoryArg { name: "rear".into(), price_minor: 4550, covers: vec!["B-C".into()], max_per_user: 0 },
                 ],
+                categories_file: None,
                 currency: Some("EUR".into()),
             }))
         );
+        assert_eq!(
+            parse("event create hall --categories venue.toml --rows 3 --seats-per-row 10"),
+            Ok(Some(Cmd::EventCreate {
+                name: "hall".into(),
+                rows: 3,
+                seats_per_row: 10,
+                max_per_user: 0,
+                categories: Vec::new(),
+                categories_file: Some("venue.toml".into()),
+                currency: None,
+            }))
+        );
+        assert!(parse(
+            "event create hall --rows 3 --seats-per-row 10 --categories v.toml --category a=1@A"
+        )
+        .unwrap_err()
+        .contains("not both"));
         for bad in [
             "front",
             "front=80",
@@ -1068,6 +1107,9 @@ mod tests {
             "=80@A",
             "front=80@",
             "front=1.234@A",
+            "front=80@A:",
+            "front=80@A:two",
+            "front=80@:2",
         ] {
             let line = format!("event create gala --rows 3 --seats-per-row 10 --category {bad}");
             assert!(

@@ -9,6 +9,7 @@
 //! `run FILE.rhai` and plugin commands go to whatever implements [`Scripts`] (the script
 //! layer, above this one).
 
+mod categories_file;
 mod checkout;
 pub mod command;
 pub mod render;
@@ -331,8 +332,18 @@ impl Session {
                 seats_per_row,
                 max_per_user,
                 categories,
+                categories_file,
                 currency,
             } => {
+                let (categories, currency) = match categories_file {
+                    Some(path) => {
+                        let (categories, named) =
+                            categories_file::load(std::path::Path::new(&path))
+                                .map_err(|e| e.to_string())?;
+                        (categories, currency.or(named))
+                    }
+                    None => (categories, currency),
+                };
                 let request = create_request(name, rows, seats_per_row, max_per_user);
                 self.event_create(with_categories(request, categories, currency))
                     .await
@@ -522,7 +533,7 @@ impl Session {
             0 => "no limit per person".to_string(),
             n => format!("at most {n} seats per person"),
         };
-        let text = format!(
+        let mut text = format!(
             "{}: {} rows of {} seats ({} in all), {limit}\n{} free, {} taken\nwho reserved a seat is shown to {holders}",
             event.name,
             event.rows,
@@ -531,6 +542,9 @@ impl Session {
             event.free,
             event.taken,
         );
+        if !event.categories.is_empty() {
+            text.push_str(&format!("\nprices: {}", render::categories_text(event)));
+        }
         let mut json = event_json(event);
         json["holders_shown_to"] = json!(holders);
         Ok(CommandOutput::new(text, json!({ "event": json })))
@@ -1040,7 +1054,6 @@ fn backend_name(backend: Backend) -> &'static str {
     }
 }
 
-/// The person said no: nothing changed, and that is not a failure.
 /// `event create`'s request without categories.
 fn create_request(
     name: String,
@@ -1074,11 +1087,13 @@ fn with_categories(
             name: c.name,
             price_minor: c.price_minor,
             covers: c.covers,
+            max_seats_per_user: c.max_per_user,
         })
         .collect();
     request
 }
 
+/// The person said no: nothing changed, and that is not a failure.
 fn declined() -> CommandOutput {
     CommandOutput::new("not cancelled", json!({ "cancelled": false }))
 }

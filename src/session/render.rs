@@ -59,22 +59,31 @@ pub fn seat_map(reply: &GetSeatsReply, colour: bool) -> String {
     }
     if let Some(event) = &reply.event {
         if !event.categories.is_empty() {
-            let prices: Vec<String> = event
-                .categories
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{} {} ({})",
-                        c.name,
-                        crate::json::price_text(c.price_minor, &event.currency),
-                        c.covers.join(" ")
-                    )
-                })
-                .collect();
-            out.push_str(&format!("\nprices: {}", prices.join(", ")));
+            out.push_str(&format!("\nprices: {}", categories_text(event)));
         }
     }
     out
+}
+
+/// An event's categories in a line: `front €80.00 (A, at most 2 a person), rear €45.00 (B C)`.
+pub fn categories_text(event: &pb::Event) -> String {
+    let shown: Vec<String> = event
+        .categories
+        .iter()
+        .map(|c| {
+            let limit = match c.max_seats_per_user {
+                0 => String::new(),
+                n => format!(", at most {n} a person"),
+            };
+            format!(
+                "{} {} ({}{limit})",
+                c.name,
+                crate::json::price_text(c.price_minor, &event.currency),
+                c.covers.join(" ")
+            )
+        })
+        .collect();
+    shown.join(", ")
 }
 
 /// One change of `seats --watch`: `[index 42] S7 taken, S3 free` (the whole map after a

@@ -1032,12 +1032,13 @@
     legend.textContent = '';
     categories.forEach((c, at) => {
       const price = priceText(c.price_minor, currency);
+      const limit = c.max_seats_per_user ? ` · at most ${c.max_seats_per_user} a person` : '';
       legend.append(
         el(
           'li',
           { 'data-category-name': c.name },
           el('span', { class: 'swatch category-swatch', 'data-category': at % CATEGORY_COLOURS, 'aria-hidden': 'true' }),
-          el('span', {}, el('span', { class: 'category-name' }, c.name), price ? ` · ${price}` : '')
+          el('span', {}, el('span', { class: 'category-name' }, c.name), (price ? ` · ${price}` : '') + limit)
         )
       );
     });
