@@ -1818,6 +1818,7 @@ async fn the_rules_engine_holds_with_consent_tells_the_time_left_and_confirms() 
         name: name.into(),
         price_minor,
         covers: vec![covers.into()],
+        ..Default::default()
     };
     admin
         .create_event_from(ticket::pb::booking::v1::CreateEventRequest {

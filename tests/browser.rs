@@ -416,11 +416,13 @@ async fn checkout_signs_up_holds_counts_down_confirms_and_shows_a_qr_ticket() {
                     name: "front".into(),
                     price_minor: 8_000,
                     covers: vec!["A".into()],
+                    ..Default::default()
                 },
                 pb::Category {
                     name: "rear".into(),
                     price_minor: 4_500,
                     covers: vec!["B-C".into()],
+                    ..Default::default()
                 },
             ],
             currency: "EUR".into(),

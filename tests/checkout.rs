@@ -41,6 +41,7 @@ async fn priced_event(admin: &Client, name: &str) {
         name: name.into(),
         price_minor,
         covers: covers.iter().map(|c| c.to_string()).collect(),
+        ..Default::default()
     };
     admin
         .create_event_from(pb::CreateEventRequest {
@@ -170,13 +171,32 @@ async fn a_confirm_retried_across_a_leader_kill_books_once() {
         .expect("a hold");
     // The default length from cluster.toml: ten minutes.
     assert_eq!(held.expires_at_ms - held.created_at_ms, 600_000);
+    // The confirm goes to the leader, which is killed while it is in flight: its fate is
+    // unknown to the client, and the retry through the other nodes must book exactly once.
     let leader = cluster.wait_leader(Duration::from_secs(5)).await;
-    cluster.kill(leader);
+    let on_leader = as_on_node(&cluster, &ana, leader);
     let request_id = "confirm-across-the-kill";
+    let hold_id = held.id.clone();
+    let in_flight = tokio::spawn(async move {
+        on_leader
+            .confirm_hold_with_id(request_id, &hold_id, "pay-1")
+            .await
+    });
+    cluster.kill(leader);
+    let in_flight = tokio::time::timeout(Duration::from_secs(60), in_flight)
+        .await
+        .expect("the confirm sent to the killed leader ends")
+        .expect("task");
     let first = ana
         .confirm_hold_with_id(request_id, &held.id, "pay-1")
         .await
         .expect("confirmed after the failover");
+    if let Ok(acknowledged) = in_flight {
+        assert_eq!(
+            acknowledged.booking, first.booking,
+            "one outcome for one request id"
+        );
+    }
     let again = ana
         .confirm_hold_with_id(request_id, &held.id, "pay-1")
         .await
@@ -383,6 +403,26 @@ async fn bad_checkout_requests_are_refused_with_their_code_and_change_nothing() 
             "not a hold id",
             Code::InvalidArgument,
             ana.release_hold("hold-one").await.map(drop),
+        ),
+        (
+            "an unknown hold extended",
+            Code::NotFound,
+            ana.extend_hold("hd-999", 1_000).await.map(drop),
+        ),
+        (
+            "someone else's hold extended",
+            Code::PermissionDenied,
+            bo.extend_hold(&held.id, 1_000).await.map(drop),
+        ),
+        (
+            "an unknown hold released",
+            Code::NotFound,
+            ana.release_hold("hd-999").await.map(drop),
+        ),
+        (
+            "an unknown event",
+            Code::NotFound,
+            ana.hold(hold_of("nowhere", &["S3"], 0)).await.map(drop),
         ),
         (
             "a hold too long",

@@ -614,6 +614,7 @@ async fn priced_event(cluster: &TestCluster, name: &str) {
         name: name.into(),
         price_minor,
         covers: covers.iter().map(|c| c.to_string()).collect(),
+        ..Default::default()
     };
     cluster
         .admin()
