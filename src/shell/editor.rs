@@ -464,6 +464,43 @@ mod tests {
         assert_eq!(known.events, ["demo", "gala"], "events are kept");
     }
 
+    #[test]
+    fn checkout_commands_offer_free_seats_and_my_holds_learnt_from_a_map() {
+        use crate::pb::booking::v1::{GetSeatsReply, Seat, SeatStatus};
+        let seat = |id: &str, status: SeatStatus, hold: &str| Seat {
+            id: id.into(),
+            row: "S".into(),
+            status: status as i32,
+            hold_id: hold.into(),
+            ..Default::default()
+        };
+        let reply = GetSeatsReply {
+            event: None,
+            seats: vec![
+                seat("S1", SeatStatus::Free, ""),
+                seat("S2", SeatStatus::HeldByYou, "hd-3"),
+                seat("S3", SeatStatus::HeldByYou, "hd-3"),
+                seat("S4", SeatStatus::Held, ""),
+                seat("S5", SeatStatus::HeldByYou, "hd-8"),
+            ],
+            applied_index: 1,
+        };
+        let mut known = demo_known();
+        known.learn_seats(&reply);
+        let completer = completer(known);
+        assert_eq!(values(&completer, "hold "), vec!["S1"], "only free seats");
+        for command in ["confirm", "extend", "release"] {
+            assert_eq!(
+                values(&completer, &format!("{command} ")),
+                vec!["hd-3", "hd-8"],
+                "{command}"
+            );
+            assert!(values(&completer, &format!("{command} hd-3 ")).is_empty());
+        }
+        assert_eq!(values(&completer, "conf"), vec!["confirm"]);
+        assert_eq!(values(&completer, "check"), vec!["check-in"]);
+    }
+
     /// Tab after a multi-byte whitespace character (a no-break or an ideographic space)
     /// completes the word after it instead of panicking on a byte offset inside the
     /// character; a cursor inside a character is moved back to its start.
