@@ -89,6 +89,9 @@ pub struct NodeConfig {
     pub peer_advertise: SocketAddr,
     /// The address the peer listener binds; defaults to `peer_advertise`.
     pub peer_listen: SocketAddr,
+    /// Where the node serves Prometheus metrics (`/metrics`), `/healthz` and `/readyz` over
+    /// plain HTTP; off unless set. They carry no secret, but keep them off the public network.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `[peer_tls]`: the files of the cluster's certificate authority and of this node's
@@ -310,6 +313,7 @@ struct RawNode {
     listen: Option<Spanned<String>>,
     peer_advertise: Option<Spanned<String>>,
     peer_listen: Option<Spanned<String>>,
+    metrics_listen: Option<Spanned<String>>,
 }
 
 /// A problem with the file, located to its line and key.
@@ -557,12 +561,15 @@ fn parse_node(
     }
     let peer_listen = parse_optional_addr(locate, node.peer_listen.as_ref(), &key("peer_listen"))?
         .unwrap_or(peer_advertise);
+    let metrics_listen =
+        parse_optional_addr(locate, node.metrics_listen.as_ref(), &key("metrics_listen"))?;
     Ok(NodeConfig {
         id,
         addr,
         listen,
         peer_advertise,
         peer_listen,
+        metrics_listen,
     })
 }
 
@@ -933,6 +940,25 @@ listen = "0.0.0.0:60052"
         );
         let (line, key, _) = located(&text);
         assert_eq!((line, key.as_str()), (5, "heartbeat_interval_ms"));
+    }
+
+    #[test]
+    fn metrics_listen_is_off_unless_set_and_located_when_wrong() {
+        let config = parse(GOOD).expect("valid");
+        assert_eq!(config.nodes[0].metrics_listen, None);
+        let text = GOOD.replace(
+            "listen = \"0.0.0.0:60052\"",
+            "listen = \"0.0.0.0:60052\"\nmetrics_listen = \"127.0.0.1:9102\"",
+        );
+        let config = parse(&text).expect("valid");
+        assert_eq!(
+            config.nodes[1].metrics_listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9102")
+        );
+        let text = text.replace("127.0.0.1:9102", "everywhere");
+        let (line, key, message) = located(&text);
+        assert_eq!((line, key.as_str()), (15, "nodes[1].metrics_listen"));
+        assert!(message.contains("IP:PORT"), "{message}");
     }
 
     #[test]

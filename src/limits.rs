@@ -149,6 +149,8 @@ pub const LOG_WRITE_BATCH_MAX: usize = 4_096;
 pub const QUORUM_WAIT_MS: u64 = 5_000;
 /// How long one node waits for another's answer to a status probe.
 pub const STATUS_PROBE_MS: u64 = 500;
+/// Entries a node's applied index may trail its own log while `/readyz` still says ready.
+pub const READY_LAG_ENTRIES_MAX: u64 = 1_000;
 
 /// Change sets (one per apply that touched seats) each node keeps for watchers resuming
 /// from an applied index; one further back gets the whole seat map.

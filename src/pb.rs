@@ -15,3 +15,6 @@ pub mod raft {
 /// The encoded descriptors of the client API (not the peer protocol), for the gRPC
 /// reflection service.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("descriptor");
+
+/// The client API's proto source: the RPC names the metrics time each request by.
+pub const BOOKING_PROTO: &str = include_str!("../proto/booking/v1/booking.proto");

@@ -939,19 +939,18 @@ async fn every_node_serves_grpc_health_and_reflection() {
     cluster.wait_leader(Duration::from_secs(5)).await;
     for node in &cluster.config.nodes {
         let channel = cluster.channel(node.id).await;
-        let check = HealthCheckRequest {
-            service: "booking.v1.BookingService".into(),
-        };
-        let health = HealthClient::new(channel.clone())
-            .check(check)
-            .await
-            .expect("health");
-        assert_eq!(
-            health.into_inner().status(),
-            ServingStatus::Serving,
-            "node {}",
-            node.id
-        );
+        // SERVING once the node knows the leader (tests/operations.rs has the rest).
+        eventually("SERVING", Duration::from_secs(10), || {
+            let channel = channel.clone();
+            async move {
+                let check = HealthCheckRequest {
+                    service: "booking.v1.BookingService".into(),
+                };
+                let health = HealthClient::new(channel).check(check).await;
+                health.is_ok_and(|h| h.into_inner().status() == ServingStatus::Serving)
+            }
+        })
+        .await;
 
         let list = ServerReflectionRequest {
             host: String::new(),
@@ -972,7 +971,41 @@ async fn every_node_serves_grpc_health_and_reflection() {
             "node {}: {names:?}",
             node.id
         );
+        let names = list_services_v1alpha(cluster.channel(node.id).await).await;
+        assert!(
+            names.iter().any(|n| n == "booking.v1.BookingService"),
+            "node {} over v1alpha: {names:?}",
+            node.id
+        );
+        assert!(
+            !names.iter().any(|n| n.starts_with("raft")),
+            "the peer protocol is not listed: {names:?}"
+        );
     }
+}
+
+/// The services a node lists to a client that speaks only reflection v1alpha, as Python's
+/// grpcio-reflection, evans and older grpcurl builds do.
+async fn list_services_v1alpha(channel: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+
+    let list = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::once(list))
+        .await
+        .expect("reflection v1alpha answers")
+        .into_inner();
+    let reply = replies.message().await.expect("reply").expect("one reply");
+    let Some(MessageResponse::ListServicesResponse(services)) = reply.message_response else {
+        panic!("unexpected v1alpha reflection reply");
+    };
+    services.service.into_iter().map(|s| s.name).collect()
 }
 
 /// openraft 0.9 restarts a node that led before as leader of the same term, and its first

@@ -219,6 +219,11 @@ impl LogStore {
         }
     }
 
+    /// The highest log index this node knows committed (0 before any).
+    pub fn committed_index(&self) -> u64 {
+        self.view().committed.map_or(0, |c| c.index)
+    }
+
     /// Whether this node has never voted nor logged anything: a fresh node.
     pub fn is_empty(&self) -> bool {
         let view = self.view();
@@ -355,7 +360,9 @@ fn write_loop(db: &Database, queue: mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let result = write_batch(db, &batch).map_err(|e| e.to_string());
+        metrics::histogram!("ticket_log_fsync_seconds").record(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             tracing::error!(error = %e, "log write failed");
         }

@@ -159,7 +159,13 @@ impl PeerConnection {
         request.set_timeout(option.hard_ttl());
         let mut client = client;
         let reply = match method {
-            Method::Append => client.append_entries(request).await,
+            Method::Append => {
+                let started = std::time::Instant::now();
+                let reply = client.append_entries(request).await;
+                metrics::histogram!("ticket_raft_append_entries_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                reply
+            }
             Method::Snapshot => client.install_snapshot(request).await,
             Method::Vote => client.vote(request).await,
         };

@@ -57,6 +57,37 @@ fn storage_error(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl ToStrin
 
 /// The fatal error for a command whose apply panicked: the node stops with the log index and
 /// the command's kind, and says what to do (the panic message itself went to the log).
+/// Commands applied in one call, by command, outcome and reason: counted as they are
+/// applied, and added to `ticket_commands_applied_total` once per call, outside the lock.
+#[derive(Default)]
+struct Tally(Vec<((&'static str, &'static str, &'static str), u64)>);
+
+impl Tally {
+    fn count(&mut self, command: &crate::domain::Command, outcome: &Outcome) {
+        let reason = match outcome {
+            Outcome::Rejected(why) => why.kind(),
+            _ => "none",
+        };
+        let key = (command.kind(), outcome.kind(), reason);
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => self.0.push((key, 1)),
+        }
+    }
+
+    fn record(self) {
+        for ((command, outcome, reason), n) in self.0 {
+            metrics::counter!(
+                "ticket_commands_applied_total",
+                "command" => command,
+                "outcome" => outcome,
+                "reason" => reason
+            )
+            .increment(n);
+        }
+    }
+}
+
 fn apply_failed(log_id: LogId, command: &crate::domain::Command) -> StorageError {
     let why = format!(
         "applying the {} command at log index {} panicked (a bug in apply): this node stops \
@@ -261,6 +292,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let entries = entries.into_iter();
         let mut outcomes = Vec::with_capacity(entries.size_hint().0);
         let mut touched = Vec::new();
+        let mut tally = Tally::default();
         let last = {
             let mut applied = self
                 .shared
@@ -284,7 +316,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                     state.apply_noting(command, &mut touched)
                                 }));
                             match result {
-                                Ok(outcome) => results.push(outcome),
+                                Ok(outcome) => {
+                                    tally.count(command, &outcome);
+                                    results.push(outcome);
+                                }
                                 Err(_) => return Err(apply_failed(entry.log_id, command)),
                             }
                         }
@@ -300,6 +335,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             applied.last_applied
         };
+        tally.record();
         if let Some(last) = last {
             self.set_applied_index(last.index);
             if !touched.is_empty() {

@@ -440,6 +440,67 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The outcome's name for metrics: a success's, or `rejected` (see [`Rejection::kind`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Bootstrapped => "bootstrapped",
+            Outcome::AlreadyBootstrapped => "already_bootstrapped",
+            Outcome::UserAdded => "user_added",
+            Outcome::UserChanged => "user_changed",
+            Outcome::EventCreated(_) => "event_created",
+            Outcome::Reserved(_) => "reserved",
+            Outcome::Cancelled { .. } => "cancelled",
+            Outcome::Rejected(_) => "rejected",
+            Outcome::Held(_) => "held",
+            Outcome::HoldExtended(_) => "hold_extended",
+            Outcome::HoldReleased { .. } => "hold_released",
+            Outcome::Confirmed(_) => "confirmed",
+            Outcome::CheckedIn(_) => "checked_in",
+            Outcome::Swept { .. } => "swept",
+        }
+    }
+}
+
+impl Rejection {
+    /// Why, as a name for metrics (never the message: it names users and seats).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::AlreadyCheckedIn { .. } => "already_checked_in",
+            Rejection::BadCategories { .. } => "bad_categories",
+            Rejection::CategoryLimitReached { .. } => "category_limit_reached",
+            Rejection::EventExists { .. } => "event_exists",
+            Rejection::HoldAtMaximum { .. } => "hold_at_maximum",
+            Rejection::HoldConfirmed { .. } => "hold_confirmed",
+            Rejection::HoldExpired { .. } => "hold_expired",
+            Rejection::HoldReleased { .. } => "hold_released",
+            Rejection::HoldTooLong { .. } => "hold_too_long",
+            Rejection::Invalid { .. } => "invalid",
+            Rejection::LimitReached { .. } => "limit_reached",
+            Rejection::NoSeats { .. } => "no_seats",
+            Rejection::NotAdmin => "not_admin",
+            Rejection::NotBootstrapped => "not_bootstrapped",
+            Rejection::NotDoor => "not_door",
+            Rejection::NotOwner { .. } => "not_owner",
+            Rejection::NotYourHold { .. } => "not_your_hold",
+            Rejection::SeatNotReserved { .. } => "seat_not_reserved",
+            Rejection::SeatsHeld { .. } => "seats_held",
+            Rejection::SeatsTaken { .. } => "seats_taken",
+            Rejection::SetupRefused => "setup_refused",
+            Rejection::TicketVoid { .. } => "ticket_void",
+            Rejection::TooManyEvents { .. } => "too_many_events",
+            Rejection::TooManyUsers { .. } => "too_many_users",
+            Rejection::UnknownBooking { .. } => "unknown_booking",
+            Rejection::UnknownCategory { .. } => "unknown_category",
+            Rejection::UnknownEvent { .. } => "unknown_event",
+            Rejection::UnknownHold { .. } => "unknown_hold",
+            Rejection::UnknownSeat { .. } => "unknown_seat",
+            Rejection::UnknownUser { .. } => "unknown_user",
+            Rejection::UserExists { .. } => "user_exists",
+        }
+    }
+}
+
 /// Why a well-formed command changed nothing. Each maps to one gRPC status.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {

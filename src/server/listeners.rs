@@ -67,11 +67,23 @@ pub async fn serve_clients(
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<Serving> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<BookingServiceServer<api::Api>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+    tokio::spawn(super::ops::follow_health::<BookingServiceServer<api::Api>>(
+        node.clone(),
+        health,
+        stopped.clone(),
+    ));
+    // Both versions of reflection: grpcurl and grpcui speak v1, but Python's
+    // grpcio-reflection, evans and older grpcurl builds ask v1alpha only.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
-        .context("building the reflection service")?;
+        .context("building the reflection service (v1)")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("building the reflection service (v1alpha)")?;
     // A stranger's request is small: the client API takes 64 KiB at most, so no one makes a
     // node buffer a snapshot-sized message before it has even checked a token. Replies may
     // be large (the seat map of the largest event).
@@ -93,8 +105,10 @@ pub async fn serve_clients(
         .concurrency_limit_per_connection(limits::CLIENT_REQUESTS_IN_PROGRESS_PER_CONNECTION_MAX)
         .load_shed(true)
         .timeout(Duration::from_millis(limits::CLIENT_REQUEST_MAX_MS))
+        .layer(super::ops::RpcTimer::for_client_api())
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(booking)
         .serve_with_incoming_shutdown(incoming, until_stopped(stopped));
     Ok(Box::pin(serving))

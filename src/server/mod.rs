@@ -12,6 +12,7 @@ mod incoming;
 mod keyring;
 mod listeners;
 pub mod node;
+pub mod ops;
 mod peer;
 mod proposer;
 mod sweeper;
@@ -62,6 +63,8 @@ pub async fn run(
     id: NodeId,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // First, so that nothing recorded at start-up is lost.
+    let metrics = ops::install()?;
     let me = this_node(&config, id)?;
     make_local_pki(&config)?;
     let identity = crate::pki::Identity::load_peer(&config, id)?;
@@ -75,6 +78,16 @@ pub async fn run(
 
     let (client_listener, peer_listener) = bind(&me).await?;
     let (stop_serving, stopped) = tokio::sync::watch::channel(false);
+    if let Some(addr) = me.metrics_listen {
+        let listener = ops::bind(id, addr).await?;
+        let (node, stopped) = (node.clone(), stopped.clone());
+        tokio::spawn(async move {
+            if let Err(e) = ops::serve(node, metrics, listener, stopped).await {
+                tracing::warn!(error = %e, "metrics endpoint stopped");
+            }
+        });
+        tracing::info!(metrics = %addr, "serving /metrics, /healthz and /readyz");
+    }
     let server = serve(
         &node,
         client_listener,

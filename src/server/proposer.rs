@@ -77,6 +77,8 @@ async fn gather(raft: Raft, mut pending: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
+        metrics::counter!("ticket_log_entries_proposed_total").increment(1);
+        metrics::histogram!("ticket_log_commands_per_entry").record(batch.len() as f64);
         let raft = raft.clone();
         tokio::spawn(async move {
             let (mut commands, replies): (Vec<Command>, Vec<_>) =

@@ -78,7 +78,10 @@ pub struct Throttle {
     hashing: tokio::sync::Semaphore,
 }
 
-fn exhausted(what: String, wait: Duration) -> ApiError {
+/// A RESOURCE_EXHAUSTED answer for `what`, counted by `kind` (a name this code gives, never
+/// anything a caller sent).
+fn exhausted(kind: &'static str, what: String, wait: Duration) -> ApiError {
+    metrics::counter!("ticket_throttled_requests_total", "what" => kind).increment(1);
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     ApiError::Exhausted {
         message: format!("{what}; try again in {secs} s"),
@@ -106,7 +109,7 @@ impl Throttle {
             let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(f) = accounts.get(user).filter(|f| f.until > now) {
                 let what = format!("too many failed logins for '{user}'");
-                return Err(exhausted(what, f.until - now));
+                return Err(exhausted("login_name", what, f.until - now));
             }
         }
         if let Some(address) = address {
@@ -120,6 +123,7 @@ impl Throttle {
                 let wait = bucket.wait(rate.per_second);
                 if !wait.is_zero() {
                     return Err(exhausted(
+                        "login_address",
                         format!("too many failed logins from {address}"),
                         wait,
                     ));
@@ -138,6 +142,7 @@ impl Throttle {
             accounts.remove(user);
             return;
         }
+        metrics::counter!("ticket_login_failures_total").increment(1);
         forget_oldest(&mut accounts, |f| f.last);
         let failures = accounts.entry(user.to_string()).or_insert(Failures {
             count: 0,
@@ -182,6 +187,7 @@ impl Throttle {
         let wait = bucket.wait(rate.per_second);
         if !wait.is_zero() {
             return Err(exhausted(
+                "registration",
                 format!("too many registrations from {address}"),
                 wait,
             ));
@@ -200,7 +206,13 @@ impl Throttle {
         let wait = Duration::from_millis(limits::PASSWORD_HASH_WAIT_MS);
         let permit = tokio::time::timeout(wait, self.hashing.acquire())
             .await
-            .map_err(|_| exhausted("this node is busy checking passwords".into(), wait))?
+            .map_err(|_| {
+                exhausted(
+                    "password_hashing",
+                    "this node is busy checking passwords".into(),
+                    wait,
+                )
+            })?
             .map_err(|_| ApiError::Unavailable("the node is stopping".into()))?;
         let result = tokio::task::spawn_blocking(work)
             .await

@@ -34,6 +34,7 @@ enum Holder {
 }
 
 fn exhausted(message: String) -> ApiError {
+    metrics::counter!("ticket_throttled_requests_total", "what" => "watch").increment(1);
     ApiError::Exhausted {
         message: format!("{message}; try again in 5 s"),
         retry_after_secs: 5,
@@ -80,6 +81,7 @@ impl Watchers {
             }
         };
         counts.total += 1;
+        metrics::gauge!("ticket_watch_streams_open").set(counts.total as f64);
         Ok(Slot {
             counts: self.counts.clone(),
             holder,
@@ -91,6 +93,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts.total = counts.total.saturating_sub(1);
+        metrics::gauge!("ticket_watch_streams_open").set(counts.total as f64);
         fn release<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
             if let Some(n) = map.get_mut(key) {
                 *n = n.saturating_sub(1);

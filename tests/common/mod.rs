@@ -34,6 +34,8 @@ pub struct Options {
     /// `[booking] hold_ms` and `hold_max_ms`.
     pub hold_ms: u64,
     pub hold_max_ms: u64,
+    /// Each node serves /metrics, /healthz and /readyz on a port of its own.
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             tls: true,
             hold_ms: 600_000,
             hold_max_ms: 1_800_000,
+            metrics: false,
         }
     }
 }
@@ -103,7 +106,9 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
-pub fn config_text(ports: &[u16], options: &Options) -> String {
+/// cluster.toml for `ports` (two a node, then the assistant's), with a metrics port a node
+/// from `metrics_ports` when it has one.
+pub fn config_text(ports: &[u16], metrics_ports: &[u16], options: &Options) -> String {
     let mut text = format!(
         "data_dir = \"data\"\n\n[raft]\nheartbeat_interval_ms = 50\nelection_timeout_min_ms = 300\n\
          election_timeout_max_ms = 600\nsnapshot_threshold = {}\nkeep_after_snapshot = {}\n\n\
@@ -133,6 +138,9 @@ pub fn config_text(ports: &[u16], options: &Options) -> String {
             pair[0],
             pair[1]
         ));
+        if let Some(port) = metrics_ports.get(i) {
+            text.push_str(&format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
+        }
     }
     text
 }
@@ -151,8 +159,11 @@ impl TestCluster {
     /// Writes cluster.toml without starting anything.
     pub fn configure(options: Options) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        // Two ports a node (clients, peers), and the last for the assistant's /ask.
-        let ports = free_ports(options.nodes * 2 + 1);
+        // Two ports a node (clients, peers), and the last for the assistant's /ask; then one a
+        // node for metrics when asked. Taken at once, so no two are the same.
+        let metrics = if options.metrics { options.nodes } else { 0 };
+        let ports = free_ports(options.nodes * 2 + 1 + metrics);
+        let (ports, metrics_ports) = ports.split_at(options.nodes * 2 + 1);
         let config_path = dir.path().join("cluster.toml");
         if options.tls {
             // The client API's certificate, for the loopback address clients dial.
@@ -161,7 +172,8 @@ impl TestCluster {
             let server = ticket::pki::Subject::Server(vec!["127.0.0.1".into(), "localhost".into()]);
             ticket::pki::issue(&tls, &server, &tls).expect("a server certificate");
         }
-        std::fs::write(&config_path, config_text(&ports, &options)).expect("write config");
+        let text = config_text(ports, metrics_ports, &options);
+        std::fs::write(&config_path, text).expect("write config");
         let config = Config::load(&config_path).expect("valid test config");
         TestCluster {
             dir,

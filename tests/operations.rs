@@ -1,0 +1,244 @@
+//! What an operator points at a running cluster: each node's Prometheus metrics, read as
+//! Prometheus reads them and checked against the bookings made; `/healthz`, `/readyz` and the
+//! gRPC health service following whether the node knows a leader.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, poll_for, Options, TestCluster};
+use prometheus_parse::{Sample, Scrape, Value};
+
+fn with_metrics() -> Options {
+    Options {
+        metrics: true,
+        ..Options::default()
+    }
+}
+
+/// `GET http://<node's metrics_listen><path>`: the status and the body.
+async fn get(cluster: &TestCluster, id: u64, path: &str) -> Option<(u16, String)> {
+    let addr = cluster.config.node(id)?.metrics_listen?;
+    let reply = reqwest::get(format!("http://{addr}{path}")).await.ok()?;
+    let status = reply.status().as_u16();
+    Some((status, reply.text().await.ok()?))
+}
+
+/// Node `id`'s metrics, parsed by a Prometheus text-format parser.
+async fn scrape(cluster: &TestCluster, id: u64) -> Vec<Sample> {
+    let (status, text) = get(cluster, id, "/metrics")
+        .await
+        .expect("/metrics answers");
+    assert_eq!(status, 200, "{text}");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    Scrape::parse(lines).expect("Prometheus text").samples
+}
+
+/// The value of the counter or gauge `metric` whose labels include `labels` (0 when absent).
+fn value(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            _ => panic!("{metric} is not a counter or gauge: {s:?}"),
+        })
+        .sum()
+}
+
+/// How many observations the histogram `metric` with `labels` holds (its +Inf bucket).
+fn observations(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            Value::Histogram(buckets) => buckets
+                .iter()
+                .find(|b| b.less_than.is_infinite())
+                .map_or(0.0, |b| b.count),
+            _ => panic!("{metric} is not a histogram: {s:?}"),
+        })
+        .sum()
+}
+
+/// Goal: every node's /metrics parses as Prometheus text, its applied-command counters agree
+/// with the bookings, refusals and cancels made, its Raft gauges agree with the cluster's
+/// status, and its latency metrics are histograms that saw the work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_bookings_made_on_every_node() {
+    let cluster = TestCluster::start(with_metrics());
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let admin = cluster.admin().await;
+    admin.create_event("gauged", 2, 5, 10).await.expect("event");
+    let ana = cluster.customer("ana").await;
+    let bo = cluster.customer("bo").await;
+    for seat in ["A1", "A2", "A3", "B1", "B2"] {
+        ana.reserve("gauged", &[seat]).await.expect("reserve");
+    }
+    let refused = bo.reserve("gauged", &["A2"]).await.expect_err("taken");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    ana.cancel_seats("gauged", &["B2"]).await.expect("cancel");
+    let mut stranger = cluster.client();
+    stranger
+        .login("ana", "not her password")
+        .await
+        .expect_err("a wrong password");
+    let status = cluster.client().cluster_status().await.expect("status");
+
+    let reserve = |outcome, reason| {
+        [
+            ("command", "Reserve"),
+            ("outcome", outcome),
+            ("reason", reason),
+        ]
+    };
+    for node in &cluster.config.nodes {
+        // Followers apply a moment after the leader acknowledged.
+        let samples = poll_for("every booking applied", Duration::from_secs(10), || async {
+            let samples = scrape(&cluster, node.id).await;
+            let cancelled = [("command", "Cancel"), ("outcome", "cancelled")];
+            let applied = value(&samples, "ticket_commands_applied_total", &cancelled);
+            (applied == 1.0).then_some(samples)
+        })
+        .await;
+        let applied =
+            |labels: &[(&str, &str)]| value(&samples, "ticket_commands_applied_total", labels);
+        assert_eq!(
+            applied(&reserve("reserved", "none")),
+            5.0,
+            "node {}",
+            node.id
+        );
+        assert_eq!(
+            applied(&reserve("rejected", "seats_taken")),
+            1.0,
+            "node {}",
+            node.id
+        );
+        assert_eq!(
+            applied(&[("command", "CreateEvent")]),
+            1.0,
+            "node {}",
+            node.id
+        );
+        assert_eq!(
+            value(&samples, "ticket_raft_leader_id", &[]),
+            leader as f64,
+            "node {}",
+            node.id
+        );
+        assert!(value(&samples, "ticket_raft_term", &[]) >= status.term as f64);
+        assert!(value(&samples, "ticket_raft_applied_index", &[]) >= 1.0);
+        assert!(value(&samples, "ticket_raft_committed_index", &[]) >= 1.0);
+        assert!(
+            observations(&samples, "ticket_log_fsync_seconds", &[]) >= 1.0,
+            "node {}: every node writes its log",
+            node.id
+        );
+        let role = if node.id == leader {
+            "leader"
+        } else {
+            "follower"
+        };
+        assert_eq!(
+            value(&samples, "ticket_raft_state", &[("state", role)]),
+            1.0,
+            "node {} is a {role}",
+            node.id
+        );
+    }
+
+    let on_leader = scrape(&cluster, leader).await;
+    for follower in cluster.config.nodes.iter().filter(|n| n.id != leader) {
+        let id = follower.id.to_string();
+        let lag = on_leader.iter().find(|s| {
+            s.metric == "ticket_raft_follower_lag_entries" && s.labels.get("follower") == Some(&id)
+        });
+        assert!(lag.is_some(), "the leader reports follower {id}'s lag");
+    }
+    assert!(value(&on_leader, "ticket_log_entries_proposed_total", &[]) >= 7.0);
+    assert!(observations(&on_leader, "ticket_log_commands_per_entry", &[]) >= 7.0);
+    assert!(observations(&on_leader, "ticket_raft_append_entries_seconds", &[]) >= 1.0);
+
+    // Requests are timed on the node that took them, whichever it was.
+    let mut reserves = 0.0;
+    let mut failures = 0.0;
+    for node in &cluster.config.nodes {
+        let samples = scrape(&cluster, node.id).await;
+        reserves += observations(&samples, "ticket_rpc_seconds", &[("rpc", "Reserve")]);
+        failures += value(&samples, "ticket_login_failures_total", &[]);
+        let unknown = observations(&samples, "ticket_rpc_seconds", &[("rpc", "unknown")]);
+        assert_eq!(unknown, 0.0, "no request of ours is unknown");
+    }
+    assert!(reserves >= 6.0, "six reserves timed, {reserves} seen");
+    assert_eq!(failures, 1.0, "one wrong password");
+}
+
+/// Node `id`'s gRPC health status for the booking service; None when it does not answer.
+async fn health_of(
+    cluster: &TestCluster,
+    id: u64,
+) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let request = HealthCheckRequest {
+        service: "booking.v1.BookingService".into(),
+    };
+    HealthClient::new(cluster.channel(id).await)
+        .check(request)
+        .await
+        .ok()
+        .map(|r| r.into_inner().status())
+}
+
+/// Goal: a node that loses its quorum says so to load balancers: gRPC health NOT_SERVING and
+/// /readyz 503 with the reason, while /healthz still says the process is alive; once the
+/// quorum is back, SERVING and ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_whether_the_node_knows_a_leader() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+
+    let mut cluster = TestCluster::start(with_metrics());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    for id in [1, 2, 3] {
+        eventually("ready", Duration::from_secs(10), || async {
+            let ready = get(&cluster, id, "/readyz").await;
+            ready.is_some_and(|(status, body)| status == 200 && body == "ready\n")
+        })
+        .await;
+        eventually("SERVING", Duration::from_secs(10), || async {
+            health_of(&cluster, id).await == Some(ServingStatus::Serving)
+        })
+        .await;
+    }
+
+    cluster.kill(2);
+    cluster.kill(3);
+    eventually(
+        "node 1 NOT_SERVING alone",
+        Duration::from_secs(10),
+        || async { health_of(&cluster, 1).await == Some(ServingStatus::NotServing) },
+    )
+    .await;
+    let (status, body) = get(&cluster, 1, "/readyz").await.expect("/readyz answers");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("knows no leader"), "{body}");
+    let (status, body) = get(&cluster, 1, "/healthz")
+        .await
+        .expect("/healthz answers");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+
+    cluster.start_node(2);
+    eventually("node 1 SERVING again", Duration::from_secs(20), || async {
+        health_of(&cluster, 1).await == Some(ServingStatus::Serving)
+    })
+    .await;
+    eventually("node 1 ready again", Duration::from_secs(10), || async {
+        get(&cluster, 1, "/readyz")
+            .await
+            .is_some_and(|(status, _)| status == 200)
+    })
+    .await;
+}
