@@ -952,7 +952,10 @@ listen = "0.0.0.0:60052"
         );
         let config = parse(&text).expect("valid");
         assert_eq!(
-            config.nodes[1].metrics_listen.map(|a| a.to_string()).as_deref(),
+            config.nodes[1]
+                .metrics_listen
+                .map(|a| a.to_string())
+                .as_deref(),
             Some("127.0.0.1:9102")
         );
         let text = text.replace("127.0.0.1:9102", "everywhere");

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`clock`]: the one place wall-clock time is read (the domain never reads it).
+//! - [`log_context`]: a node's term and role, which its every log line carries.
 //! - [`limits`]: the bounds of the state and of what a client can make a node spend, named,
 //!   with their relations checked at compile time (its doc says where the others live).
 //! - [`config`]: `cluster.toml`, typed and checked; errors name the file, line and key.
@@ -37,7 +38,7 @@
 //! - [`cli`]: the subcommands of the `ticket` binary, and the one place that wires plugins,
 //!   the assistant, `/ask`, the page and the shell together; nothing imports it.
 //!
-//! Layering runs one way, lowest first: `limits`, `clock` ← `domain`, `pb`, `config` ←
+//! Layering runs one way, lowest first: `limits`, `clock`, `log_context` ← `domain`, `pb`, `config` ←
 //! `wire`, `json`, `error`, `pki` ← `consensus`, `client` ← `server`, `local_cluster` ←
 //! `assistant` ← `session` ← `script`, `web` ← `shell` ← `cli`. `tests/layers.rs` checks it
 //! from the imports, and ARCHITECTURE.md draws it. Nothing above `server` touches the store
@@ -55,6 +56,7 @@ pub mod https;
 pub mod json;
 pub mod limits;
 pub mod local_cluster;
+pub mod log_context;
 pub mod pb;
 pub mod pki;
 pub mod prompt;

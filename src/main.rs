@@ -23,6 +23,16 @@ struct Cli {
     /// Talk plain text to nodes that are not on loopback (passwords and tokens in clear).
     #[arg(long, global = true)]
     insecure: bool,
+    /// How log lines are written: text, or one JSON object a line (a node's carry its id,
+    /// term and role). `ticket up` passes it on to its nodes.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "TICKET_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: cli::logging::LogFormat,
     #[command(flatten)]
     shell: ShellArgs,
     /// Without a subcommand, `ticket` opens the booking shell.
@@ -228,7 +238,12 @@ fn main() -> ExitCode {
         Some(Cmd::Node { id }) => Some(*id),
         _ => None,
     };
-    cli::logging::init(node_id);
+    if cli.log_format == cli::logging::LogFormat::Json {
+        // The nodes `ticket up` (or a shell's local cluster) starts inherit it. Set before any
+        // thread starts, while nothing else reads the environment.
+        std::env::set_var("TICKET_LOG_FORMAT", "json");
+    }
+    cli::logging::init(node_id, cli.log_format);
     let config = match Config::load(&cli.config) {
         Ok(mut config) => {
             config.insecure = cli.insecure;

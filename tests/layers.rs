@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u32)] = &[
     // What everything may use.
     ("limits", 0),
     ("clock", 0),
+    ("log_context", 0),
     // The pure core and the descriptions it is driven by.
     ("domain", 1),
     ("pb", 1),

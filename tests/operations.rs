@@ -1,6 +1,6 @@
 //! What an operator points at a running cluster: each node's Prometheus metrics, read as
 //! Prometheus reads them and checked against the bookings made; `/healthz`, `/readyz` and the
-//! gRPC health service following whether the node knows a leader.
+//! gRPC health service following whether the node knows a leader; logs as JSON lines.
 
 mod common;
 
@@ -201,7 +201,7 @@ async fn health_follows_whether_the_node_knows_a_leader() {
     use tonic_health::pb::health_check_response::ServingStatus;
 
     let mut cluster = TestCluster::start(with_metrics());
-    cluster.wait_leader(Duration::from_secs(5)).await;
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
     for id in [1, 2, 3] {
         eventually("ready", Duration::from_secs(10), || async {
             let ready = get(&cluster, id, "/readyz").await;
@@ -214,31 +214,79 @@ async fn health_follows_whether_the_node_knows_a_leader() {
         .await;
     }
 
-    cluster.kill(2);
-    cluster.kill(3);
+    // The leader left alone: openraft keeps it leader, but with no quorum it serves nothing.
+    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    for &id in &others {
+        cluster.kill(id);
+    }
     eventually(
-        "node 1 NOT_SERVING alone",
+        "the lone leader NOT_SERVING",
         Duration::from_secs(10),
-        || async { health_of(&cluster, 1).await == Some(ServingStatus::NotServing) },
+        || async { health_of(&cluster, leader).await == Some(ServingStatus::NotServing) },
     )
     .await;
-    let (status, body) = get(&cluster, 1, "/readyz").await.expect("/readyz answers");
+    let (status, body) = get(&cluster, leader, "/readyz")
+        .await
+        .expect("/readyz answers");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("knows no leader"), "{body}");
-    let (status, body) = get(&cluster, 1, "/healthz")
+    let (status, body) = get(&cluster, leader, "/healthz")
         .await
         .expect("/healthz answers");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 
-    cluster.start_node(2);
-    eventually("node 1 SERVING again", Duration::from_secs(20), || async {
-        health_of(&cluster, 1).await == Some(ServingStatus::Serving)
-    })
+    cluster.start_node(others[0]);
+    for id in [leader, others[0]] {
+        eventually("SERVING again", Duration::from_secs(20), || async {
+            health_of(&cluster, id).await == Some(ServingStatus::Serving)
+        })
+        .await;
+        eventually("ready again", Duration::from_secs(10), || async {
+            get(&cluster, id, "/readyz")
+                .await
+                .is_some_and(|(status, _)| status == 200)
+        })
+        .await;
+    }
+}
+
+/// Goal: with `TICKET_LOG_FORMAT=json` every line a node writes is one JSON object with its
+/// node id, term and role, and the leader's lines say so once it leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_node_term_and_role_on_every_line() {
+    let cluster = TestCluster::start(Options {
+        json_logs: true,
+        ..Options::default()
+    });
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    cluster.admin().await;
+    eventually(
+        "the leader logs as leader",
+        Duration::from_secs(10),
+        || async {
+            cluster.log(leader).lines().any(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .is_ok_and(|v| v["role"] == "leader" && v["term"].as_u64() >= Some(1))
+            })
+        },
+    )
     .await;
-    eventually("node 1 ready again", Duration::from_secs(10), || async {
-        get(&cluster, 1, "/readyz")
-            .await
-            .is_some_and(|(status, _)| status == 200)
-    })
-    .await;
+    for node in &cluster.config.nodes {
+        let log = cluster.log(node.id);
+        let mut lines = 0;
+        for line in log.lines() {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("node {}: not JSON ({e}): {line}", node.id));
+            assert_eq!(value["node"], node.id, "{line}");
+            assert!(value["term"].is_u64(), "{line}");
+            assert!(value["role"].is_string(), "{line}");
+            assert!(
+                value["level"].is_string() && value["ts_ms"].is_u64(),
+                "{line}"
+            );
+            lines += 1;
+        }
+        assert!(lines >= 2, "node {} logged {lines} lines", node.id);
+        assert!(log.contains("\"message\":\"node serving\""), "{log}");
+    }
 }

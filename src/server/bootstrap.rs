@@ -161,6 +161,7 @@ pub async fn log_role_changes(node: Arc<Node>) {
                 }
             }
             if state != last.0 || term != last.1 {
+                crate::log_context::set(term, role_name(state));
                 tracing::info!(term, role = role_name(state), "role");
             }
             last = now;

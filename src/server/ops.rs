@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::extract::State;
@@ -42,6 +42,9 @@ const LATENCY_BUCKETS_SECS: &[f64] = &[
 
 /// Bucket bounds of the commands-per-entry histogram.
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// How often the gRPC health status is looked at again when nothing else changed.
+const HEALTH_TICK: Duration = Duration::from_millis(250);
 
 /// Scrapes rendered at once; past this a scrape is answered 503 at once.
 const SCRAPES_AT_ONCE_MAX: usize = 4;
@@ -163,16 +166,35 @@ fn describe() {
     );
 }
 
-/// Whether the node can serve: it knows a leader and its applied index is within
-/// `limits::READY_LAG_ENTRIES_MAX` of its log. Returns why not.
+/// The leader this node can serve through, if any: the one it knows of, unless that is
+/// itself and no quorum has acknowledged it for longer than an election timeout (openraft 0.9
+/// keeps a leader that lost its quorum a leader; it can commit nothing).
+fn serving_leader(
+    node: &Node,
+    metrics: &openraft::RaftMetrics<NodeId, openraft::BasicNode>,
+) -> Option<NodeId> {
+    let leader = metrics.current_leader?;
+    if leader == node.id {
+        let bound = node.config.raft.election_timeout_max_ms;
+        let acked = metrics.millis_since_quorum_ack?;
+        if acked > bound {
+            return None;
+        }
+    }
+    Some(leader)
+}
+
+/// Whether the node can serve: it knows a leader (itself with a quorum behind it, or
+/// another) and its applied index is within `limits::READY_LAG_ENTRIES_MAX` of its log.
+/// Returns why not.
 pub fn readiness(node: &Node) -> Result<(), String> {
     let metrics = node.raft.metrics().borrow().clone();
     if let Err(e) = &metrics.running_state {
         return Err(format!("raft stopped: {e}"));
     }
-    if metrics.current_leader.is_none() {
+    if serving_leader(node, &metrics).is_none() {
         return Err(format!(
-            "node {} knows no leader (term {})",
+            "node {} knows no leader with a quorum (term {})",
             node.id, metrics.current_term
         ));
     }
@@ -190,17 +212,24 @@ pub fn readiness(node: &Node) -> Result<(), String> {
 }
 
 /// Keeps the gRPC health service's status for the booking service (and the server as a
-/// whole, "") at SERVING while the node knows a leader and NOT_SERVING while it does not, so
-/// a load balancer sends clients elsewhere. Ends when `stopped` turns true.
+/// whole, "") at SERVING while the node knows a leader with a quorum and NOT_SERVING while it
+/// does not, so a load balancer sends clients elsewhere. Ends when `stopped` turns true.
 pub async fn follow_health<S: tonic::server::NamedService>(
     node: Arc<Node>,
     health: HealthReporter,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut metrics = node.raft.metrics();
+    // Metrics change with every entry, but not while a lone leader waits for a quorum that
+    // is gone: look again on a tick too.
+    let mut tick = tokio::time::interval(HEALTH_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shown = None;
     loop {
-        let serving = metrics.borrow_and_update().current_leader.is_some();
+        let serving = {
+            let m = metrics.borrow_and_update();
+            serving_leader(&node, &m).is_some()
+        };
         if shown != Some(serving) {
             let status = match serving {
                 true => ServingStatus::Serving,
@@ -215,6 +244,7 @@ pub async fn follow_health<S: tonic::server::NamedService>(
         }
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
             _ = stopped.wait_for(|&stop| stop) => return,
         }
     }

@@ -36,6 +36,8 @@ pub struct Options {
     pub hold_max_ms: u64,
     /// Each node serves /metrics, /healthz and /readyz on a port of its own.
     pub metrics: bool,
+    /// The nodes log one JSON object a line (`TICKET_LOG_FORMAT=json`).
+    pub json_logs: bool,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             hold_ms: 600_000,
             hold_max_ms: 1_800_000,
             metrics: false,
+            json_logs: false,
         }
     }
 }
@@ -205,6 +208,11 @@ impl TestCluster {
                 "RUST_LOG",
                 std::env::var("TEST_NODE_LOG").unwrap_or_else(|_| "warn,ticket=info".into()),
             );
+        if self.options.json_logs {
+            command.env("TICKET_LOG_FORMAT", "json");
+        } else {
+            command.env_remove("TICKET_LOG_FORMAT");
+        }
         match &self.options.first_admin_password {
             Some(password) => command.env("TICKET_ADMIN_PASSWORD", password),
             None => command.env_remove("TICKET_ADMIN_PASSWORD"),
