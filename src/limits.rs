@@ -127,6 +127,8 @@ pub const WATCH_STREAMS_PER_USER_MAX: usize = 16;
 pub const WATCH_IDLE_MAX_SECS: u64 = 600;
 /// Snapshot bytes sent per InstallSnapshot call.
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+/// Bytes of a backup file in one `BackupChunk` of the client API.
+pub const BACKUP_CHUNK_BYTES: usize = 1024 * 1024;
 /// The largest encoded command: a reserve or cancel of the most seats with the longest ids is
 /// under 600 bytes; an event with the most row labels is under 3 KiB. A unit test holds every
 /// kind of command to it.
@@ -166,6 +168,7 @@ const _: () = assert!(SEATS_PER_REQUEST_MAX as u32 <= SEATS_PER_ROW_MAX);
 const _: () = assert!(SEATS_PER_USER_DEFAULT as usize <= SEATS_PER_REQUEST_MAX);
 const _: () = assert!(PBKDF2_ITERATIONS_MIN <= PBKDF2_ITERATIONS_DEFAULT);
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES < GRPC_MESSAGE_MAX_BYTES as u64 / 2);
+const _: () = assert!(BACKUP_CHUNK_BYTES < GRPC_MESSAGE_MAX_BYTES / 2);
 // The fullest AppendEntries fits a gRPC message with room to spare.
 const _: () = assert!(
     APPEND_ENTRIES_MAX as usize * COMMANDS_PER_ENTRY_MAX * COMMAND_MAX_BYTES

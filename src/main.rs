@@ -145,6 +145,23 @@ enum Cmd {
     },
     /// Measure booking throughput and latency against the running cluster.
     Bench(BenchFlags),
+    /// Save the whole state, as of a linearizable read, to FILE (admins; checksummed, 0600).
+    Backup {
+        file: PathBuf,
+        /// The admin to act as (its password from TICKET_ADMIN_PASSWORD or the terminal).
+        #[arg(long = "as", default_value = "admin")]
+        admin: String,
+    },
+    /// Seed new, empty nodes from a backup: every node of cluster.toml, or only --id N (run
+    /// it on each machine). Start them after; they form a new cluster with the backup's state.
+    Restore {
+        file: PathBuf,
+        #[arg(long)]
+        id: Option<u64>,
+        /// Put the nodes' data here (under node<ID>) instead of cluster.toml's data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 // The flags of `ticket bench` (its help is the `Cmd::Bench` doc comment).
@@ -397,6 +414,10 @@ async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
         Cmd::Web { listen } => cli::web::run(&config, listen).await,
         Cmd::Status { json } => cli::status::run(&reach(&config).await?, json).await,
         Cmd::Bench(flags) => bench(flags, &config).await,
+        Cmd::Backup { file, admin } => {
+            cli::backup::save(reach(&config).await?, &admin, &file).await
+        }
+        Cmd::Restore { file, id, data_dir } => cli::backup::restore(&config, &file, id, data_dir),
     }
 }
 

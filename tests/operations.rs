@@ -290,3 +290,124 @@ async fn json_logs_carry_node_term_and_role_on_every_line() {
         assert!(log.contains("\"message\":\"node serving\""), "{log}");
     }
 }
+
+/// Goal: book, back up, book more; a new cluster restored from the backup holds exactly the
+/// state at the backup's index (the seats reserved before it taken, those after it free, its
+/// users able to log in) and takes new bookings in a later term. A corrupt backup is refused
+/// and seeds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_restored_from_a_backup_holds_the_state_at_its_index() {
+    use ticket::client::Consistency;
+    use ticket::pb::booking::v1::SeatStatus;
+
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let admin = cluster.admin().await;
+    admin.create_event("kept", 2, 5, 10).await.expect("event");
+    let ana = cluster.customer("ana").await;
+    for seat in ["A1", "A2", "A3"] {
+        ana.reserve("kept", &[seat]).await.expect("reserve");
+    }
+    let file = cluster.dir.path().join("kept.backup");
+    let file_arg = file.to_str().expect("utf-8");
+    let admin_env = [("TICKET_ADMIN_PASSWORD", common::ADMIN_PASSWORD)];
+    let saved = common::run_ticket(&cluster.config_path, &["backup", file_arg], "", &admin_env);
+    let said = String::from_utf8_lossy(&saved.stdout);
+    assert!(
+        saved.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    assert!(said.contains("backed up the state at log index"), "{said}");
+    let backup_term: u64 = said
+        .split("(term ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|term| term.parse().ok())
+        .unwrap_or_else(|| panic!("no term in {said}"));
+    for seat in ["B1", "B2"] {
+        ana.reserve("kept", &[seat])
+            .await
+            .expect("reserve after the backup");
+    }
+
+    let fresh = TestCluster::configure(Options::default());
+    let mut corrupt = std::fs::read(&file).expect("read the backup");
+    let middle = corrupt.len() / 2;
+    corrupt[middle] ^= 0x40;
+    let corrupt_file = fresh.dir.path().join("corrupt.backup");
+    std::fs::write(&corrupt_file, corrupt).expect("write");
+    let refused = common::run_ticket(
+        &fresh.config_path,
+        &["restore", corrupt_file.to_str().expect("utf-8")],
+        "",
+        &[],
+    );
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("corrupt"), "{said}");
+    assert!(
+        !fresh.config.node_data_dir(1).exists(),
+        "a refused backup seeds nothing"
+    );
+
+    let restored = common::run_ticket(&fresh.config_path, &["restore", file_arg], "", &[]);
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let again = common::run_ticket(&fresh.config_path, &["restore", file_arg], "", &[]);
+    assert!(
+        !again.status.success(),
+        "a node's data is never overwritten"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("holds a node already"));
+
+    let mut fresh = fresh;
+    for id in [1, 2, 3] {
+        fresh.start_node(id);
+    }
+    fresh.wait_leader(Duration::from_secs(10)).await;
+    let mut ana = fresh.client();
+    poll_for(
+        "ana logs in to the restored cluster",
+        Duration::from_secs(10),
+        || {
+            let mut ana = ana.clone();
+            async move { ana.login("ana", "password1").await.ok() }
+        },
+    )
+    .await;
+    ana.login("ana", "password1").await.expect("login");
+    let seats = ana
+        .get_seats("kept", Consistency::Linearizable)
+        .await
+        .expect("the event is restored");
+    let status_of = |id: &str| {
+        let seat = seats.seats.iter().find(|s| s.id == id).expect("seat");
+        SeatStatus::try_from(seat.status).expect("status")
+    };
+    for seat in ["A1", "A2", "A3"] {
+        assert_eq!(
+            status_of(seat),
+            SeatStatus::Mine,
+            "{seat} was reserved before the backup"
+        );
+    }
+    for seat in ["B1", "B2", "B3"] {
+        assert_eq!(
+            status_of(seat),
+            SeatStatus::Free,
+            "{seat} was not reserved by then"
+        );
+    }
+    ana.reserve("kept", &["B3"])
+        .await
+        .expect("the restored cluster books");
+    let status = fresh.client().cluster_status().await.expect("status");
+    assert!(
+        status.term > backup_term,
+        "the new cluster's terms come after the backup's ({backup_term}): {status:?}"
+    );
+}

@@ -2,6 +2,7 @@
 //! together: plugins into the assistant, the assistant into `/ask`, the page and the shell.
 //! Nothing imports this module but the binary.
 
+pub mod backup;
 pub mod bench;
 pub mod logging;
 pub mod shell;

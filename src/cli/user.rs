@@ -11,7 +11,7 @@ pub struct AddUser {
 }
 
 /// Logs `client` in as `admin`, its password from TICKET_ADMIN_PASSWORD or the terminal.
-async fn login_as_admin(client: &mut Client, admin: &str) -> anyhow::Result<()> {
+pub(super) async fn login_as_admin(client: &mut Client, admin: &str) -> anyhow::Result<()> {
     let password = super::read_password(
         &format!("Password of {admin}: "),
         false,

@@ -635,6 +635,31 @@ impl Client {
         .await
     }
 
+    /// A backup file of the whole state (admins), and the log index it reflects. The bytes
+    /// are as the node sent them: `consensus::backup::decode_file` checks them.
+    pub async fn backup(&self) -> Result<(Vec<u8>, u64), ClientError> {
+        let mut stream = self
+            .call(Kind::Read, pb::BackupRequest {}, |mut s, r| async move {
+                s.backup(r).await
+            })
+            .await?;
+        let mut file = Vec::new();
+        let mut index = 0;
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(|s| ClientError::from_status(s, Kind::Read))?
+        {
+            if file.is_empty() {
+                index = chunk.applied_index;
+                let expected = usize::try_from(chunk.total_bytes).unwrap_or(usize::MAX);
+                file.reserve(expected.min(crate::limits::GRPC_MESSAGE_MAX_BYTES));
+            }
+            file.extend_from_slice(&chunk.data);
+        }
+        Ok((file, index))
+    }
+
     pub async fn get_seats(
         &self,
         event: &str,

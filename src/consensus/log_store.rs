@@ -114,6 +114,34 @@ fn create_tables(db: &Database) -> Result<(), StorageError> {
     txn.commit().map_err(read_error)
 }
 
+/// Seeds an empty log for a node restored from a backup taken at `last`: the log is purged
+/// up to it (the snapshot holds everything before), committed to it, and the node has voted
+/// in its term, so its first election is in a later term and every new entry's id comes after
+/// `last`. Refuses a log that holds anything.
+pub fn seed_restored(db: &Database, last: LogId, vote: Vote<NodeId>) -> Result<(), StorageError> {
+    create_tables(db)?;
+    let view = load(db)?;
+    if view.vote.is_some() || !view.entries.is_empty() || view.last_purged.is_some() {
+        return Err(corrupt(
+            "log",
+            "it already holds a node's log; restore only into an empty data directory",
+        ));
+    }
+    let txn = db.begin_write().map_err(read_error)?;
+    {
+        let mut meta = txn.open_table(META).map_err(read_error)?;
+        for (key, value) in [
+            (VOTE, encode(&vote)),
+            (COMMITTED, encode(&Some(last))),
+            (LAST_PURGED, encode(&Some(last))),
+        ] {
+            let value = value.map_err(encode_err)?;
+            meta.insert(key, value.as_slice()).map_err(read_error)?;
+        }
+    }
+    txn.commit().map_err(read_error)
+}
+
 /// What the log holds on disk: the vote, the commit and purge points, and the entries.
 fn load(db: &Database) -> Result<View, StorageError> {
     let mut view = View::default();

@@ -11,6 +11,7 @@
 // return it as it is rather than boxing it only to unbox it at the trait boundary.
 #![allow(clippy::result_large_err)]
 
+pub mod backup;
 pub mod changes;
 mod codec;
 pub mod log_store;

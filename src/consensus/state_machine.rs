@@ -240,6 +240,66 @@ async fn write_snapshot(
     .map_err(|e| err(&e))
 }
 
+impl StateMachineStore {
+    /// Encodes the applied state with `encode_state` under the read lock (a memory copy:
+    /// apply waits only that long), returning its bytes and the log id it reflects.
+    pub fn encode_applied<T>(&self, encode_state: impl FnOnce(&State, Option<LogId>) -> T) -> T {
+        let applied = self.read();
+        encode_state(&applied.state, applied.last_applied)
+    }
+}
+
+/// Seeds an empty state machine store with `state` as of `last`, under `membership`: the
+/// snapshot a restored node starts from. Refuses a store that holds a snapshot already.
+pub fn seed_restored(
+    db: Arc<Database>,
+    last: LogId,
+    membership: openraft::Membership<NodeId, BasicNode>,
+    state: State,
+) -> Result<(), StorageError> {
+    let err = |e: &dyn ToString| {
+        storage_error(
+            ErrorSubject::Snapshot(None),
+            ErrorVerb::Write,
+            e.to_string(),
+        )
+    };
+    {
+        let txn = db.begin_write().map_err(|e| err(&e))?;
+        txn.open_table(SNAPSHOT).map_err(|e| err(&e))?;
+        txn.commit().map_err(|e| err(&e))?;
+    }
+    if read_snapshot(&db)?.is_some() {
+        return Err(err(
+            &"it already holds a snapshot; restore only into an empty data directory",
+        ));
+    }
+    let membership = StoredMembership::new(Some(last), membership);
+    let applied = Applied {
+        last_applied: Some(last),
+        membership: membership.clone(),
+        state,
+    };
+    let meta = SnapshotMeta {
+        last_log_id: Some(last),
+        last_membership: membership,
+        snapshot_id: format!("{}-{}-restored", last.leader_id.term, last.index),
+    };
+    let data = encode(&applied).map_err(|e| err(&e))?;
+    let meta = encode(&meta).map_err(|e| err(&e))?;
+    let txn = db.begin_write().map_err(|e| err(&e))?;
+    {
+        let mut table = txn.open_table(SNAPSHOT).map_err(|e| err(&e))?;
+        table
+            .insert(SNAPSHOT_META, meta.as_slice())
+            .map_err(|e| err(&e))?;
+        table
+            .insert(SNAPSHOT_DATA, data.as_slice())
+            .map_err(|e| err(&e))?;
+    }
+    txn.commit().map_err(|e| err(&e))
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let err = |e: &dyn ToString| {

@@ -225,6 +225,8 @@ fn seat_pb(viewer: &Viewer, state: &State, event: &EventRecord, i: u32) -> pb::S
 
 type WatchStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::WatchSeatsReply, Status>> + Send>>;
+type BackupStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::BackupChunk, Status>> + Send>>;
 
 /// What a watcher is sent next.
 enum Next<'a> {
@@ -348,6 +350,52 @@ async fn watch(
 #[tonic::async_trait]
 impl BookingService for Api {
     type WatchSeatsStream = WatchStream;
+    type BackupStream = BackupStream;
+
+    async fn backup(
+        &self,
+        request: Request<pb::BackupRequest>,
+    ) -> Result<Response<BackupStream>, Status> {
+        let actor = self.user(&request).await?;
+        let may = |node: &Node| node.sm.read().state.is_admin(Some(&actor));
+        if !may(&self.node) {
+            return Err(ApiError::PermissionDenied(
+                "a backup holds every user's data: it needs an admin".into(),
+            )
+            .into());
+        }
+        // Everything acknowledged before the request is in it; checked again after the
+        // barrier, as reads are, in case the actor lost the role meanwhile.
+        self.node.read_barrier(Consistency::Linearizable).await?;
+        if !may(&self.node) {
+            return Err(ApiError::PermissionDenied("no longer an admin".into()).into());
+        }
+        let node = self.node.clone();
+        let (file, index) = tokio::task::spawn_blocking(move || {
+            node.sm.encode_applied(|state, last| {
+                let index = last.map_or(0, |l| l.index);
+                crate::consensus::backup::encode_file(state, last, now_ms()).map(|f| (f, index))
+            })
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let total_bytes = file.len() as u64;
+        let chunks: Vec<Result<pb::BackupChunk, Status>> = file
+            .chunks(limits::BACKUP_CHUNK_BYTES)
+            .enumerate()
+            .map(|(i, data)| {
+                let first = i == 0;
+                Ok(pb::BackupChunk {
+                    data: data.to_vec(),
+                    applied_index: if first { index } else { 0 },
+                    total_bytes: if first { total_bytes } else { 0 },
+                })
+            })
+            .collect();
+        tracing::info!(user = %actor, index, bytes = total_bytes, "backup taken");
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
 
     async fn watch_seats(
         &self,
