@@ -326,6 +326,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             snapshot_id,
         };
         write_snapshot(self.shared.db.clone(), &meta, data.clone()).await?;
+        metrics::gauge!("ticket_raft_snapshot_bytes").set(data.len() as f64);
         tracing::info!(index = ?last_log_id.map(|id| id.index), bytes = data.len(), "snapshot built");
         Ok(Snapshot {
             meta,
@@ -434,6 +435,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         })?;
         installed.last_applied = meta.last_log_id;
         installed.membership = meta.last_membership.clone();
+        metrics::gauge!("ticket_raft_snapshot_bytes").set(data.len() as f64);
         write_snapshot(self.shared.db.clone(), meta, data).await?;
         let index = meta.last_log_id.map_or(0, |id| id.index);
         *self

@@ -80,6 +80,7 @@ pub mod names {
     pub const COMMITTED_INDEX: &str = "ticket_raft_committed_index";
     pub const APPLIED_INDEX: &str = "ticket_raft_applied_index";
     pub const SNAPSHOT_INDEX: &str = "ticket_raft_snapshot_index";
+    pub const SNAPSHOT_BYTES: &str = "ticket_raft_snapshot_bytes";
     pub const FOLLOWER_LAG: &str = "ticket_raft_follower_lag_entries";
     pub const MILLIS_SINCE_QUORUM: &str = "ticket_raft_millis_since_quorum_ack";
     pub const COMMANDS_APPLIED: &str = "ticket_commands_applied_total";
