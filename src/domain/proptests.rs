@@ -550,22 +550,8 @@ fn base() -> State {
         });
     }
     for (name, rows, seats_per_row, max_seats_per_user) in [("show", 2, 5, 3), ("gig", 3, 4, 16)] {
-        // gig is priced: the front row (at most 2 a person), and the rest.
         let categories = match name {
-            "gig" => vec![
-                CategorySpec {
-                    name: "front".into(),
-                    price_minor: 8_000,
-                    covers: vec!["A".into()],
-                    max_seats_per_user: 2,
-                },
-                CategorySpec {
-                    name: "rear".into(),
-                    price_minor: 4_500,
-                    covers: vec!["B-C".into()],
-                    max_seats_per_user: 0,
-                },
-            ],
+            "gig" => gig_categories(),
             _ => Vec::new(),
         };
         let currency = if categories.is_empty() { "" } else { "EUR" };
@@ -600,6 +586,20 @@ fn base() -> State {
         );
     }
     state
+}
+
+/// gig is priced: the front row (at most 2 a person), and the rest.
+fn gig_categories() -> Vec<CategorySpec> {
+    let category = |name: &str, price_minor, cover: &str, max_seats_per_user| CategorySpec {
+        name: name.into(),
+        price_minor,
+        covers: vec![cover.into()],
+        max_seats_per_user,
+    };
+    vec![
+        category("front", 8_000, "A", 2),
+        category("rear", 4_500, "B-C", 0),
+    ]
 }
 
 /// The name of an outcome's variant (and a rejection's), for the tally of paths walked.

@@ -94,77 +94,67 @@ pub mod names {
     pub const THROTTLED: &str = "ticket_throttled_requests_total";
 }
 
+/// Each metric's help text, as Prometheus shows it.
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_gauge!(names::TERM, "The node's current Raft term.");
-    describe_gauge!(names::STATE, "1 for the Raft state the node is in (leader, follower, candidate, learner), 0 for the others.");
-    describe_gauge!(
-        names::LEADER,
-        "The leader this node knows of; 0 when it knows none."
-    );
-    describe_gauge!(
-        names::LAST_LOG_INDEX,
-        "The index of the last entry in this node's log."
-    );
-    describe_gauge!(
-        names::COMMITTED_INDEX,
-        "The highest index this node knows committed."
-    );
-    describe_gauge!(
-        names::APPLIED_INDEX,
-        "The highest index this node has applied."
-    );
-    describe_gauge!(
-        names::SNAPSHOT_INDEX,
-        "The last index the node's snapshot covers."
-    );
-    describe_gauge!(
-        names::FOLLOWER_LAG,
-        "On the leader: entries each follower's log trails the leader's."
-    );
-    describe_gauge!(
-        names::MILLIS_SINCE_QUORUM,
-        "On the leader: how long ago a quorum last acknowledged it."
-    );
-    describe_counter!(
-        names::COMMANDS_APPLIED,
-        "Commands applied by this node's state machine, by command and outcome."
-    );
-    describe_counter!(
-        names::ENTRIES_PROPOSED,
-        "Log entries this node proposed as leader."
-    );
+    let gauges = [
+        (names::TERM, "The node's current Raft term."),
+        (names::STATE, "1 for the Raft state the node is in (leader, follower, candidate, learner), 0 for the others."),
+        (names::LEADER, "The leader this node knows of; 0 when it knows none."),
+        (names::LAST_LOG_INDEX, "The index of the last entry in this node's log."),
+        (names::COMMITTED_INDEX, "The highest index this node knows committed."),
+        (names::APPLIED_INDEX, "The highest index this node has applied."),
+        (names::SNAPSHOT_INDEX, "The last index the node's snapshot covers."),
+        (names::SNAPSHOT_BYTES, "The size of the last snapshot this node built or installed, in bytes."),
+        (names::FOLLOWER_LAG, "On the leader: entries each follower's log trails the leader's."),
+        (names::MILLIS_SINCE_QUORUM, "On the leader: how long ago a quorum last acknowledged it."),
+        (names::WATCH_STREAMS, "WatchSeats streams open on this node."),
+    ];
+    for (name, help) in gauges {
+        describe_gauge!(name, help);
+    }
+    let counters = [
+        (
+            names::COMMANDS_APPLIED,
+            "Commands applied by this node's state machine, by command, outcome and reason.",
+        ),
+        (
+            names::ENTRIES_PROPOSED,
+            "Log entries this node proposed as leader.",
+        ),
+        (
+            names::LOGIN_FAILURES,
+            "Logins refused for a wrong name or password.",
+        ),
+        (
+            names::THROTTLED,
+            "Requests answered RESOURCE_EXHAUSTED, by what was throttled.",
+        ),
+    ];
+    for (name, help) in counters {
+        describe_counter!(name, help);
+    }
     describe_histogram!(
         names::COMMANDS_PER_ENTRY,
         "Commands carried by each log entry this node proposed."
     );
-    describe_histogram!(
-        names::FSYNC,
-        Unit::Seconds,
-        "One write of the Raft log: a transaction and its fsync."
-    );
-    describe_histogram!(
-        names::APPEND_ENTRIES,
-        Unit::Seconds,
-        "AppendEntries to a peer, sent to answered."
-    );
-    describe_histogram!(
-        names::RPC,
-        Unit::Seconds,
-        "Client API requests, received to answered (a stream: to its first reply), by RPC."
-    );
-    describe_gauge!(
-        names::WATCH_STREAMS,
-        "WatchSeats streams open on this node."
-    );
-    describe_counter!(
-        names::LOGIN_FAILURES,
-        "Logins refused for a wrong name or password."
-    );
-    describe_counter!(
-        names::THROTTLED,
-        "Requests answered RESOURCE_EXHAUSTED, by what was throttled."
-    );
+    let latencies = [
+        (
+            names::FSYNC,
+            "One write of the Raft log: a transaction and its fsync.",
+        ),
+        (
+            names::APPEND_ENTRIES,
+            "AppendEntries to a peer, sent to answered.",
+        ),
+        (
+            names::RPC,
+            "Client API requests, received to answered (a stream: to its first reply), by RPC.",
+        ),
+    ];
+    for (name, help) in latencies {
+        describe_histogram!(name, Unit::Seconds, help);
+    }
 }
 
 /// The leader this node can serve through, if any: the one it knows of, unless that is

@@ -335,15 +335,8 @@ impl Session {
                 categories_file,
                 currency,
             } => {
-                let (categories, currency) = match categories_file {
-                    Some(path) => {
-                        let (categories, named) =
-                            categories_file::load(std::path::Path::new(&path))
-                                .map_err(|e| e.to_string())?;
-                        (categories, currency.or(named))
-                    }
-                    None => (categories, currency),
-                };
+                let (categories, currency) =
+                    categories_from(categories, categories_file.as_deref(), currency)?;
                 let request = create_request(name, rows, seats_per_row, max_per_user);
                 self.event_create(with_categories(request, categories, currency))
                     .await
@@ -1067,6 +1060,23 @@ fn create_request(
         seats_per_row,
         max_seats_per_user,
         ..Default::default()
+    }
+}
+
+/// `event create`'s categories: as given with `--category`, or read from a `--categories`
+/// file (whose currency counts unless `--currency` names one).
+fn categories_from(
+    given: Vec<command::CategoryArg>,
+    file: Option<&str>,
+    currency: Option<String>,
+) -> Result<(Vec<command::CategoryArg>, Option<String>), String> {
+    match file {
+        Some(path) => {
+            let (categories, named) =
+                categories_file::load(std::path::Path::new(path)).map_err(|e| e.to_string())?;
+            Ok((categories, currency.or(named)))
+        }
+        None => Ok((given, currency)),
     }
 }
 
