@@ -225,19 +225,22 @@ async fn write_snapshot(
         )
     };
     let meta = encode(meta).map_err(|e| err(&e))?;
-    tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
-        let txn = db.begin_write()?;
-        {
-            let mut table = txn.open_table(SNAPSHOT)?;
-            table.insert(SNAPSHOT_META, meta.as_slice())?;
-            table.insert(SNAPSHOT_DATA, data.as_slice())?;
-        }
-        txn.commit()?;
-        Ok(())
-    })
-    .await
-    .map_err(|e| err(&e))?
-    .map_err(|e| err(&e))
+    tokio::task::spawn_blocking(move || store_snapshot(&db, &meta, &data))
+        .await
+        .map_err(|e| err(&e))?
+        .map_err(|e| err(&e))
+}
+
+/// Replaces the stored snapshot with encoded `meta` and `data` in one transaction.
+fn store_snapshot(db: &Database, meta: &[u8], data: &[u8]) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut table = txn.open_table(SNAPSHOT)?;
+        table.insert(SNAPSHOT_META, meta)?;
+        table.insert(SNAPSHOT_DATA, data)?;
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 impl StateMachineStore {
@@ -287,17 +290,7 @@ pub fn seed_restored(
     };
     let data = encode(&applied).map_err(|e| err(&e))?;
     let meta = encode(&meta).map_err(|e| err(&e))?;
-    let txn = db.begin_write().map_err(|e| err(&e))?;
-    {
-        let mut table = txn.open_table(SNAPSHOT).map_err(|e| err(&e))?;
-        table
-            .insert(SNAPSHOT_META, meta.as_slice())
-            .map_err(|e| err(&e))?;
-        table
-            .insert(SNAPSHOT_DATA, data.as_slice())
-            .map_err(|e| err(&e))?;
-    }
-    txn.commit().map_err(|e| err(&e))
+    store_snapshot(&db, &meta, &data).map_err(|e| err(&e))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
