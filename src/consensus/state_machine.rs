@@ -217,18 +217,17 @@ async fn write_snapshot(
     meta: &SnapshotMeta<NodeId, BasicNode>,
     data: Vec<u8>,
 ) -> Result<(), StorageError> {
-    let err = |e: &dyn ToString| {
-        storage_error(
-            ErrorSubject::Snapshot(None),
-            ErrorVerb::Write,
-            e.to_string(),
-        )
-    };
+    let err = |e: &dyn ToString| snapshot_write_error(e.to_string());
     let meta = encode(meta).map_err(|e| err(&e))?;
     tokio::task::spawn_blocking(move || store_snapshot(&db, &meta, &data))
         .await
         .map_err(|e| err(&e))?
         .map_err(|e| err(&e))
+}
+
+/// A failure to store a snapshot, as openraft wants it told.
+fn snapshot_write_error(why: String) -> StorageError {
+    storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, why)
 }
 
 /// Replaces the stored snapshot with encoded `meta` and `data` in one transaction.
@@ -260,13 +259,7 @@ pub fn seed_restored(
     membership: openraft::Membership<NodeId, BasicNode>,
     state: State,
 ) -> Result<(), StorageError> {
-    let err = |e: &dyn ToString| {
-        storage_error(
-            ErrorSubject::Snapshot(None),
-            ErrorVerb::Write,
-            e.to_string(),
-        )
-    };
+    let err = |e: &dyn ToString| snapshot_write_error(e.to_string());
     {
         let txn = db.begin_write().map_err(|e| err(&e))?;
         txn.open_table(SNAPSHOT).map_err(|e| err(&e))?;

@@ -952,8 +952,8 @@ mod tests {
         held(s.apply(&hold_seats("ana", "h3", &["C1", "C2", "C3"], 1_000)));
     }
 
-    #[test]
-    fn a_category_limit_counts_its_seats_apart_from_the_events() {
+    /// The test state with "gala": front (row A, at most 2 a person) and rear (B-C).
+    fn with_limited_gala() -> State {
         let mut s = state();
         let mut limited = categories(&[("front", 8_000, "A"), ("rear", 4_500, "B-C")]);
         limited[0].max_seats_per_user = 2;
@@ -961,17 +961,25 @@ mod tests {
             panic!("gala not created")
         };
         assert_eq!(view.categories[0].max_seats_per_user, 2);
-        let gala = |mut c: Command| {
-            if let Command::Hold { event, .. } = &mut c {
-                *event = "gala".into();
-            }
-            c
-        };
-        held(s.apply(&gala(hold_seats("ana", "h1", &["A1", "B1", "B2"], 0))));
+        s
+    }
+
+    /// `hold` aimed at gala instead of hall.
+    fn on_gala(mut hold: Command) -> Command {
+        if let Command::Hold { event, .. } = &mut hold {
+            *event = "gala".into();
+        }
+        hold
+    }
+
+    #[test]
+    fn a_category_limit_counts_its_seats_apart_from_the_events() {
+        let mut s = with_limited_gala();
+        held(s.apply(&on_gala(hold_seats("ana", "h1", &["A1", "B1", "B2"], 0))));
         let before = s.clone();
         // One front seat more and she is over front's 2, though well within the event's 8.
         assert_eq!(
-            s.apply(&gala(hold_seats("ana", "h2", &["A2", "A3", "C1"], 0))),
+            s.apply(&on_gala(hold_seats("ana", "h2", &["A2", "A3", "C1"], 0))),
             Outcome::Rejected(Rejection::CategoryLimitReached {
                 event: "gala".into(),
                 category: "front".into(),
@@ -981,41 +989,31 @@ mod tests {
             })
         );
         assert!(matches!(
-            s.apply(&gala(hold_best("ana", "h4", 2, Some("front")))),
+            s.apply(&on_gala(hold_best("ana", "h4", 2, Some("front")))),
             Outcome::Rejected(Rejection::CategoryLimitReached { held: 1, .. })
         ));
         assert_eq!(s.events, before.events, "a refusal changes nothing");
         // Another person has a front allowance of their own; rear has no limit but the event's.
-        held(s.apply(&gala(hold_seats("bo", "h5", &["A4", "A5"], 0))));
-        held(s.apply(&gala(hold_seats("ana", "h6", &["C1", "C2", "C3"], 0))));
-        // The seat a lapsed hold gives back counts no more.
-        held(s.apply(&gala(hold_seats("ana", "h7", &["A2"], 0))));
+        held(s.apply(&on_gala(hold_seats("bo", "h5", &["A4", "A5"], 0))));
+        held(s.apply(&on_gala(hold_seats("ana", "h6", &["C1", "C2", "C3"], 0))));
+        // Her second front seat; a third is refused.
+        held(s.apply(&on_gala(hold_seats("ana", "h7", &["A2"], 0))));
         assert!(matches!(
-            s.apply(&gala(hold_seats("ana", "h8", &["A6"], 10))),
+            s.apply(&on_gala(hold_seats("ana", "h8", &["A6"], 10))),
             Outcome::Rejected(Rejection::CategoryLimitReached { held: 2, .. })
         ));
+        // Once her holds lapse, the seats they give back count no more.
         s.apply(&Command::Sweep { now_ms: 1_000 });
-        held(s.apply(&gala(hold_seats("ana", "h9", &["A1", "A2"], 1_000))));
+        held(s.apply(&on_gala(hold_seats("ana", "h9", &["A1", "A2"], 1_000))));
         assert_eq!(s.check_invariants(), Ok(()));
     }
 
     #[test]
     fn best_available_passes_over_a_category_the_person_has_used_up() {
-        let mut s = state();
-        let mut limited = categories(&[("front", 8_000, "A"), ("rear", 4_500, "B-C")]);
-        limited[0].max_seats_per_user = 2;
-        let Outcome::EventCreated(_) = s.apply(&create("gala", limited)) else {
-            panic!("gala not created")
-        };
-        let gala = |mut c: Command| {
-            if let Command::Hold { event, .. } = &mut c {
-                *event = "gala".into();
-            }
-            c
-        };
+        let mut s = with_limited_gala();
         // Front is the best; with one front seat left to her, ana's best two are at the rear.
-        held(s.apply(&gala(hold_seats("ana", "h1", &["A1"], 0))));
-        let Outcome::Held(rear) = s.apply(&gala(hold_best("ana", "h2", 2, None))) else {
+        held(s.apply(&on_gala(hold_seats("ana", "h1", &["A1"], 0))));
+        let Outcome::Held(rear) = s.apply(&on_gala(hold_best("ana", "h2", 2, None))) else {
             panic!("best two not held")
         };
         assert!(
@@ -1023,7 +1021,7 @@ mod tests {
             "{rear:?}"
         );
         // Someone with the whole allowance gets the front.
-        let Outcome::Held(front) = s.apply(&gala(hold_best("bo", "h3", 2, None))) else {
+        let Outcome::Held(front) = s.apply(&on_gala(hold_best("bo", "h3", 2, None))) else {
             panic!("best two not held")
         };
         assert!(
@@ -1032,7 +1030,7 @@ mod tests {
         );
         // Asking for front by name still names the limit.
         assert!(matches!(
-            s.apply(&gala(hold_best("ana", "h4", 2, Some("front")))),
+            s.apply(&on_gala(hold_best("ana", "h4", 2, Some("front")))),
             Outcome::Rejected(Rejection::CategoryLimitReached { held: 1, .. })
         ));
         assert_eq!(s.check_invariants(), Ok(()));
