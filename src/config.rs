@@ -92,6 +92,10 @@ pub struct NodeConfig {
     /// Where the node serves Prometheus metrics (`/metrics`), `/healthz` and `/readyz` over
     /// plain HTTP; off unless set. They carry no secret, but keep them off the public network.
     pub metrics_listen: Option<SocketAddr>,
+    /// Whether the node is in the membership a brand-new cluster starts with (the default).
+    /// `bootstrap = false` lists a node (its addresses, for peers and clients) that joins an
+    /// existing cluster later: started with `ticket node --join`, added by `ticket cluster add`.
+    pub bootstrap: bool,
 }
 
 /// `[peer_tls]`: the files of the cluster's certificate authority and of this node's
@@ -314,6 +318,7 @@ struct RawNode {
     peer_advertise: Option<Spanned<String>>,
     peer_listen: Option<Spanned<String>>,
     metrics_listen: Option<Spanned<String>>,
+    bootstrap: Option<bool>,
 }
 
 /// A problem with the file, located to its line and key.
@@ -393,6 +398,16 @@ impl Config {
 
     pub fn node_data_dir(&self, id: u64) -> PathBuf {
         self.data_dir.join(format!("node{id}"))
+    }
+
+    /// The membership a brand-new cluster starts with: every node but those marked
+    /// `bootstrap = false`, by id, with where its peers dial it.
+    pub fn bootstrap_members(&self) -> BTreeMap<u64, openraft::BasicNode> {
+        self.nodes
+            .iter()
+            .filter(|n| n.bootstrap)
+            .map(|n| (n.id, openraft::BasicNode::new(n.peer_advertise.to_string())))
+            .collect()
     }
 
     /// Where each node's peer listener is dialed, by id.
@@ -512,11 +527,18 @@ fn parse_nodes(
         return Err(locate.error(raw.span(), Some("nodes"), "name at least one node"));
     }
     let mut seen = SeenNodes::default();
-    raw.get_ref()
+    let nodes = raw
+        .get_ref()
         .iter()
         .enumerate()
         .map(|(i, node)| parse_node(locate, i, node, &mut seen))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if !nodes.iter().any(|n| n.bootstrap) {
+        let msg =
+            "every node says bootstrap = false: a new cluster needs at least one to start with";
+        return Err(locate.error(raw.span(), Some("nodes"), msg));
+    }
+    Ok(nodes)
 }
 
 /// The ids and addresses of the nodes read so far, each with the index of the node that
@@ -570,6 +592,7 @@ fn parse_node(
         peer_advertise,
         peer_listen,
         metrics_listen,
+        bootstrap: node.bootstrap.unwrap_or(true),
     })
 }
 

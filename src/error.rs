@@ -4,7 +4,7 @@ use tonic::{Code, Status};
 
 use crate::domain::Rejection;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ApiError {
     #[error("{0}")]
     InvalidArgument(String),

@@ -154,6 +154,13 @@ pub const STATUS_PROBE_MS: u64 = 500;
 /// Entries a node's applied index may trail its own log while `/readyz` still says ready.
 pub const READY_LAG_ENTRIES_MAX: u64 = 1_000;
 
+/// Entries a learner's applied index may trail the leader's last log index and still be
+/// promoted to voter: small, so a new voter does not slow commits while it catches up.
+pub const PROMOTE_LAG_ENTRIES_MAX: u64 = 64;
+/// How long one AddNode or ReplaceNode call waits for the learner to catch up before it
+/// answers "not yet" (the command line asks again until its own deadline).
+pub const CATCH_UP_WAIT_MS: u64 = 6_000;
+
 /// Change sets (one per apply that touched seats) each node keeps for watchers resuming
 /// from an applied index; one further back gets the whole seat map.
 pub const WATCH_JOURNAL_SETS: usize = 4_096;
@@ -181,6 +188,9 @@ const _: () = assert!(COMMAND_MAX_BYTES * 4 <= CLIENT_MESSAGE_MAX_BYTES);
 const _: () = assert!(WATCH_STREAMS_ANONYMOUS_MAX < WATCH_STREAMS_MAX / 2);
 const _: () = assert!(WATCH_STREAMS_PER_ADDRESS_MAX <= WATCH_STREAMS_ANONYMOUS_MAX);
 const _: () = assert!(QUORUM_WAIT_MS * 2 < CLIENT_REQUEST_MAX_MS);
+// A membership call: the catch-up wait, then a joint change (two commits).
+const _: () = assert!(CATCH_UP_WAIT_MS + QUORUM_WAIT_MS * 3 / 2 < CLIENT_REQUEST_MAX_MS);
+const _: () = assert!(PROMOTE_LAG_ENTRIES_MAX < READY_LAG_ENTRIES_MAX);
 const _: () = assert!(
     CLIENT_REQUESTS_IN_PROGRESS_PER_CONNECTION_MAX <= CLIENT_STREAMS_PER_CONNECTION_MAX as usize
 );

@@ -83,7 +83,11 @@ impl LocalCluster {
         let admin_password = local_admin_password(config)?;
         crate::pki::private_dir(&config.data_dir)?;
         // Made here, before the nodes start, so the message is said once, on this screen.
-        if crate::pki::ensure_local(config)? {
+        let mut made = false;
+        for node in &config.nodes {
+            made |= crate::pki::ensure_local(config, node.id)?;
+        }
+        if made {
             eprintln!(
                 "A new cluster: made its CA, node certificates and token key in {} (files 0600).",
                 config.data_dir.join("pki").display()

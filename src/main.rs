@@ -88,6 +88,10 @@ enum Cmd {
         /// Its id in cluster.toml.
         #[arg(long)]
         id: u64,
+        /// Join an existing cluster: never initialize a new one, wait empty until a leader
+        /// adds this node (`ticket cluster add ID`). Implied by `bootstrap = false`.
+        #[arg(long)]
+        join: bool,
     },
     /// Start every node of cluster.toml on this machine; Ctrl-C stops them.
     Up,
@@ -152,6 +156,15 @@ enum Cmd {
         #[arg(long = "as", default_value = "admin")]
         admin: String,
     },
+    /// Change who is in the cluster, at run time (admins): add a node, remove one, replace a
+    /// dead one. cluster.toml stays the first membership; `ticket status` shows both.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCmd,
+        /// The admin to act as (its password from TICKET_ADMIN_PASSWORD or the terminal).
+        #[arg(long = "as", default_value = "admin", global = true)]
+        admin: String,
+    },
     /// Seed new, empty nodes from a backup: every node of cluster.toml, or only --id N (run
     /// it on each machine). Start them after; they form a new cluster with the backup's state.
     Restore {
@@ -183,6 +196,49 @@ struct BenchFlags {
     user: String,
     #[arg(long)]
     password_stdin: bool,
+}
+
+// Where a node being added is: its client address, and its peer address when that is not
+// the client port + 1000. Both default from cluster.toml when it lists the node.
+#[derive(clap::Args)]
+struct NewNodeAddr {
+    /// Its client address (IP:PORT).
+    #[arg(long)]
+    addr: Option<std::net::SocketAddr>,
+    /// Where its peers dial it (default: --addr with the port plus 1000).
+    #[arg(long)]
+    peer_addr: Option<std::net::SocketAddr>,
+    /// How long to wait for it to catch up before it votes.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    wait: u64,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Add node ID (started with `ticket node --id ID --join`): a learner first, a voter once
+    /// it has caught up.
+    Add {
+        id: u64,
+        #[command(flatten)]
+        at: NewNodeAddr,
+    },
+    /// Remove node ID. Refused if it would leave too few voters, or too few that answer, for
+    /// a quorum, unless --force. Stop the node afterwards.
+    Remove {
+        id: u64,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Put NEW in OLD's place (a dead disk): NEW catches up as a learner, then one joint
+    /// change swaps the two.
+    Replace {
+        old: u64,
+        new: u64,
+        #[command(flatten)]
+        at: NewNodeAddr,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -252,7 +308,7 @@ fn main() -> ExitCode {
         return done;
     }
     let node_id = match &cli.command {
-        Some(Cmd::Node { id }) => Some(*id),
+        Some(Cmd::Node { id, .. }) => Some(*id),
         _ => None,
     };
     if cli.log_format == cli::logging::LogFormat::Json {
@@ -409,7 +465,9 @@ async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
         Cmd::Key {
             command: KeyCmd::Rotate,
         } => rotate_key(&config),
-        Cmd::Node { id } => ticket::server::run(config, id, ticket::server::signal()).await,
+        Cmd::Node { id, join } => {
+            ticket::server::run(config, id, join, ticket::server::signal()).await
+        }
         Cmd::Up => cli::up::run(&config).await,
         Cmd::Web { listen } => cli::web::run(&config, listen).await,
         Cmd::Status { json } => cli::status::run(&reach(&config).await?, json).await,
@@ -417,8 +475,38 @@ async fn dispatch(command: Cmd, config: Config) -> anyhow::Result<()> {
         Cmd::Backup { file, admin } => {
             cli::backup::save(reach(&config).await?, &admin, &file).await
         }
+        Cmd::Cluster { command, admin } => cluster(command, &admin, &config).await,
         Cmd::Restore { file, id, data_dir } => cli::backup::restore(&config, &file, id, data_dir),
     }
+}
+
+/// `ticket cluster add|remove|replace`.
+async fn cluster(command: ClusterCmd, admin: &str, config: &Config) -> anyhow::Result<()> {
+    use cli::cluster::{peer_addr, Change};
+    let (change, wait) = match command {
+        ClusterCmd::Add { id, at } => {
+            let peer_addr = peer_addr(config, id, at.addr, at.peer_addr)?;
+            (Change::Add { id, peer_addr }, at.wait)
+        }
+        ClusterCmd::Remove { id, force } => (Change::Remove { id, force }, 0),
+        ClusterCmd::Replace {
+            old,
+            new,
+            at,
+            force,
+        } => {
+            let peer_addr = peer_addr(config, new, at.addr, at.peer_addr)?;
+            let change = Change::Replace {
+                old,
+                new,
+                peer_addr,
+                force,
+            };
+            (change, at.wait)
+        }
+    };
+    let wait = std::time::Duration::from_secs(wait);
+    cli::cluster::run(reach(config).await?, admin, change, wait).await
 }
 
 /// `ticket user add|disable|enable`.

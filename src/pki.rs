@@ -270,16 +270,17 @@ pub fn add_token_key(path: &Path) -> anyhow::Result<u32> {
 }
 
 /// For a cluster on loopback whose `cluster.toml` names no `[peer_tls]`: makes the CA and
-/// every node's certificate under `<data_dir>/pki` unless they exist. Nodes started together
-/// race here; the files appear by one atomic rename of a whole directory, so every node
-/// reads the same CA. Returns whether this call made them.
-pub fn ensure_local(config: &Config) -> anyhow::Result<bool> {
+/// every node's certificate under `<data_dir>/pki` unless they exist, and node `id`'s if it
+/// joined the file later (`ticket cluster add`). Nodes started together race here; the files
+/// appear by one atomic rename of a whole directory, so every node reads the same CA. Returns
+/// whether this call made them.
+pub fn ensure_local(config: &Config, id: u64) -> anyhow::Result<bool> {
     if config.peer_tls.configured {
         return Ok(false);
     }
     let pki = config.data_dir.join("pki");
     if pki.join("ca.pem").exists() {
-        return Ok(false);
+        return issue_missing_local(&pki, id);
     }
     if !config.all_local() {
         bail!(
@@ -303,13 +304,32 @@ pub fn ensure_local(config: &Config) -> anyhow::Result<bool> {
         // Another node got there first: use its files.
         Err(_) if pki.join("ca.pem").exists() => {
             let _ = std::fs::remove_dir_all(&staging);
-            Ok(false)
+            issue_missing_local(&pki, id)
         }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
             Err(e).with_context(|| format!("cannot create {}", pki.display()))
         }
     }
+}
+
+/// Node `id`'s certificate in a local cluster's `pki`, made with its CA if missing (a node
+/// added after the cluster was made). The key is renamed into place before the certificate,
+/// so a certificate that exists has its key.
+fn issue_missing_local(pki: &Path, id: u64) -> anyhow::Result<bool> {
+    let stem = format!("node{id}");
+    if pki.join(format!("{stem}.pem")).exists() || !pki.join("ca.key").exists() {
+        return Ok(false);
+    }
+    let staging = pki.join(format!("{stem}.new-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    private_dir(&staging)?;
+    let (cert, key) = issue(pki, &Subject::Node(id), &staging)?;
+    let placed = std::fs::rename(&key, pki.join(format!("{stem}.key")))
+        .and_then(|()| std::fs::rename(&cert, pki.join(format!("{stem}.pem"))));
+    let _ = std::fs::remove_dir_all(&staging);
+    placed.with_context(|| format!("cannot place node {id}'s certificate in {}", pki.display()))?;
+    Ok(true)
 }
 
 #[cfg(test)]

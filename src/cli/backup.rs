@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use openraft::BasicNode;
 
 use crate::client::Client;
 use crate::config::Config;
@@ -55,11 +54,7 @@ pub fn restore(
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let checked =
         backup::decode_file(&bytes).with_context(|| format!("{} is refused", path.display()))?;
-    let members = config
-        .nodes
-        .iter()
-        .map(|n| (n.id, BasicNode::new(n.peer_advertise.to_string())))
-        .collect::<std::collections::BTreeMap<_, _>>();
+    let members = config.bootstrap_members();
     let ids: Vec<u64> = match id {
         Some(id) if members.contains_key(&id) => vec![id],
         Some(id) => anyhow::bail!("{} has no node with id {id}", config.path.display()),

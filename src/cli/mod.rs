@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod bench;
+pub mod cluster;
 pub mod logging;
 pub mod shell;
 pub mod status;

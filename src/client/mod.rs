@@ -775,6 +775,68 @@ impl Client {
         }
     }
 
+    /// A copy of this client patient enough for a membership change: one call may wait for
+    /// a learner to catch up, then for two commits.
+    fn for_membership(&self) -> Client {
+        let mut client = self.clone();
+        client.attempt_timeout = Duration::from_millis(limits::CLIENT_REQUEST_MAX_MS + 1_000);
+        client.call_timeout = client.call_timeout.max(client.attempt_timeout * 2);
+        client
+    }
+
+    /// Adds node `id` (admins): a learner at `peer_addr`, promoted once caught up. A reply
+    /// with `promoted: false` means it is still catching up: ask again.
+    pub async fn add_node(
+        &self,
+        id: u64,
+        peer_addr: &str,
+    ) -> Result<pb::MembershipReply, ClientError> {
+        let message = pb::AddNodeRequest {
+            id,
+            peer_addr: peer_addr.to_string(),
+        };
+        self.for_membership()
+            .call(Kind::Write, message, |mut s, r| async move {
+                s.add_node(r).await
+            })
+            .await
+    }
+
+    /// Removes node `id` (admins); `force` overrides the quorum guard.
+    pub async fn remove_node(
+        &self,
+        id: u64,
+        force: bool,
+    ) -> Result<pb::MembershipReply, ClientError> {
+        let message = pb::RemoveNodeRequest { id, force };
+        self.for_membership()
+            .call(Kind::Write, message, |mut s, r| async move {
+                s.remove_node(r).await
+            })
+            .await
+    }
+
+    /// Puts node `new_id` (at `peer_addr`) in voter `old_id`'s place (admins).
+    pub async fn replace_node(
+        &self,
+        old_id: u64,
+        new_id: u64,
+        peer_addr: &str,
+        force: bool,
+    ) -> Result<pb::MembershipReply, ClientError> {
+        let message = pb::ReplaceNodeRequest {
+            old_id,
+            new_id,
+            peer_addr: peer_addr.to_string(),
+            force,
+        };
+        self.for_membership()
+            .call(Kind::Write, message, |mut s, r| async move {
+                s.replace_node(r).await
+            })
+            .await
+    }
+
     pub async fn cluster_status(&self) -> Result<pb::ClusterStatusReply, ClientError> {
         let message = pb::ClusterStatusRequest {};
         self.call(Kind::Read, message, |mut s, r| async move {

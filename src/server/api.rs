@@ -71,6 +71,74 @@ impl Api {
         }
     }
 
+    /// The caller, if an admin (as of a linearizable read); PERMISSION_DENIED otherwise.
+    async fn admin<T>(&self, request: &Request<T>, what: &str) -> Result<String, ApiError> {
+        let actor = self.user(request).await?;
+        self.node.read_barrier(Consistency::Linearizable).await?;
+        if !self.node.sm.read().state.is_admin(Some(&actor)) {
+            return Err(ApiError::PermissionDenied(format!("{what} needs an admin")));
+        }
+        Ok(actor)
+    }
+
+    async fn change_membership(
+        &self,
+        change: super::membership::Change,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        tracing::info!(?change, "membership change asked for");
+        let done = super::membership::change(&self.node, change).await?;
+        Ok(Response::new(pb::MembershipReply {
+            voters: done.voters,
+            learners: done.learners,
+            promoted: done.promoted,
+            applied_index: done.applied_index,
+            leader_index: done.leader_index,
+            warning: done.warning.unwrap_or_default(),
+        }))
+    }
+
+    /// One node's row of ClusterStatus: as it reported itself, or unreachable.
+    fn node_status(
+        &self,
+        id: u64,
+        state: Option<crate::pb::raft::v1::NodeState>,
+        membership: &super::node::Membership,
+    ) -> pb::NodeStatus {
+        let configured = self.node.config.node(id);
+        let role_in_membership = if membership.voters.contains(&id) {
+            "voter"
+        } else if membership.learners.contains(&id) {
+            "learner"
+        } else {
+            ""
+        };
+        let mut status = match state {
+            Some(s) => pb::NodeStatus {
+                id,
+                addr: s.addr,
+                role: s.role,
+                term: s.term,
+                last_log_index: s.last_log_index,
+                applied_index: s.applied_index,
+                reachable: true,
+                leader: s.leader,
+                snapshot_index: s.snapshot_index,
+                ..Default::default()
+            },
+            None => pb::NodeStatus {
+                id,
+                role: "unreachable".into(),
+                ..Default::default()
+            },
+        };
+        if let Some(n) = configured {
+            status.addr = n.addr.to_string();
+        }
+        status.configured = configured.is_some();
+        status.membership = role_in_membership.into();
+        status
+    }
+
     /// The user a request about "a user" means: the named one, or the caller when empty.
     fn target_user(&self, actor: &str, named: &str) -> Result<String, ApiError> {
         if named.is_empty() {
@@ -1152,45 +1220,69 @@ impl BookingService for Api {
         // Anyone may learn whether the cluster serves and who leads (clients route by it);
         // where the nodes are is for logged-in users.
         let may_see_addresses = self.optional_user(&request).await.ok().flatten().is_some();
+        let membership = self.node.membership();
         let states = self.node.probe_all().await;
-        let mut reply = pb::ClusterStatusReply::default();
+        let mut reply = pb::ClusterStatusReply {
+            voters: membership.voters.iter().copied().collect(),
+            learners: membership.learners.iter().copied().collect(),
+            joint: membership.joint,
+            ..Default::default()
+        };
         for (id, state) in states {
-            let addr = self
-                .node
-                .config
-                .node(id)
-                .filter(|_| may_see_addresses)
-                .map(|n| n.addr.to_string())
-                .unwrap_or_default();
-            let status = match state {
-                Some(s) => {
-                    // The leader of the highest term anyone reports.
-                    if s.role == "leader" && s.term >= reply.term {
-                        reply.leader = s.id;
-                    }
-                    reply.term = reply.term.max(s.term);
-                    pb::NodeStatus {
-                        id,
-                        addr,
-                        role: s.role,
-                        term: s.term,
-                        last_log_index: s.last_log_index,
-                        applied_index: s.applied_index,
-                        reachable: true,
-                        leader: s.leader,
-                        snapshot_index: s.snapshot_index,
-                    }
+            if let Some(s) = &state {
+                // The leader of the highest term anyone reports.
+                if s.role == "leader" && s.term >= reply.term {
+                    reply.leader = s.id;
                 }
-                None => pb::NodeStatus {
-                    id,
-                    addr,
-                    role: "unreachable".into(),
-                    reachable: false,
-                    ..Default::default()
-                },
-            };
+                reply.term = reply.term.max(s.term);
+            }
+            let mut status = self.node_status(id, state, &membership);
+            if !may_see_addresses {
+                status.addr.clear();
+            }
             reply.nodes.push(status);
         }
         Ok(Response::new(reply))
+    }
+
+    async fn add_node(
+        &self,
+        request: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        self.admin(&request, "changing the membership").await?;
+        let r = request.into_inner();
+        let change = super::membership::Change::Add {
+            id: r.id,
+            peer_addr: r.peer_addr,
+        };
+        self.change_membership(change).await
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        self.admin(&request, "changing the membership").await?;
+        let r = request.into_inner();
+        let change = super::membership::Change::Remove {
+            id: r.id,
+            force: r.force,
+        };
+        self.change_membership(change).await
+    }
+
+    async fn replace_node(
+        &self,
+        request: Request<pb::ReplaceNodeRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        self.admin(&request, "changing the membership").await?;
+        let r = request.into_inner();
+        let change = super::membership::Change::Replace {
+            old: r.old_id,
+            new: r.new_id,
+            peer_addr: r.peer_addr,
+            force: r.force,
+        };
+        self.change_membership(change).await
     }
 }

@@ -14,12 +14,11 @@
 //! (`ticket init --setup-code CODE`). The command is idempotent, so leaders racing to seed do
 //! no harm. No key travels in it: token keys live in a file on each node.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
-use openraft::{BasicNode, ServerState};
+use openraft::ServerState;
 use tokio::time::Instant;
 
 use super::node::{role_name, Node};
@@ -42,13 +41,7 @@ pub async fn initialize_if_new_cluster(node: &Node) {
         );
         return;
     }
-    let members: BTreeMap<u64, BasicNode> = node
-        .config
-        .nodes
-        .iter()
-        .map(|n| (n.id, BasicNode::new(n.peer_advertise.to_string())))
-        .collect();
-    match node.raft.initialize(members).await {
+    match node.raft.initialize(node.config.bootstrap_members()).await {
         Ok(()) => tracing::info!("initialized a new cluster"),
         Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
             tracing::debug!("already initialized")

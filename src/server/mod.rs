@@ -11,6 +11,7 @@ mod bootstrap;
 mod incoming;
 mod keyring;
 mod listeners;
+mod membership;
 pub mod node;
 pub mod ops;
 mod peer;
@@ -57,16 +58,18 @@ fn raft_config(config: &Config) -> anyhow::Result<openraft::Config> {
     Ok(c.validate()?)
 }
 
-/// Runs node `id` of `config` until `shutdown` resolves.
+/// Runs node `id` of `config` until `shutdown` resolves. A node told to `join` (or marked
+/// `bootstrap = false`) never initializes a cluster: it waits, empty, to be added.
 pub async fn run(
     config: Config,
     id: NodeId,
+    join: bool,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     // First, so that nothing recorded at start-up is lost.
     let metrics = ops::install()?;
     let me = this_node(&config, id)?;
-    make_local_pki(&config)?;
+    make_local_pki(&config, id)?;
     let identity = crate::pki::Identity::load_peer(&config, id)?;
     let client_tls = listeners::client_tls(&config, id, me.listen)?;
     let keyring = keyring::Keyring::open(config.token_keys_path())?;
@@ -102,7 +105,9 @@ pub async fn run(
         data = %dir.display(), fresh, "node serving"
     );
 
-    if fresh {
+    if fresh && (join || !me.bootstrap) {
+        tracing::info!("joining: waiting for a leader to add this node (ticket cluster add {id})");
+    } else if fresh {
         bootstrap::initialize_if_new_cluster(&node).await;
     }
     tokio::spawn(bootstrap::seed_when_leader(node.clone()));
@@ -129,8 +134,8 @@ fn this_node(config: &Config, id: NodeId) -> anyhow::Result<NodeConfig> {
 }
 
 /// Makes the CA and node certificates of a local cluster that has none yet.
-fn make_local_pki(config: &Config) -> anyhow::Result<()> {
-    if crate::pki::ensure_local(config)? {
+fn make_local_pki(config: &Config, id: NodeId) -> anyhow::Result<()> {
+    if crate::pki::ensure_local(config, id)? {
         tracing::info!(
             dir = %config.data_dir.join("pki").display(),
             "made this local cluster's CA and node certificates (files 0600)"
@@ -179,6 +184,7 @@ async fn start_node(
         log,
         peers,
         stopping: tokio::sync::watch::Sender::new(false),
+        membership_lock: tokio::sync::Mutex::default(),
     }))
 }
 

@@ -34,6 +34,8 @@ pub struct Node {
     /// Becomes true when the node starts shutting down: long-lived streams (`WatchSeats`)
     /// end then, so that they do not hold the shutdown up.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Held by the leader while it changes the membership: one change at a time.
+    pub membership_lock: tokio::sync::Mutex<()>,
 }
 
 /// What this node's state says of a well-signed token.
@@ -53,6 +55,34 @@ pub struct Written {
     pub leader: NodeId,
 }
 
+/// Who votes and who only follows, by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    pub voters: std::collections::BTreeSet<NodeId>,
+    /// Members that receive the log but do not vote.
+    pub learners: std::collections::BTreeSet<NodeId>,
+    /// Whether a change is half done (joint consensus: both the old and the new voters).
+    pub joint: bool,
+}
+
+impl Membership {
+    pub fn of(membership: &openraft::Membership<NodeId, openraft::BasicNode>) -> Membership {
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        Membership {
+            learners: membership
+                .learner_ids()
+                .filter(|id| !voters.contains(id))
+                .collect(),
+            voters,
+            joint: membership.get_joint_config().len() > 1,
+        }
+    }
+
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.learners.contains(&id)
+    }
+}
+
 /// How up to date a read must be: the wire's one type, which the client uses too.
 pub use crate::pb::booking::v1::Consistency;
 
@@ -61,9 +91,33 @@ impl Node {
         self.raft.metrics().borrow().current_leader
     }
 
-    /// Where node `id`'s peer listener is dialed.
-    fn peer_addr_of(&self, id: NodeId) -> Option<String> {
-        self.config.node(id).map(|n| n.peer_advertise.to_string())
+    /// Where node `id`'s peer listener is dialed: as this node's cluster.toml says, or, for a
+    /// node added at run time that the file does not list, as the membership records it.
+    pub fn peer_addr_of(&self, id: NodeId) -> Option<String> {
+        if let Some(n) = self.config.node(id) {
+            return Some(n.peer_advertise.to_string());
+        }
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+    }
+
+    /// The live membership as this node has it: voters and learners (the latter being caught
+    /// up before they vote).
+    pub fn membership(&self) -> Membership {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        Membership::of(m.membership_config.membership())
+    }
+
+    /// Node `id` as the live membership records it (where its peers dial it).
+    pub fn membership_node(&self, id: NodeId) -> Option<openraft::BasicNode> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config.membership().get_node(&id).cloned()
     }
 
     /// Waits (until `deadline`) for any leader to be known and returns it.
@@ -304,27 +358,43 @@ impl Node {
             leader: m.current_leader.unwrap_or(0),
             has_state: !self.log.is_empty(),
             snapshot_index: m.snapshot.map_or(0, |id| id.index),
+            addr: self
+                .config
+                .node(self.id)
+                .map(|n| n.addr.to_string())
+                .unwrap_or_default(),
         }
     }
 
-    /// Every configured node's state; `None` for one that did not answer in time.
+    /// The state of every node cluster.toml lists or the membership holds; `None` for one
+    /// that did not answer in time.
     pub async fn probe_all(&self) -> Vec<(NodeId, Option<NodeState>)> {
-        let probes = self.config.nodes.iter().map(|n| async move {
-            if n.id == self.id {
-                return (n.id, Some(self.local_state()));
-            }
-            let Ok(mut client) = self.peers.client(n.id, &n.peer_advertise.to_string()) else {
-                return (n.id, None);
-            };
-            let call = client.node_status(Empty {});
-            let state = tokio::time::timeout(Duration::from_millis(limits::STATUS_PROBE_MS), call)
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .map(|r| r.into_inner());
-            (n.id, state)
-        });
+        let membership = self.membership();
+        let mut ids: std::collections::BTreeSet<NodeId> =
+            self.config.nodes.iter().map(|n| n.id).collect();
+        ids.extend(membership.voters.iter().chain(&membership.learners));
+        let probes = ids.into_iter().map(|id| self.probe(id));
         futures::future::join_all(probes).await
+    }
+
+    /// Node `id`'s state as it reports it; `None` if it did not answer in time.
+    pub async fn probe(&self, id: NodeId) -> (NodeId, Option<NodeState>) {
+        if id == self.id {
+            return (id, Some(self.local_state()));
+        }
+        let Some(addr) = self.peer_addr_of(id) else {
+            return (id, None);
+        };
+        let Ok(mut client) = self.peers.client(id, &addr) else {
+            return (id, None);
+        };
+        let call = client.node_status(Empty {});
+        let state = tokio::time::timeout(Duration::from_millis(limits::STATUS_PROBE_MS), call)
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .map(|r| r.into_inner());
+        (id, state)
     }
 }
 

@@ -153,6 +153,13 @@ impl Raft for PeerService {
         self.caller(&request)?;
         Ok(Response::new(self.node.local_state()))
     }
+
+    async fn change_membership(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.caller(&request)?;
+        super::membership::serve_forwarded(&self.node, &request.into_inner().data)
+            .await
+            .map(Response::new)
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,12 @@ use crate::pb::booking::v1::ClusterStatusReply;
 struct StatusJson {
     leader: Option<u64>,
     term: u64,
+    /// The live membership, from the log.
+    voters: Vec<u64>,
+    learners: Vec<u64>,
+    joint: bool,
+    /// How the live membership differs from cluster.toml; null when it does not.
+    differs: Option<String>,
     nodes: Vec<NodeJson>,
 }
 
@@ -26,6 +32,64 @@ struct NodeJson {
     /// Entries the leader has that this node has not applied; `None` (null) when the node or
     /// the leader did not answer.
     lag: Option<u64>,
+    /// voter, learner, or empty when not a member.
+    membership: String,
+    /// Whether cluster.toml lists it.
+    configured: bool,
+}
+
+/// How the live membership differs from the answering node's cluster.toml, if it does (and
+/// the node said what the membership is).
+fn difference(status: &ClusterStatusReply) -> Option<String> {
+    if status.voters.is_empty() {
+        return None;
+    }
+    let list = |ids: &[u64]| {
+        ids.iter()
+            .map(|id| id.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let member = |id: u64| status.voters.contains(&id) || status.learners.contains(&id);
+    let configured: Vec<u64> = status
+        .nodes
+        .iter()
+        .filter(|n| n.configured)
+        .map(|n| n.id)
+        .collect();
+    let gone: Vec<u64> = configured
+        .iter()
+        .copied()
+        .filter(|&id| !member(id))
+        .collect();
+    let added: Vec<u64> = status
+        .voters
+        .iter()
+        .chain(&status.learners)
+        .copied()
+        .filter(|id| !configured.contains(id))
+        .collect();
+    let mut parts = Vec::new();
+    if !gone.is_empty() {
+        parts.push(format!("not members: {}", list(&gone)));
+    }
+    if !added.is_empty() {
+        parts.push(format!("not in cluster.toml: {}", list(&added)));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the live membership (voters {}{}) differs from cluster.toml (nodes {}): {}",
+        list(&status.voters),
+        if status.learners.is_empty() {
+            String::new()
+        } else {
+            format!("; learners {}", list(&status.learners))
+        },
+        list(&configured),
+        parts.join("; ")
+    ))
 }
 
 /// Each node's lag: the leader's last log index minus the node's applied index (0 when it is
@@ -51,6 +115,10 @@ pub fn to_json(status: &ClusterStatusReply) -> serde_json::Value {
     let json = StatusJson {
         leader: (status.leader != 0).then_some(status.leader),
         term: status.term,
+        voters: status.voters.clone(),
+        learners: status.learners.clone(),
+        joint: status.joint,
+        differs: difference(status),
         nodes: status
             .nodes
             .iter()
@@ -64,6 +132,8 @@ pub fn to_json(status: &ClusterStatusReply) -> serde_json::Value {
                 last_log_index: n.last_log_index,
                 applied_index: n.applied_index,
                 lag,
+                membership: n.membership.clone(),
+                configured: n.configured,
             })
             .collect(),
     };
@@ -78,13 +148,18 @@ pub fn render(status: &ClusterStatusReply) -> String {
         leader => format!("leader: node{leader}, term {}", status.term),
     };
     let mut table = table(&[
-        "node", "address", "role", "term", "last log", "applied", "lag",
+        "node", "address", "role", "member", "term", "last log", "applied", "lag",
     ]);
     for (n, lag) in status.nodes.iter().zip(lags(status)) {
         table.add_row(vec![
             format!("node{}", n.id),
             n.addr.clone(),
             n.role.clone(),
+            if n.membership.is_empty() {
+                "-".to_string()
+            } else {
+                n.membership.clone()
+            },
             n.term.to_string(),
             n.last_log_index.to_string(),
             n.applied_index.to_string(),
@@ -93,7 +168,7 @@ pub fn render(status: &ClusterStatusReply) -> String {
     }
     // The numbers (and their headers) to the right; the node starts its line, so a row reads
     // `node2 ...` as it did before the table, and the lag ends it, with no space after.
-    for column in table.column_iter_mut().skip(3) {
+    for column in table.column_iter_mut().skip(4) {
         column.set_cell_alignment(CellAlignment::Right);
     }
     if let Some(node) = table.column_mut(0) {
@@ -102,7 +177,15 @@ pub fn render(status: &ClusterStatusReply) -> String {
     if let Some(lag) = table.column_iter_mut().last() {
         lag.set_padding((1, 0));
     }
-    format!("{leader}\n{table}\n")
+    let mut text = format!("{leader}\n{table}\n");
+    if status.joint {
+        text.push_str("a membership change is half done (joint consensus)\n");
+    }
+    if let Some(difference) = difference(status) {
+        text.push_str(&difference);
+        text.push('\n');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -132,6 +215,7 @@ mod tests {
                 node(2, true, 38, 33),
                 node(3, false, 0, 0),
             ],
+            ..Default::default()
         };
         let json = to_json(&status);
         let lags: Vec<&serde_json::Value> = json["nodes"]
@@ -171,6 +255,7 @@ mod tests {
                 node(2, true, 1234, 9),
                 node(3, false, 0, 0),
             ],
+            ..Default::default()
         };
         let text = render(&status);
         let lines: Vec<&str> = text.lines().collect();
@@ -193,12 +278,14 @@ mod tests {
             leader: 1,
             term: 3,
             nodes: vec![node(1, true, 10, 9), node(2, true, 12, 12)],
+            ..Default::default()
         };
         assert_eq!(lags(&ahead), [Some(1), Some(0)]);
         let leaderless = ClusterStatusReply {
             leader: 0,
             term: 4,
             nodes: vec![node(1, true, 10, 9), node(2, true, 12, 12)],
+            ..Default::default()
         };
         assert_eq!(lags(&leaderless), [None, None]);
         let leader_gone = ClusterStatusReply {
@@ -206,5 +293,53 @@ mod tests {
             ..leaderless
         };
         assert_eq!(lags(&leader_gone), [None, None]);
+    }
+
+    #[test]
+    fn a_membership_that_differs_from_cluster_toml_is_said_so() {
+        let member = |id, membership: &str, configured| NodeStatus {
+            membership: membership.into(),
+            configured,
+            ..node(id, true, 10, 10)
+        };
+        let same = ClusterStatusReply {
+            leader: 1,
+            term: 2,
+            voters: vec![1, 2, 3],
+            nodes: vec![
+                member(1, "voter", true),
+                member(2, "voter", true),
+                member(3, "voter", true),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(difference(&same), None);
+        assert_eq!(render(&same).lines().count(), 5);
+        let changed = ClusterStatusReply {
+            voters: vec![1, 2, 4],
+            learners: vec![5],
+            nodes: vec![
+                member(1, "voter", true),
+                member(2, "voter", true),
+                member(3, "", true),
+                member(4, "voter", false),
+                member(5, "learner", false),
+            ],
+            ..same
+        };
+        let said = difference(&changed).expect("a difference");
+        assert_eq!(
+            said,
+            "the live membership (voters 1, 2, 4; learners 5) differs from cluster.toml \
+             (nodes 1, 2, 3): not members: 3; not in cluster.toml: 4, 5"
+        );
+        let text = render(&changed);
+        assert!(text.ends_with(&format!("{said}\n")), "{text}");
+        let row3 = text.lines().find(|l| l.starts_with("node3")).expect("row");
+        assert!(row3.contains(" - "), "{text}");
+        let json = to_json(&changed);
+        assert_eq!(json["voters"], serde_json::json!([1, 2, 4]));
+        assert_eq!(json["nodes"][4]["membership"], "learner");
+        assert_eq!(json["differs"], serde_json::json!(said));
     }
 }

@@ -38,6 +38,9 @@ pub struct Options {
     pub metrics: bool,
     /// The nodes log one JSON object a line (`TICKET_LOG_FORMAT=json`).
     pub json_logs: bool,
+    /// How many of the last `nodes` are listed with `bootstrap = false`: not in the first
+    /// membership, not started by `start`, added at run time.
+    pub joining: usize,
 }
 
 impl Default for Options {
@@ -54,6 +57,7 @@ impl Default for Options {
             hold_max_ms: 1_800_000,
             metrics: false,
             json_logs: false,
+            joining: 0,
         }
     }
 }
@@ -144,6 +148,9 @@ pub fn config_text(ports: &[u16], metrics_ports: &[u16], options: &Options) -> S
         if let Some(port) = metrics_ports.get(i) {
             text.push_str(&format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
         }
+        if i + options.joining >= options.nodes {
+            text.push_str("bootstrap = false\n");
+        }
     }
     text
 }
@@ -152,7 +159,13 @@ impl TestCluster {
     /// Writes cluster.toml and starts every node.
     pub fn start(options: Options) -> TestCluster {
         let mut cluster = TestCluster::configure(options);
-        let ids: Vec<u64> = cluster.config.nodes.iter().map(|n| n.id).collect();
+        let ids: Vec<u64> = cluster
+            .config
+            .nodes
+            .iter()
+            .filter(|n| n.bootstrap)
+            .map(|n| n.id)
+            .collect();
         for id in ids {
             cluster.start_node(id);
         }
