@@ -1,4 +1,5 @@
-//! Proving it under faults: each scenario runs a 3-node cluster of real `ticket node`
+//! Proving it under faults: each scenario runs a 3-node cluster (the membership one a fourth
+//! node too, added and others removed as it goes) of real `ticket node`
 //! processes under 16 concurrent reservation clients, 4 checkout holders and a door (see
 //! `nemesis/checkout.rs`) for `NEMESIS_SECONDS` (60 by default) while a nemesis injects one
 //! kind of fault, then heals everything, lets the last holds run out, reads the final state
@@ -46,12 +47,94 @@ enum Fault {
     Slow,
     /// Every node killed and restarted together.
     RestartAll,
+    /// A membership change, while any other fault of the step holds: the spare node (wiped
+    /// if it left before) joins and is added, or, when all four are members, one of them (the
+    /// leader half the time) is removed and stopped. Refusals and failures are logged, not
+    /// judged: what is judged is that no acknowledged operation is lost meanwhile.
+    Membership,
+}
+
+/// How many membership changes succeeded in a run.
+#[derive(Default)]
+struct Changes {
+    added: usize,
+    removed: usize,
+}
+
+async fn change_membership(
+    cluster: &mut Cluster,
+    rng: &mut StdRng,
+    admin_token: &str,
+    changes: &mut Changes,
+) {
+    let Some(members) = cluster.members().await else {
+        println!("membership: no status, no change");
+        return;
+    };
+    let mut admin = cluster.client();
+    admin.set_token("admin", admin_token).expect("token");
+    let spare = cluster.ids.iter().copied().find(|id| !members.contains(id));
+    if let Some(spare) = spare {
+        cluster.start_joining(spare);
+        let node = cluster.node_client(spare);
+        let started = common::poll_until(Duration::from_secs(10), || {
+            let node = node.clone();
+            async move { node.cluster_status().await.ok() }
+        })
+        .await;
+        if started.is_none() {
+            println!("membership: {spare} did not start");
+            return;
+        }
+        let peer = cluster.peer_listen[&spare].to_string();
+        match admin.add_node(spare, &peer).await {
+            Ok(reply) if reply.promoted => {
+                changes.added += 1;
+                println!("membership: added {spare}: voters {:?}", reply.voters);
+            }
+            Ok(reply) => println!(
+                "membership: {spare} still a learner ({} of {})",
+                reply.applied_index, reply.leader_index
+            ),
+            Err(e) => println!("membership: adding {spare}: {e}"),
+        }
+        return;
+    }
+    let leader = cluster.leader().await;
+    let voters: Vec<u64> = members.iter().copied().collect();
+    let victim = match leader {
+        Some(leader) if rng.random_bool(0.5) => leader,
+        _ => voters[rng.random_range(0..voters.len())],
+    };
+    match admin.remove_node(victim, false).await {
+        Ok(reply) => {
+            changes.removed += 1;
+            let role = if Some(victim) == leader {
+                " (the leader)"
+            } else {
+                ""
+            };
+            println!(
+                "membership: removed {victim}{role}: voters {:?}",
+                reply.voters
+            );
+            cluster.kill(victim);
+            cluster.left.insert(victim);
+        }
+        Err(e) => println!("membership: removing {victim}: {e}"),
+    }
 }
 
 /// Applies the faults of one step, holds them, then heals everything.
-async fn step(cluster: &mut Cluster, rng: &mut StdRng, faults: &[Fault]) {
+async fn step(cluster: &mut Cluster, rng: &mut StdRng, faults: &[Fault], run: &mut Run) {
     let leader = cluster.leader().await;
-    let random = cluster.ids[rng.random_range(0..cluster.ids.len())];
+    let running: Vec<u64> = cluster
+        .ids
+        .iter()
+        .copied()
+        .filter(|id| !cluster.left.contains(id))
+        .collect();
+    let random = running[rng.random_range(0..running.len())];
     let victim = match leader {
         Some(leader) if rng.random_bool(0.5) => leader,
         _ => random,
@@ -68,12 +151,7 @@ async fn step(cluster: &mut Cluster, rng: &mut StdRng, faults: &[Fault]) {
                 ELECTION_TIMEOUT_MS * 2 + rng.random_range(0..2_000)
             }
             Fault::Partition => {
-                let others: Vec<u64> = cluster
-                    .ids
-                    .iter()
-                    .copied()
-                    .filter(|&id| id != victim)
-                    .collect();
+                let others: Vec<u64> = running.iter().copied().filter(|&id| id != victim).collect();
                 if rng.random_bool(0.5) {
                     // The victim (often the leader) alone in the minority.
                     for &other in &others {
@@ -95,6 +173,10 @@ async fn step(cluster: &mut Cluster, rng: &mut StdRng, faults: &[Fault]) {
                 }
                 rng.random_range(0..2_000)
             }
+            Fault::Membership => {
+                change_membership(cluster, rng, &run.admin_token, &mut run.changes).await;
+                0
+            }
         };
         hold_ms = hold_ms.max(ms);
     }
@@ -104,9 +186,20 @@ async fn step(cluster: &mut Cluster, rng: &mut StdRng, faults: &[Fault]) {
     hold_for(rng.random_range(1_000..3_000)).await;
 }
 
+/// What a run carries from step to step.
+struct Run {
+    admin_token: String,
+    changes: Changes,
+}
+
 async fn run(name: &str, pick: impl Fn(&mut StdRng) -> Vec<Fault>) {
+    run_with(name, Settings::default(), pick).await;
+}
+
+async fn run_with(name: &str, settings: Settings, pick: impl Fn(&mut StdRng) -> Vec<Fault>) {
     let seed = harness::seed();
-    let mut cluster = Cluster::start(Settings::default()).await;
+    let spare = settings.spare;
+    let mut cluster = Cluster::start(settings).await;
     cluster.wait_converged(Duration::from_secs(30)).await;
     let token = cluster.prepare(CLIENTS).await;
     let holders = cluster.prepare_checkout(&token, HOLDERS).await;
@@ -157,9 +250,13 @@ async fn run(name: &str, pick: impl Fn(&mut StdRng) -> Vec<Fault>) {
     )));
 
     let mut rng = StdRng::seed_from_u64(seed);
+    let mut run = Run {
+        admin_token: token.clone(),
+        changes: Changes::default(),
+    };
     while Instant::now() < until {
         let faults = pick(&mut rng);
-        step(&mut cluster, &mut rng, &faults).await;
+        step(&mut cluster, &mut rng, &faults, &mut run).await;
     }
     cluster.heal();
     for client in clients.into_iter().chain(checkout) {
@@ -212,6 +309,16 @@ async fn run(name: &str, pick: impl Fn(&mut StdRng) -> Vec<Fault>) {
         confirmed > 0 && checked_in > 0,
         "nemesis {name}: {confirmed} holds confirmed, {checked_in} tickets checked in (seed {seed})"
     );
+    if spare {
+        println!(
+            "nemesis {name}: {} nodes added, {} removed",
+            run.changes.added, run.changes.removed
+        );
+        assert!(
+            run.changes.added > 0 && run.changes.removed > 0,
+            "nemesis {name}: no membership change succeeded (seed {seed})"
+        );
+    }
     // Safety first (above), then liveness: the healed cluster must move on.
     if let Some(stall) = stall {
         panic!("nemesis {name}: the healed cluster made no progress (seed {seed}):\n{stall}");
@@ -259,6 +366,25 @@ async fn nemesis_mixed() {
             vec![first]
         } else {
             vec![first, second]
+        }
+    })
+    .await;
+}
+
+/// Membership changes under load, each step's change made while another fault (or none)
+/// holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nemesis_membership() {
+    let settings = Settings {
+        spare: true,
+        ..Settings::default()
+    };
+    run_with("membership", settings, |rng| {
+        let others = [Fault::Kill, Fault::Pause, Fault::Partition, Fault::Slow];
+        if rng.random_bool(0.5) {
+            vec![Fault::Membership]
+        } else {
+            vec![others[rng.random_range(0..others.len())], Fault::Membership]
         }
     })
     .await;
@@ -323,6 +449,7 @@ async fn corrupt_snapshot_stops_the_node_and_the_others_serve() {
     let settings = Settings {
         snapshot_threshold: 20,
         keep_after_snapshot: 5,
+        ..Settings::default()
     };
     let mut cluster = Cluster::start(settings).await;
     cluster.wait_converged(Duration::from_secs(30)).await;

@@ -260,17 +260,24 @@ async fn join_as_learner(node: &Node, id: NodeId, peer_addr: &str) -> Result<Cat
     Ok(wait_caught_up(node, id).await)
 }
 
-/// Whether node `id` answers a status probe at `addr`, as itself.
+/// Whether node `id` answers a status probe at `addr`, as itself, within a few seconds (a
+/// node just started may not listen yet).
 async fn answers_as(node: &Node, id: NodeId, addr: &str) -> bool {
     let Ok(mut client) = node.peers.client(id, addr) else {
         return false;
     };
-    let call = client.node_status(crate::pb::raft::v1::Empty {});
-    let wait = Duration::from_millis(limits::STATUS_PROBE_MS * 4);
-    matches!(
-        tokio::time::timeout(wait, call).await,
-        Ok(Ok(reply)) if reply.get_ref().id == id
-    )
+    let deadline = Instant::now() + Duration::from_millis(limits::STATUS_PROBE_MS * 6);
+    loop {
+        let call = client.node_status(crate::pb::raft::v1::Empty {});
+        let wait = Duration::from_millis(limits::STATUS_PROBE_MS);
+        if let Ok(Ok(reply)) = tokio::time::timeout(wait, call).await {
+            return reply.get_ref().id == id;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Polls the learner's applied index until it is within the promotion lag of this leader's

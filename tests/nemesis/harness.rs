@@ -67,6 +67,9 @@ pub fn reserve_addrs(n: usize) -> (Vec<SocketAddr>, Vec<TcpListener>) {
 pub struct Settings {
     pub snapshot_threshold: u64,
     pub keep_after_snapshot: u64,
+    /// A fourth node, listed with `bootstrap = false` and not started: the membership
+    /// nemesis adds it, and removes others, at run time.
+    pub spare: bool,
 }
 
 impl Default for Settings {
@@ -74,9 +77,13 @@ impl Default for Settings {
         Settings {
             snapshot_threshold: 2_000,
             keep_after_snapshot: 200,
+            spare: false,
         }
     }
 }
+
+/// The spare node's id.
+pub const SPARE: u64 = 4;
 
 pub struct Cluster {
     pub dir: tempfile::TempDir,
@@ -84,6 +91,10 @@ pub struct Cluster {
     pub listen: BTreeMap<u64, SocketAddr>,
     pub links: BTreeMap<(u64, u64), Link>,
     pub client_config: Config,
+    /// Where each node's own peer listener is (no proxy in between).
+    pub peer_listen: BTreeMap<u64, SocketAddr>,
+    /// Nodes known to be out of the membership: healing leaves them stopped.
+    pub left: BTreeSet<u64>,
     children: BTreeMap<u64, Child>,
     paused: BTreeSet<u64>,
 }
@@ -106,7 +117,9 @@ impl Cluster {
     pub async fn start(settings: Settings) -> Cluster {
         let mut cluster = Cluster::configure(settings).await;
         for id in cluster.ids.clone() {
-            cluster.start_node(id);
+            if !cluster.left.contains(&id) {
+                cluster.start_node(id);
+            }
         }
         cluster
     }
@@ -115,7 +128,18 @@ impl Cluster {
     /// starts the proxies; no node yet.
     pub async fn configure(settings: Settings) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let ids = vec![1, 2, 3];
+        let ids: Vec<u64> = if settings.spare {
+            vec![1, 2, 3, SPARE]
+        } else {
+            vec![1, 2, 3]
+        };
+        let spare = |id: u64| {
+            if settings.spare && id == SPARE {
+                "bootstrap = false\n"
+            } else {
+                ""
+            }
+        };
         // Held until the proxies are bound, so that none of them takes a node's port.
         let (addrs, held) = reserve_addrs(ids.len() * 2);
         let listen: BTreeMap<u64, SocketAddr> = ids
@@ -148,8 +172,9 @@ impl Cluster {
                     links[&(me, id)].addr
                 };
                 text.push_str(&format!(
-                    "\n[[nodes]]\nid = {id}\naddr = \"{}\"\npeer_advertise = \"{peer}\"\n",
-                    listen[&id]
+                    "\n[[nodes]]\nid = {id}\naddr = \"{}\"\npeer_advertise = \"{peer}\"\n{}",
+                    listen[&id],
+                    spare(id)
                 ));
             }
             std::fs::write(dir.path().join(format!("node{me}.toml")), text).expect("write");
@@ -157,19 +182,28 @@ impl Cluster {
         let mut text = base;
         for &id in &ids {
             text.push_str(&format!(
-                "\n[[nodes]]\nid = {id}\naddr = \"{}\"\npeer_advertise = \"{}\"\n",
-                listen[&id], peer_listen[&id]
+                "\n[[nodes]]\nid = {id}\naddr = \"{}\"\npeer_advertise = \"{}\"\n{}",
+                listen[&id],
+                peer_listen[&id],
+                spare(id)
             ));
         }
         let client_path = dir.path().join("client.toml");
         std::fs::write(&client_path, text).expect("write");
         let client_config = Config::load(&client_path).expect("client config");
+        let left = if settings.spare {
+            BTreeSet::from([SPARE])
+        } else {
+            BTreeSet::new()
+        };
         Cluster {
             dir,
             ids,
             listen,
             links,
             client_config,
+            peer_listen,
+            left,
             children: BTreeMap::new(),
             paused: BTreeSet::new(),
         }
@@ -188,6 +222,21 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, id: u64) {
+        self.spawn_node(id, false);
+    }
+
+    /// Starts node `id` to join the cluster (`--join`): empty if it is known to have left
+    /// (its data is wiped; nothing it held is needed once its removal committed), else with
+    /// what it has.
+    pub fn start_joining(&mut self, id: u64) {
+        self.kill(id);
+        if self.left.remove(&id) {
+            let _ = std::fs::remove_dir_all(self.data_dir(id));
+        }
+        self.spawn_node(id, true);
+    }
+
+    fn spawn_node(&mut self, id: u64, join: bool) {
         let log = File::options()
             .create(true)
             .append(true)
@@ -197,6 +246,7 @@ impl Cluster {
             .arg("--config")
             .arg(self.dir.path().join(format!("node{id}.toml")))
             .args(["node", "--id", &id.to_string()])
+            .args(join.then_some("--join"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone"))
             .stderr(log)
@@ -282,10 +332,17 @@ impl Cluster {
             self.resume(id);
         }
         for id in self.ids.clone() {
-            if !self.is_running(id) {
+            if !self.is_running(id) && !self.left.contains(&id) {
                 self.start_node(id);
             }
         }
+    }
+
+    /// The live membership's voters and learners, as the cluster reports it.
+    pub async fn members(&self) -> Option<BTreeSet<u64>> {
+        let status = self.client().cluster_status().await.ok()?;
+        (!status.voters.is_empty())
+            .then(|| status.voters.into_iter().chain(status.learners).collect())
     }
 
     pub fn client(&self) -> Client {
@@ -308,10 +365,17 @@ impl Cluster {
         let client = &self.client();
         let converged = poll_until(timeout, || async move {
             let status = client.cluster_status().await.ok()?;
-            let first = status.nodes.first().map(|n| n.applied_index);
+            // Only members: a node removed at run time is out of it.
+            let members: Vec<_> = status
+                .nodes
+                .iter()
+                .filter(|n| !n.membership.is_empty())
+                .collect();
+            let first = members.first().map(|n| n.applied_index);
             let converged = status.leader != 0
-                && status.nodes.iter().all(|n| n.reachable)
-                && status.nodes.iter().all(|n| Some(n.applied_index) == first);
+                && !members.is_empty()
+                && members.iter().all(|n| n.reachable)
+                && members.iter().all(|n| Some(n.applied_index) == first);
             converged.then_some(())
         })
         .await;
@@ -354,7 +418,8 @@ impl Cluster {
             .err()
             .into_iter()
             .collect();
-        for &id in &self.ids {
+        let members = self.members().await.unwrap_or_default();
+        for &id in &members {
             let mut through = self.node_client(id).with_call_timeout(WRITE_AFTER_HEAL);
             through.set_token("admin", admin_token).expect("token");
             let name = format!("after-heal-{id}");
@@ -496,7 +561,8 @@ impl Cluster {
             .expect("final read");
         let final_state = snapshot(&reply);
         let mut by_node = BTreeMap::new();
-        for &id in &self.ids {
+        let members = self.members().await.expect("the membership");
+        for &id in &members {
             let mut client = self.node_client(id);
             client.set_token("admin", admin_token).expect("token");
             let (client, wanted) = (&client, final_state.applied_index);
