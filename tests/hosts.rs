@@ -1,8 +1,9 @@
 //! Three hosts, really: three network namespaces joined by a bridge, each with an address of
 //! its own, one node in each, TLS on both the client API and the peer protocol. Bookings go
 //! through each node; the leader's host is cut off (its link dropped) while the other two
-//! serve; the link comes back and the node catches up. Needs root (as CI has) and `ip`; says
-//! so and passes without them.
+//! serve; the link comes back and the node catches up; a fourth host's node is added at run
+//! time and the first leader's removed. Needs root (as CI has) and `ip`; says so and passes
+//! without them.
 
 mod common;
 
@@ -14,6 +15,9 @@ use std::time::Duration;
 use common::{eventually, poll_for, poll_until, run_ticket, ADMIN_PASSWORD, BIN};
 use ticket::client::{Client, Consistency};
 use ticket::config::Config;
+
+/// Hosts made: three for the first cluster, a fourth for the node added at run time.
+const HOSTS: usize = 4;
 
 /// Runs `ip ARGS`, failing the test with what it said when it fails.
 fn ip(args: &[&str]) {
@@ -51,7 +55,7 @@ impl Hosts {
         std::process::id() % 250
     }
 
-    /// Makes hosts 1-3 on a bridge; the test process reaches them through the bridge's
+    /// Makes hosts 1-4 on a bridge; the test process reaches them through the bridge's
     /// address (.254).
     fn make() -> Hosts {
         let hosts = Hosts {
@@ -63,7 +67,7 @@ impl Hosts {
         let gateway = format!("10.251.{}.254/24", hosts.subnet());
         ip(&["addr", "add", &gateway, "dev", &bridge]);
         ip(&["link", "set", &bridge, "up"]);
-        for i in 1..=3 {
+        for i in 1..=HOSTS {
             let (ns, link) = (hosts.namespace(i), hosts.link(i));
             let inside = format!("{link}n");
             ip(&["netns", "add", &ns]);
@@ -109,7 +113,7 @@ impl Drop for Hosts {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for i in 1..=3 {
+        for i in 1..=HOSTS {
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.namespace(i)])
                 .output();
@@ -135,7 +139,8 @@ fn can_make_hosts() -> Result<(), String> {
     }
 }
 
-/// cluster.toml for the three hosts, with the certificates under `pki/` beside it.
+/// cluster.toml for the hosts, with the certificates under `pki/` beside it. The fourth is
+/// not in the first membership (`bootstrap = false`): it joins at run time.
 fn config_text(hosts: &Hosts) -> String {
     let mut text = String::from(
         "data_dir = \"data\"\n\n[raft]\nheartbeat_interval_ms = 50\nelection_timeout_min_ms = 300\n\
@@ -144,11 +149,14 @@ fn config_text(hosts: &Hosts) -> String {
          [peer_tls]\nca = \"pki/ca.pem\"\ncert = \"pki/node{id}.pem\"\nkey = \"pki/node{id}.key\"\n\n\
          [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/server.pem\"\nkey = \"pki/server.key\"\n",
     );
-    for i in 1..=3 {
+    for i in 1..=HOSTS {
         text.push_str(&format!(
             "\n[[nodes]]\nid = {i}\naddr = \"{0}:60051\"\npeer_advertise = \"{0}:61051\"\n",
             hosts.addr(i)
         ));
+        if i == HOSTS {
+            text.push_str("bootstrap = false\n");
+        }
     }
     text
 }
@@ -163,7 +171,7 @@ async fn client_of(config: &Config, id: u64, user: &str, password: &str, dir: &P
     })
     .await;
     logged_in.unwrap_or_else(|| {
-        let logs: Vec<String> = (1..=3)
+        let logs: Vec<String> = (1..=HOSTS)
             .map(|i| {
                 let log = std::fs::read_to_string(dir.join(format!("node{i}.log")));
                 format!("node {i}:\n{}", log.unwrap_or_default())
@@ -177,7 +185,7 @@ async fn client_of(config: &Config, id: u64, user: &str, password: &str, dir: &P
 /// as one on loopback does: bookings through each node; the leader's host cut off, the other
 /// two elect a leader and serve; the link back, the node catches up with what it missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_hosts_book_lose_one_and_catch_it_up() {
+async fn three_hosts_book_lose_one_catch_it_up_then_change_members() {
     if let Err(why) = can_make_hosts() {
         eprintln!("skipped: three network namespaces need root and iproute2 ({why})");
         return;
@@ -198,10 +206,10 @@ async fn three_hosts_book_lose_one_and_catch_it_up() {
     let pki = dir.path().join("pki");
     let pki = pki.to_str().expect("utf-8");
     cli(&["cert", "init", "--dir", pki]);
-    for i in 1..=3 {
+    for i in 1..=HOSTS {
         cli(&["cert", "issue", "--dir", pki, "--node", &i.to_string()]);
     }
-    let names: Vec<String> = (1..=3).map(|i| hosts.addr(i)).collect();
+    let names: Vec<String> = (1..=HOSTS).map(|i| hosts.addr(i)).collect();
     let mut issue = vec!["cert", "issue", "--dir", pki, "--server"];
     issue.extend(names.iter().map(String::as_str));
     cli(&issue);
@@ -273,6 +281,41 @@ async fn three_hosts_book_lose_one_and_catch_it_up() {
             .nodes
             .iter()
             .all(|n| !n.addr.is_empty() && n.addr.starts_with("10.251.")),
+        "{status:?}"
+    );
+
+    // A fourth host's node joins at run time; the first leader leaves.
+    hosts.start(HOSTS, &config_path, dir.path());
+    let admin_env = [("TICKET_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+    let change = |args: &[&str]| {
+        let out = run_ticket(&config_path, args, "", &admin_env);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "ticket {}: {text}\n{err}",
+            args.join(" ")
+        );
+        text
+    };
+    let added = change(&["cluster", "add", &HOSTS.to_string()]);
+    assert!(added.contains("voters 1, 2, 3, 4"), "{added}");
+    let removed = change(&["cluster", "remove", &leader.to_string()]);
+    assert!(!removed.contains(&leader.to_string()), "{removed}");
+    let fourth = client_of(&config, HOSTS as u64, "ana", "password1", dir.path()).await;
+    poll_for(
+        "a booking through the added node",
+        Duration::from_secs(20),
+        || {
+            let fourth = fourth.clone();
+            async move { fourth.reserve("hosts", &["C1"]).await.ok() }
+        },
+    )
+    .await;
+    let status = fourth.cluster_status().await.expect("status");
+    assert_eq!(status.voters.len(), 3, "{status:?}");
+    assert!(
+        status.voters.contains(&(HOSTS as u64)) && !status.voters.contains(&leader),
         "{status:?}"
     );
 }
