@@ -931,6 +931,19 @@ listen = "0.0.0.0:60052"
     }
 
     #[test]
+    fn a_node_may_stay_out_of_the_first_membership_but_not_every_node() {
+        let text = GOOD.replace("id = 2\n", "id = 2\nbootstrap = false\n");
+        let config = parse(&text).expect("valid");
+        assert!(config.nodes[0].bootstrap && !config.nodes[1].bootstrap);
+        let first: Vec<u64> = config.bootstrap_members().into_keys().collect();
+        assert_eq!(first, [1]);
+        let text = text.replace("id = 1\n", "id = 1\nbootstrap = false\n");
+        let (_, key, message) = located(&text);
+        assert_eq!(key, "nodes");
+        assert!(message.contains("at least one"), "{message}");
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let text = GOOD.replace("listen =", "lisen =");
         let (line, key, message) = located(&text);
