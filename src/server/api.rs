@@ -1220,22 +1220,28 @@ impl BookingService for Api {
         // Anyone may learn whether the cluster serves and who leads (clients route by it);
         // where the nodes are is for logged-in users.
         let may_see_addresses = self.optional_user(&request).await.ok().flatten().is_some();
-        let membership = self.node.membership();
         let states = self.node.probe_all().await;
-        let mut reply = pb::ClusterStatusReply {
-            voters: membership.voters.iter().copied().collect(),
-            learners: membership.learners.iter().copied().collect(),
-            joint: membership.joint,
-            ..Default::default()
-        };
-        for (id, state) in states {
-            if let Some(s) = &state {
-                // The leader of the highest term anyone reports.
+        let mut reply = pb::ClusterStatusReply::default();
+        // The membership as the leader of the highest term has it; this node's own if none
+        // answered (a removed node's own view is stale).
+        let mut membership = self.node.membership();
+        for (_, state) in &states {
+            if let Some(s) = state {
                 if s.role == "leader" && s.term >= reply.term {
                     reply.leader = s.id;
+                    membership = super::node::Membership {
+                        voters: s.voters.iter().copied().collect(),
+                        learners: s.learners.iter().copied().collect(),
+                        joint: s.joint,
+                    };
                 }
                 reply.term = reply.term.max(s.term);
             }
+        }
+        reply.voters = membership.voters.iter().copied().collect();
+        reply.learners = membership.learners.iter().copied().collect();
+        reply.joint = membership.joint;
+        for (id, state) in states {
             let mut status = self.node_status(id, state, &membership);
             if !may_see_addresses {
                 status.addr.clear();

@@ -204,11 +204,24 @@ impl Node {
                 )));
             }
             if hint.is_none() {
+                self.must_be_member()?;
                 // A short pause lets an election finish instead of spinning on a stale view.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 hint = self.wait_for_leader(deadline).await;
             }
         }
+    }
+
+    /// UNAVAILABLE at once on a node outside the membership (removed, or not added yet): no
+    /// leader will tell it anything, and a client should ask another node rather than wait.
+    fn must_be_member(&self) -> Result<(), ApiError> {
+        if self.membership().contains(self.id) {
+            return Ok(());
+        }
+        Err(ApiError::Unavailable(format!(
+            "node {} is not a member of the cluster (removed, or not added yet); ask another node",
+            self.id
+        )))
     }
 
     /// On the leader: confirms leadership with a quorum and returns the index a linearizable
@@ -301,6 +314,7 @@ impl Node {
                 )));
             }
             if hint.is_none() {
+                self.must_be_member()?;
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 hint = self.wait_for_leader(deadline).await;
             }
@@ -349,7 +363,11 @@ impl Node {
     /// This node as it sees itself.
     pub fn local_state(&self) -> NodeState {
         let m = self.raft.metrics().borrow().clone();
+        let membership = Membership::of(m.membership_config.membership());
         NodeState {
+            voters: membership.voters.into_iter().collect(),
+            learners: membership.learners.into_iter().collect(),
+            joint: membership.joint,
             id: self.id,
             role: role_name(m.state).to_string(),
             term: m.current_term,

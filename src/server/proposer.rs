@@ -94,21 +94,45 @@ async fn gather(raft: Raft, mut pending: mpsc::Receiver<Pending>) {
             // answers would hold its in-flight place, and so the proposer, for ever. Its fate is
             // unknown then, as after any timeout: the client retries with its request id.
             let wait = std::time::Duration::from_millis(limits::QUORUM_WAIT_MS);
-            let result = tokio::time::timeout(wait, raft.client_write(commands)).await;
+            let write = tokio::time::timeout(wait, raft.client_write(commands));
+            // A leader that steps down (removed from the membership, or a higher term seen)
+            // may leave its entries in flight unanswered: say so at once rather than at the
+            // timeout, so that the clients retry, with their request ids, elsewhere.
+            let result = tokio::select! {
+                result = write => result.map_err(|_| "the leader did not answer in time"),
+                () = stopped_leading(&raft) => Err("this node stopped leading"),
+            };
             drop(permit);
             match result {
                 Ok(result) => answer(result, replies),
-                Err(_) => {
-                    tracing::warn!(commands = replies.len(), "an entry got no answer in time");
+                Err(what) => {
+                    tracing::warn!(commands = replies.len(), "an entry got no answer: {what}");
                     for reply in replies {
-                        let why = "the leader did not answer in time; the write may or may not \
-                                   have happened";
-                        let _ = reply.send(ProposeOutcome::Unavailable(why.into()));
+                        let why = format!("{what}; the write may or may not have happened");
+                        let _ = reply.send(ProposeOutcome::Unavailable(why));
                     }
                 }
             }
         });
     }
+}
+
+/// Resolves once this node, leading now, no longer does; never if it does not lead now (a
+/// write there is answered with the leader to go to).
+async fn stopped_leading(raft: &Raft) {
+    let mut metrics = raft.metrics();
+    let leading = |m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>| {
+        (m.state == openraft::ServerState::Leader).then_some(m.current_term)
+    };
+    let Some(term) = leading(&metrics.borrow_and_update()) else {
+        return std::future::pending().await;
+    };
+    while metrics.changed().await.is_ok() {
+        if leading(&metrics.borrow_and_update()) != Some(term) {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 type WriteResult = Result<
