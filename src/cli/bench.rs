@@ -5,7 +5,8 @@
 //!
 //! Modes: `unary` books each seat with one Reserve; `checkout` holds it, then confirms the
 //! hold (two commits a booking, as a buyer at a checkout makes them), and reports holds/s and
-//! confirms/s; its latency is the hold and the confirm together.
+//! confirms/s; its latency is the hold and the confirm together; `ping` sends the no-op Ping
+//! RPC through the same client and connections, the ceiling a booking is measured against.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,8 @@ pub enum Mode {
     Unary,
     /// Hold, then confirm the hold.
     Checkout,
+    /// The no-op Ping RPC: what one round trip through this stack costs.
+    Ping,
 }
 
 pub struct BenchArgs {
@@ -124,9 +127,10 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<Report> {
         admin,
     });
     // The first event exists before the clock starts.
-    let (first_event, _) = seats.next().await?;
-    seats.next.store(0, Ordering::Relaxed);
-    let _ = first_event;
+    if args.mode != Mode::Ping {
+        seats.next().await?;
+        seats.next.store(0, Ordering::Relaxed);
+    }
 
     let start = Instant::now();
     let stop_at = start + Duration::from_secs(args.seconds);
@@ -179,11 +183,16 @@ async fn book_until(
     let mut result = ClientResult::new();
     while Instant::now() < stop_at {
         let t0 = Instant::now();
-        let outcome = match (seats.next().await, mode) {
+        let next = match mode {
+            Mode::Ping => Ok((String::new(), String::new())),
+            _ => seats.next().await,
+        };
+        let outcome = match (next, mode) {
             (Ok((event, seat)), Mode::Unary) => client.reserve(&event, &[&seat]).await.map(|_| ()),
             (Ok((event, seat)), Mode::Checkout) => {
                 checkout(&client, &event, &seat, &mut result.holds).await
             }
+            (_, Mode::Ping) => client.ping().await,
             (Err(error), _) => Err(error),
         };
         let done = Instant::now();
@@ -248,28 +257,28 @@ fn report(mode: Mode, clients: usize, elapsed: f64, totals: ClientResult) -> Rep
     let latencies = totals.latencies_us;
     let mut completions = totals.completions_us;
     completions.sort_unstable();
-    let max_gap_us = completions
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .max()
-        .unwrap_or(0);
+    let max_gap_us = longest_gap_us(&completions, (elapsed * 1e6) as u64);
     let ms = |us: u64| us as f64 / 1000.0;
     let per_sec = latencies.len() as f64 / elapsed;
     let holds = match mode {
-        Mode::Unary => 0,
+        Mode::Unary | Mode::Ping => 0,
         Mode::Checkout => totals.holds,
     };
     Report {
         mode,
         clients,
         seconds: elapsed,
-        bookings: latencies.len(),
-        bookings_per_sec: per_sec,
+        bookings: if mode == Mode::Ping {
+            0
+        } else {
+            latencies.len()
+        },
+        bookings_per_sec: if mode == Mode::Ping { 0.0 } else { per_sec },
         ops_per_sec: per_sec,
         holds,
         holds_per_sec: holds as f64 / elapsed,
         confirms_per_sec: match mode {
-            Mode::Unary => 0.0,
+            Mode::Unary | Mode::Ping => 0.0,
             Mode::Checkout => per_sec,
         },
         p50_ms: ms(latencies.value_at_quantile(0.50)),
@@ -280,15 +289,35 @@ fn report(mode: Mode, clients: usize, elapsed: f64, totals: ClientResult) -> Rep
     }
 }
 
+/// The longest time in a run of `end_us` in which nothing completed: between two
+/// completions, from the start to the first, or from the last to the end (so a cluster that
+/// stops answering cannot report a small gap).
+fn longest_gap_us(completions_us: &[u64], end_us: u64) -> u64 {
+    let mut last = 0;
+    let mut longest = 0;
+    for &at in completions_us.iter().chain(std::iter::once(&end_us)) {
+        longest = longest.max(at.saturating_sub(last));
+        last = at;
+    }
+    longest
+}
+
 pub fn print(report: &Report, json: bool) {
     if json {
         println!("{}", serde_json::to_string(report).unwrap_or_default());
         return;
     }
-    println!(
-        "{} clients, {:.1} s: {} bookings, {:.0} bookings/s",
-        report.clients, report.seconds, report.bookings, report.bookings_per_sec
-    );
+    if report.mode == Mode::Ping {
+        println!(
+            "{} clients, {:.1} s: {:.0} pings/s (no-op RPCs: the ceiling for bookings)",
+            report.clients, report.seconds, report.ops_per_sec
+        );
+    } else {
+        println!(
+            "{} clients, {:.1} s: {} bookings, {:.0} bookings/s",
+            report.clients, report.seconds, report.bookings, report.bookings_per_sec
+        );
+    }
     if report.mode == Mode::Checkout {
         println!(
             "checkout: {} holds, {:.0} holds/s, {:.0} confirms/s (latency is hold + confirm)",
@@ -296,7 +325,7 @@ pub fn print(report: &Report, json: bool) {
         );
     }
     println!(
-        "latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; longest gap without a booking {:.1} ms",
+        "latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; longest gap without a completion {:.1} ms",
         report.p50_ms, report.p99_ms, report.p999_ms, report.max_gap_ms
     );
     if report.errors.is_empty() {
@@ -304,5 +333,20 @@ pub fn print(report: &Report, json: bool) {
     }
     for (kind, n) in &report.errors {
         println!("errors {kind}: {n}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_gap_counts_the_start_and_the_end_of_the_run() {
+        assert_eq!(longest_gap_us(&[10, 20, 90, 100], 110), 70);
+        // Nothing after 30 in a run of 1000: the cluster stopped answering.
+        assert_eq!(longest_gap_us(&[10, 20, 30], 1_000), 970);
+        // The first completion came late.
+        assert_eq!(longest_gap_us(&[500, 510], 520), 500);
+        assert_eq!(longest_gap_us(&[], 1_000), 1_000);
     }
 }

@@ -775,6 +775,15 @@ impl Client {
         }
     }
 
+    /// One no-op round trip to the current node.
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        self.call(Kind::Read, pb::PingRequest {}, |mut s, r| async move {
+            s.ping(r).await
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// A copy of this client patient enough for a membership change: one call may wait for
     /// a learner to catch up, then for two commits.
     fn for_membership(&self) -> Client {

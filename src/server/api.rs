@@ -1251,6 +1251,13 @@ impl BookingService for Api {
         Ok(Response::new(reply))
     }
 
+    async fn ping(
+        &self,
+        _request: Request<pb::PingRequest>,
+    ) -> Result<Response<pb::PingReply>, Status> {
+        Ok(Response::new(pb::PingReply {}))
+    }
+
     async fn add_node(
         &self,
         request: Request<pb::AddNodeRequest>,
