@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# A 3-member etcd cluster on loopback (clients on 2379, 22379, 32379), its data under
+# ${TMPDIR:-/tmp}/ticket-etcd-bench: `cluster.sh start`, `cluster.sh stop`.
+set -euo pipefail
+dir=${TMPDIR:-/tmp}/ticket-etcd-bench
+members="m1=http://127.0.0.1:2380,m2=http://127.0.0.1:22380,m3=http://127.0.0.1:32380"
+case "${1:-start}" in
+start)
+  rm -rf "$dir" && mkdir -p "$dir"
+  i=0
+  for client in 2379 22379 32379; do
+    i=$((i + 1)); peer=$((client + 1))
+    setsid etcd --name "m$i" --data-dir "$dir/m$i" \
+      --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+      --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+      --initial-cluster "$members" --initial-cluster-state new --initial-cluster-token ticket-bench \
+      >"$dir/m$i.log" 2>&1 &
+    echo $! >"$dir/m$i.pid"
+  done
+  for _ in $(seq 100); do
+    etcdctl --endpoints=127.0.0.1:2379 endpoint health >/dev/null 2>&1 && exit 0
+    sleep 0.2
+  done
+  echo "etcd did not become healthy; see $dir/m*.log" >&2; exit 1 ;;
+stop)
+  for i in 1 2 3; do
+    [ -f "$dir/m$i.pid" ] && kill "$(cat "$dir/m$i.pid")" 2>/dev/null || true
+  done ;;
+esac
