@@ -153,7 +153,9 @@ mod tests {
             let budget = budget.clone();
             move || {
                 let _charging = enter(budget.clone());
-                let big = vec![1u8; 2 << 20];
+                // black_box: an allocation nothing reads may be optimized away in a release
+                // build, and then nothing is charged.
+                let big = std::hint::black_box(vec![1u8; 2 << 20]);
                 assert!(budget.spent(), "2 MiB is over a 1 MiB budget");
                 assert!(over_budget().is_some());
                 drop(big);
