@@ -134,7 +134,7 @@ pub const BACKUP_CHUNK_BYTES: usize = 1024 * 1024;
 /// kind of command to it.
 pub const COMMAND_MAX_BYTES: usize = 4 * 1024;
 /// Commands gathered into one log entry (one append, one fsync, one AppendEntries for all).
-pub const COMMANDS_PER_ENTRY_MAX: usize = 128;
+pub const COMMANDS_PER_ENTRY_MAX: usize = 256;
 /// Log entries the leader has handed to Raft and not yet seen applied. openraft 0.9 appends
 /// (and fsyncs) one entry at a time, so a few in flight keep the disk busy while the next
 /// entry gathers commands.
@@ -142,7 +142,7 @@ pub const ENTRIES_IN_FLIGHT_MAX: usize = 4;
 /// Commands waiting for a place in an entry; past this, callers wait (back-pressure).
 pub const COMMANDS_QUEUED_MAX: usize = 8_192;
 /// Log entries in one AppendEntries, and so the largest group one follower fsync covers.
-pub const APPEND_ENTRIES_MAX: u64 = 64;
+pub const APPEND_ENTRIES_MAX: u64 = 32;
 /// Write operations the log writer folds into one transaction and one fsync.
 pub const LOG_WRITE_BATCH_MAX: usize = 4_096;
 
@@ -153,6 +153,9 @@ pub const QUORUM_WAIT_MS: u64 = 5_000;
 pub const STATUS_PROBE_MS: u64 = 500;
 /// Entries a node's applied index may trail its own log while `/readyz` still says ready.
 pub const READY_LAG_ENTRIES_MAX: u64 = 1_000;
+
+/// Bookings in one ReserveBatch call: with their tokens, well within a client message.
+pub const BATCH_RESERVES_MAX: usize = 128;
 
 /// Entries a learner's applied index may trail the leader's last log index and still be
 /// promoted to voter: small, so a new voter does not slow commits while it catches up.
@@ -185,6 +188,8 @@ const _: () = assert!(COMMANDS_PER_ENTRY_MAX <= COMMANDS_QUEUED_MAX);
 const _: () = assert!(EVENTS_MAX * (SEATS_PER_EVENT_MAX as usize) <= u32::MAX as usize);
 const _: () = assert!(WATCH_BROADCAST_SETS <= WATCH_JOURNAL_SETS);
 const _: () = assert!(COMMAND_MAX_BYTES * 4 <= CLIENT_MESSAGE_MAX_BYTES);
+// A batch of the most reserves, each with a token (under 300 bytes) and a one-seat booking.
+const _: () = assert!(BATCH_RESERVES_MAX * 400 <= CLIENT_MESSAGE_MAX_BYTES);
 const _: () = assert!(WATCH_STREAMS_ANONYMOUS_MAX < WATCH_STREAMS_MAX / 2);
 const _: () = assert!(WATCH_STREAMS_PER_ADDRESS_MAX <= WATCH_STREAMS_ANONYMOUS_MAX);
 const _: () = assert!(QUORUM_WAIT_MS * 2 < CLIENT_REQUEST_MAX_MS);
