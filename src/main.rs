@@ -180,9 +180,13 @@ enum Cmd {
 // The flags of `ticket bench` (its help is the `Cmd::Bench` doc comment).
 #[derive(clap::Args)]
 struct BenchFlags {
-    /// unary: one Reserve a booking; checkout: a hold, then its confirm.
+    /// unary: one Reserve a booking; batch (or stream): ReserveBatch calls of --batch
+    /// bookings; checkout: a hold, then its confirm; ping: the no-op RPC.
     #[arg(long, value_enum, default_value_t = cli::bench::Mode::Unary)]
     mode: cli::bench::Mode,
+    /// Bookings in one ReserveBatch call (--mode batch).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=128))]
+    batch: u32,
     /// Concurrent clients, each on its own connection.
     #[arg(long, default_value_t = 64)]
     clients: usize,
@@ -559,6 +563,7 @@ async fn bench(flags: BenchFlags, config: &Config) -> anyhow::Result<()> {
     )?;
     let args = cli::bench::BenchArgs {
         mode: flags.mode,
+        batch: flags.batch as usize,
         clients: flags.clients,
         seconds: flags.seconds,
         json: flags.json,

@@ -6,7 +6,9 @@
 //! Modes: `unary` books each seat with one Reserve; `checkout` holds it, then confirms the
 //! hold (two commits a booking, as a buyer at a checkout makes them), and reports holds/s and
 //! confirms/s; its latency is the hold and the confirm together; `ping` sends the no-op Ping
-//! RPC through the same client and connections, the ceiling a booking is measured against.
+//! RPC through the same client and connections, the ceiling a booking is measured against;
+//! `batch` books through ReserveBatch calls of `--batch` seats, each booking with its own
+//! request id (its latency is its call's).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,10 +34,16 @@ pub enum Mode {
     Checkout,
     /// The no-op Ping RPC: what one round trip through this stack costs.
     Ping,
+    /// ReserveBatch calls of `--batch` bookings, each with its own request id: what a
+    /// gateway carrying many people's bookings sends.
+    #[value(alias = "stream")]
+    Batch,
 }
 
 pub struct BenchArgs {
     pub mode: Mode,
+    /// Bookings a ReserveBatch call (batch mode).
+    pub batch: usize,
     pub clients: usize,
     pub seconds: u64,
     pub json: bool,
@@ -106,6 +114,14 @@ struct ClientResult {
 }
 
 impl ClientResult {
+    /// Tallied by the code's name, as the report has always shown them.
+    fn count_error(&mut self, error: &ClientError) {
+        *self
+            .errors
+            .entry(format!("{:?}", error.code()))
+            .or_insert(0) += 1;
+    }
+
     fn new() -> ClientResult {
         ClientResult {
             holds: 0,
@@ -137,13 +153,17 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<Report> {
     let mut tasks = Vec::with_capacity(args.clients);
     for _ in 0..args.clients {
         let client = bench_client(config, &args.user, &token, leader)?;
-        tasks.push(tokio::spawn(book_until(
-            client,
-            args.mode,
-            seats.clone(),
-            start,
-            stop_at,
-        )));
+        let task = match args.mode {
+            Mode::Batch => tokio::spawn(batch_until(
+                client,
+                args.batch,
+                seats.clone(),
+                start,
+                stop_at,
+            )),
+            mode => tokio::spawn(book_until(client, mode, seats.clone(), start, stop_at)),
+        };
+        tasks.push(task);
     }
     let totals = gather(tasks).await?;
     let elapsed = start.elapsed().as_secs_f64();
@@ -188,7 +208,9 @@ async fn book_until(
             _ => seats.next().await,
         };
         let outcome = match (next, mode) {
-            (Ok((event, seat)), Mode::Unary) => client.reserve(&event, &[&seat]).await.map(|_| ()),
+            (Ok((event, seat)), Mode::Unary | Mode::Batch) => {
+                client.reserve(&event, &[&seat]).await.map(|_| ())
+            }
             (Ok((event, seat)), Mode::Checkout) => {
                 checkout(&client, &event, &seat, &mut result.holds).await
             }
@@ -203,13 +225,54 @@ async fn book_until(
                     .completions_us
                     .push((done - start).as_micros() as u64);
             }
-            // Tallied by the code's name, as the report has always shown them.
-            Err(error) => {
-                *result
-                    .errors
-                    .entry(format!("{:?}", error.code()))
-                    .or_insert(0) += 1;
+            Err(error) => result.count_error(&error),
+        }
+    }
+    result
+}
+
+/// One batch-mode client: ReserveBatch calls of `size` fresh seats until `stop_at`; each
+/// booking made counts with the latency of its call.
+async fn batch_until(
+    client: Client,
+    size: usize,
+    seats: Arc<Seats>,
+    start: Instant,
+    stop_at: Instant,
+) -> ClientResult {
+    let mut result = ClientResult::new();
+    let token = client.token().unwrap_or_default().to_string();
+    while Instant::now() < stop_at {
+        let mut reserves = Vec::with_capacity(size);
+        for _ in 0..size {
+            match seats.next().await {
+                Ok((event, seat)) => reserves.push(crate::pb::booking::v1::BatchedReserve {
+                    token: token.clone(),
+                    event,
+                    seats: vec![seat],
+                    ..Default::default()
+                }),
+                Err(error) => result.count_error(&error),
             }
+        }
+        let t0 = Instant::now();
+        let reply = client.reserve_batch(reserves).await;
+        let done = Instant::now();
+        match reply {
+            Ok(reply) => {
+                for outcome in reply.outcomes {
+                    if outcome.booking.is_some() {
+                        let _ = result.latencies_us.record((done - t0).as_micros() as u64);
+                        result
+                            .completions_us
+                            .push((done - start).as_micros() as u64);
+                    } else {
+                        let code = tonic::Code::from(outcome.code);
+                        *result.errors.entry(format!("{code:?}")).or_insert(0) += 1;
+                    }
+                }
+            }
+            Err(error) => result.count_error(&error),
         }
     }
     result
@@ -261,7 +324,7 @@ fn report(mode: Mode, clients: usize, elapsed: f64, totals: ClientResult) -> Rep
     let ms = |us: u64| us as f64 / 1000.0;
     let per_sec = latencies.len() as f64 / elapsed;
     let holds = match mode {
-        Mode::Unary | Mode::Ping => 0,
+        Mode::Unary | Mode::Ping | Mode::Batch => 0,
         Mode::Checkout => totals.holds,
     };
     Report {
@@ -278,7 +341,7 @@ fn report(mode: Mode, clients: usize, elapsed: f64, totals: ClientResult) -> Rep
         holds,
         holds_per_sec: holds as f64 / elapsed,
         confirms_per_sec: match mode {
-            Mode::Unary | Mode::Ping => 0.0,
+            Mode::Unary | Mode::Ping | Mode::Batch => 0.0,
             Mode::Checkout => per_sec,
         },
         p50_ms: ms(latencies.value_at_quantile(0.50)),

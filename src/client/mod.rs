@@ -775,6 +775,37 @@ impl Client {
         }
     }
 
+    /// Many bookings in one call, each with its own request id and user token (an empty
+    /// request id is given a fresh one); a retry of the call reuses them, so none is made
+    /// twice. Each outcome is a booking or the status its own Reserve would have had.
+    pub async fn reserve_batch(
+        &self,
+        mut reserves: Vec<pb::BatchedReserve>,
+    ) -> Result<pb::ReserveBatchReply, ClientError> {
+        for reserve in &mut reserves {
+            if reserve.request_id.is_empty() {
+                reserve.request_id = new_request_id();
+            }
+        }
+        let message = pb::ReserveBatchRequest { reserves };
+        self.call(Kind::Write, message, |mut s, r| async move {
+            s.reserve_batch(r).await
+        })
+        .await
+    }
+
+    /// One outcome of a ReserveBatch: the booking, or the error its own Reserve would have
+    /// given.
+    pub fn batched_outcome(outcome: pb::BatchedOutcome) -> Result<pb::Booking, ClientError> {
+        match outcome.booking {
+            Some(booking) => Ok(booking),
+            None => {
+                let status = Status::new(tonic::Code::from(outcome.code), outcome.message);
+                Err(ClientError::from_status(status, Kind::Write))
+            }
+        }
+    }
+
     /// One no-op round trip to the current node.
     pub async fn ping(&self) -> Result<(), ClientError> {
         self.call(Kind::Read, pb::PingRequest {}, |mut s, r| async move {

@@ -71,6 +71,32 @@ impl Api {
         }
     }
 
+    /// One reserve of a batch, as `reserve` would make it: its token checked, its shape
+    /// validated, then committed. The booking, its log index and the leader that took it.
+    async fn reserve_batched(
+        &self,
+        r: pb::BatchedReserve,
+    ) -> Result<(pb::Booking, u64, u64), ApiError> {
+        let actor = self.node.check_token(&r.token).await?;
+        validate::request_id(&r.request_id).map_err(invalid)?;
+        let event = crate::wire::event_or_demo(r.event);
+        validate::name("event", &event).map_err(invalid)?;
+        let seats = validate::seats(&r.seats).map_err(invalid)?;
+        let written = self
+            .write(Command::Reserve {
+                request_id: r.request_id,
+                actor,
+                event,
+                seats,
+                now_ms: now_ms(),
+            })
+            .await?;
+        match written.outcome {
+            Outcome::Reserved(booking) => Ok((booking_pb(booking), written.index, written.leader)),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// The caller, if an admin (as of a linearizable read); PERMISSION_DENIED otherwise.
     async fn admin<T>(&self, request: &Request<T>, what: &str) -> Result<String, ApiError> {
         let actor = self.user(request).await?;
@@ -1249,6 +1275,50 @@ impl BookingService for Api {
             reply.nodes.push(status);
         }
         Ok(Response::new(reply))
+    }
+
+    async fn reserve_batch(
+        &self,
+        request: Request<pb::ReserveBatchRequest>,
+    ) -> Result<Response<pb::ReserveBatchReply>, Status> {
+        let reserves = request.into_inner().reserves;
+        if reserves.is_empty() || reserves.len() > limits::BATCH_RESERVES_MAX {
+            return Err(invalid(format!(
+                "a batch holds 1 to {} reserves, not {}",
+                limits::BATCH_RESERVES_MAX,
+                reserves.len()
+            ))
+            .into());
+        }
+        // All at once: the proposer gathers them into shared log entries.
+        let written =
+            futures::future::join_all(reserves.into_iter().map(|r| self.reserve_batched(r))).await;
+        let mut reply = pb::ReserveBatchReply::default();
+        let mut leader = None;
+        for result in written {
+            reply.outcomes.push(match result {
+                Ok((booking, index, by)) => {
+                    reply.applied_index = reply.applied_index.max(index);
+                    leader = Some(by);
+                    pb::BatchedOutcome {
+                        booking: Some(booking),
+                        ..Default::default()
+                    }
+                }
+                Err(error) => {
+                    let status = Status::from(error);
+                    pb::BatchedOutcome {
+                        booking: None,
+                        code: status.code() as i32,
+                        message: status.message().to_string(),
+                    }
+                }
+            });
+        }
+        Ok(match leader {
+            Some(leader) => with_leader(reply, leader),
+            None => Response::new(reply),
+        })
     }
 
     async fn ping(

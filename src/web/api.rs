@@ -29,6 +29,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// What every route of the page's API shares (axum state): the client and the cluster poll.
 pub struct PageState {
     pub(super) client: Client,
+    /// Every page user's reserves, carried to the cluster many to a call.
+    batcher: super::batcher::Batcher,
     /// The cluster's status as JSON, polled by one task for every watcher.
     cluster: watch::Sender<Option<Value>>,
 }
@@ -36,6 +38,7 @@ pub struct PageState {
 impl PageState {
     pub fn new(client: Client) -> Arc<PageState> {
         let shared = Arc::new(PageState {
+            batcher: super::batcher::Batcher::start(client.clone()),
             client,
             cluster: watch::Sender::new(None),
         });
@@ -314,13 +317,15 @@ pub async fn reserve(
         seats,
         request_id: id,
     } = body(raw, r#"{"seats": ["A1", "A2"]}"#)?;
-    let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
-    let reply = client
-        .reserve_with_id(&request_id(id), &event, &seats)
+    // Through the batcher: one ReserveBatch carries every page user's reserve of the moment,
+    // each in its user's name.
+    let token = client.token().unwrap_or_default();
+    let (booking, applied_index) = shared
+        .batcher
+        .reserve(token, request_id(id), &event, seats)
         .await?;
-    let booking = reply.booking.as_ref().map(booking_json);
     Ok(Json(
-        json!({ "booking": booking, "applied_index": reply.applied_index }),
+        json!({ "booking": booking_json(&booking), "applied_index": applied_index }),
     ))
 }
 

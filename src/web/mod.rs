@@ -13,6 +13,7 @@
 //! (the token is the session; the page keeps it in the tab's sessionStorage).
 
 mod api;
+mod batcher;
 mod checkout;
 
 use std::net::SocketAddr;
