@@ -87,16 +87,24 @@ async fn change_membership(
             return;
         }
         let peer = cluster.peer_listen[&spare].to_string();
-        match admin.add_node(spare, &peer).await {
-            Ok(reply) if reply.promoted => {
-                changes.added += 1;
-                println!("membership: added {spare}: voters {:?}", reply.voters);
+        // Asked again while the learner catches up (each call goes on where the last left
+        // off), a few times at most: a step is not a wait.
+        for _ in 0..3 {
+            match admin.add_node(spare, &peer).await {
+                Ok(reply) if reply.promoted => {
+                    changes.added += 1;
+                    println!("membership: added {spare}: voters {:?}", reply.voters);
+                    break;
+                }
+                Ok(reply) => println!(
+                    "membership: {spare} still a learner ({} of {})",
+                    reply.applied_index, reply.leader_index
+                ),
+                Err(e) => {
+                    println!("membership: adding {spare}: {e}");
+                    break;
+                }
             }
-            Ok(reply) => println!(
-                "membership: {spare} still a learner ({} of {})",
-                reply.applied_index, reply.leader_index
-            ),
-            Err(e) => println!("membership: adding {spare}: {e}"),
         }
         return;
     }
