@@ -71,13 +71,14 @@ impl Api {
         }
     }
 
-    /// One reserve of a batch, as `reserve` would make it: its token checked, its shape
-    /// validated, then committed. The booking, its log index and the leader that took it.
-    async fn reserve_batched(
+    /// One reserve as `actor`, from its request: its shape validated, then committed. The
+    /// booking, its log index and the leader that took it. `reserve` and each reserve of a
+    /// batch both come here.
+    async fn reserve_as(
         &self,
-        r: pb::BatchedReserve,
+        actor: String,
+        r: pb::ReserveRequest,
     ) -> Result<(pb::Booking, u64, u64), ApiError> {
-        let actor = self.node.check_token(&r.token).await?;
         validate::request_id(&r.request_id).map_err(invalid)?;
         let event = crate::wire::event_or_demo(r.event);
         validate::name("event", &event).map_err(invalid)?;
@@ -95,6 +96,20 @@ impl Api {
             Outcome::Reserved(booking) => Ok((booking_pb(booking), written.index, written.leader)),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// One reserve of a batch, as `reserve` would make it, its token checked first.
+    async fn reserve_batched(
+        &self,
+        r: pb::BatchedReserve,
+    ) -> Result<(pb::Booking, u64, u64), ApiError> {
+        let actor = self.node.check_token(&r.token).await?;
+        let request = pb::ReserveRequest {
+            request_id: r.request_id,
+            event: r.event,
+            seats: r.seats,
+        };
+        self.reserve_as(actor, request).await
     }
 
     /// The caller, if an admin (as of a linearizable read); PERMISSION_DENIED otherwise.
@@ -897,30 +912,12 @@ impl BookingService for Api {
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::ReserveReply>, Status> {
         let actor = self.user(&request).await?;
-        let r = request.into_inner();
-        validate::request_id(&r.request_id).map_err(invalid)?;
-        let event = crate::wire::event_or_demo(r.event);
-        validate::name("event", &event).map_err(invalid)?;
-        let seats = validate::seats(&r.seats).map_err(invalid)?;
-        let written = self
-            .write(Command::Reserve {
-                request_id: r.request_id,
-                actor,
-                event,
-                seats,
-                now_ms: now_ms(),
-            })
-            .await?;
-        match written.outcome {
-            Outcome::Reserved(booking) => Ok(with_leader(
-                pb::ReserveReply {
-                    booking: Some(booking_pb(booking)),
-                    applied_index: written.index,
-                },
-                written.leader,
-            )),
-            other => Err(unexpected(other).into()),
-        }
+        let (booking, applied_index, leader) = self.reserve_as(actor, request.into_inner()).await?;
+        let reply = pb::ReserveReply {
+            booking: Some(booking),
+            applied_index,
+        };
+        Ok(with_leader(reply, leader))
     }
 
     async fn cancel(
