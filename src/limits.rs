@@ -160,6 +160,9 @@ pub const BATCH_RESERVES_MAX: usize = 128;
 /// Entries a learner's applied index may trail the leader's last log index and still be
 /// promoted to voter: small, so a new voter does not slow commits while it catches up.
 pub const PROMOTE_LAG_ENTRIES_MAX: u64 = 64;
+/// How long a leader removing itself may spend handing leadership over (`server::handover`)
+/// before it gives up and is removed without.
+pub const HANDOVER_MAX_MS: u64 = 5_000;
 /// How long one AddNode or ReplaceNode call waits for the learner to catch up before it
 /// answers "not yet" (the command line asks again until its own deadline).
 pub const CATCH_UP_WAIT_MS: u64 = 6_000;
@@ -195,6 +198,8 @@ const _: () = assert!(WATCH_STREAMS_PER_ADDRESS_MAX <= WATCH_STREAMS_ANONYMOUS_M
 const _: () = assert!(QUORUM_WAIT_MS * 2 < CLIENT_REQUEST_MAX_MS);
 // A membership call: the catch-up wait, then a joint change (two commits).
 const _: () = assert!(CATCH_UP_WAIT_MS + QUORUM_WAIT_MS * 3 / 2 < CLIENT_REQUEST_MAX_MS);
+// Removing the leader: a handover, then the removal (here after a failed one, or forwarded).
+const _: () = assert!(HANDOVER_MAX_MS + QUORUM_WAIT_MS * 3 / 2 < CLIENT_REQUEST_MAX_MS - 1_000);
 const _: () = assert!(PROMOTE_LAG_ENTRIES_MAX < READY_LAG_ENTRIES_MAX);
 const _: () = assert!(
     CLIENT_REQUESTS_IN_PROGRESS_PER_CONNECTION_MAX <= CLIENT_STREAMS_PER_CONNECTION_MAX as usize

@@ -112,7 +112,14 @@ fn summary(reply: &MembershipReply) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut text = format!("membership: voters {}", list(&reply.voters));
+    let mut text = String::new();
+    if reply.handed_over_to != 0 {
+        text.push_str(&format!(
+            "the leader handed leadership to node {} before it left\n",
+            reply.handed_over_to
+        ));
+    }
+    text.push_str(&format!("membership: voters {}", list(&reply.voters)));
     if !reply.learners.is_empty() {
         text.push_str(&format!("; learners {}", list(&reply.learners)));
     }

@@ -135,6 +135,7 @@ impl Api {
             applied_index: done.applied_index,
             leader_index: done.leader_index,
             warning: done.warning.unwrap_or_default(),
+            handed_over_to: done.handed_over_to.unwrap_or(0),
         }))
     }
 

@@ -154,6 +154,9 @@ pub async fn log_role_changes(node: Arc<Node>) {
                 }
             }
             if state != last.0 || term != last.1 {
+                if let Ok(mut since) = node.leading_since.lock() {
+                    *since = (state == ServerState::Leader).then(std::time::Instant::now);
+                }
                 crate::log_context::set(term, role_name(state));
                 tracing::info!(term, role = role_name(state), "role");
             }

@@ -12,6 +12,9 @@
 //! `CATCH_UP_WAIT_MS` at most for that; if the learner is still behind, the reply says so
 //! and calling again goes on from where it is (the command line does, until its deadline).
 //!
+//! A leader asked to remove itself first hands leadership over (`server::handover`), and
+//! the new leader removes it.
+//!
 //! Quorum is guarded: a removal or replacement that leaves fewer voters than a majority of
 //! the current ones, or voters of which too few answer to form a quorum, is refused unless
 //! forced; a forced one says what it risks.
@@ -61,6 +64,8 @@ pub struct Changed {
     pub leader_index: u64,
     /// What a forced change risks.
     pub warning: Option<String>,
+    /// The node this one, the leader, handed leadership to before it was removed.
+    pub handed_over_to: Option<NodeId>,
 }
 
 /// Carries out `change` on the leader: here if this node leads, otherwise at the leader.
@@ -69,7 +74,10 @@ pub async fn change(node: &Node, change: Change) -> Result<Changed, ApiError> {
     loop {
         match node.leader() {
             Some(leader) if leader == node.id => return change_here(node, change).await,
-            Some(leader) => return forward(node, leader, &change).await,
+            Some(leader) => {
+                let budget = limits::CLIENT_REQUEST_MAX_MS - 1_000;
+                return forward(node, leader, &change, budget).await;
+            }
             None if Instant::now() >= deadline => {
                 return Err(ApiError::Unavailable(
                     "no leader is known: a membership change needs one; retry".into(),
@@ -95,14 +103,20 @@ pub async fn serve_forwarded(node: &Node, request: &[u8]) -> Result<Blob, tonic:
     Ok(Blob { data })
 }
 
-async fn forward(node: &Node, leader: NodeId, change: &Change) -> Result<Changed, ApiError> {
+/// Has `leader` carry out `change`, waiting `budget_ms` at most for its answer.
+async fn forward(
+    node: &Node,
+    leader: NodeId,
+    change: &Change,
+    budget_ms: u64,
+) -> Result<Changed, ApiError> {
     let unavailable = |why: String| ApiError::Unavailable(format!("leader {leader}: {why}"));
     let addr = node
         .peer_addr_of(leader)
         .ok_or_else(|| unavailable("its address is unknown".into()))?;
     let mut client = node.peers.client(leader, &addr).map_err(unavailable)?;
     let data = encode(change).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let budget = Duration::from_millis(limits::CLIENT_REQUEST_MAX_MS - 1_000);
+    let budget = Duration::from_millis(budget_ms);
     match tokio::time::timeout(budget, client.change_membership(Blob { data })).await {
         Ok(Ok(reply)) => decode::<Result<Changed, ApiError>>(&reply.into_inner().data)
             .map_err(|e| unavailable(format!("undecodable reply: {e}")))?,
@@ -162,10 +176,21 @@ async fn remove(node: &Node, id: NodeId, force: bool) -> Result<Changed, ApiErro
     voters.remove(&id);
     let warning = guard_quorum(node, &now, &voters, force).await?;
     if id == node.id {
-        // openraft 0.9 cannot hand leadership over: this node leads until the membership
-        // without it commits (nothing in flight is lost), then steps down, and the others
-        // elect a leader within an election timeout. Clients retry meanwhile.
-        tracing::info!("removing this node, the leader: it steps down once that commits");
+        match super::handover::hand_over(node, &voters).await {
+            Ok(successor) => {
+                tracing::info!(successor, "handed leadership over; it removes this node");
+                let budget = limits::CLIENT_REQUEST_MAX_MS - 1_000 - limits::HANDOVER_MAX_MS;
+                let done = forward(node, successor, &Change::Remove { id, force }, budget).await?;
+                return Ok(Changed {
+                    handed_over_to: Some(successor),
+                    ..done
+                });
+            }
+            // Removed while leading, then: it steps down once the membership without it
+            // commits (nothing in flight is lost), and the others elect a leader once its
+            // lease has run out. Clients retry meanwhile.
+            Err(why) => tracing::warn!("removing this node, the leader, without a handover: {why}"),
+        }
     }
     let now = commit(node, ChangeMembers::RemoveVoters(BTreeSet::from([id]))).await?;
     tracing::info!(node = id, forced = warning.is_some(), "removed a voter");

@@ -8,6 +8,7 @@
 
 pub mod api;
 mod bootstrap;
+mod handover;
 mod incoming;
 mod keyring;
 mod listeners;
@@ -185,6 +186,7 @@ async fn start_node(
         peers,
         stopping: tokio::sync::watch::Sender::new(false),
         membership_lock: tokio::sync::Mutex::default(),
+        leading_since: std::sync::Mutex::default(),
     }))
 }
 

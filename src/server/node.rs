@@ -36,6 +36,10 @@ pub struct Node {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Held by the leader while it changes the membership: one change at a time.
     pub membership_lock: tokio::sync::Mutex<()>,
+    /// When this node was last seen to become leader (by `bootstrap::log_role_changes`, so no
+    /// earlier than openraft's own record): a leader grants a vote only once its lease, the
+    /// longest election timeout, has run out since then (`server::handover`).
+    pub leading_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// What this node's state says of a well-signed token.

@@ -160,6 +160,12 @@ impl Raft for PeerService {
             .await
             .map(Response::new)
     }
+
+    async fn campaign(&self, request: Request<Empty>) -> Result<Response<Empty>, Status> {
+        let caller = self.caller(&request)?;
+        super::handover::serve_campaign(&self.node, caller).await?;
+        Ok(Response::new(Empty {}))
+    }
 }
 
 #[cfg(test)]

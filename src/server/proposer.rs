@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::consensus::{NodeId, Raft};
 use crate::domain::{Command, Outcome};
@@ -41,14 +41,25 @@ struct Pending {
 #[derive(Clone)]
 pub struct Proposer {
     queue: mpsc::Sender<Pending>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Proposer {
     /// Starts the task that gathers commands into entries and proposes them to `raft`.
     pub fn start(raft: Raft) -> Proposer {
         let (queue, pending) = mpsc::channel(limits::COMMANDS_QUEUED_MAX);
-        tokio::spawn(gather(raft, pending));
-        Proposer { queue }
+        let in_flight = Arc::new(Semaphore::new(limits::ENTRIES_IN_FLIGHT_MAX));
+        tokio::spawn(gather(raft, pending, in_flight.clone()));
+        Proposer { queue, in_flight }
+    }
+
+    /// Stops proposing: resolves once every entry in flight has been answered, and while the
+    /// permit it returns is held nothing more is proposed from this node (commands queue up,
+    /// then go on as usual, forwarded if this node no longer leads). Used to hand leadership
+    /// over with no entry that the successor lacks.
+    pub async fn pause(&self) -> Option<OwnedSemaphorePermit> {
+        let all = u32::try_from(limits::ENTRIES_IN_FLIGHT_MAX).ok()?;
+        self.in_flight.clone().acquire_many_owned(all).await.ok()
     }
 
     /// Proposes one command on this node and waits for its outcome once applied.
@@ -62,8 +73,7 @@ impl Proposer {
     }
 }
 
-async fn gather(raft: Raft, mut pending: mpsc::Receiver<Pending>) {
-    let in_flight = Arc::new(Semaphore::new(limits::ENTRIES_IN_FLIGHT_MAX));
+async fn gather(raft: Raft, mut pending: mpsc::Receiver<Pending>, in_flight: Arc<Semaphore>) {
     while let Some(first) = pending.recv().await {
         // Wait for a place first: whatever arrives meanwhile joins this entry.
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
