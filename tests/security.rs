@@ -159,7 +159,8 @@ async fn a_stranger_cannot_speak_the_peer_protocol() {
 }
 
 /// Goal: a real peer certificate (node 2's) cannot be used to speak for node 3, nor by a
-/// node that is not a member.
+/// node that is not a member, nor to make another node campaign unless it is that node's
+/// leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_certificate_cannot_claim_another_node() {
     let cluster = TestCluster::start(Options::default());
@@ -205,6 +206,26 @@ async fn a_peer_certificate_cannot_claim_another_node() {
         .await
         .expect_err("node 9 is no member");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    // Only a node's own leader may ask it to stand for election (a leader handing over).
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let term = term_of(&cluster).await;
+    let mut followers = (1..=3).filter(|&id| id != leader);
+    let (asked, asking) = (
+        followers.next().expect("two"),
+        followers.next().expect("two"),
+    );
+    let (ca, cert, key) = node_identity(&cluster, asking);
+    let channel = peer_channel(&cluster, asked, &ca, &cert, &key)
+        .await
+        .expect("a member's certificate is good");
+    let status = RaftClient::new(channel)
+        .campaign(ticket::pb::raft::v1::Empty {})
+        .await
+        .expect_err("a follower asked another to campaign");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("leader"), "{status:?}");
+    assert_eq!(term_of(&cluster).await, term, "an election was started");
 }
 
 /// Goal: the poison pill (an event of 2^31 seats a row) is refused before it reaches the
