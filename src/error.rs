@@ -34,6 +34,10 @@ impl From<Rejection> for ApiError {
         let message = rejection.to_string();
         match rejection {
             Rejection::Invalid(_) => ApiError::InvalidArgument(message),
+            Rejection::Busy(_) => ApiError::Exhausted {
+                message,
+                retry_after_secs: 1,
+            },
             Rejection::NotBootstrapped => ApiError::Unavailable(message),
             Rejection::UnknownEvent(_)
             | Rejection::UnknownSeat { .. }

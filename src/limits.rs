@@ -73,8 +73,18 @@ pub const TICKET_CODE_LEN_MAX: usize = 256;
 /// Seats of one best-available hold: as many as one request may name.
 pub const BEST_COUNT_MAX: u32 = SEATS_PER_REQUEST_MAX as u32;
 
-/// Request ids remembered for exactly-once retries; the oldest is forgotten first.
+/// Free-form request ids (chosen by people and scripts) remembered for exactly-once
+/// retries; the oldest is forgotten first. The client library's ids are session-form, kept
+/// until acknowledged (`domain::state::sessions`).
 pub const DEDUPE_ENTRIES_MAX: usize = 200_000;
+/// Client sessions open at once; past this a new one is refused until one closes.
+pub const SESSIONS_MAX: usize = 100_000;
+/// Log time after which an idle client session closes: far longer than any client retries.
+pub const SESSION_IDLE_MS: u64 = 10 * 60 * 1_000;
+/// The longest a client goes on retrying one call: a retry later than this is a new call.
+pub const CLIENT_RETRY_WINDOW_MS: u64 = 2 * 60 * 1_000;
+/// Outcomes one session may have answered but not acknowledged.
+pub const SESSION_OUTCOMES_MAX: usize = 65_536;
 
 /// PBKDF2 rounds for a new password when cluster.toml names none (OWASP's 2023 figure for
 /// PBKDF2-HMAC-SHA256), and the fewest cluster.toml may ask for.
@@ -200,6 +210,9 @@ const _: () = assert!(QUORUM_WAIT_MS * 2 < CLIENT_REQUEST_MAX_MS);
 const _: () = assert!(CATCH_UP_WAIT_MS + QUORUM_WAIT_MS * 3 / 2 < CLIENT_REQUEST_MAX_MS);
 // Removing the leader: a handover, then the removal (here after a failed one, or forwarded).
 const _: () = assert!(HANDOVER_MAX_MS + QUORUM_WAIT_MS * 3 / 2 < CLIENT_REQUEST_MAX_MS - 1_000);
+// A session outlives any retry of its requests by far, whatever the leaders' clocks.
+const _: () = assert!(CLIENT_RETRY_WINDOW_MS * 4 <= SESSION_IDLE_MS);
+const _: () = assert!(CLIENT_REQUEST_MAX_MS * 2 < CLIENT_RETRY_WINDOW_MS);
 const _: () = assert!(PROMOTE_LAG_ENTRIES_MAX < READY_LAG_ENTRIES_MAX);
 const _: () = assert!(
     CLIENT_REQUESTS_IN_PROGRESS_PER_CONNECTION_MAX <= CLIENT_STREAMS_PER_CONNECTION_MAX as usize

@@ -186,3 +186,76 @@ async fn the_page_sends_its_users_bookings_in_batches() {
     assert!((1.0..48.0).contains(&batches), "{batches} batch calls");
     assert_eq!(singles, 0.0, "a page reserve went through Reserve");
 }
+
+/// Goal (exactly-once whatever the load): a request of the client library's session is
+/// retried after more than `DEDUPE_ENTRIES_MAX` other requests have gone through the cluster
+/// (the table of free-form ids has turned over) and still books once, giving its first
+/// booking back; a free-form id retried as late acts again (the limit the README states);
+/// once the session acknowledges the answer, a replay of the id is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_table_turned_over_books_once() {
+    use futures::StreamExt;
+
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(10)).await;
+    let admin = cluster.admin().await;
+    admin.create_event("gig", 2, 10, 10).await.expect("event");
+    let ana = cluster.customer("ana").await;
+    let bo = cluster.customer("bo").await;
+
+    let id = ana.request_id();
+    assert!(id.starts_with('~'), "not a session id: {}", &*id);
+    let first = ana
+        .reserve_with_id(&id, "gig", &["A1"])
+        .await
+        .expect("A1")
+        .booking
+        .expect("a booking");
+    ana.reserve_with_id("ana-free-form", "gig", &["A2"])
+        .await
+        .expect("A2");
+
+    // Bo asks for A1 over and over: each refused, each remembered under its own id.
+    let token = bo.token().expect("token").to_string();
+    let gateway = cluster.client();
+    let others = ticket::limits::DEDUPE_ENTRIES_MAX + 1;
+    let calls = (0..others).step_by(128).map(|from| {
+        let batch: Vec<BatchedReserve> = (from..(from + 128).min(others))
+            .map(|n| reserve(&token, &format!("bo-{n}"), "A1"))
+            .collect();
+        let gateway = gateway.clone();
+        async move { gateway.reserve_batch(batch).await.map(|r| r.outcomes.len()) }
+    });
+    let carried: usize = futures::stream::iter(calls)
+        .buffer_unordered(8)
+        .map(|done| done.expect("a batch"))
+        .fold(0, |sum, n| async move { sum + n })
+        .await;
+    assert_eq!(carried, others);
+
+    let again = ana
+        .reserve_with_id(&id, "gig", &["A1"])
+        .await
+        .expect("the retry gets its first answer")
+        .booking
+        .expect("a booking");
+    assert_eq!(again.id, first.id, "the retry booked again");
+    let free = ana
+        .reserve_with_id("ana-free-form", "gig", &["A2"])
+        .await
+        .expect_err("a free-form id this old is forgotten, so it acts again");
+    assert_eq!(free.code(), Code::FailedPrecondition, "{free}");
+
+    let replay = id.to_string();
+    drop(id);
+    ana.reserve("gig", &["A3"])
+        .await
+        .expect("A3, acknowledging A1");
+    let refused = ana
+        .reserve_with_id(&replay, "gig", &["A1"])
+        .await
+        .expect_err("an acknowledged id replayed");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused}");
+    let mine = ana.my_bookings().await.expect("bookings");
+    assert_eq!(mine.bookings.len(), 3, "{mine:?}");
+}

@@ -14,6 +14,9 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
 mod error;
+mod ids;
+
+pub use ids::RequestId;
 
 use error::Kind;
 pub use error::{ClientError, NoNodeAnswered};
@@ -86,6 +89,8 @@ pub struct Client {
     /// `QUORUM_WAIT_MS`), and the longest a call may take over all its retries.
     attempt_timeout: Duration,
     call_timeout: Duration,
+    /// Where the ids of writes the caller gives none come from (shared by clones).
+    session: std::sync::Arc<ids::Session>,
 }
 
 /// A clone shares the connections (HTTP/2 multiplexes its calls) and starts with the same
@@ -100,6 +105,7 @@ impl Clone for Client {
             user: self.user.clone(),
             attempt_timeout: self.attempt_timeout,
             call_timeout: self.call_timeout,
+            session: self.session.clone(),
         }
     }
 }
@@ -124,6 +130,8 @@ pub const PROBE_WAIT: Duration = Duration::from_secs(2);
 /// want of one, to tell a cluster that is down from one that is slow.
 const UNREACHABLE_PROBE: Duration = Duration::from_millis(500);
 
+/// A free-form request id: random, for what is not a write of this client's session (a
+/// nonce, a page's own retry key).
 pub fn new_request_id() -> String {
     let bytes: [u8; 12] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -161,15 +169,24 @@ impl Client {
             user: None,
             attempt_timeout: Duration::from_millis(limits::QUORUM_WAIT_MS + 2_000),
             call_timeout: Duration::from_secs(20),
+            session: ids::Session::new(),
         }
     }
 
-    /// Gives up on a call (over all its retries) after `timeout`; the call's outcome is then
-    /// unknown to the caller, as after any timeout.
+    /// Gives up on a call (over all its retries) after `timeout`, at most
+    /// `CLIENT_RETRY_WINDOW_MS`: the call's outcome is then unknown to the caller, as after
+    /// any timeout. (The cluster keeps a session's answers far longer than that window.)
     pub fn with_call_timeout(mut self, timeout: Duration) -> Client {
+        let timeout = timeout.min(Duration::from_millis(limits::CLIENT_RETRY_WINDOW_MS));
         self.call_timeout = timeout;
         self.attempt_timeout = self.attempt_timeout.min(timeout);
         self
+    }
+
+    /// A new id for a write of this client's session: a retry with it is recognised for as
+    /// long as the id is kept (drop it once the call has ended).
+    pub fn request_id(&self) -> RequestId {
+        self.session.begin()
     }
 
     /// A client of every node of `config`: TLS against `[tls] ca` when the file names one;
@@ -389,8 +406,9 @@ impl Client {
         password: &str,
         role: pb::Role,
     ) -> Result<pb::AddUserReply, ClientError> {
+        let id = self.request_id();
         let message = pb::AddUserRequest {
-            request_id: new_request_id(),
+            request_id: id.to_string(),
             name: name.to_string(),
             password: password.to_string(),
             role: role as i32,
@@ -408,8 +426,9 @@ impl Client {
         name: &str,
         password: &str,
     ) -> Result<pb::AddUserReply, ClientError> {
+        let id = self.request_id();
         let message = pb::SetupAdminRequest {
-            request_id: new_request_id(),
+            request_id: id.to_string(),
             setup_code: setup_code.to_string(),
             name: name.to_string(),
             password: password.to_string(),
@@ -426,8 +445,9 @@ impl Client {
         &self,
         user: Option<&str>,
     ) -> Result<pb::UserChangedReply, ClientError> {
+        let id = self.request_id();
         let message = pb::LogoutRequest {
-            request_id: new_request_id(),
+            request_id: id.to_string(),
             user: user.unwrap_or_default().to_string(),
         };
         self.call(
@@ -444,8 +464,9 @@ impl Client {
         user: Option<&str>,
         new_password: &str,
     ) -> Result<pb::UserChangedReply, ClientError> {
+        let id = self.request_id();
         let message = pb::ChangePasswordRequest {
-            request_id: new_request_id(),
+            request_id: id.to_string(),
             user: user.unwrap_or_default().to_string(),
             new_password: new_password.to_string(),
         };
@@ -461,8 +482,9 @@ impl Client {
         user: &str,
         disabled: bool,
     ) -> Result<pb::UserChangedReply, ClientError> {
+        let id = self.request_id();
         let message = pb::SetUserDisabledRequest {
-            request_id: new_request_id(),
+            request_id: id.to_string(),
             user: user.to_string(),
             disabled,
         };
@@ -487,8 +509,9 @@ impl Client {
         seats_per_row: u32,
         max_seats_per_user: u32,
     ) -> Result<pb::CreateEventReply, ClientError> {
+        let id = self.request_id();
         let message = pb::CreateEventRequest {
-            request_id: new_request_id(),
+            request_id: id.to_string(),
             name: name.to_string(),
             rows,
             seats_per_row,
@@ -506,8 +529,9 @@ impl Client {
         &self,
         mut message: pb::CreateEventRequest,
     ) -> Result<pb::CreateEventReply, ClientError> {
-        if message.request_id.is_empty() {
-            message.request_id = new_request_id();
+        let id = message.request_id.is_empty().then(|| self.request_id());
+        if let Some(id) = &id {
+            message.request_id = id.to_string();
         }
         self.call(Kind::Write, message, |mut s, r| async move {
             s.create_event(r).await
@@ -518,8 +542,9 @@ impl Client {
     /// Holds seats (named, or the best `best_count`); an empty request id is given a fresh
     /// one, and a retry reuses it.
     pub async fn hold(&self, mut message: pb::HoldRequest) -> Result<pb::HoldReply, ClientError> {
-        if message.request_id.is_empty() {
-            message.request_id = new_request_id();
+        let id = message.request_id.is_empty().then(|| self.request_id());
+        if let Some(id) = &id {
+            message.request_id = id.to_string();
         }
         self.call(
             Kind::Write,
@@ -534,7 +559,7 @@ impl Client {
         hold_id: &str,
         payment_ref: &str,
     ) -> Result<pb::ReserveReply, ClientError> {
-        self.confirm_hold_with_id(&new_request_id(), hold_id, payment_ref)
+        self.confirm_hold_with_id(&self.request_id(), hold_id, payment_ref)
             .await
     }
 
@@ -562,7 +587,7 @@ impl Client {
         hold_id: &str,
         duration_ms: u64,
     ) -> Result<pb::HoldReply, ClientError> {
-        self.extend_hold_with_id(&new_request_id(), hold_id, duration_ms)
+        self.extend_hold_with_id(&self.request_id(), hold_id, duration_ms)
             .await
     }
 
@@ -585,7 +610,7 @@ impl Client {
     }
 
     pub async fn release_hold(&self, hold_id: &str) -> Result<pb::CancelReply, ClientError> {
-        self.release_hold_with_id(&new_request_id(), hold_id).await
+        self.release_hold_with_id(&self.request_id(), hold_id).await
     }
 
     /// Releases with a request id of the caller's choosing (a retry must reuse it).
@@ -625,8 +650,9 @@ impl Client {
     }
 
     pub async fn check_in(&self, code: &str) -> Result<pb::CheckInReply, ClientError> {
+        let id = self.request_id();
         let message = pb::CheckInRequest {
-            request_id: new_request_id(),
+            request_id: id.to_string(),
             code: code.to_string(),
         };
         self.call(Kind::Write, message, |mut s, r| async move {
@@ -680,7 +706,7 @@ impl Client {
         event: &str,
         seats: &[&str],
     ) -> Result<pb::ReserveReply, ClientError> {
-        self.reserve_with_id(&new_request_id(), event, seats).await
+        self.reserve_with_id(&self.request_id(), event, seats).await
     }
 
     /// Reserves with a request id of the caller's choosing (a retry must reuse it).
@@ -706,7 +732,7 @@ impl Client {
         event: &str,
         seats: &[&str],
     ) -> Result<pb::CancelReply, ClientError> {
-        self.cancel_seats_with_id(&new_request_id(), event, seats)
+        self.cancel_seats_with_id(&self.request_id(), event, seats)
             .await
     }
 
@@ -732,7 +758,7 @@ impl Client {
     }
 
     pub async fn cancel_booking(&self, booking_id: &str) -> Result<pb::CancelReply, ClientError> {
-        self.cancel_booking_with_id(&new_request_id(), booking_id)
+        self.cancel_booking_with_id(&self.request_id(), booking_id)
             .await
     }
 
@@ -782,9 +808,12 @@ impl Client {
         &self,
         mut reserves: Vec<pb::BatchedReserve>,
     ) -> Result<pb::ReserveBatchReply, ClientError> {
+        let mut ids = Vec::new();
         for reserve in &mut reserves {
             if reserve.request_id.is_empty() {
-                reserve.request_id = new_request_id();
+                let id = self.request_id();
+                reserve.request_id = id.to_string();
+                ids.push(id);
             }
         }
         let message = pb::ReserveBatchRequest { reserves };
@@ -821,6 +850,9 @@ impl Client {
         let mut client = self.clone();
         client.attempt_timeout = Duration::from_millis(limits::CLIENT_REQUEST_MAX_MS + 1_000);
         client.call_timeout = client.call_timeout.max(client.attempt_timeout * 2);
+        client.call_timeout = client
+            .call_timeout
+            .min(Duration::from_millis(limits::CLIENT_RETRY_WINDOW_MS));
         client
     }
 

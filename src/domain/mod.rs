@@ -476,6 +476,7 @@ impl Rejection {
             Rejection::HoldReleased { .. } => "hold_released",
             Rejection::HoldTooLong { .. } => "hold_too_long",
             Rejection::Invalid { .. } => "invalid",
+            Rejection::Busy { .. } => "busy",
             Rejection::LimitReached { .. } => "limit_reached",
             Rejection::NoSeats { .. } => "no_seats",
             Rejection::NotAdmin => "not_admin",
@@ -595,6 +596,10 @@ pub enum Rejection {
     TooManyEvents(usize),
     #[error("the cluster already has {0} users, the most it keeps")]
     TooManyUsers(usize),
+    /// Too much is open to take this on now (client sessions, or one session's unacknowledged
+    /// outcomes); nothing changed. Retry later.
+    #[error("{0}")]
+    Busy(String),
     /// The command breaks the rules of `validate`: the proposer should have refused it, so it
     /// changes nothing, not even the table of remembered outcomes. Last, so that the encoding
     /// of the other variants in stored outcomes and snapshots stays as it was.

@@ -6,6 +6,9 @@
 //! holds it has passed, so every node frees the same seats at the same log index.
 
 mod checkout;
+mod sessions;
+
+pub use sessions::SessionKey;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -150,6 +153,8 @@ pub struct State {
     /// The number of the last booking or hold made; 0 before the first.
     last_booking: u64,
     dedupe: Dedupe,
+    /// Outcomes the client library's sessions have not yet acknowledged.
+    sessions: sessions::Sessions,
     /// Log time: the largest time of any command applied.
     clock_ms: u64,
     /// Every live hold by (expiry, number), soonest first.
@@ -196,15 +201,17 @@ impl State {
             None => 0,
         };
         let key = command.dedupe_key();
-        if let Some(first) = key.as_ref().and_then(|key| self.dedupe.get(key)) {
-            return first.clone();
+        match key.as_ref().map(|key| self.recall(key)) {
+            Some(Ok(Some(first))) => return first,
+            Some(Err(refused)) => return Outcome::Rejected(refused),
+            Some(Ok(None)) | None => {}
         }
         let outcome = match self.execute(command) {
             Outcome::Swept { .. } => Outcome::Swept { expired },
             other => other,
         };
         if let Some(key) = key {
-            self.dedupe.insert(key, outcome.clone());
+            self.remember(key, outcome.clone());
         }
         // A broken invariant here is a bug in apply itself, not bad input: stop loudly in
         // debug builds and tests, where the whole state is cheap enough to walk.
@@ -733,7 +740,8 @@ impl State {
             self.check_booking(number, booking)?;
         }
         self.check_holds()?;
-        self.dedupe.check()
+        self.dedupe.check()?;
+        self.sessions.check()
     }
 
     /// An event's map and limit are valid, and its counts agree with the bookings its seats
@@ -878,6 +886,25 @@ impl State {
         Ok(())
     }
 
+    /// The first outcome of the request `key` (scope, request id) names, if it was carried
+    /// out; None if it is new.
+    fn recall(&mut self, key: &(String, String)) -> Result<Option<Outcome>, Rejection> {
+        match SessionKey::parse(&key.1) {
+            Some(session) => self.sessions.recall(&key.0, &session, self.clock_ms),
+            None => Ok(self.dedupe.get(key).cloned()),
+        }
+    }
+
+    /// Keeps a new request's outcome for its retries.
+    fn remember(&mut self, key: (String, String), outcome: Outcome) {
+        match SessionKey::parse(&key.1) {
+            Some(session) => self
+                .sessions
+                .remember(&key.0, &session, outcome, self.clock_ms),
+            None => self.dedupe.insert(key, outcome),
+        }
+    }
+
     /// Equal in everything but the table of remembered outcomes, which a refusal adds to.
     #[cfg(test)]
     pub(crate) fn eq_but_dedupe(&self, other: &State) -> bool {
@@ -889,6 +916,7 @@ impl State {
             bookings,
             last_booking,
             dedupe: _,
+            sessions: _,
             clock_ms: _,
             expiries,
             ended,
@@ -1181,6 +1209,43 @@ mod tests {
             event: event.into(),
             seats: seats.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// Issue 15's hole: free-form ids are remembered among the last `DEDUPE_ENTRIES_MAX`, so a
+    /// retry after that many other requests acts again; a session-form id (the client
+    /// library's, the page's) finds its first outcome however many went by, until its client
+    /// acknowledges it.
+    #[test]
+    fn a_session_retry_after_the_free_form_table_turned_over_acts_once() {
+        let mut s = state();
+        let session = |seq, acked| {
+            SessionKey {
+                session: 0xfeed,
+                seq,
+                acked,
+            }
+            .format()
+        };
+        let first = s.apply(&reserve("ana", &session(1, 1), &["A1"]));
+        assert!(matches!(first, Outcome::Reserved(_)), "{first:?}");
+        let free = s.apply(&reserve("ana", "free-form", &["A2"]));
+        assert!(matches!(free, Outcome::Reserved(_)), "{free:?}");
+        // Other people's requests, each refused (A1 is taken) and each remembered.
+        for n in 0..=limits::DEDUPE_ENTRIES_MAX {
+            s.apply(&reserve("bo", &format!("bo-{n}"), &["A1"]));
+        }
+        assert_eq!(s.apply(&reserve("ana", &session(1, 1), &["A1"])), first);
+        let again = s.apply(&reserve("ana", "free-form", &["A2"]));
+        assert!(
+            matches!(again, Outcome::Rejected(Rejection::SeatsTaken { .. })),
+            "a forgotten free-form id acts again: {again:?}"
+        );
+        // Acknowledged (a later id of the session says so), it is forgotten, and refused.
+        let next = s.apply(&reserve("ana", &session(2, 2), &["A3"]));
+        assert!(matches!(next, Outcome::Reserved(_)), "{next:?}");
+        let late = s.apply(&reserve("ana", &session(1, 1), &["A1"]));
+        assert!(is_invalid(&late), "{late:?}");
+        assert_eq!(s.check_invariants(), Ok(()));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use ticket::client::{Client, ClientError, Consistency};
+use ticket::client::{Client, ClientError, Consistency, RequestId};
 use ticket::config::Config;
 use ticket::pb::booking::v1::{GetSeatsReply, Role, SeatStatus};
 
@@ -744,7 +744,9 @@ pub async fn client_loop(
     reader.set_token("admin", &admin_token).expect("token");
     let seats = Cluster::seat_ids();
     let mut held: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut last_reserve: Option<(String, Vec<String>)> = None;
+    // The last reservation's id stays awaited (a session id of `me`'s) until the next one,
+    // so that its retry must get its first outcome back.
+    let mut last_reserve: Option<(Arc<RequestId>, Vec<String>)> = None;
     let mut n = 0u64;
     while Instant::now() < until {
         n += 1;
@@ -764,7 +766,7 @@ pub async fn client_loop(
                                 wanted.push(seat);
                             }
                         }
-                        (format!("{user}-{n}"), wanted)
+                        (Arc::new(me.request_id()), wanted)
                     }
                 };
                 last_reserve = Some((request_id.clone(), wanted.clone()));

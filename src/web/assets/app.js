@@ -129,10 +129,27 @@
   }
 
   /** 24 hex characters, made once per user action so a retry of it reserves only once. */
+  // The page's writes carry the ids of one client session, ~SESSION.SEQ.ACKED in hex: the
+  // cluster keeps each answer until a later id says it has arrived (ACKED is the lowest
+  // number still awaited), so a retry is recognised however busy the cluster is.
+  const requestSession = {
+    id: Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join(''),
+    next: 1,
+    awaited: new Set(),
+  };
+
   function newRequestId() {
-    const bytes = new Uint8Array(12);
-    crypto.getRandomValues(bytes);
-    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+    const seq = requestSession.next;
+    requestSession.next += 1;
+    requestSession.awaited.add(seq);
+    const acked = Math.min(...requestSession.awaited);
+    return `~${requestSession.id}.${seq.toString(16)}.${acked.toString(16)}`;
+  }
+
+  /** The call that used requestId has ended: its answer is no longer awaited. */
+  function requestAnswered(requestId) {
+    const parts = typeof requestId === 'string' ? requestId.split('.') : [];
+    if (parts.length === 3) requestSession.awaited.delete(parseInt(parts[1], 16));
   }
 
   function plural(n, word, many = `${word}s`) {
@@ -249,6 +266,14 @@
    * opts.quiet: a background call, which shows nothing while retrying.
    */
   async function api(method, path, body, opts = {}) {
+    try {
+      return await callApi(method, path, body, opts);
+    } finally {
+      if (body && body.request_id) requestAnswered(body.request_id);
+    }
+  }
+
+  async function callApi(method, path, body, opts) {
     const quiet = Boolean(opts.quiet);
     const retries = opts.retries === undefined ? RETRY_DELAYS_MS.length : opts.retries;
     const timeoutMs = opts.timeoutMs || REQUEST_TIMEOUT_MS;
