@@ -73,6 +73,12 @@ pub struct Report {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_gap_ms: f64,
+    /// After the longest gap: how long until completions came at 90 % of the rate before it
+    /// again, over a 500 ms window (none when the gap starts within the first second, or when
+    /// the rate never came back).
+    pub full_rate_after_gap_ms: Option<f64>,
+    /// Completions in each whole second of the run.
+    pub per_second: Vec<u64>,
     pub errors: BTreeMap<String, u64>,
 }
 
@@ -320,7 +326,9 @@ fn report(mode: Mode, clients: usize, elapsed: f64, totals: ClientResult) -> Rep
     let latencies = totals.latencies_us;
     let mut completions = totals.completions_us;
     completions.sort_unstable();
-    let max_gap_us = longest_gap_us(&completions, (elapsed * 1e6) as u64);
+    let end_us = (elapsed * 1e6) as u64;
+    let gap = longest_gap(&completions, end_us);
+    let max_gap_us = gap.1 - gap.0;
     let ms = |us: u64| us as f64 / 1000.0;
     let per_sec = latencies.len() as f64 / elapsed;
     let holds = match mode {
@@ -348,6 +356,8 @@ fn report(mode: Mode, clients: usize, elapsed: f64, totals: ClientResult) -> Rep
         p99_ms: ms(latencies.value_at_quantile(0.99)),
         p999_ms: ms(latencies.value_at_quantile(0.999)),
         max_gap_ms: ms(max_gap_us),
+        full_rate_after_gap_ms: full_rate_after(&completions, gap).map(ms),
+        per_second: per_second(&completions, end_us),
         errors: totals.errors,
     }
 }
@@ -355,14 +365,54 @@ fn report(mode: Mode, clients: usize, elapsed: f64, totals: ClientResult) -> Rep
 /// The longest time in a run of `end_us` in which nothing completed: between two
 /// completions, from the start to the first, or from the last to the end (so a cluster that
 /// stops answering cannot report a small gap).
-fn longest_gap_us(completions_us: &[u64], end_us: u64) -> u64 {
+/// Returns its (start, end), in µs from the start; `completions_us` sorted.
+fn longest_gap(completions_us: &[u64], end_us: u64) -> (u64, u64) {
     let mut last = 0;
-    let mut longest = 0;
+    let mut longest = (0, 0);
     for &at in completions_us.iter().chain(std::iter::once(&end_us)) {
-        longest = longest.max(at.saturating_sub(last));
+        if at.saturating_sub(last) > longest.1 - longest.0 {
+            longest = (last, at);
+        }
         last = at;
     }
     longest
+}
+
+/// How long after `gap` ended the completions of a 500 ms window first reached 90 % of the
+/// rate before the gap (windows start at the gap's end and move by 10 ms); the time is to
+/// that window's end. None if the gap starts within the first second or the rate never
+/// comes back.
+fn full_rate_after(completions_us: &[u64], gap: (u64, u64)) -> Option<u64> {
+    const WINDOW_US: u64 = 500_000;
+    const STEP_US: u64 = 10_000;
+    let (start, end) = gap;
+    if start < 1_000_000 {
+        return None;
+    }
+    let before = completions_us.partition_point(|&t| t < start) as u64;
+    // 90 % of the completions a window holds at the rate before the gap.
+    let wanted = (before * WINDOW_US * 9).div_ceil(start * 10).max(1);
+    let last = *completions_us.last()?;
+    let mut from = end;
+    while from + WINDOW_US <= last + STEP_US {
+        let a = completions_us.partition_point(|&t| t < from);
+        let b = completions_us.partition_point(|&t| t < from + WINDOW_US);
+        if (b - a) as u64 >= wanted {
+            return Some(from + WINDOW_US - end);
+        }
+        from += STEP_US;
+    }
+    None
+}
+
+fn per_second(completions_us: &[u64], end_us: u64) -> Vec<u64> {
+    let mut counts = vec![0; end_us.div_ceil(1_000_000) as usize];
+    for &t in completions_us {
+        if let Some(n) = counts.get_mut((t / 1_000_000) as usize) {
+            *n += 1;
+        }
+    }
+    counts
 }
 
 pub fn print(report: &Report, json: bool) {
@@ -391,6 +441,9 @@ pub fn print(report: &Report, json: bool) {
         "latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; longest gap without a completion {:.1} ms",
         report.p50_ms, report.p99_ms, report.p999_ms, report.max_gap_ms
     );
+    if let Some(ms) = report.full_rate_after_gap_ms {
+        println!("full rate again {ms:.0} ms after that gap");
+    }
     if report.errors.is_empty() {
         println!("no errors");
     }
@@ -405,11 +458,41 @@ mod tests {
 
     #[test]
     fn the_longest_gap_counts_the_start_and_the_end_of_the_run() {
-        assert_eq!(longest_gap_us(&[10, 20, 90, 100], 110), 70);
+        assert_eq!(longest_gap(&[10, 20, 90, 100], 110), (20, 90));
         // Nothing after 30 in a run of 1000: the cluster stopped answering.
-        assert_eq!(longest_gap_us(&[10, 20, 30], 1_000), 970);
+        assert_eq!(longest_gap(&[10, 20, 30], 1_000), (30, 1_000));
         // The first completion came late.
-        assert_eq!(longest_gap_us(&[500, 510], 520), 500);
-        assert_eq!(longest_gap_us(&[], 1_000), 1_000);
+        assert_eq!(longest_gap(&[500, 510], 520), (0, 500));
+        assert_eq!(longest_gap(&[], 1_000), (0, 1_000));
+    }
+
+    /// One completion a millisecond, a gap from 2 s to 3 s, then `after` (µs between
+    /// completions) until 6 s.
+    fn run_with_gap(after_us: u64) -> Vec<u64> {
+        let mut at: Vec<u64> = (0..2_000).map(|ms| ms * 1_000).collect();
+        at.extend(
+            (0..)
+                .map(|n| 3_000_000 + n * after_us)
+                .take_while(|&t| t < 6_000_000),
+        );
+        at
+    }
+
+    #[test]
+    fn full_rate_is_when_a_window_after_the_gap_is_back_to_the_rate_before() {
+        let at = run_with_gap(1_000);
+        let gap = longest_gap(&at, 6_000_000);
+        assert_eq!(gap, (1_999_000, 3_000_000));
+        // Back at once: the first whole window after the gap.
+        assert_eq!(full_rate_after(&at, gap), Some(500_000));
+        // At half the rate: never full again.
+        let at = run_with_gap(2_000);
+        assert_eq!(full_rate_after(&at, longest_gap(&at, 6_000_000)), None);
+        // A gap within the first second has no rate before it to compare with.
+        assert_eq!(full_rate_after(&[900_000, 950_000], (0, 900_000)), None);
+        assert_eq!(
+            per_second(&[1, 999_999, 1_000_000, 2_500_000], 2_600_000),
+            [2, 1, 1]
+        );
     }
 }
