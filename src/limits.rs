@@ -153,6 +153,8 @@ pub const ENTRIES_IN_FLIGHT_MAX: usize = 4;
 pub const COMMANDS_QUEUED_MAX: usize = 8_192;
 /// Log entries in one AppendEntries, and so the largest group one follower fsync covers.
 pub const APPEND_ENTRIES_MAX: u64 = 32;
+/// Pages each of a node's databases (the log, the state's store) keeps in memory.
+pub const STORE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// Write operations the log writer folds into one transaction and one fsync.
 pub const LOG_WRITE_BATCH_MAX: usize = 4_096;
 
@@ -180,6 +182,9 @@ pub const CATCH_UP_WAIT_MS: u64 = 6_000;
 /// Change sets (one per apply that touched seats) each node keeps for watchers resuming
 /// from an applied index; one further back gets the whole seat map.
 pub const WATCH_JOURNAL_SETS: usize = 4_096;
+/// Seat changes those sets may name, all told (one set may name thousands): about 100 bytes
+/// each.
+pub const WATCH_JOURNAL_SEATS: usize = 65_536;
 /// Change sets a slow watcher may fall behind the broadcast before it is sent the whole map.
 pub const WATCH_BROADCAST_SETS: usize = 1_024;
 /// Open `WatchSeats` streams one node serves at once; past this, UNAVAILABLE (try another).

@@ -28,6 +28,8 @@ struct Journal {
     sets: VecDeque<Arc<ChangeSet>>,
     /// Every change after this index, up to the newest set, is in `sets`.
     start: u64,
+    /// Seat changes in `sets`, all told.
+    seats: usize,
 }
 
 pub struct Changes {
@@ -51,6 +53,7 @@ impl Changes {
             journal: Mutex::new(Journal {
                 sets: VecDeque::new(),
                 start: index,
+                seats: 0,
             }),
             tx,
         }
@@ -69,12 +72,19 @@ impl Changes {
             if set.reset {
                 journal.sets.clear();
                 journal.start = set.index;
+                journal.seats = 0;
             } else {
                 journal.sets.push_back(set.clone());
-                while journal.sets.len() > limits::WATCH_JOURNAL_SETS {
-                    if let Some(old) = journal.sets.pop_front() {
-                        journal.start = old.index;
-                    }
+                journal.seats += set.seats.len();
+                // Bounded by sets and by seats: a set of one entry may name thousands.
+                while journal.sets.len() > limits::WATCH_JOURNAL_SETS
+                    || journal.seats > limits::WATCH_JOURNAL_SEATS
+                {
+                    let Some(old) = journal.sets.pop_front() else {
+                        break;
+                    };
+                    journal.start = old.index;
+                    journal.seats -= old.seats.len();
                 }
             }
         }
@@ -146,6 +156,32 @@ mod tests {
         assert_eq!(indexes(changes.since(4)), None);
         let kept = indexes(changes.since(5)).expect("index 5 is the journal's start");
         assert_eq!(kept.len(), limits::WATCH_JOURNAL_SETS);
+    }
+
+    #[test]
+    fn the_journal_is_bounded_by_the_seats_it_names_too() {
+        let changes = Changes::new(0);
+        let big = |index: u64| ChangeSet {
+            index,
+            reset: false,
+            seats: (0..limits::WATCH_JOURNAL_SEATS / 2)
+                .map(|n| ("demo".to_string(), format!("S{n}")))
+                .collect(),
+        };
+        for i in 1..=3 {
+            changes.publish(big(i));
+        }
+        // Three halves are more than the bound: the oldest went.
+        assert_eq!(indexes(changes.since(0)), None);
+        assert_eq!(indexes(changes.since(1)), Some(vec![2, 3]));
+        // One set larger than the whole bound is not kept either.
+        changes.publish(ChangeSet {
+            index: 4,
+            reset: false,
+            seats: vec![("demo".into(), "S1".into()); limits::WATCH_JOURNAL_SEATS + 1],
+        });
+        assert_eq!(indexes(changes.since(3)), None);
+        assert_eq!(indexes(changes.since(4)), Some(vec![]));
     }
 
     #[test]

@@ -52,7 +52,13 @@ pub fn open_db(
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display()))?;
     let path = dir.join(name);
-    match redb::Database::create(&path) {
+    // redb caches up to 1 GiB of pages a database by default, and the log's pages stay
+    // cached as it grows: most of a node's memory after many bookings. The OS page cache
+    // still holds what this one lets go.
+    match redb::Database::builder()
+        .set_cache_size(crate::limits::STORE_CACHE_BYTES)
+        .create(&path)
+    {
         Ok(db) => {
             // The log holds password hashes: readable by this user only.
             use std::os::unix::fs::PermissionsExt;
