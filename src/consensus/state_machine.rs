@@ -296,6 +296,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             )
         };
         // Encoding under the read lock is a memory copy: apply waits only that long.
+        let started = std::time::Instant::now();
         let (data, last_log_id, membership) = {
             let applied = self.read();
             let data = encode(&*applied).map_err(|e| err(&e))?;
@@ -311,9 +312,16 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership: membership,
             snapshot_id,
         };
+        let encoded = started.elapsed();
         write_snapshot(self.shared.db.clone(), &meta, data.clone()).await?;
         metrics::gauge!("ticket_raft_snapshot_bytes").set(data.len() as f64);
-        tracing::info!(index = ?last_log_id.map(|id| id.index), bytes = data.len(), "snapshot built");
+        tracing::info!(
+            index = ?last_log_id.map(|id| id.index),
+            bytes = data.len(),
+            encode_ms = encoded.as_millis() as u64,
+            write_ms = (started.elapsed() - encoded).as_millis() as u64,
+            "snapshot built"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
