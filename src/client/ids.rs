@@ -1,5 +1,5 @@
 //! The request ids a client gives its writes when the caller names none: the ids of one
-//! client session (`domain::state::SessionKey`), so that a retry is recognised however many
+//! client session (`domain::request_id::SessionKey`), so that a retry is recognised however many
 //! other bookings the cluster takes meanwhile.
 //!
 //! Each id carries the lowest number still awaiting its answer: the cluster forgets every
@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::domain::state::SessionKey;
+use crate::domain::request_id::SessionKey;
 
 /// One client session: shared by a client's clones.
 #[derive(Debug)]

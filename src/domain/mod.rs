@@ -13,6 +13,7 @@ pub mod auth;
 pub mod best;
 #[cfg(test)]
 mod proptests;
+pub mod request_id;
 mod seats;
 pub mod state;
 pub mod validate;

@@ -8,7 +8,7 @@
 mod checkout;
 mod sessions;
 
-pub use sessions::SessionKey;
+use super::request_id::SessionKey;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -201,7 +201,9 @@ impl State {
             None => 0,
         };
         let key = command.dedupe_key();
-        match key.as_ref().map(|key| self.recall(key)) {
+        // Read once: `recall` and `remember` both go by it.
+        let session = key.as_ref().and_then(|key| SessionKey::parse(&key.1));
+        match key.as_ref().map(|key| self.recall(key, session)) {
             Some(Ok(Some(first))) => return first,
             Some(Err(refused)) => return Outcome::Rejected(refused),
             Some(Ok(None)) | None => {}
@@ -211,7 +213,7 @@ impl State {
             other => other,
         };
         if let Some(key) = key {
-            self.remember(key, outcome.clone());
+            self.remember(key, session, outcome.clone());
         }
         // A broken invariant here is a bug in apply itself, not bad input: stop loudly in
         // debug builds and tests, where the whole state is cheap enough to walk.
@@ -886,18 +888,22 @@ impl State {
         Ok(())
     }
 
-    /// The first outcome of the request `key` (scope, request id) names, if it was carried
-    /// out; None if it is new.
-    fn recall(&mut self, key: &(String, String)) -> Result<Option<Outcome>, Rejection> {
-        match SessionKey::parse(&key.1) {
+    /// The first outcome of the request `key` (scope, request id; `session`: the id read as a
+    /// session's) names, if it was carried out; None if it is new.
+    fn recall(
+        &mut self,
+        key: &(String, String),
+        session: Option<SessionKey>,
+    ) -> Result<Option<Outcome>, Rejection> {
+        match session {
             Some(session) => self.sessions.recall(&key.0, &session, self.clock_ms),
             None => Ok(self.dedupe.get(key).cloned()),
         }
     }
 
     /// Keeps a new request's outcome for its retries.
-    fn remember(&mut self, key: (String, String), outcome: Outcome) {
-        match SessionKey::parse(&key.1) {
+    fn remember(&mut self, key: (String, String), session: Option<SessionKey>, outcome: Outcome) {
+        match session {
             Some(session) => self
                 .sessions
                 .remember(&key.0, &session, outcome, self.clock_ms),

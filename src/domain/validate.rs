@@ -88,8 +88,8 @@ pub fn request_id(value: &str) -> Result<(), Invalid> {
     if !value.chars().all(|c| c.is_ascii_graphic()) {
         return Err("the request id may hold only printable ASCII characters".into());
     }
-    let mark = super::state::SessionKey::MARK;
-    if value.starts_with(mark) && super::state::SessionKey::parse(value).is_none() {
+    let mark = super::request_id::SessionKey::MARK;
+    if value.starts_with(mark) && super::request_id::SessionKey::parse(value).is_none() {
         return Err(format!(
             "a request id starting with '{mark}' is a client session's:              {mark}SESSION.SEQ.ACKED in hex, SEQ from 1 and ACKED at most SEQ"
         ));
