@@ -153,10 +153,12 @@ pub const ENTRIES_IN_FLIGHT_MAX: usize = 4;
 pub const COMMANDS_QUEUED_MAX: usize = 8_192;
 /// Log entries in one AppendEntries, and so the largest group one follower fsync covers.
 pub const APPEND_ENTRIES_MAX: u64 = 32;
-/// Pages each of a node's databases (the log, the state's store) keeps in memory.
+/// Pages the state's store (its snapshots) keeps in memory.
 pub const STORE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// Write operations the log writer folds into one transaction and one fsync.
 pub const LOG_WRITE_BATCH_MAX: usize = 4_096;
+/// Bytes the log writer folds into one write, past which the rest waits for the next one.
+pub const LOG_WRITE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// How long a write or a read barrier may wait for a leader or a quorum before the client is
 /// told UNAVAILABLE (and may retry with the same request id).

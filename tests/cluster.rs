@@ -1058,22 +1058,14 @@ async fn a_leader_restarted_without_its_commit_index_gives_no_stale_read_index()
     for id in [1, 2, 3] {
         cluster.kill(id);
     }
-    let log_db = cluster
+    let committed = cluster
         .dir
         .path()
         .join("data")
         .join(format!("node{leader}"))
-        .join("log.redb");
-    {
-        let db = redb::Database::open(&log_db).expect("the leader's log store");
-        let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
-        let txn = db.begin_write().expect("write txn");
-        txn.open_table(meta)
-            .expect("meta table")
-            .remove("committed")
-            .expect("remove the commit index");
-        txn.commit().expect("commit");
-    }
+        .join("wal")
+        .join("committed");
+    std::fs::remove_file(&committed).expect("remove the leader's commit index");
     cluster.start_node(leader);
     // Asked while the leader is alone, the read index is fixed before the follower is back to
     // raise the commit index; it is confirmed once the follower answers.

@@ -398,6 +398,17 @@ async fn nemesis_membership() {
     .await;
 }
 
+/// A node's log segments, oldest first.
+fn segments(data: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut segments: Vec<_> = std::fs::read_dir(data.join("wal"))
+        .expect("the node's log")
+        .map(|item| item.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    segments.sort();
+    segments
+}
+
 /// Flips one byte inside every stored copy of `needle` in `path`; returns how many.
 fn flip(path: &std::path::Path, needle: &[u8]) -> usize {
     let mut bytes = std::fs::read(path).expect("read store");
@@ -429,7 +440,10 @@ async fn corrupt_log_entry_stops_the_node_and_the_others_serve() {
     cluster.wait_converged(Duration::from_secs(30)).await;
 
     cluster.stop(3);
-    let flipped = flip(&cluster.data_dir(3).join("log.redb"), b"corruption-witness");
+    let flipped: usize = segments(&cluster.data_dir(3))
+        .iter()
+        .map(|segment| flip(segment, b"corruption-witness"))
+        .sum();
     assert!(flipped > 0, "the user's entry is not in node 3's log");
     cluster.start_node(3);
     let exited = cluster.wait_exit(3, Duration::from_secs(20)).await;
@@ -449,6 +463,54 @@ async fn corrupt_log_entry_stops_the_node_and_the_others_serve() {
         .await
         .expect("the others serve");
     assert!(booked.booking.is_some());
+}
+
+/// Goal: a write torn at the tail of a stopped node's log (its last record cut short, as a
+/// crash mid-write leaves it) is dropped on restart: nothing in it was acknowledged. The node
+/// keeps everything before it, catches up on the rest and serves every booking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_write_at_a_logs_tail_is_dropped_and_the_node_catches_up() {
+    let mut cluster = Cluster::start(Settings::default()).await;
+    cluster.wait_converged(Duration::from_secs(30)).await;
+    let token = cluster.prepare(1).await;
+    let mut admin = cluster.client();
+    admin.set_token("admin", &token).expect("token");
+    let seats = ["A1", "A2", "A3", "A4", "A5"];
+    for seat in seats {
+        admin
+            .reserve(harness::EVENT, &[seat])
+            .await
+            .expect("reserve");
+    }
+    cluster.wait_converged(Duration::from_secs(30)).await;
+
+    cluster.stop(3);
+    let newest = segments(&cluster.data_dir(3)).pop().expect("a segment");
+    let bytes = std::fs::read(&newest).expect("read the segment");
+    let end = bytes.iter().rposition(|b| *b != 0).expect("data") + 1;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .expect("open the segment")
+        .set_len((end - 3) as u64)
+        .expect("tear the last record");
+    cluster.start_node(3);
+    cluster.wait_converged(Duration::from_secs(30)).await;
+    let log = cluster.log(3);
+    assert!(
+        log.contains("dropped a torn write"),
+        "no word of it:\n{log}"
+    );
+    let mut on3 = cluster.node_client(3);
+    on3.set_token("admin", &token).expect("token");
+    let seen = on3
+        .get_seats(harness::EVENT, Consistency::Stale)
+        .await
+        .expect("node 3 serves");
+    for seat in seats {
+        let s = seen.seats.iter().find(|s| s.id == seat).expect("seat");
+        assert_ne!(s.holder, "", "node 3 lost {seat}");
+    }
 }
 
 /// Goal: the same for the snapshot store.

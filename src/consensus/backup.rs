@@ -114,7 +114,7 @@ pub fn seed(
     members: BTreeMap<NodeId, BasicNode>,
     backup: Backup,
 ) -> anyhow::Result<()> {
-    for file in ["log.redb", "snapshot.redb"] {
+    for file in ["log.redb", super::log_store::WAL_DIR, "snapshot.redb"] {
         if dir.join(file).exists() {
             anyhow::bail!(
                 "{} holds a node already ({file}); restore only into an empty data directory",
@@ -128,14 +128,13 @@ pub fn seed(
         .collect::<std::collections::BTreeSet<_>>();
     let membership = Membership::new(vec![voters], members);
     let last = backup.last_applied;
-    let log = super::open_db(dir, "log.redb")?;
     let sm = super::open_db(dir, "snapshot.redb")?;
     super::state_machine::seed_restored(sm, last, membership, backup.state)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     // A vote for itself in the backup's term: never granted to anyone, so harmless, and it
     // makes the node's first election one term later.
     let vote = Vote::new(last.leader_id.term, id);
-    super::log_store::seed_restored(&log, last, vote).map_err(|e| anyhow::anyhow!("{e}"))?;
+    super::log_store::seed_restored(dir, last, vote).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
 

@@ -3,35 +3,32 @@
 //! openraft's `append` may return before the entries are durable, as long as it calls the
 //! callback once they are. So `append` puts the entries in an in-memory view (which serves
 //! every read at once) and hands their bytes to one writer thread. The writer takes everything
-//! queued since its last commit and writes it in one redb transaction with one fsync, then
-//! fires the callbacks: concurrent bookings share a log append and an fsync.
+//! queued since its last write and writes it to the journal (`wal.rs`) as one record with one
+//! fdatasync, then fires the callbacks: concurrent bookings share a log append and an fsync.
 //!
 //! Every write (append, vote, truncate, purge, committed) goes through that one queue, so
-//! they reach the disk in the order they were issued; openraft requires that. A vote, a
-//! truncation and a purge wait for their fsync before returning.
+//! they reach the disk in the order they were issued; openraft requires that. A vote and a
+//! truncation wait for their fsync before returning.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
+use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
     AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError, Vote,
 };
-use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
+use super::wal::{Replay, Wal, WalOp};
 use super::{decode, encode, Entry, LogId, NodeId, StorageError, TypeConfig};
 use crate::limits;
 
-pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-
-const VOTE: &str = "vote";
-const COMMITTED: &str = "committed";
-const LAST_PURGED: &str = "last_purged";
+/// The journal's folder in a node's data directory.
+pub const WAL_DIR: &str = "wal";
 
 /// Cheap to clone: clones share the log. openraft's log reader is such a clone.
 #[derive(Clone)]
@@ -47,7 +44,7 @@ struct LogInner {
 }
 
 impl Drop for LogInner {
-    /// Lets the writer finish what is queued, then waits for it (it closes the database).
+    /// Lets the writer finish what is queued, then waits for it (it closes the journal).
     fn drop(&mut self) {
         self.writer.take();
         if let Some(thread) = self.thread.take() {
@@ -70,10 +67,12 @@ enum Op {
         entries: Vec<(u64, Vec<u8>)>,
         flushed: LogFlushed<TypeConfig>,
     },
-    Meta {
-        key: &'static str,
+    Vote {
         value: Vec<u8>,
-        done: Option<oneshot::Sender<io::Result<()>>>,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    Committed {
+        value: Vec<u8>,
     },
     Truncate {
         from: u64,
@@ -83,6 +82,17 @@ enum Op {
         upto: u64,
         last_purged: Vec<u8>,
     },
+}
+
+impl Op {
+    /// Roughly what the op adds to a write, to bound one write's size.
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Append { entries, .. } => entries.iter().map(|(_, e)| e.len() + 13).sum(),
+            Op::Vote { value, .. } | Op::Committed { value } => value.len(),
+            Op::Truncate { .. } | Op::Purge { .. } => 32,
+        }
+    }
 }
 
 fn storage_error(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl ToString) -> StorageError {
@@ -106,101 +116,117 @@ fn corrupt<E: ToString>(what: &str, e: E) -> StorageError {
     )
 }
 
-/// Creates the tables on first start, so that readers find them.
-fn create_tables(db: &Database) -> Result<(), StorageError> {
-    let txn = db.begin_write().map_err(read_error)?;
-    txn.open_table(LOG).map_err(read_error)?;
-    txn.open_table(META).map_err(read_error)?;
-    txn.commit().map_err(read_error)
+/// Opens the journal in the node directory `dir`, refusing a directory whose log is in the
+/// format of an earlier build.
+fn open_wal(dir: &Path) -> Result<(Wal, Replay), StorageError> {
+    if dir.join("log.redb").exists() {
+        return Err(storage_error(
+            ErrorSubject::Store,
+            ErrorVerb::Read,
+            format!(
+                "{} holds a log in an earlier build's format (log.redb), which this build \
+                 does not read; start the node on an empty directory (it catches up from the \
+                 others) or restore a backup into one",
+                dir.display()
+            ),
+        ));
+    }
+    Wal::open(&dir.join(WAL_DIR)).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => corrupt("log", e),
+        _ => read_error(e),
+    })
 }
 
 /// Seeds an empty log for a node restored from a backup taken at `last`: the log is purged
 /// up to it (the snapshot holds everything before), committed to it, and the node has voted
 /// in its term, so its first election is in a later term and every new entry's id comes after
 /// `last`. Refuses a log that holds anything.
-pub fn seed_restored(db: &Database, last: LogId, vote: Vote<NodeId>) -> Result<(), StorageError> {
-    create_tables(db)?;
-    let view = load(db)?;
-    if view.vote.is_some() || !view.entries.is_empty() || view.last_purged.is_some() {
+pub fn seed_restored(dir: &Path, last: LogId, vote: Vote<NodeId>) -> Result<(), StorageError> {
+    let (mut wal, replay) = open_wal(dir)?;
+    if !replay.ops.is_empty() || replay.committed.is_some() {
         return Err(corrupt(
             "log",
             "it already holds a node's log; restore only into an empty data directory",
         ));
     }
-    let txn = db.begin_write().map_err(read_error)?;
-    {
-        let mut meta = txn.open_table(META).map_err(read_error)?;
-        for (key, value) in [
-            (VOTE, encode(&vote)),
-            (COMMITTED, encode(&Some(last))),
-            (LAST_PURGED, encode(&Some(last))),
-        ] {
-            let value = value.map_err(encode_err)?;
-            meta.insert(key, value.as_slice()).map_err(read_error)?;
-        }
-    }
-    txn.commit().map_err(read_error)
+    let vote = encode(&vote).map_err(encode_err)?;
+    let last_purged = encode(&Some(last)).map_err(encode_err)?;
+    wal.write(&[
+        WalOp::Vote(vote.as_slice()),
+        WalOp::Purge {
+            upto: last.index,
+            bytes: last_purged.as_slice(),
+        },
+    ])
+    .and_then(|()| wal.save_committed(&last_purged))
+    .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))
 }
 
-/// What the log holds on disk: the vote, the commit and purge points, and the entries.
-fn load(db: &Database) -> Result<View, StorageError> {
+/// The log as the journal's ops leave it: the vote, the commit and purge points, and the
+/// entries, each decoded and at its index, with no hole after the purge point.
+fn replay(replay: Replay) -> Result<View, StorageError> {
     let mut view = View::default();
-    let txn = db.begin_read().map_err(read_error)?;
-    let meta = txn.open_table(META).map_err(read_error)?;
-    let get_meta = |key: &str| -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(meta
-            .get(key)
-            .map_err(read_error)?
-            .map(|v| v.value().to_vec()))
-    };
-    if let Some(bytes) = get_meta(VOTE)? {
-        view.vote = Some(decode(&bytes).map_err(|e| corrupt("vote", e))?);
+    for op in replay.ops {
+        match op {
+            WalOp::Vote(bytes) => {
+                view.vote = Some(decode(&bytes).map_err(|e| corrupt("vote", e))?);
+            }
+            WalOp::Truncate { from } => {
+                view.entries.split_off(&from);
+            }
+            WalOp::Purge { upto, bytes } => {
+                view.last_purged = decode(&bytes).map_err(|e| corrupt("purge point", e))?;
+                view.entries = view.entries.split_off(&(upto + 1));
+            }
+            WalOp::Entry { index, bytes } => {
+                if view.last_purged.is_some_and(|p| index <= p.index) {
+                    continue;
+                }
+                let entry: Entry =
+                    decode(&bytes).map_err(|e| corrupt(&format!("log entry {index}"), e))?;
+                if entry.log_id.index != index {
+                    return Err(corrupt("log", format!("misplaced entry at index {index}")));
+                }
+                view.entries.insert(index, entry);
+            }
+        }
     }
-    if let Some(bytes) = get_meta(COMMITTED)? {
+    if let Some(bytes) = replay.committed {
         view.committed = decode(&bytes).map_err(|e| corrupt("commit index", e))?;
     }
-    if let Some(bytes) = get_meta(LAST_PURGED)? {
-        view.last_purged = decode(&bytes).map_err(|e| corrupt("purge point", e))?;
+    // The commit index is written after the entries it covers, so it points past the log's
+    // end only if the disk lost a write it said was durable. The entries past the end are
+    // re-learned from the leader, and the commit index with them.
+    let last = view.entries.values().next_back().map(|e| e.log_id);
+    let last = last.or(view.last_purged);
+    if view.committed.map(|c| c.index) > last.map(|l| l.index) {
+        tracing::warn!(
+            committed = ?view.committed,
+            last = ?last,
+            "the commit index points past the log's end; it is re-learned from the leader"
+        );
+        view.committed = last;
     }
-    let log = txn.open_table(LOG).map_err(read_error)?;
-    view.entries = load_entries(&log, view.last_purged)?;
+    let mut expected = view.last_purged.map(|id| id.index + 1);
+    for &index in view.entries.keys() {
+        if expected.is_some_and(|want| want != index) {
+            return Err(corrupt("log", format!("hole before index {index}")));
+        }
+        expected = Some(index + 1);
+    }
     Ok(view)
 }
 
-/// The entries of `log`, each decoded and at its index, with no hole after the purge point.
-fn load_entries(
-    log: &impl ReadableTable<u64, &'static [u8]>,
-    last_purged: Option<LogId>,
-) -> Result<BTreeMap<u64, Entry>, StorageError> {
-    let mut entries = BTreeMap::new();
-    let mut expected = last_purged.map(|id| id.index + 1);
-    for item in log.iter().map_err(read_error)? {
-        let (index, bytes) = item.map_err(read_error)?;
-        let index = index.value();
-        let entry: Entry =
-            decode(bytes.value()).map_err(|e| corrupt(&format!("log entry {index}"), e))?;
-        if expected.is_some_and(|want| want != index) || entry.log_id.index != index {
-            return Err(corrupt(
-                "log",
-                format!("hole or misplaced entry at index {index}"),
-            ));
-        }
-        expected = Some(index + 1);
-        entries.insert(index, entry);
-    }
-    Ok(entries)
-}
-
 impl LogStore {
-    /// Loads the log from `db` (checking every entry's checksum and that there is no hole)
-    /// and starts the writer thread.
-    pub fn open(db: Arc<Database>) -> Result<LogStore, StorageError> {
-        create_tables(&db)?;
-        let view = load(&db)?;
+    /// Loads the log from the node directory `dir` (checking every record's and entry's
+    /// checksum and that there is no hole) and starts the writer thread.
+    pub fn open(dir: &Path) -> Result<LogStore, StorageError> {
+        let (wal, stored) = open_wal(dir)?;
+        let view = replay(stored)?;
         let (writer, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(move || write_loop(&db, queue))
+            .spawn(move || write_loop(wal, queue))
             .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
         Ok(LogStore {
             shared: Arc::new(LogInner {
@@ -297,12 +323,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
         let value = encode(vote).map_err(encode_err)?;
-        self.send_and_wait(ErrorSubject::Vote, |done| Op::Meta {
-            key: VOTE,
-            value,
-            done: Some(done),
-        })
-        .await?;
+        self.send_and_wait(ErrorSubject::Vote, |done| Op::Vote { value, done })
+            .await?;
         self.view().vote = Some(*vote);
         Ok(())
     }
@@ -316,11 +338,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // from the leader; it never makes state go back, since it only ever grows.
         let value = encode(&committed).map_err(encode_err)?;
         self.view().committed = committed;
-        self.send(Op::Meta {
-            key: COMMITTED,
-            value,
-            done: None,
-        })
+        self.send(Op::Committed { value })
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -378,18 +396,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// The writer thread: one transaction and one fsync for everything queued meanwhile.
-fn write_loop(db: &Database, queue: mpsc::Receiver<Op>) {
+/// The writer thread: one record and one fdatasync for everything queued meanwhile.
+fn write_loop(mut wal: Wal, queue: mpsc::Receiver<Op>) {
     while let Ok(first) = queue.recv() {
+        let mut bytes = first.bytes();
         let mut batch = vec![first];
-        while batch.len() < limits::LOG_WRITE_BATCH_MAX {
+        while batch.len() < limits::LOG_WRITE_BATCH_MAX && bytes < limits::LOG_WRITE_BYTES_MAX {
             match queue.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(op) => {
+                    bytes += op.bytes();
+                    batch.push(op);
+                }
                 Err(_) => break,
             }
         }
         let started = std::time::Instant::now();
-        let result = write_batch(db, &batch).map_err(|e| e.to_string());
+        let result = write_batch(&mut wal, &batch).map_err(|e| e.to_string());
         metrics::histogram!("ticket_log_fsync_seconds").record(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             tracing::error!(error = %e, "log write failed");
@@ -401,44 +423,42 @@ fn write_loop(db: &Database, queue: mpsc::Receiver<Op>) {
             };
             match op {
                 Op::Append { flushed, .. } => flushed.log_io_completed(outcome()),
-                Op::Meta {
-                    done: Some(done), ..
-                }
-                | Op::Truncate { done, .. } => {
+                Op::Vote { done, .. } | Op::Truncate { done, .. } => {
                     let _ = done.send(outcome());
                 }
-                Op::Meta { done: None, .. } | Op::Purge { .. } => {}
+                Op::Committed { .. } | Op::Purge { .. } => {}
             }
         }
     }
 }
 
-fn write_batch(db: &Database, batch: &[Op]) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
-    {
-        let mut log = txn.open_table(LOG)?;
-        let mut meta = txn.open_table(META)?;
-        for op in batch {
-            match op {
-                Op::Append { entries, .. } => {
-                    for (index, bytes) in entries {
-                        log.insert(index, bytes.as_slice())?;
-                    }
-                }
-                Op::Meta { key, value, .. } => {
-                    meta.insert(*key, value.as_slice())?;
-                }
-                Op::Truncate { from, .. } => {
-                    log.retain_in((Bound::Included(*from), Bound::Unbounded), |_, _| false)?;
-                }
-                Op::Purge { upto, last_purged } => {
-                    log.retain_in(..=*upto, |_, _| false)?;
-                    meta.insert(LAST_PURGED, last_purged.as_slice())?;
-                }
+/// Writes a batch as one journal record, then the newest commit index in it: after the
+/// record, so that it never points past entries that are not yet on disk.
+fn write_batch(wal: &mut Wal, batch: &[Op]) -> io::Result<()> {
+    let mut ops = Vec::with_capacity(batch.len());
+    let mut committed = None;
+    for op in batch {
+        match op {
+            Op::Append { entries, .. } => {
+                ops.extend(entries.iter().map(|(index, bytes)| WalOp::Entry {
+                    index: *index,
+                    bytes: bytes.as_slice(),
+                }));
             }
+            Op::Vote { value, .. } => ops.push(WalOp::Vote(value.as_slice())),
+            Op::Committed { value } => committed = Some(value),
+            Op::Truncate { from, .. } => ops.push(WalOp::Truncate { from: *from }),
+            Op::Purge { upto, last_purged } => ops.push(WalOp::Purge {
+                upto: *upto,
+                bytes: last_purged.as_slice(),
+            }),
         }
     }
-    // redb's default durability is Immediate: the commit returns after fsync.
-    txn.commit()?;
-    Ok(())
+    if !ops.is_empty() {
+        wal.write(&ops)?;
+    }
+    match committed {
+        Some(value) => wal.save_committed(value),
+        None => Ok(()),
+    }
 }

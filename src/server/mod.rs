@@ -160,8 +160,7 @@ fn make_local_pki(config: &Config, id: NodeId) -> anyhow::Result<()> {
 
 /// The node's Raft log and state machine, kept in `dir`.
 fn open_stores(dir: &Path) -> anyhow::Result<(LogStore, StateMachineStore)> {
-    let log =
-        LogStore::open(consensus::open_db(dir, "log.redb")?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let log = LogStore::open(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let sm = StateMachineStore::open(consensus::open_db(dir, "snapshot.redb")?)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((log, sm))
