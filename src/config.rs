@@ -157,6 +157,9 @@ pub struct RaftConfig {
     pub election_timeout_max_ms: u64,
     /// Take a snapshot (and compact the log) after this many entries since the last one.
     pub snapshot_threshold: u64,
+    /// ... or after the log has taken this many bytes since the last one, whichever comes
+    /// first: an entry holds from one command to over a hundred.
+    pub snapshot_log_bytes: u64,
     /// Entries kept in the log behind a snapshot, so a slightly lagging follower catches up
     /// from the log instead of by a snapshot install.
     pub keep_after_snapshot: u64,
@@ -169,6 +172,7 @@ impl Default for RaftConfig {
             election_timeout_min_ms: 500,
             election_timeout_max_ms: 1_000,
             snapshot_threshold: 20_000,
+            snapshot_log_bytes: 64 * 1024 * 1024,
             keep_after_snapshot: 1_000,
         }
     }
@@ -752,6 +756,10 @@ fn check_raft(raft: &RaftConfig) -> Result<(), (&'static str, String)> {
     if raft.snapshot_threshold == 0 {
         return Err(("raft.snapshot_threshold", "must be > 0".into()));
     }
+    if raft.snapshot_log_bytes < limits::SNAPSHOT_LOG_BYTES_MIN {
+        let msg = format!("must be at least {}", limits::SNAPSHOT_LOG_BYTES_MIN);
+        return Err(("raft.snapshot_log_bytes", msg));
+    }
     Ok(())
 }
 
@@ -1007,5 +1015,15 @@ listen = "0.0.0.0:60052"
         let text = GOOD.replace("heartbeat_interval_ms = 50", "heartbeat_interval_ms = 5000");
         let (_, key, _) = located(&text);
         assert_eq!(key, "raft.election_timeout_min_ms");
+        let text = GOOD.replace(
+            "heartbeat_interval_ms = 50",
+            "heartbeat_interval_ms = 50\nsnapshot_log_bytes = 1000",
+        );
+        let (line, key, message) = located(&text);
+        assert_eq!(key, "raft.snapshot_log_bytes");
+        assert!(
+            line > 0 && message.contains("at least 65536"),
+            "{line} {message}"
+        );
     }
 }

@@ -157,6 +157,9 @@ pub const APPEND_ENTRIES_MAX: u64 = 32;
 pub const STORE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// Write operations the log writer folds into one transaction and one fsync.
 pub const LOG_WRITE_BATCH_MAX: usize = 4_096;
+/// The least `[raft] snapshot_log_bytes` may be: below it a busy node would snapshot
+/// back to back.
+pub const SNAPSHOT_LOG_BYTES_MIN: u64 = 64 * 1024;
 /// Bytes the log writer folds into one write, past which the rest waits for the next one.
 pub const LOG_WRITE_BYTES_MAX: usize = 16 * 1024 * 1024;
 

@@ -391,6 +391,65 @@ async fn fifty_clients_racing_for_one_seat_make_exactly_one_winner() {
     assert_eq!((wins, taken), (1, 49));
 }
 
+/// Goal: a log of few entries but many bytes is snapshotted (and so compacted) by its size:
+/// with an entry threshold no run reaches, every node still snapshots once its log has taken
+/// `snapshot_log_bytes`, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_is_snapshotted_by_its_size_as_well_as_its_entries() {
+    let options = Options {
+        snapshot_threshold: 1_000_000,
+        snapshot_log_bytes: 64 * 1024,
+        ..Options::default()
+    };
+    let cluster = TestCluster::start(options);
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let admin = cluster.admin().await;
+    admin
+        .create_event("hall", 40, 80, 3_200)
+        .await
+        .expect("event");
+    let token = admin.token().expect("token").to_string();
+    let labels = ticket::domain::SeatMap::default_row_labels(40);
+    let mut tasks = Vec::new();
+    for c in 0..8u32 {
+        let mut client = cluster.client();
+        client.set_token("admin", &token).expect("token");
+        let labels = labels.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..300u32 {
+                let i = c * 300 + n;
+                let seat = format!("{}{}", labels[(i / 80) as usize], i % 80 + 1);
+                client.reserve("hall", &[&seat]).await.expect("reserve");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("client");
+    }
+    let client = cluster.client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = client.cluster_status().await.expect("status");
+        if status.nodes.len() == 3 && status.nodes.iter().all(|n| n.snapshot_index > 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every node snapshotted within 20 s: {:?}\n{}",
+            status.nodes,
+            cluster.log(1)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for id in [1, 2, 3] {
+        let log = cluster.log(id);
+        assert!(
+            log.contains("asking for a snapshot: the log has grown"),
+            "node {id} gave no reason:\n{log}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_behind_the_compaction_point_catches_up_by_snapshot() {
     let options = Options {

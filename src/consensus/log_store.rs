@@ -15,6 +15,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -39,6 +40,8 @@ pub struct LogStore {
 /// The log store's interior, behind the `Arc` its clones share: the view and the writer thread.
 struct LogInner {
     view: Mutex<View>,
+    /// Bytes of entries appended since this process opened the log.
+    appended: AtomicU64,
     writer: Option<mpsc::Sender<Op>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -231,6 +234,7 @@ impl LogStore {
         Ok(LogStore {
             shared: Arc::new(LogInner {
                 view: Mutex::new(view),
+                appended: AtomicU64::new(0),
                 writer: Some(writer),
                 thread: Some(thread),
             }),
@@ -276,6 +280,11 @@ impl LogStore {
     /// The highest log index this node knows committed (0 before any).
     pub fn committed_index(&self) -> u64 {
         self.view().committed.map_or(0, |c| c.index)
+    }
+
+    /// Bytes of entries (as stored) appended since the log was opened: it only grows.
+    pub fn appended_bytes(&self) -> u64 {
+        self.shared.appended.load(Ordering::Relaxed)
     }
 
     /// Whether this node has never voted nor logged anything: a fresh node.
@@ -356,13 +365,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries = entries.into_iter();
         let mut encoded = Vec::with_capacity(entries.size_hint().0);
+        let mut bytes = 0;
         {
             let mut view = self.view();
             for entry in entries {
-                encoded.push((entry.log_id.index, encode(&entry).map_err(encode_err)?));
+                let stored = encode(&entry).map_err(encode_err)?;
+                bytes += stored.len() as u64;
+                encoded.push((entry.log_id.index, stored));
                 view.entries.insert(entry.log_id.index, entry);
             }
         }
+        self.shared.appended.fetch_add(bytes, Ordering::Relaxed);
         self.send(Op::Append {
             entries: encoded,
             flushed,

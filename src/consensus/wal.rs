@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// What one segment is preallocated to (a larger record gets a segment its own size).
@@ -286,7 +286,10 @@ impl Wal {
     /// Opens the journal in `dir` (creating it if need be), reads back every op in it,
     /// drops a torn write at its tail, and readies the newest segment for appending.
     pub fn open(dir: &Path) -> io::Result<(Wal, Replay)> {
-        std::fs::create_dir_all(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         let lock = open_file(&dir.join("LOCK"), true)?;
         lock_exclusively(&lock).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {

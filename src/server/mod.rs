@@ -8,6 +8,7 @@
 
 pub mod api;
 mod bootstrap;
+mod compaction;
 mod handover;
 mod incoming;
 mod keyring;
@@ -127,6 +128,7 @@ pub async fn run(
     tokio::spawn(bootstrap::seed_when_leader(node.clone()));
     tokio::spawn(bootstrap::log_role_changes(node.clone()));
     tokio::spawn(sweeper::sweep_when_due(node.clone()));
+    tokio::spawn(compaction::snapshot_by_size(node.clone()));
 
     let failure = serve_until_stopped(&node, shutdown).await;
     stop(&node, stop_serving, server).await;

@@ -23,6 +23,7 @@ pub const ADMIN_PASSWORD: &str = "admin-secret";
 pub struct Options {
     pub nodes: usize,
     pub snapshot_threshold: u64,
+    pub snapshot_log_bytes: u64,
     pub keep_after_snapshot: u64,
     pub token_ttl_secs: u64,
     pub pbkdf2_iterations: u32,
@@ -48,6 +49,7 @@ impl Default for Options {
         Options {
             nodes: 3,
             snapshot_threshold: 20_000,
+            snapshot_log_bytes: 64 * 1024 * 1024,
             keep_after_snapshot: 1_000,
             token_ttl_secs: 3_600,
             pbkdf2_iterations: 10_000,
@@ -118,10 +120,12 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 pub fn config_text(ports: &[u16], metrics_ports: &[u16], options: &Options) -> String {
     let mut text = format!(
         "data_dir = \"data\"\n\n[raft]\nheartbeat_interval_ms = 50\nelection_timeout_min_ms = 300\n\
-         election_timeout_max_ms = 600\nsnapshot_threshold = {}\nkeep_after_snapshot = {}\n\n\
+         election_timeout_max_ms = 600\nsnapshot_threshold = {}\nsnapshot_log_bytes = {}\n\
+         keep_after_snapshot = {}\n\n\
          [security]\ntoken_ttl_secs = {}\npbkdf2_iterations = {}\n\n\
          [booking]\nhold_ms = {}\nhold_max_ms = {}\n",
         options.snapshot_threshold,
+        options.snapshot_log_bytes,
         options.keep_after_snapshot,
         options.token_ttl_secs,
         options.pbkdf2_iterations,
