@@ -179,7 +179,10 @@ fn replay(replay: Replay) -> Result<View, StorageError> {
             }
             WalOp::Purge { upto, bytes } => {
                 view.last_purged = decode(&bytes).map_err(|e| corrupt("purge point", e))?;
-                view.entries = view.entries.split_off(&(upto + 1));
+                let after = upto
+                    .checked_add(1)
+                    .ok_or_else(|| corrupt("purge point", upto))?;
+                view.entries = view.entries.split_off(&after);
             }
             WalOp::Entry { index, bytes } => {
                 if view.last_purged.is_some_and(|p| index <= p.index) {
@@ -210,12 +213,12 @@ fn replay(replay: Replay) -> Result<View, StorageError> {
         );
         view.committed = last;
     }
-    let mut expected = view.last_purged.map(|id| id.index + 1);
+    let mut expected = view.last_purged.map(|id| id.index.checked_add(1));
     for &index in view.entries.keys() {
-        if expected.is_some_and(|want| want != index) {
+        if expected.is_some_and(|want| want != Some(index)) {
             return Err(corrupt("log", format!("hole before index {index}")));
         }
-        expected = Some(index + 1);
+        expected = Some(index.checked_add(1));
     }
     Ok(view)
 }

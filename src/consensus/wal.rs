@@ -5,8 +5,10 @@
 //! into it changes no file size. A segment is a run of records, one per write:
 //!
 //! ```text
-//! [payload length: u32][payload CRC32: u32][CRC32 of those 8 bytes: u32][payload]
+//! [payload length: u32][payload CRC32: u32][CRC32 of those 8 bytes: u32][payload][zeros]
 //! ```
+//!
+//! padded with zeros to a multiple of 16 bytes, so that no header straddles two sectors.
 //!
 //! The log writer folds everything queued into one record, writes it with one `pwrite` and
 //! makes it durable with one fdatasync. A payload is a run of ops, `[kind: u8][length:
@@ -35,6 +37,9 @@ use std::path::{Path, PathBuf};
 /// What one segment is preallocated to (a larger record gets a segment its own size).
 pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 const HEADER: usize = 12;
+/// Records start on this boundary, so that a header never straddles two sectors: a torn
+/// write leaves a header whole or all zeros.
+const ALIGN: usize = 16;
 /// Zeros in a run this long, on a sector of a record that fails its checksum, mark the record
 /// as torn rather than corrupt. Shorter runs occur in ordinary data.
 const TORN_ZEROS_MIN: usize = 16;
@@ -98,6 +103,11 @@ fn corrupt(what: String) -> io::Error {
 
 fn crc32(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
+}
+
+/// `len` rounded up to a multiple of `ALIGN`.
+fn aligned(len: usize) -> usize {
+    len.div_ceil(ALIGN) * ALIGN
 }
 
 fn all_zero(bytes: &[u8]) -> bool {
@@ -195,10 +205,11 @@ fn records(bytes: &[u8], last: bool) -> Result<(Vec<&[u8]>, End), String> {
         }
         let word = |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
         if crc32(&rest[..8]) != word(8) {
-            let end = torn(
-                "a record header fails its checksum",
-                all_zero(&rest[HEADER..]),
-            )?;
+            // A header that never reached the disk reads as zeros (it cannot straddle two
+            // sectors), though the rest of its record may have; or the header did and the
+            // rest did not.
+            let unwritten = all_zero(&rest[..HEADER]) || all_zero(&rest[HEADER..]);
+            let end = torn("a record header fails its checksum", unwritten)?;
             return Ok((payloads, end));
         }
         let len = word(0) as usize;
@@ -206,24 +217,27 @@ fn records(bytes: &[u8], last: bool) -> Result<(Vec<&[u8]>, End), String> {
             return torn("a record runs past the end of its segment", true)
                 .map(|end| (payloads, end));
         };
+        let next = (at + aligned(HEADER + len)).min(bytes.len());
         if crc32(payload) != word(4) {
-            let looks_torn = all_zero(&rest[HEADER + len..]) && has_zero_sector(bytes, at, len);
+            let looks_torn = all_zero(&bytes[next..]) && has_zero_sector(bytes, at, len);
             let end = torn("a record fails its checksum", looks_torn)?;
             return Ok((payloads, end));
         }
         payloads.push(payload);
-        at += HEADER + len;
+        at = next;
     }
 }
 
-/// Whether a sector's share of the record at `at` (of `len` payload bytes) is all zeros.
+/// Whether a sector's share of the record at `at` (of `len` payload bytes) is all zeros: one
+/// of at least `TORN_ZEROS_MIN` bytes, or the record's last share, however short.
 fn has_zero_sector(bytes: &[u8], at: usize, len: usize) -> bool {
     let (start, end) = (at, at + HEADER + len);
     let mut sector = start - start % SECTOR;
     while sector < end {
         let from = sector.max(start);
         let to = (sector + SECTOR).min(end);
-        if to - from >= TORN_ZEROS_MIN && all_zero(&bytes[from..to]) {
+        let long_enough = to - from >= TORN_ZEROS_MIN || to == end;
+        if long_enough && all_zero(&bytes[from..to]) {
             return true;
         }
         sector += SECTOR;
@@ -286,10 +300,15 @@ impl Wal {
     /// Opens the journal in `dir` (creating it if need be), reads back every op in it,
     /// drops a torn write at its tail, and readies the newest segment for appending.
     pub fn open(dir: &Path) -> io::Result<(Wal, Replay)> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
         let lock = open_file(&dir.join("LOCK"), true)?;
         lock_exclusively(&lock).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
@@ -442,11 +461,23 @@ impl Wal {
     }
 
     fn write_record(&mut self, ops: &[WalOp<&[u8]>]) -> io::Result<()> {
-        let mut payload = Vec::new();
         let size: usize = ops.iter().map(op_size).sum();
-        if self.offset + (HEADER + size) as u64 > self.allocated {
-            payload = self.roll(size)?;
+        let head = if self.offset == 0 {
+            self.checkpoint().len()
+        } else {
+            0
+        };
+        if self.offset + aligned(HEADER + head + size) as u64 > self.allocated {
+            self.roll(self.checkpoint().len() + size)?;
         }
+        // A segment's first record starts with the vote and the purge point, whether the
+        // segment was just made or found empty on start (a crash right after making it), so
+        // that the segments before it can go once everything in them is purged.
+        let mut payload = if self.offset == 0 {
+            self.checkpoint()
+        } else {
+            Vec::new()
+        };
         payload.reserve(size);
         for op in ops {
             push_op(&mut payload, op);
@@ -459,6 +490,7 @@ impl Wal {
         let header_crc = crc32(&record[..8]);
         record.extend_from_slice(&header_crc.to_le_bytes());
         record.extend_from_slice(&payload);
+        record.resize(aligned(record.len()), 0);
         self.file.write_all_at(&record, self.offset)?;
         self.file.sync_data()?;
         self.offset += record.len() as u64;
@@ -474,14 +506,17 @@ impl Wal {
             self.track(op);
         }
         if let Some(upto) = purged {
-            self.delete_purged(upto)?;
+            // The record is durable whatever happens here: a segment not deleted now is
+            // deleted at a later purge.
+            if let Err(e) = self.delete_purged(upto) {
+                tracing::warn!(error = %e, "could not delete purged log segments");
+            }
         }
         Ok(())
     }
 
-    /// Moves to a new segment, big enough for a record of `size` payload bytes; returns the
-    /// payload it must start with (the vote and the purge point).
-    fn roll(&mut self, size: usize) -> io::Result<Vec<u8>> {
+    /// The ops a new segment starts with: the vote and the purge point as they stand.
+    fn checkpoint(&self) -> Vec<u8> {
         let mut payload = Vec::new();
         if let Some(vote) = &self.vote {
             push_op(&mut payload, &WalOp::Vote(vote.as_slice()));
@@ -495,14 +530,19 @@ impl Wal {
                 },
             );
         }
-        let len = SEGMENT_BYTES.max((HEADER + payload.len() + size) as u64);
+        payload
+    }
+
+    /// Moves to a new segment, big enough for a record of `size` payload bytes.
+    fn roll(&mut self, size: usize) -> io::Result<()> {
+        let len = SEGMENT_BYTES.max(aligned(HEADER + size) as u64);
         let seq = self.seq + 1;
         self.file = Wal::create_segment(&self.dir, seq, len)?;
         self.seq = seq;
         self.segments.insert(seq, 0);
         self.offset = 0;
         self.allocated = len;
-        Ok(payload)
+        Ok(())
     }
 
     /// Deletes the oldest segments while everything in them is purged (never the current one).
@@ -525,6 +565,12 @@ impl Wal {
     /// Overwrites the stored commit index; not fsynced (see the module's comment). Call only
     /// after the entries it covers are written.
     pub fn save_committed(&self, bytes: &[u8]) -> io::Result<()> {
+        if let Some(why) = &self.broken {
+            // The entries it covers may be among those whose write failed.
+            return Err(io::Error::other(format!(
+                "the commit index is not written after a failed log write ({why})"
+            )));
+        }
         let mut block = [0u8; COMMITTED_BYTES];
         let len = bytes.len();
         if len + 4 > COMMITTED_BYTES {
@@ -728,6 +774,71 @@ mod tests {
         );
         let kept = indices(&replay);
         assert!(kept.ends_with(&[6, 7]), "{kept:?}");
+    }
+
+    /// Where each record of the newest segment starts.
+    fn record_starts(dir: &Path) -> Vec<usize> {
+        let (path, end) = tail(dir);
+        let bytes = std::fs::read(path).expect("read");
+        let mut starts = Vec::new();
+        let mut at = 0;
+        while at < end {
+            starts.push(at);
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+            at += aligned(HEADER + len as usize);
+        }
+        starts
+    }
+
+    /// Goal: a record whose header never reached the disk (zeros, aligned so that it cannot
+    /// be half written) while the rest of it did is torn, not corrupt.
+    #[test]
+    fn a_record_whose_header_never_landed_is_torn() {
+        let dir = tempfile::tempdir().expect("dir");
+        three_records(dir.path(), 3_000);
+        let last = *record_starts(dir.path()).last().expect("records");
+        assert_eq!(last % ALIGN, 0);
+        let (path, _) = tail(dir.path());
+        let file = open_file(&path, false).expect("segment");
+        file.write_all_at(&[0u8; HEADER], last as u64)
+            .expect("zero the header");
+        drop(file);
+        let (_, replay) = Wal::open(dir.path()).expect("recovers");
+        assert_eq!(indices(&replay), vec![1, 2, 3]);
+    }
+
+    /// Goal: a crash between making a segment and writing to it leaves an empty newest
+    /// segment; the first record written there still carries the vote, so deleting the
+    /// segments before it (once purged) keeps the vote.
+    #[test]
+    fn the_vote_survives_a_crash_between_making_a_segment_and_writing_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            let (mut wal, _) = Wal::open(dir.path()).expect("open");
+            wal.write(&[WalOp::Vote(b"v7")]).expect("vote");
+            write_entries(&mut wal, &[entry(1, 1, 10), entry(2, 2, 10)]);
+        }
+        // The crash: segment 2 made (preallocated, empty), nothing written to it.
+        let empty = open_file(&dir.path().join(segment_name(2)), true).expect("segment 2");
+        preallocate(&empty, SEGMENT_BYTES).expect("preallocate");
+        drop(empty);
+        {
+            let (mut wal, replay) = Wal::open(dir.path()).expect("reopen");
+            assert_eq!(indices(&replay), vec![1, 2]);
+            write_entries(&mut wal, &[entry(3, 3, 10)]);
+            wal.write(&[WalOp::Purge {
+                upto: 2,
+                bytes: b"p2",
+            }])
+            .expect("purge");
+            assert_eq!(wal.segments(), vec![2], "segment 1 is purged");
+        }
+        let (_, replay) = Wal::open(dir.path()).expect("reopen");
+        assert!(
+            replay.ops.contains(&WalOp::Vote(b"v7".to_vec())),
+            "the vote is gone: {:?}",
+            replay.ops
+        );
     }
 
     #[test]
