@@ -1,9 +1,10 @@
 //! Group commit at the Raft level: concurrent writes share one log entry.
 //!
-//! openraft 0.9 makes one log entry of each `client_write`, each with its own append call,
-//! replication bookkeeping, apply call and response channel. Here the commands that reach
-//! this node while earlier entries are in flight are gathered into the next entry (up to
-//! `COMMANDS_PER_ENTRY_MAX`): one entry for all of them, and each gets its own outcome back. At most `ENTRIES_IN_FLIGHT_MAX`
+//! openraft 0.9 appends each `client_write` on its own and waits for its fsync before it
+//! takes the next, so one command per entry caps a leader at one command per fsync. Here the
+//! commands that reach this node while earlier entries are in flight are gathered into the
+//! next entry (up to `COMMANDS_PER_ENTRY_MAX`): one append, one fsync and one AppendEntries
+//! for all of them, and each gets its own outcome back. At most `ENTRIES_IN_FLIGHT_MAX`
 //! entries are in flight, so the next one fills while the disk and the followers work.
 //!
 //! What it does not do: decide who leads. A node that is not the leader answers every command
