@@ -1637,36 +1637,12 @@ fn the_assistant_commands_parse() {
     );
 }
 
-type Pty =
-    expectrl::Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream>;
-
-/// Waits for `pattern` (a regex), answering the terminal's cursor-position queries on the way
-/// as a real terminal would; returns what matched and what the shell printed before it.
-fn until(shell: &mut Pty, pattern: &str, what: &str) -> (String, String) {
-    use expectrl::Expect;
-    let either = format!(r"\x1b\[6n|{pattern}");
-    let mut before = String::new();
-    loop {
-        let found = shell
-            .expect(expectrl::Regex(either.as_str()))
-            .unwrap_or_else(|e| panic!("{what}: {e} (after {before:?})"));
-        before.push_str(&String::from_utf8_lossy(found.before()));
-        let matched = String::from_utf8_lossy(found.get(0).unwrap_or_default()).to_string();
-        if matched == "\x1b[6n" {
-            shell.send("\x1b[1;1R").expect("answer the cursor query");
-            continue;
-        }
-        return (matched, before);
-    }
-}
-
 /// Goal: at a terminal, an openai answer that breaks off after some text has streamed still
 /// shows what came instead, after a line break: the rules engine's answer with the failure
 /// noted. And declining a reserve that the assistant proposes says that nothing was reserved
 /// (and nothing is).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_a_terminal_a_broken_stream_shows_the_fallback_and_declining_reserves_nothing() {
-    use expectrl::Expect;
     let cluster = TestCluster::with_user1(Options::default()).await;
     let model = FakeModel::start(vec![Step::Break("S2 is ")]).await;
     let mut text = std::fs::read_to_string(&cluster.config_path).expect("config");
@@ -1683,21 +1659,16 @@ async fn at_a_terminal_a_broken_stream_shows_the_fallback_and_declining_reserves
         .current_dir(cluster.dir.path())
         .env("HOME", cluster.dir.path())
         .env("TICKET_PASSWORD", "mysecret");
-    let mut shell: Pty = expectrl::Session::spawn(command).expect("spawn the shell on a pty");
     // Longer than the question's own bound (timeout_secs above), so that the fallback has
     // time to show whichever way the break reaches the client.
-    shell.set_expect_timeout(Some(Duration::from_secs(45)));
-    until(&mut shell, "Type `help`", "greeting");
-    shell.send("login user1\r").expect("send");
-    until(&mut shell, r"logged in as user1 \(customer\)", "logged in");
+    let mut shell = common::terminal::Terminal::spawn(command, Duration::from_secs(45));
+    shell.until("Type `help`", "greeting");
+    shell.send("login user1\r");
+    shell.until(r"logged in as user1 \(customer\)", "logged in");
 
-    shell.send("ask --openai is S2 free\r").expect("send");
-    until(&mut shell, "S2 is ", "what streamed");
-    let (_, after) = until(
-        &mut shell,
-        r"The rules engine answered\.\)",
-        "the fallback answer",
-    );
+    shell.send("ask --openai is S2 free\r");
+    shell.until("S2 is ", "what streamed");
+    let (_, after) = shell.until(r"The rules engine answered\.\)", "the fallback answer");
     let fallback = after
         .find("S2 in demo is available")
         .unwrap_or_else(|| panic!("the rules engine's answer is shown: {after:?}"));
@@ -1714,17 +1685,16 @@ async fn at_a_terminal_a_broken_stream_shows_the_fallback_and_declining_reserves
         "{after:?}"
     );
 
-    shell.send("ask book S9\r").expect("send");
-    until(&mut shell, r"Reserve S9 in demo\? \[y/N\] ", "the proposal");
-    shell.send("n\r").expect("send");
-    let (_, before) = until(&mut shell, "nothing reserved", "declined");
+    shell.send("ask book S9\r");
+    shell.until(r"Reserve S9 in demo\? \[y/N\] ", "the proposal");
+    shell.send("n\r");
+    let (_, before) = shell.until("nothing reserved", "declined");
     assert!(!before.contains("not cancelled"), "{before:?}");
     let mut user1 = cluster.client();
     user1.login("user1", "mysecret").await.expect("login");
     assert_eq!(held_by_user1(&user1).await, Vec::<String>::new());
 
-    shell.send("quit\r").expect("send");
-    let status = shell.get_process_mut().wait().expect("wait");
+    let status = shell.quit();
     assert!(
         matches!(status, expectrl::process::unix::WaitStatus::Exited(_, 0)),
         "the shell exited with {status:?}"

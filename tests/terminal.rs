@@ -5,41 +5,19 @@ mod common;
 
 use std::time::Duration;
 
+use common::terminal::Terminal;
 use common::{Options, TestCluster, BIN};
-use expectrl::process::unix::{PtyStream, UnixProcess};
-use expectrl::{Captures, Expect, Regex, Session};
-
-type Pty = Session<UnixProcess, PtyStream>;
-
-/// Waits for `pattern` (a regex), answering the terminal's cursor-position queries on the
-/// way as a real terminal would (reedline asks at every prompt and waits for the answer).
-/// Returns what matched and everything the shell printed before it.
-fn until(shell: &mut Pty, pattern: &str, what: &str) -> (String, String) {
-    let either = format!(r"\x1b\[6n|{pattern}");
-    let mut before = String::new();
-    loop {
-        let found: Captures = shell
-            .expect(Regex(either.as_str()))
-            .unwrap_or_else(|e| panic!("{what}: {e} (after {before:?})"));
-        before.push_str(&String::from_utf8_lossy(found.before()));
-        let matched = String::from_utf8_lossy(found.get(0).unwrap_or_default()).to_string();
-        if matched == "\x1b[6n" {
-            shell.send("\x1b[1;1R").expect("answer the cursor query");
-            continue;
-        }
-        return (matched, before);
-    }
-}
+use expectrl::process::unix::WaitStatus;
 
 /// Opens the interactive shell on `cluster` in its directory (plugins/ and scripts there),
 /// with its HOME there too (history), and waits for the greeting; returns what came before.
-fn open_shell(cluster: &TestCluster) -> (Pty, String) {
+fn open_shell(cluster: &TestCluster) -> (Terminal, String) {
     let mut shell = spawn_shell(cluster);
-    let (_, printed) = until(&mut shell, "Type `help`", "greeting");
+    let (_, printed) = shell.until("Type `help`", "greeting");
     (shell, printed)
 }
 
-fn spawn_shell(cluster: &TestCluster) -> Pty {
+fn spawn_shell(cluster: &TestCluster) -> Terminal {
     let mut command = std::process::Command::new(BIN);
     command
         .arg("--config")
@@ -47,17 +25,14 @@ fn spawn_shell(cluster: &TestCluster) -> Pty {
         .current_dir(cluster.dir.path())
         .env("HOME", cluster.dir.path())
         .env_remove("TICKET_PASSWORD");
-    let mut shell: Pty = Session::spawn(command).expect("spawn the shell on a pty");
-    shell.set_expect_timeout(Some(Duration::from_secs(30)));
-    shell
+    Terminal::spawn(command, Duration::from_secs(30))
 }
 
 /// `quit`, and the shell ends with status 0.
-fn quit(mut shell: Pty) {
-    shell.send("quit\r").expect("send");
-    let status = shell.get_process_mut().wait().expect("wait");
+fn quit(shell: Terminal) {
+    let status = shell.quit();
     assert!(
-        matches!(status, expectrl::process::unix::WaitStatus::Exited(_, 0)),
+        matches!(status, WaitStatus::Exited(_, 0)),
         "the shell exited with {status:?}"
     );
 }
@@ -71,10 +46,10 @@ async fn at_a_terminal_login_completion_history_search_and_failover_work() {
 
     let (mut shell, _) = open_shell(&cluster);
 
-    shell.send("login user1\r").expect("send");
-    until(&mut shell, "Password for user1:", "password prompt");
-    shell.send("mysecret\r").expect("send");
-    let (_, printed) = until(&mut shell, "logged in as user1", "login");
+    shell.send("login user1\r");
+    shell.until("Password for user1:", "password prompt");
+    shell.send("mysecret\r");
+    let (_, printed) = shell.until("logged in as user1", "login");
     assert!(
         !printed.contains("mysecret"),
         "the password was echoed: {printed:?}"
@@ -83,44 +58,31 @@ async fn at_a_terminal_login_completion_history_search_and_failover_work() {
     // Completion offers the free seats of the event in use as soon as the login is done,
     // nothing else asked for. The menu styles the typed prefix apart, so escape codes may
     // split "S" from "10".
-    shell.send("reserve S\t").expect("send");
-    until(
-        &mut shell,
+    shell.send("reserve S\t");
+    shell.until(
         r"S(\x1b\[[0-9;]*m)*10",
         "the completion menu lists the seats",
     );
-    shell.send("\t").expect("tab");
-    shell.send("\r").expect("accept the completion");
-    shell.send("\r").expect("run it");
+    shell.send("\t");
+    shell.send("\r");
+    shell.send("\r");
     // "reserve S" alone is no seat: the completion filled in a whole one (which one depends
     // on the menu's first selection).
-    let (said, printed) = until(
-        &mut shell,
-        r"reserved S[0-9]+|error: [^\r\n]*",
-        "the reservation ran",
-    );
+    let (said, printed) = shell.until(r"reserved S[0-9]+|error: [^\r\n]*", "the reservation ran");
     assert!(said.starts_with("reserved S"), "{said:?} after {printed:?}");
 
     // Ctrl-R finds the reservation again; running it is refused, as the seat is now taken.
-    shell.send("\x12reser").expect("ctrl-r");
-    until(&mut shell, "reverse-search", "search prompt");
-    shell.send("\r").expect("accept");
-    shell.send("\r").expect("run");
-    until(
-        &mut shell,
-        "already reserved",
-        "the earlier command ran again",
-    );
+    shell.send("\x12reser");
+    shell.until("reverse-search", "search prompt");
+    shell.send("\r");
+    shell.send("\r");
+    shell.until("already reserved", "the earlier command ran again");
 
     // Kill the node the shell uses (the leader, where its writes went): nothing to notice.
     let leader = cluster.wait_leader(Duration::from_secs(5)).await;
     cluster.kill(leader);
-    shell.send("bookings\r").expect("send");
-    until(
-        &mut shell,
-        "bk-[0-9]+",
-        "bookings after the failover, still logged in",
-    );
+    shell.send("bookings\r");
+    shell.until("bk-[0-9]+", "bookings after the failover, still logged in");
 
     quit(shell);
 }
@@ -152,30 +114,23 @@ async fn at_a_terminal_scripts_and_plugins_fail_without_taking_the_shell_down() 
         "the broken plugin is reported: {printed:?}"
     );
 
-    shell.send("run loop.rhai\r").expect("send");
-    until(
-        &mut shell,
+    shell.send("run loop.rhai\r");
+    shell.until(
         r"loop.rhai:\d+:\d+: stopped after \d+ operations",
         "the endless loop stops",
     );
-    shell.send("whoami\r").expect("send");
-    until(
-        &mut shell,
-        "not logged in, using event demo",
-        "the shell carries on",
-    );
+    shell.send("whoami\r");
+    shell.until("not logged in, using event demo", "the shell carries on");
 
-    shell.send("run sleepy.rhai\r").expect("send");
-    until(&mut shell, "sleeping", "the script runs");
-    shell.send("\x03").expect("ctrl-c");
-    until(
-        &mut shell,
+    shell.send("run sleepy.rhai\r");
+    shell.until("sleeping", "the script runs");
+    shell.send("\x03");
+    shell.until(
         r"sleepy.rhai:2:1: cancelled \(Ctrl-C\)",
         "Ctrl-C stops the script",
     );
-    shell.send("whoami\r").expect("send");
-    until(
-        &mut shell,
+    shell.send("whoami\r");
+    shell.until(
         "not logged in, using event demo",
         "the shell is still there",
     );
@@ -185,10 +140,10 @@ async fn at_a_terminal_scripts_and_plugins_fail_without_taking_the_shell_down() 
         "register_command(#{ name: \"hello\", help: \"greets\",\n  run: |args| `hello ${args[0]}` });\n",
     )
     .expect("repair the plugin");
-    shell.send("plugins reload\r").expect("send");
-    until(&mut shell, r"hello\s+greets", "the repaired plugin loads");
-    shell.send("hello world\r").expect("send");
-    until(&mut shell, "hello world", "its command runs");
+    shell.send("plugins reload\r");
+    shell.until(r"hello\s+greets", "the repaired plugin loads");
+    shell.send("hello world\r");
+    shell.until("hello world", "its command runs");
 
     quit(shell);
 }
@@ -201,28 +156,20 @@ async fn at_a_terminal_the_shell_starts_the_local_cluster_and_stops_it_on_quit()
     let cluster = TestCluster::configure(Options::default());
     let mut shell = spawn_shell(&cluster);
     // A new cluster: the first admin's password is asked for, twice, never echoed.
-    let (_, before) = until(
-        &mut shell,
-        "Admin password: ",
-        "the first admin's password asked for",
-    );
-    shell.send("first-admin-pw\r").expect("send");
-    until(&mut shell, "Again: ", "the password asked again");
-    shell.send("first-admin-pw\r").expect("send");
-    let (_, printed) = until(&mut shell, "Type `help`", "greeting");
+    let (_, before) = shell.until("Admin password: ", "the first admin's password asked for");
+    shell.send("first-admin-pw\r");
+    shell.until("Again: ", "the password asked again");
+    shell.send("first-admin-pw\r");
+    let (_, printed) = shell.until("Type `help`", "greeting");
     assert!(!printed.contains("first-admin-pw"), "echoed: {printed:?}");
     assert!(
         before.contains("No node answered; starting the local cluster"),
         "{before:?}"
     );
-    shell.send("status\r").expect("send");
-    until(
-        &mut shell,
-        r"leader: node[0-9]",
-        "the status of the cluster it started",
-    );
-    shell.send("seats\r").expect("send");
-    until(&mut shell, "legend", "the demo event's seat map");
+    shell.send("status\r");
+    shell.until(r"leader: node[0-9]", "the status of the cluster it started");
+    shell.send("seats\r");
+    shell.until("legend", "the demo event's seat map");
     let client = cluster.client().with_call_timeout(Duration::from_secs(1));
     assert!(client.cluster_status().await.is_ok(), "the nodes serve");
     let mut admin = cluster.client();
@@ -299,19 +246,15 @@ async fn at_a_terminal_an_openai_answer_streams_and_ctrl_c_cancels_a_question() 
 
     let (mut shell, _) = open_shell(&cluster);
 
-    shell.send("ask --openai is S2 free\r").expect("send");
-    let (_, before) = until(&mut shell, "S2 is ", "the first words");
+    shell.send("ask --openai is S2 free\r");
+    let (_, before) = shell.until("S2 is ", "the first words");
     assert!(!before.contains("free."), "{before:?}");
     release.notify_one();
-    let (_, between) = until(
-        &mut shell,
-        r"\[openai; tools used: none\]",
-        "the rest and the tools",
-    );
+    let (_, between) = shell.until(r"\[openai; tools used: none\]", "the rest and the tools");
     assert!(between.contains("free."), "{between:?}");
-    until(&mut shell, "demo node[0-9]", "the next prompt");
+    shell.until("demo node[0-9]", "the next prompt");
 
-    shell.send("ask --openai and S3?\r").expect("send");
+    shell.send("ask --openai and S3?\r");
     // Once the question has reached the model the shell is waiting, not editing.
     let calls = &calls;
     common::poll_for(
@@ -320,13 +263,9 @@ async fn at_a_terminal_an_openai_answer_streams_and_ctrl_c_cancels_a_question() 
         || async move { (calls.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(()) },
     )
     .await;
-    shell.send("\x03").expect("ctrl-c");
-    until(&mut shell, "cancelled", "Ctrl-C cancels the question");
-    shell.send("whoami\r").expect("send");
-    until(
-        &mut shell,
-        "not logged in, using event demo",
-        "the shell carries on",
-    );
+    shell.send("\x03");
+    shell.until("cancelled", "Ctrl-C cancels the question");
+    shell.send("whoami\r");
+    shell.until("not logged in, using event demo", "the shell carries on");
     quit(shell);
 }
