@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod best;
+mod bookings;
 #[cfg(test)]
 mod proptests;
 pub mod request_id;

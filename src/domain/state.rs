@@ -11,9 +11,11 @@ mod sessions;
 use super::request_id::SessionKey;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::bookings::{Bookings, Names, SeatList};
 use super::{
     validate, BookingView, CancelTarget, Command, EventSpec, EventView, FirstAdmin, Outcome,
     PasswordHash, Rejection, Role, SeatMap, FIRST_ADMIN,
@@ -51,7 +53,10 @@ pub struct EventRecord {
     pub max_seats_per_user: u32,
     /// The booking (or hold: a hold is a booking not yet confirmed) of each seat, by dense
     /// seat index.
-    pub holders: Vec<Option<u64>>,
+    ///
+    /// Shared copy-on-write: a snapshot's copy of the state costs a pointer per event, and
+    /// apply copies only the seats of an event it changes while a snapshot is being encoded.
+    pub holders: Arc<Vec<Option<u64>>>,
     /// Seats each user has reserved or holds in this event.
     pub held: BTreeMap<String, u32>,
     pub taken: u32,
@@ -80,15 +85,17 @@ pub struct Category {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct BookingRecord {
-    pub event: String,
-    pub user: String,
+    /// Shared with the other bookings of the event (see [`Names`]).
+    pub event: Arc<str>,
+    /// Shared with the user's other bookings.
+    pub user: Arc<str>,
     /// Dense seat indices, in the order they were asked for.
-    pub seats: Vec<u32>,
+    pub seats: SeatList,
     pub created_at_ms: u64,
     pub status: BookingStatus,
     /// What the seats cost together when they were taken, in minor units.
     pub total_minor: u64,
-    pub payment_ref: Option<String>,
+    pub payment_ref: Option<Box<str>>,
 }
 
 /// A booking is confirmed, or a hold that runs out at a log time.
@@ -149,7 +156,7 @@ pub struct State {
     users: BTreeMap<String, User>,
     events: BTreeMap<String, EventRecord>,
     /// By booking number, given out in commit order.
-    bookings: BTreeMap<u64, BookingRecord>,
+    bookings: Bookings,
     /// The number of the last booking or hold made; 0 before the first.
     last_booking: u64,
     dedupe: Dedupe,
@@ -163,6 +170,9 @@ pub struct State {
     ended: checkout::EndedHolds,
     /// Tickets used, by (booking, seat).
     check_ins: BTreeMap<(u64, u32), CheckIn>,
+    /// The user and event names bookings share: a cache, not encoded.
+    #[serde(skip)]
+    names: Names,
 }
 
 /// When and by whom a ticket was checked in.
@@ -421,7 +431,7 @@ impl State {
             .map_err(Rejection::BadCategories)?;
         let event = EventRecord {
             name: spec.name.clone(),
-            holders: vec![None; seats],
+            holders: Arc::new(vec![None; seats]),
             map,
             max_seats_per_user: spec.max_seats_per_user,
             held: BTreeMap::new(),
@@ -472,7 +482,7 @@ impl State {
             if let Some(number) = event.slot(i)? {
                 let is_hold = self
                     .bookings
-                    .get(&number)
+                    .get(number)
                     .is_some_and(|b| b.status != BookingStatus::Confirmed);
                 if is_hold { &mut held } else { &mut taken }.push(event.map.id(i));
             }
@@ -536,9 +546,9 @@ impl State {
         self.last_booking = number;
         let total_minor = event.price_of(&indices);
         let booking = BookingRecord {
-            event: event_name.to_string(),
-            user: actor.to_string(),
-            seats: indices,
+            event: self.names.intern(event_name),
+            user: self.names.intern(actor),
+            seats: SeatList::from(indices),
             created_at_ms: now_ms,
             status,
             total_minor,
@@ -590,14 +600,14 @@ impl State {
         let number = validate::parse_booking_id(id).ok_or_else(unknown)?;
         let booking = self
             .bookings
-            .get(&number)
+            .get(number)
             .filter(|b| b.status == BookingStatus::Confirmed)
             .ok_or_else(unknown)?;
-        if booking.user != actor && !is_admin {
+        if *booking.user != *actor && !is_admin {
             return Err(Rejection::NotOwner(id.to_string()));
         }
         let pairs = booking.seats.iter().map(|&s| (number, s)).collect();
-        Ok((booking.event.clone(), pairs))
+        Ok((booking.event.to_string(), pairs))
     }
 
     /// The (booking, seat) pairs of `seats` in `event`, if each is reserved and `actor` may
@@ -625,12 +635,12 @@ impl State {
             // A hold is released, not cancelled.
             if self
                 .bookings
-                .get(&number)
+                .get(number)
                 .is_some_and(|b| b.status != BookingStatus::Confirmed)
             {
                 return Err(not_reserved());
             }
-            let holder = self.bookings.get(&number).map(|b| b.user.as_str());
+            let holder = self.bookings.get(number).map(|b| &*b.user);
             if holder != Some(actor) && !is_admin {
                 return Err(Rejection::NotOwner(format!("seat {seat}")));
             }
@@ -672,25 +682,25 @@ impl State {
 
     /// A confirmed booking.
     pub fn booking(&self, number: u64) -> Option<BookingView> {
-        let booking = self.bookings.get(&number)?;
+        let booking = self.bookings.get(number)?;
         if booking.status != BookingStatus::Confirmed {
             return None;
         }
-        let event = self.events.get(&booking.event)?;
+        let event = self.events.get(&*booking.event)?;
         Some(booking.view(number, event))
     }
 
     /// A booking or a live hold by number, as it is stored.
     pub fn record(&self, number: u64) -> Option<&BookingRecord> {
-        self.bookings.get(&number)
+        self.bookings.get(number)
     }
 
     /// Every confirmed booking of the user, oldest first.
     pub fn bookings_of(&self, user: &str) -> Vec<BookingView> {
         self.bookings
             .iter()
-            .filter(|(_, b)| b.user == user && b.status == BookingStatus::Confirmed)
-            .filter_map(|(&number, b)| Some(b.view(number, self.events.get(&b.event)?)))
+            .filter(|(_, b)| &*b.user == user && b.status == BookingStatus::Confirmed)
+            .filter_map(|(number, b)| Some(b.view(number, self.events.get(&*b.event)?)))
             .collect()
     }
 
@@ -706,8 +716,8 @@ impl State {
         seat: u32,
     ) -> Option<(u64, &str, BookingStatus)> {
         let number = event.holders.get(seat as usize).copied().flatten()?;
-        let booking = self.bookings.get(&number)?;
-        Some((number, booking.user.as_str(), booking.status))
+        let booking = self.bookings.get(number)?;
+        Some((number, &*booking.user, booking.status))
     }
 
     /// Log time: the largest time of the commands applied.
@@ -738,7 +748,7 @@ impl State {
         for event in self.events.values() {
             self.check_event(event)?;
         }
-        for (&number, booking) in &self.bookings {
+        for (number, booking) in self.bookings.iter() {
             self.check_booking(number, booking)?;
         }
         self.check_holds()?;
@@ -791,7 +801,7 @@ impl State {
     fn check_category_counts(&self, event: &EventRecord) -> Result<(), String> {
         let name = &event.name;
         let mut counted: Vec<BTreeMap<&str, u32>> = vec![BTreeMap::new(); event.categories.len()];
-        for (seat, holder) in (0u32..).zip(&event.holders) {
+        for (seat, holder) in (0u32..).zip(event.holders.iter()) {
             let (Some(number), Some(c)) = (holder, event.category_of(seat)) else {
                 continue;
             };
@@ -800,9 +810,9 @@ impl State {
                 .get(c)
                 .is_some_and(|c| c.max_seats_per_user > 0);
             if let (true, Some(booking), Some(counts)) =
-                (limited, self.bookings.get(number), counted.get_mut(c))
+                (limited, self.bookings.get(*number), counted.get_mut(c))
             {
-                *counts.entry(booking.user.as_str()).or_default() += 1;
+                *counts.entry(&*booking.user).or_default() += 1;
             }
         }
         for (category, counts) in event.categories.iter().zip(counted) {
@@ -834,19 +844,19 @@ impl State {
         let name = &event.name;
         let mut held: BTreeMap<&str, u32> = BTreeMap::new();
         let mut taken: u32 = 0;
-        for (seat, holder) in (0u32..).zip(&event.holders) {
+        for (seat, holder) in (0u32..).zip(event.holders.iter()) {
             let Some(number) = holder else { continue };
             taken = taken.saturating_add(1);
             let booking = self
                 .bookings
-                .get(number)
+                .get(*number)
                 .ok_or_else(|| format!("event {name} seat {seat}: no booking {number}"))?;
-            if booking.event != *name || !booking.seats.contains(&seat) {
+            if *booking.event != **name || !booking.seats.contains(&seat) {
                 return Err(format!(
                     "event {name} seat {seat} names booking {number}, which does not have it"
                 ));
             }
-            let count = held.entry(&booking.user).or_insert(0);
+            let count = held.entry(&*booking.user).or_insert(0);
             *count = count.saturating_add(1);
         }
         Ok((taken, held))
@@ -864,7 +874,7 @@ impl State {
         if booking.seats.is_empty() {
             return Err(format!("booking {number} has no seat"));
         }
-        if !self.users.contains_key(&booking.user) {
+        if !self.users.contains_key(&*booking.user) {
             return Err(format!(
                 "booking {number}'s user {} is unknown",
                 booking.user
@@ -872,13 +882,13 @@ impl State {
         }
         let event = self
             .events
-            .get(&booking.event)
+            .get(&*booking.event)
             .ok_or_else(|| format!("booking {number}'s event {} is unknown", booking.event))?;
         let distinct: BTreeSet<_> = booking.seats.iter().collect();
         if distinct.len() != booking.seats.len() {
             return Err(format!("booking {number} names a seat twice"));
         }
-        for &seat in &booking.seats {
+        for &seat in booking.seats.iter() {
             if event.slot(seat).ok() != Some(Some(number)) {
                 return Err(format!(
                     "booking {number} names seat {seat}, which another has or none does"
@@ -927,6 +937,7 @@ impl State {
             expiries,
             ended,
             check_ins,
+            names: _,
         } = self;
         *bootstrapped == other.bootstrapped
             && *setup_code == other.setup_code
@@ -1055,10 +1066,10 @@ impl EventRecord {
         &self,
         event_name: &str,
         pairs: &[(u64, u32)],
-        bookings: &BTreeMap<u64, BookingRecord>,
+        bookings: &Bookings,
     ) -> Result<(), Rejection> {
         for &(number, seat) in pairs {
-            if self.slot(seat)? != Some(number) || !bookings.contains_key(&number) {
+            if self.slot(seat)? != Some(number) || !bookings.contains(number) {
                 return Err(Rejection::Invalid(format!(
                     "seat {} of '{event_name}' is not in {}",
                     self.map.id(seat),
@@ -1071,11 +1082,7 @@ impl EventRecord {
 
     /// Frees each (booking, seat) pair: the seat, the booking's claim on it (a booking left
     /// with no seat goes) and its user's count. Returns the seats freed.
-    fn free(
-        &mut self,
-        pairs: Vec<(u64, u32)>,
-        bookings: &mut BTreeMap<u64, BookingRecord>,
-    ) -> Vec<String> {
+    fn free(&mut self, pairs: Vec<(u64, u32)>, bookings: &mut Bookings) -> Vec<String> {
         let mut freed = Vec::with_capacity(pairs.len());
         for (number, seat) in pairs {
             if let Some(slot) = self.slot_mut(seat) {
@@ -1083,7 +1090,7 @@ impl EventRecord {
             }
             self.taken = self.taken.saturating_sub(1);
             freed.push(self.map.id(seat));
-            let Some(booking) = bookings.get_mut(&number) else {
+            let Some(booking) = bookings.get_mut(number) else {
                 continue;
             };
             booking.seats.retain(|&s| s != seat);
@@ -1093,14 +1100,14 @@ impl EventRecord {
                 count_down(&mut c.held, &booking.user);
             }
             if booking.seats.is_empty() {
-                bookings.remove(&number);
+                bookings.remove(number);
             }
         }
         freed
     }
 
     fn slot_mut(&mut self, seat: u32) -> Option<&mut Option<u64>> {
-        self.holders.get_mut(usize::try_from(seat).ok()?)
+        Arc::make_mut(&mut self.holders).get_mut(usize::try_from(seat).ok()?)
     }
 
     /// Dense indices of the requested seats; every seat must exist. `validate::seats` refused
@@ -1124,13 +1131,13 @@ impl BookingRecord {
     fn view(&self, number: u64, event: &EventRecord) -> BookingView {
         BookingView {
             id: validate::format_booking_id(number),
-            event: self.event.clone(),
+            event: self.event.to_string(),
             seats: self.seats.iter().map(|&s| event.map.id(s)).collect(),
-            user: self.user.clone(),
+            user: self.user.to_string(),
             created_at_ms: self.created_at_ms,
             total_minor: self.total_minor,
             currency: event.currency.clone(),
-            payment_ref: self.payment_ref.clone(),
+            payment_ref: self.payment_ref.as_deref().map(str::to_string),
         }
     }
 }

@@ -40,6 +40,12 @@ impl Budget {
         self.max.unsigned_abs()
     }
 
+    /// Bytes allocated and not yet freed by the threads charged to it (negative when they
+    /// freed more than they allocated under it).
+    pub fn used(&self) -> isize {
+        self.used.load(Ordering::Relaxed)
+    }
+
     pub fn spent(&self) -> bool {
         self.used.load(Ordering::Relaxed) > self.max
     }

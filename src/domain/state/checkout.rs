@@ -151,8 +151,8 @@ impl State {
     /// Frees the seats of hold `number` (the caller keeps `expiries` right). Returns the
     /// event, the seats freed and the holder.
     fn end_hold(&mut self, number: u64) -> Option<(String, Vec<String>, String)> {
-        let booking = self.bookings.get(&number)?;
-        let (event_name, user) = (booking.event.clone(), booking.user.clone());
+        let booking = self.bookings.get(number)?;
+        let (event_name, user) = (booking.event.to_string(), booking.user.to_string());
         let pairs: Vec<(u64, u32)> = booking.seats.iter().map(|&s| (number, s)).collect();
         let event = self.events.get_mut(&event_name)?;
         if event
@@ -278,7 +278,7 @@ impl State {
     fn live_hold(&self, actor: &str, number: u64, admin_may: bool) -> Result<(), Rejection> {
         let id = format_hold_id(number);
         let may = |user: &str| user == actor || (admin_may && self.is_admin(Some(actor)));
-        if let Some(booking) = self.bookings.get(&number) {
+        if let Some(booking) = self.bookings.get(number) {
             if !may(&booking.user) {
                 return Err(Rejection::NotYourHold(id));
             }
@@ -317,13 +317,13 @@ impl State {
         self.live_hold(actor, number, false)?;
         let booking = self
             .bookings
-            .get_mut(&number)
+            .get_mut(number)
             .ok_or_else(|| Rejection::UnknownHold(format_hold_id(number)))?;
         if let BookingStatus::Held { expires_at_ms, .. } = booking.status {
             self.expiries.remove(&(expires_at_ms, number));
         }
         booking.status = BookingStatus::Confirmed;
-        booking.payment_ref = payment_ref.map(str::to_string);
+        booking.payment_ref = payment_ref.map(Box::from);
         self.booking(number)
             .ok_or_else(|| Rejection::Invalid("the booking just confirmed is missing".into()))
     }
@@ -339,7 +339,7 @@ impl State {
         let now = self.clock_ms;
         let booking = self
             .bookings
-            .get_mut(&number)
+            .get_mut(number)
             .ok_or_else(|| Rejection::UnknownHold(format_hold_id(number)))?;
         let BookingStatus::Held {
             expires_at_ms,
@@ -376,7 +376,7 @@ impl State {
         self.known_user(actor)?;
         self.live_hold(actor, number, true)?;
         if let Some(BookingStatus::Held { expires_at_ms, .. }) =
-            self.bookings.get(&number).map(|b| b.status)
+            self.bookings.get(number).map(|b| b.status)
         {
             self.expiries.remove(&(expires_at_ms, number));
         }
@@ -416,9 +416,9 @@ impl State {
             })?;
         let seat = event.map.id(index);
         let booking = validate::format_booking_id(number);
-        let valid = self.bookings.get(&number).is_some_and(|b| {
+        let valid = self.bookings.get(number).is_some_and(|b| {
             b.status == BookingStatus::Confirmed
-                && b.event == event_name
+                && *b.event == *event_name
                 && b.seats.contains(&index)
         });
         if !valid {
@@ -455,7 +455,7 @@ impl State {
 
     /// A live hold as the outside sees it.
     pub fn hold_view(&self, number: u64) -> Option<HoldView> {
-        let booking = self.bookings.get(&number)?;
+        let booking = self.bookings.get(number)?;
         let BookingStatus::Held {
             expires_at_ms,
             latest_ms,
@@ -463,12 +463,12 @@ impl State {
         else {
             return None;
         };
-        let event = self.events.get(&booking.event)?;
+        let event = self.events.get(&*booking.event)?;
         Some(HoldView {
             id: format_hold_id(number),
-            event: booking.event.clone(),
+            event: booking.event.to_string(),
             seats: booking.seats.iter().map(|&s| event.map.id(s)).collect(),
-            user: booking.user.clone(),
+            user: booking.user.to_string(),
             created_at_ms: booking.created_at_ms,
             expires_at_ms,
             latest_expiry_ms: latest_ms,
@@ -481,8 +481,8 @@ impl State {
     pub fn holds_of(&self, user: &str) -> Vec<HoldView> {
         self.bookings
             .iter()
-            .filter(|(_, b)| b.user == user && b.status != BookingStatus::Confirmed)
-            .filter_map(|(&number, _)| self.hold_view(number))
+            .filter(|(_, b)| &*b.user == user && b.status != BookingStatus::Confirmed)
+            .filter_map(|(number, _)| self.hold_view(number))
             .collect()
     }
 
@@ -491,7 +491,7 @@ impl State {
     /// is of a confirmed booking that has the seat.
     pub(super) fn check_holds(&self) -> Result<(), String> {
         let mut live = 0usize;
-        for (&number, booking) in &self.bookings {
+        for (number, booking) in self.bookings.iter() {
             let BookingStatus::Held {
                 expires_at_ms,
                 latest_ms,
@@ -517,7 +517,7 @@ impl State {
             ));
         }
         for &(number, seat) in self.check_ins.keys() {
-            let valid = self.bookings.get(&number).is_some_and(|b: &BookingRecord| {
+            let valid = self.bookings.get(number).is_some_and(|b: &BookingRecord| {
                 b.status == BookingStatus::Confirmed && b.seats.contains(&seat)
             });
             if !valid {
