@@ -162,6 +162,9 @@ pub const LOG_WRITE_BATCH_MAX: usize = 4_096;
 pub const SNAPSHOT_LOG_BYTES_MIN: u64 = 64 * 1024;
 /// Bytes the log writer folds into one write, past which the rest waits for the next one.
 pub const LOG_WRITE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Log entries (as stored) the log keeps decoded as well, the newest: about 100,000 bookings,
+/// far more than replication and apply lag behind by; older ones are decoded when read.
+pub const LOG_DECODED_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 /// How long a write or a read barrier may wait for a leader or a quorum before the client is
 /// told UNAVAILABLE (and may retry with the same request id).
