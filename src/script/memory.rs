@@ -11,7 +11,9 @@
 //! threads, the engine built before the run), or refuse an allocation (a failed allocation
 //! aborts a Rust process; stopping the script between operations does not).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use mimalloc::MiMalloc as System;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
