@@ -10,12 +10,14 @@ start)
   i=0
   for client in 2379 22379 32379; do
     i=$((i + 1)); peer=$((client + 1))
-    setsid etcd --name "m$i" --data-dir "$dir/m$i" \
+    # The member writes its own pid: setsid forks when it is started as a process group
+    # leader (under `timeout`, say), and then $! would be setsid's, long gone.
+    setsid sh -c 'echo $$ >"$0"; exec "$@"' "$dir/m$i.pid" \
+      etcd --name "m$i" --data-dir "$dir/m$i" \
       --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
       --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
       --initial-cluster "$members" --initial-cluster-state new --initial-cluster-token ticket-bench \
       >"$dir/m$i.log" 2>&1 &
-    echo $! >"$dir/m$i.pid"
   done
   for _ in $(seq 100); do
     etcdctl --endpoints=127.0.0.1:2379 endpoint health >/dev/null 2>&1 && exit 0
