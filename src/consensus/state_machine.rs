@@ -14,7 +14,7 @@ use openraft::{
     AnyError, BasicNode, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
     SnapshotMeta, StorageIOError, StoredMembership,
 };
-use redb::{Database, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -211,15 +211,17 @@ fn read_snapshot(db: &Database) -> Result<Option<StoredSnapshot>, StorageError> 
     })
 }
 
-/// Replaces the stored snapshot, durably (one transaction, fsynced on commit).
+/// Replaces the stored snapshot, durably (one transaction, fsynced on commit), unless the one
+/// stored is of a later log index; whether it did.
 async fn write_snapshot(
     db: Arc<Database>,
     meta: &SnapshotMeta<NodeId, BasicNode>,
     data: Vec<u8>,
-) -> Result<(), StorageError> {
+) -> Result<bool, StorageError> {
     let err = |e: &dyn ToString| snapshot_write_error(e.to_string());
+    let last = meta.last_log_id;
     let meta = encode(meta).map_err(|e| err(&e))?;
-    tokio::task::spawn_blocking(move || store_snapshot(&db, &meta, &data))
+    tokio::task::spawn_blocking(move || store_snapshot(&db, last, &meta, &data))
         .await
         .map_err(|e| err(&e))?
         .map_err(|e| err(&e))
@@ -230,16 +232,39 @@ fn snapshot_write_error(why: String) -> StorageError {
     storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, why)
 }
 
-/// Replaces the stored snapshot with encoded `meta` and `data` in one transaction.
-fn store_snapshot(db: &Database, meta: &[u8], data: &[u8]) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
+/// Replaces the stored snapshot with encoded `meta` and `data`, taken at `last`, in one
+/// transaction; whether it did. A stored snapshot of a later index stays: a snapshot built
+/// here is encoded while apply goes on, and meanwhile the leader may have sent a newer one,
+/// been installed and had the log purged up to it. Storing the older one over it would leave
+/// a node that restarts with a gap between its snapshot and its log.
+fn store_snapshot(
+    db: &Database,
+    last: Option<LogId>,
+    meta: &[u8],
+    data: &[u8],
+) -> Result<bool, String> {
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
     {
-        let mut table = txn.open_table(SNAPSHOT)?;
-        table.insert(SNAPSHOT_META, meta)?;
-        table.insert(SNAPSHOT_DATA, data)?;
+        let mut table = txn.open_table(SNAPSHOT).map_err(|e| e.to_string())?;
+        let stored = match table.get(SNAPSHOT_META).map_err(|e| e.to_string())? {
+            Some(bytes) => Some(
+                decode::<SnapshotMeta<NodeId, BasicNode>>(bytes.value())
+                    .map_err(|e| format!("the stored snapshot: {e}"))?,
+            ),
+            None => None,
+        };
+        if stored.is_some_and(|stored| stored.last_log_id > last) {
+            return Ok(false);
+        }
+        table
+            .insert(SNAPSHOT_META, meta)
+            .map_err(|e| e.to_string())?;
+        table
+            .insert(SNAPSHOT_DATA, data)
+            .map_err(|e| e.to_string())?;
     }
-    txn.commit()?;
-    Ok(())
+    txn.commit().map_err(|e| e.to_string())?;
+    Ok(true)
 }
 
 impl StateMachineStore {
@@ -287,7 +312,8 @@ pub fn seed_restored(
     };
     let data = encode(&applied).map_err(|e| err(&e))?;
     let meta = encode(&meta).map_err(|e| err(&e))?;
-    store_snapshot(&db, &meta, &data).map_err(|e| err(&e))
+    store_snapshot(&db, Some(last), &meta, &data).map_err(|e| err(&e))?;
+    Ok(())
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
@@ -321,7 +347,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             snapshot_id,
         };
         let encoded = started.elapsed();
-        write_snapshot(self.shared.db.clone(), &meta, data.clone()).await?;
+        if !write_snapshot(self.shared.db.clone(), &meta, data.clone()).await? {
+            tracing::info!(
+                index = ?last_log_id.map(|id| id.index),
+                "snapshot built, but a later one was installed meanwhile: that one stays"
+            );
+        }
         metrics::gauge!("ticket_raft_snapshot_bytes").set(data.len() as f64);
         tracing::info!(
             index = ?last_log_id.map(|id| id.index),
@@ -439,6 +470,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         installed.last_applied = meta.last_log_id;
         installed.membership = meta.last_membership.clone();
         metrics::gauge!("ticket_raft_snapshot_bytes").set(data.len() as f64);
+        // openraft installs only a snapshot past what is applied, so none stored is later.
         write_snapshot(self.shared.db.clone(), meta, data).await?;
         let index = meta.last_log_id.map_or(0, |id| id.index);
         *self
@@ -466,5 +498,51 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta,
             snapshot: Box::new(Cursor::new(data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+
+    /// A snapshot's encoded metadata at `index`, and its log id.
+    fn meta_at(index: u64) -> (Option<LogId>, Vec<u8>) {
+        let last = Some(LogId::new(CommittedLeaderId::new(1, 1), index));
+        let meta: SnapshotMeta<NodeId, BasicNode> = SnapshotMeta {
+            last_log_id: last,
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("s{index}"),
+        };
+        (last, encode(&meta).expect("encode"))
+    }
+
+    fn stored_index(db: &Database) -> Option<u64> {
+        let stored = read_snapshot(db).expect("read")?;
+        let meta: SnapshotMeta<NodeId, BasicNode> = decode(&stored.meta).expect("meta");
+        meta.last_log_id.map(|id| id.index)
+    }
+
+    /// Goal: a snapshot built from a copy taken before a later one was installed never takes
+    /// the later one's place: what is stored only moves forward.
+    #[test]
+    fn a_stored_snapshot_is_never_replaced_by_an_older_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = super::super::open_db(dir.path(), "snapshot.redb").expect("db");
+        for (index, stored, then) in [
+            (10, true, 10),
+            (5, false, 10),
+            (10, true, 10),
+            (20, true, 20),
+        ] {
+            let (last, meta) = meta_at(index);
+            assert_eq!(
+                store_snapshot(&db, last, &meta, b"data"),
+                Ok(stored),
+                "{index}"
+            );
+            assert_eq!(stored_index(&db), Some(then), "{index}");
+        }
     }
 }
