@@ -67,13 +67,15 @@ impl Terminal {
                 }
                 return (matched, before);
             }
+            // Checked whether or not the shell is printing: one that prints on and on without
+            // the pattern fails here too.
+            assert!(
+                Instant::now() < deadline,
+                "{what}: no {pattern:?} within {:?}; printed before it: {before:?}, then: {:?}",
+                self.timeout,
+                String::from_utf8_lossy(&self.unread)
+            );
             if !self.read_more() {
-                assert!(
-                    Instant::now() < deadline,
-                    "{what}: no {pattern:?} within {:?}; printed before it: {before:?}, then: {:?}",
-                    self.timeout,
-                    String::from_utf8_lossy(&self.unread)
-                );
                 std::thread::sleep(POLL);
             }
         }
