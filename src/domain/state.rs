@@ -533,7 +533,7 @@ impl State {
         // Nothing can be refused past this point.
         for (category, held) in per_category {
             if let Some(c) = event.categories.get_mut(category) {
-                c.held.insert(actor.to_string(), held);
+                set_count(&mut c.held, actor, held);
             }
         }
         for &i in &indices {
@@ -542,7 +542,7 @@ impl State {
             }
         }
         event.taken = taken_after;
-        event.held.insert(actor.to_string(), held_after);
+        set_count(&mut event.held, actor, held_after);
         self.last_booking = number;
         let total_minor = event.price_of(&indices);
         let booking = BookingRecord {
@@ -948,6 +948,17 @@ impl State {
             && *expiries == other.expiries
             && *ended == other.ended
             && *check_ins == other.check_ins
+    }
+}
+
+/// Sets `user`'s count in `held`, allocating the name only the first time it is counted
+/// (a user's later bookings find it there).
+fn set_count(held: &mut BTreeMap<String, u32>, user: &str, n: u32) {
+    match held.get_mut(user) {
+        Some(count) => *count = n,
+        None => {
+            held.insert(user.to_string(), n);
+        }
     }
 }
 
