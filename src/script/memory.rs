@@ -12,11 +12,11 @@
 //! aborts a Rust process; stopping the script between operations does not).
 
 use std::alloc::{GlobalAlloc, Layout};
-
-use mimalloc::MiMalloc as System;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
+
+use mimalloc::MiMalloc;
 
 /// The bytes one run may hold at once: every script thread of it, `parallel` branches
 /// included.
@@ -61,8 +61,9 @@ thread_local! {
     static HELD: RefCell<Option<Arc<Budget>>> = const { RefCell::new(None) };
 }
 
-/// The process's allocator: the system's, charging the calling thread's budget if it has
-/// one.
+/// The process's allocator: mimalloc, charging the calling thread's budget if it has one.
+/// (glibc's malloc took a third of the leader's CPU under batch load: see the README's
+/// Performance section.)
 pub struct CountingAllocator;
 
 fn charge(bytes: isize) {
@@ -76,10 +77,10 @@ fn charge(bytes: isize) {
     });
 }
 
-// SAFETY: every call goes to the system allocator unchanged; the charge is bookkeeping.
+// SAFETY: every call goes to mimalloc unchanged; the charge is bookkeeping.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
+        let p = unsafe { MiMalloc.alloc(layout) };
         if !p.is_null() {
             charge(layout.size() as isize);
         }
@@ -87,7 +88,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
+        let p = unsafe { MiMalloc.alloc_zeroed(layout) };
         if !p.is_null() {
             charge(layout.size() as isize);
         }
@@ -95,12 +96,12 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
+        unsafe { MiMalloc.dealloc(ptr, layout) };
         charge(-(layout.size() as isize));
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        let p = unsafe { MiMalloc.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             charge(new_size as isize - layout.size() as isize);
         }
