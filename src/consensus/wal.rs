@@ -715,11 +715,8 @@ mod tests {
     fn a_record_with_a_zeroed_sector_at_the_tail_is_torn() {
         let dir = tempfile::tempdir().expect("dir");
         three_records(dir.path(), 3_000);
-        let (path, end) = tail(dir.path());
-        let file = open_file(&path, false).expect("segment");
-        file.write_all_at(&[0u8; 1_500], (end - 1_500) as u64)
-            .expect("zero");
-        drop(file);
+        let (_, end) = tail(dir.path());
+        zero_in_newest_segment(dir.path(), end - 1_500, 1_500);
         let (_, replay) = Wal::open(dir.path()).expect("recovers");
         assert_eq!(indices(&replay), vec![1, 2, 3]);
     }
@@ -776,6 +773,14 @@ mod tests {
         assert!(kept.ends_with(&[6, 7]), "{kept:?}");
     }
 
+    /// Overwrites `len` bytes at `at` in the newest segment with zeros: what a preallocated
+    /// file reads where a write never reached the disk.
+    fn zero_in_newest_segment(dir: &Path, at: usize, len: usize) {
+        let (path, _) = tail(dir);
+        let file = open_file(&path, false).expect("segment");
+        file.write_all_at(&vec![0u8; len], at as u64).expect("zero");
+    }
+
     /// Where each record of the newest segment starts.
     fn record_starts(dir: &Path) -> Vec<usize> {
         let (path, end) = tail(dir);
@@ -798,11 +803,7 @@ mod tests {
         three_records(dir.path(), 3_000);
         let last = *record_starts(dir.path()).last().expect("records");
         assert_eq!(last % ALIGN, 0);
-        let (path, _) = tail(dir.path());
-        let file = open_file(&path, false).expect("segment");
-        file.write_all_at(&[0u8; HEADER], last as u64)
-            .expect("zero the header");
-        drop(file);
+        zero_in_newest_segment(dir.path(), last, HEADER);
         let (_, replay) = Wal::open(dir.path()).expect("recovers");
         assert_eq!(indices(&replay), vec![1, 2, 3]);
     }
