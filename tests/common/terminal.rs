@@ -11,7 +11,7 @@ use std::io::ErrorKind;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use expectrl::process::unix::{PtyStream, UnixProcess, WaitStatus};
+use expectrl::process::unix::{PtyStream, Signal, UnixProcess, WaitStatus};
 use expectrl::{Expect, Session};
 
 type Pty = Session<UnixProcess, PtyStream>;
@@ -105,17 +105,23 @@ impl Terminal {
     /// Types `quit` and waits for the shell to end; its exit status.
     pub fn quit(mut self) -> WaitStatus {
         self.send("quit\r");
-        self.pty
-            .get_process_mut()
-            .wait()
-            .expect("wait for the shell")
+        self.wait()
     }
 
-    /// Waits for the shell to end (after Ctrl-D or a command that ends it).
+    /// Waits for the shell to end (after Ctrl-D or a command that ends it), up to the same
+    /// timeout as a wait for output; a shell still running then is killed and the test fails.
     pub fn wait(mut self) -> WaitStatus {
-        self.pty
-            .get_process_mut()
-            .wait()
-            .expect("wait for the shell")
+        let deadline = Instant::now() + self.timeout;
+        let process = self.pty.get_process_mut();
+        loop {
+            match process.status().expect("the shell's status") {
+                WaitStatus::StillAlive if Instant::now() < deadline => std::thread::sleep(POLL),
+                WaitStatus::StillAlive => {
+                    let _ = process.kill(Signal::SIGKILL);
+                    panic!("the shell did not end within {:?}", self.timeout);
+                }
+                ended => return ended,
+            }
+        }
     }
 }
