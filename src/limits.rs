@@ -149,6 +149,11 @@ pub const COMMANDS_PER_ENTRY_MAX: usize = 256;
 /// (and fsyncs) one entry at a time, so a few in flight keep the disk busy while the next
 /// entry gathers commands.
 pub const ENTRIES_IN_FLIGHT_MAX: usize = 4;
+/// The fewest commands an entry carries to be proposed while others are in flight; a smaller
+/// one waits for them and gathers meanwhile. Each entry costs the cluster about as much CPU
+/// as dozens of commands (three fsyncs, four AppendEntries, a pass of each node's Raft core),
+/// so small entries in parallel cost more than they save.
+pub const COMMANDS_TO_PIPELINE_MIN: usize = COMMANDS_PER_ENTRY_MAX / 4;
 /// Commands waiting for a place in an entry; past this, callers wait (back-pressure).
 pub const COMMANDS_QUEUED_MAX: usize = 8_192;
 /// Log entries in one AppendEntries, and so the largest group one follower fsync covers.
