@@ -13,7 +13,9 @@ secs=${1:-8}
 ticket=$root/target/release/ticket
 etcd_bench=$here/etcd/target/release/etcd-bench
 work=$(mktemp -d)
-trap 'kill -INT ${up:-0} 2>/dev/null || true; "$here/etcd/cluster.sh" stop; rm -rf "$work"' EXIT
+# No `kill -INT 0` once the cluster is stopped: pid 0 is this whole process group, the script
+# included, which then died in its trap before it could stop etcd.
+trap '[ -n "${up:-}" ] && kill -INT "$up" 2>/dev/null; "$here/etcd/cluster.sh" stop; rm -rf "$work"' EXIT
 
 # ticket: a fresh local 3-node cluster of the stock cluster.toml (fsync on).
 cp "$root/cluster.toml" "$work/"
@@ -30,7 +32,7 @@ for run in "ping 64" "unary 64" "batch 64" "unary 256" "ping 1" "unary 1" "check
   "$ticket" --config "$work/cluster.toml" bench --mode "$1" --clients "$2" --seconds "$secs" \
     --json --user admin >>"$results"
 done
-kill -INT $up; wait $up 2>/dev/null || true; up=0
+kill -INT $up; wait $up 2>/dev/null || true; up=
 # Let the nodes' exit settle before etcd starts on the same cores.
 sleep 2
 
