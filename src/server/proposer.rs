@@ -61,7 +61,8 @@ impl Proposer {
 
     /// Stops proposing: resolves once every entry in flight has been answered, and while the
     /// permit it returns is held nothing more is proposed from this node (commands queue up,
-    /// then go on as usual, forwarded if this node no longer leads). Used to hand leadership
+    /// then go on as usual, forwarded if this node no longer leads). An entry already
+    /// gathering when it is called is proposed and answered first. Used to hand leadership
     /// over with no entry that the successor lacks.
     pub async fn pause(&self) -> Option<OwnedSemaphorePermit> {
         let all = u32::try_from(limits::ENTRIES_IN_FLIGHT_MAX).ok()?;
@@ -105,6 +106,7 @@ impl Place {
 
 impl Drop for Place {
     fn drop(&mut self) {
+        // Counted down before the wake-up: the gatherer woken must see the entry gone.
         self.in_flight.entries.fetch_sub(1, Ordering::AcqRel);
         self.in_flight.answered.notify_one();
     }
@@ -119,19 +121,31 @@ async fn gather(raft: Raft, mut pending: mpsc::Receiver<Pending>, places: Arc<Se
         };
         let mut batch = Vec::with_capacity(limits::COMMANDS_PER_ENTRY_MAX);
         batch.push(first);
-        loop {
-            take_queued(&mut batch, &mut pending);
-            if ready(batch.len(), in_flight.entries.load(Ordering::Acquire)) {
-                break;
-            }
-            // Small, with entries in flight: gather until one of them is answered. (A stale
-            // wake-up from an earlier answer only makes one more pass.)
-            in_flight.answered.notified().await;
-        }
+        gather_until_ready(&mut batch, &mut pending, &in_flight).await;
         metrics::counter!("ticket_log_entries_proposed_total").increment(1);
         metrics::histogram!("ticket_log_commands_per_entry").record(batch.len() as f64);
         let place = Place::take(permit, &in_flight);
         tokio::spawn(propose_entry(raft.clone(), batch, place));
+    }
+}
+
+/// Adds what is queued to `batch` until it may be proposed (see [`ready`]). It does not wake
+/// for each command that arrives, only when an entry is answered: an entry that passes the
+/// pipelining size while it waits goes at the next answer, not at once.
+async fn gather_until_ready(
+    batch: &mut Vec<Pending>,
+    pending: &mut mpsc::Receiver<Pending>,
+    in_flight: &InFlight,
+) {
+    loop {
+        take_queued(batch, pending);
+        if ready(batch.len(), in_flight.entries.load(Ordering::Acquire)) {
+            return;
+        }
+        // Small, with entries in flight: gather until one of them is answered. An answer
+        // between the load above and this wait is not lost (`notify_one` keeps it), and a
+        // stale one only makes one more pass.
+        in_flight.answered.notified().await;
     }
 }
 
@@ -254,6 +268,85 @@ mod tests {
         assert!(!ready(limits::COMMANDS_TO_PIPELINE_MIN - 1, 3));
         assert!(ready(limits::COMMANDS_TO_PIPELINE_MIN, 3));
         assert!(ready(limits::COMMANDS_PER_ENTRY_MAX, 1));
+    }
+
+    fn command(n: usize) -> (Pending, oneshot::Receiver<ProposeOutcome>) {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::RevokeTokens {
+            request_id: format!("r{n}"),
+            actor: "admin".into(),
+            user: format!("user{n}"),
+        };
+        (Pending { command, reply }, answer)
+    }
+
+    fn in_flight_one() -> (Arc<InFlight>, Place) {
+        let in_flight = Arc::new(InFlight::default());
+        let permit = Arc::new(Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("a place");
+        let place = Place::take(permit, &in_flight);
+        (in_flight, place)
+    }
+
+    /// Polls `future` once, as the runtime would, without waiting.
+    fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> std::task::Poll<F::Output> {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        std::pin::Pin::new(future).poll(&mut context)
+    }
+
+    /// Goal: with an entry in flight, a small entry is not proposed; it gathers what arrives
+    /// until that entry is answered, then goes with all of it.
+    #[tokio::test]
+    async fn a_small_entry_gathers_until_the_entry_in_flight_is_answered() {
+        let (in_flight, place) = in_flight_one();
+        let (queue, mut pending) = mpsc::channel(16);
+        let (first, _a) = command(0);
+        let mut batch = vec![first];
+        let mut answers = Vec::new();
+        {
+            let mut gathering = Box::pin(gather_until_ready(&mut batch, &mut pending, &in_flight));
+            assert!(
+                poll_once(&mut gathering).is_pending(),
+                "proposed while one is in flight"
+            );
+            for n in 1..=2 {
+                let (next, answer) = command(n);
+                answers.push(answer);
+                assert!(queue.try_send(next).is_ok());
+            }
+            assert!(
+                poll_once(&mut gathering).is_pending(),
+                "proposed before the answer"
+            );
+            drop(place);
+            tokio::time::timeout(std::time::Duration::from_secs(10), gathering)
+                .await
+                .expect("ready once the entry in flight was answered");
+        }
+        assert_eq!(batch.len(), 3);
+        assert_eq!(in_flight.entries.load(Ordering::Acquire), 0);
+    }
+
+    /// Goal: an entry large enough to pipeline goes while another is in flight, and a lone
+    /// command goes at once when none is.
+    #[test]
+    fn a_large_entry_pipelines_and_a_lone_one_goes_at_once() {
+        let (in_flight, _place) = in_flight_one();
+        let (queue, mut pending) = mpsc::channel(limits::COMMANDS_PER_ENTRY_MAX);
+        let mut batch = vec![command(0).0];
+        for n in 1..limits::COMMANDS_TO_PIPELINE_MIN {
+            assert!(queue.try_send(command(n).0).is_ok());
+        }
+        let mut gathering = Box::pin(gather_until_ready(&mut batch, &mut pending, &in_flight));
+        assert!(poll_once(&mut gathering).is_ready());
+        drop(gathering);
+        assert_eq!(batch.len(), limits::COMMANDS_TO_PIPELINE_MIN);
+
+        let idle = InFlight::default();
+        let mut lone = vec![command(0).0];
+        let mut gathering = Box::pin(gather_until_ready(&mut lone, &mut pending, &idle));
+        assert!(poll_once(&mut gathering).is_ready());
     }
 
     /// Goal: an entry's place is given back however its task ends, and the gatherer waiting
