@@ -15,7 +15,7 @@ etcd_bench=$here/etcd/target/release/etcd-bench
 work=$(mktemp -d)
 # No `kill -INT 0` once the cluster is stopped: pid 0 is this whole process group, the script
 # included, which then died in its trap before it could stop etcd.
-trap '[ -n "${up:-}" ] && kill -INT "$up" 2>/dev/null; "$here/etcd/cluster.sh" stop; rm -rf "$work"' EXIT
+trap '{ [ -n "${up:-}" ] && kill -INT "$up"; } 2>/dev/null || true; "$here/etcd/cluster.sh" stop; rm -rf "$work"' EXIT
 
 # ticket: a fresh local 3-node cluster of the stock cluster.toml (fsync on).
 cp "$root/cluster.toml" "$work/"

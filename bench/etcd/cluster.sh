@@ -26,12 +26,15 @@ start)
   echo "etcd did not become healthy; see $dir/m*.log" >&2; exit 1 ;;
 stop)
   # etcd 3.4 may keep campaigning after SIGTERM once its peers are gone: SIGKILL after 5 s.
+  # A member with no pid file is skipped: `kill 0` would signal this whole process group.
   for i in 1 2 3; do
     [ -f "$dir/m$i.pid" ] && kill "$(cat "$dir/m$i.pid")" 2>/dev/null || true
   done
   for i in 1 2 3; do
-    pid=$(cat "$dir/m$i.pid" 2>/dev/null || echo 0)
+    [ -f "$dir/m$i.pid" ] || continue
+    pid=$(cat "$dir/m$i.pid")
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
+    rm -f "$dir/m$i.pid"
   done ;;
 esac
