@@ -339,6 +339,44 @@ async fn plugins_load_work_and_broken_ones_are_skipped() {
     );
 }
 
+/// Goal: each `parallel` branch has its own copy of what the closure captured. Many branches
+/// read a captured array at once without "Data race detected" (rhai's lock on a shared
+/// variable gives up after 50 ms, which fifty branches on two busy cores could reach), and a
+/// branch that changes it changes only its copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_branches_have_their_own_copy_of_what_they_capture() {
+    let cluster = TestCluster::start(Options {
+        nodes: 1,
+        ..Options::default()
+    });
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("captures.rhai");
+    std::fs::write(
+        &file,
+        "let seen = [1, 2, 3];
+         let lens = parallel(64, |i| {
+    let sum = 0;
+             for k in 0..2000 {
+        sum += seen[k % seen.len()];
+    }
+             seen.push(i);
+    [seen.len(), sum]
+});
+         for r in lens {
+    assert(r[0] == 4, `a branch saw another's push: ${r}`);
+             assert(r[1] == 3999, `a branch read ${r[1]}`);
+}
+         assert(seen.len() == 3, `the caller's array changed: ${seen}`);
+         print(\"own copies\");
+",
+    )
+    .expect("write");
+    let out = run_script(&cluster, &file, &[]);
+    assert_ok(&out, "captures.rhai");
+    assert!(text(&out.stdout).contains("own copies"));
+}
+
 /// Goal: `parallel` cannot be nested: a branch that calls it gets a catchable error saying
 /// so (so recursion through `parallel` and 256 × 256 threads are both refused at once), and
 /// uncaught it ends the script with `file:line:col`.

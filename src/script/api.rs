@@ -29,7 +29,7 @@
 //! | `login(user, password)`, `login(previous_login)` | `#{user, role, expires_at, token}` |
 //! | `login_admin()`: as "admin", on a cluster this run started (or TICKET_ADMIN_PASSWORD) | the same |
 //! | `add_user(name, password)`, `add_user(name, password, admin)` | `#{user, role}` |
-//! | `parallel(n, \|i\| ..)` | the n results, in order of `i` (not nested: a branch cannot call it) |
+//! | `parallel(n, \|i\| ..)` | the n results, in order of `i` (not nested: a branch cannot call it; each branch has its own copy of what the closure captured) |
 //! | `leader()`, `kill(id)`, `restart(id)`, `pause(id)`, `resume(id)` | cluster control |
 //! | `sleep(ms)`, `assert(cond, message)`, `now_ms()`, `print(x)` | |
 //! | `random_password()` | 24 random hex digits, for an account the script makes for itself |
@@ -335,7 +335,8 @@ fn add_user(host: &Host, name: &str, password: &str, admin: bool) -> Fallible<Ma
 }
 
 /// `parallel(n, |i| ..)`: runs the closure for i in 0..n, each on its own thread with its
-/// own session (starting as the caller's login and event), and returns the results in order.
+/// own session (starting as the caller's login and event) and its own copy of what the
+/// closure captured, and returns the results in order.
 /// If a branch fails, `parallel` fails with the error of the first failing branch.
 ///
 /// Each branch is a fresh call of the engine, with an operations budget and call depth of its
@@ -379,6 +380,7 @@ fn run_branches(
             .enumerate()
             .map(|(i, fork)| {
                 let run_memory = run_memory.clone();
+                let f = with_own_captures(f);
                 std::thread::Builder::new()
                     .name(format!("parallel-{i}"))
                     .stack_size(STACK_BYTES)
@@ -402,6 +404,20 @@ fn run_branches(
             })
             .collect()
     })
+}
+
+/// `f` with a copy of its own of every variable it captured. rhai shares a closure's captured
+/// variables behind a lock that it only tries for 50 ms, so fifty branches reading one at once
+/// on a loaded machine could fail with "Data race detected"; and a branch that changed one
+/// would race the others anyway. A branch hands results back by returning them.
+fn with_own_captures(f: &FnPtr) -> FnPtr {
+    let mut own = f.clone();
+    own.set_curry(
+        f.iter_curry()
+            .map(Dynamic::flatten_clone)
+            .collect::<Vec<_>>(),
+    );
+    own
 }
 
 /// The branches' values in order, or the first branch's error: named by its branch, unless it
