@@ -619,8 +619,15 @@ impl Drop for Tmpfs {
 /// catches up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_the_node_without_losing_a_booking_and_it_recovers() {
-    // Node 3 keeps its data on a small tmpfs from the start.
-    let mut cluster = Cluster::configure(Settings::default()).await;
+    // Node 3 keeps its data on a small tmpfs from the start. Its log's segments are
+    // preallocated, so appending alone may not need more room; snapshots every 200 entries
+    // do, however many bookings share an entry (the leader gathers more of them into one
+    // entry the more clients wait).
+    let mut cluster = Cluster::configure(Settings {
+        snapshot_threshold: 200,
+        ..Settings::default()
+    })
+    .await;
     let data = cluster.data_dir(3);
     let tmpfs = Tmpfs::mount(&data, "16m");
     for id in cluster.ids.clone() {
