@@ -9,7 +9,7 @@
 //! an entry of fewer than `COMMANDS_TO_PIPELINE_MIN` commands waits until none is, because
 //! an entry's fixed cost (fsyncs, AppendEntries, a pass of every Raft core) would then be
 //! shared by too few. Under many one-booking clients that made entries of about 30 commands
-//! instead of 10, and 1.15-1.2 times the bookings a second; ReserveBatch calls, whose entries
+//! instead of 10, and 1.09-1.13 times the bookings a second; ReserveBatch calls, whose entries
 //! fill at once, still keep four in flight.
 //!
 //! What it does not do: decide who leads. A node that is not the leader answers every command
