@@ -41,6 +41,8 @@ for _ in $(seq 100); do
   "$ticket" --config "$work/cluster.toml" status 2>/dev/null | grep -q '^leader: node' && break
   sleep 0.3
 done
+"$ticket" --config "$work/cluster.toml" status 2>/dev/null | grep -q '^leader: node' ||
+  { echo "the cluster elected no leader:" >&2; tail -20 "$work/up.log" >&2; exit 1; }
 
 # The machine's CPU jiffies and context switches, then the entries every node has proposed.
 sample() {
@@ -56,9 +58,9 @@ for run in "${runs[@]}"; do
   "$ticket" --config "$work/cluster.toml" bench --mode "$mode" --clients "$clients" \
     --seconds "$secs" --json --user admin >"$work/bench.json"
   sample >"$work/after"
-  python3 - "$work" "$secs" >>"$work/rows" <<'PY'
+  python3 - "$work" "$secs" "$(getconf CLK_TCK)" >>"$work/rows" <<'PY'
 import json, sys
-work, secs = sys.argv[1], float(sys.argv[2])
+work, secs, ticks = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 def read(name):
     cpu, ctxt, entries = None, 0, 0
     for line in open(f"{work}/{name}"):
@@ -75,7 +77,7 @@ def read(name):
 (all1, idle1), ctxt1, entries1 = read("after")
 r = json.load(open(f"{work}/bench.json"))
 ops = r.get("bookings") or r["ops_per_sec"] * secs
-busy_s = ((all1 - all0) - (idle1 - idle0)) / 100  # USER_HZ
+busy_s = ((all1 - all0) - (idle1 - idle0)) / ticks
 entries = entries1 - entries0
 per_entry = f"{ops / entries:.1f}" if entries else ""
 print(f"| {r['mode']} | {r['clients']} | {r['ops_per_sec']:,.0f} | {r['p50_ms']:.2f} "
