@@ -16,6 +16,8 @@ runs=("$@")
 [ ${#runs[@]} -gt 0 ] || runs=(ping:64 unary:32 unary:64 unary:128 unary:256 batch:64 ping:1 unary:1)
 ticket=$root/target/release/ticket
 work=$(mktemp -d)
+# shellcheck source=bench/ticket-up.sh
+source "$here/ticket-up.sh"
 trap '{ [ -n "${up:-}" ] && kill -INT "$up" && wait "$up"; } 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # The stock cluster.toml, each node with its metrics on a free loopback port.
@@ -34,15 +36,7 @@ text = re.sub(r'^peer_advertise = .*$', add_metrics, text, flags=re.M)
 open(sys.argv[2], "w").write(text)
 PY
 
-export TICKET_ADMIN_PASSWORD=bench-admin TICKET_PASSWORD=bench-admin
-(cd "$work" && exec "$ticket" --config "$work/cluster.toml" up >"$work/up.log" 2>&1) &
-up=$!
-for _ in $(seq 100); do
-  "$ticket" --config "$work/cluster.toml" status 2>/dev/null | grep -q '^leader: node' && break
-  sleep 0.3
-done
-"$ticket" --config "$work/cluster.toml" status 2>/dev/null | grep -q '^leader: node' ||
-  { echo "the cluster elected no leader:" >&2; tail -20 "$work/up.log" >&2; exit 1; }
+ticket_up
 
 # The machine's CPU jiffies and context switches, then the entries every node has proposed.
 sample() {

@@ -13,19 +13,15 @@ secs=${1:-8}
 ticket=$root/target/release/ticket
 etcd_bench=$here/etcd/target/release/etcd-bench
 work=$(mktemp -d)
+# shellcheck source=bench/ticket-up.sh
+source "$here/ticket-up.sh"
 # No `kill -INT 0` once the cluster is stopped: pid 0 is this whole process group, the script
 # included, which then died in its trap before it could stop etcd.
 trap '{ [ -n "${up:-}" ] && kill -INT "$up"; } 2>/dev/null || true; "$here/etcd/cluster.sh" stop; rm -rf "$work"' EXIT
 
 # ticket: a fresh local 3-node cluster of the stock cluster.toml (fsync on).
 cp "$root/cluster.toml" "$work/"
-export TICKET_ADMIN_PASSWORD=bench-admin TICKET_PASSWORD=bench-admin
-(cd "$work" && exec "$ticket" --config "$work/cluster.toml" up >"$work/up.log" 2>&1) &
-up=$!
-for _ in $(seq 100); do
-  "$ticket" --config "$work/cluster.toml" status 2>/dev/null | grep -q '^leader: node' && break
-  sleep 0.3
-done
+ticket_up
 results=$work/results.jsonl
 for run in "ping 64" "unary 64" "batch 64" "unary 256" "ping 1" "unary 1" "checkout 64"; do
   set -- $run
