@@ -26,6 +26,16 @@ fn run_script(cluster: &TestCluster, file: &Path, args: &[&str]) -> Output {
     run_ticket(&cluster.config_path, &all, "", &[])
 }
 
+/// A one-node cluster with a leader, and a folder for the scripts a test writes.
+async fn one_node() -> (TestCluster, tempfile::TempDir) {
+    let cluster = TestCluster::start(Options {
+        nodes: 1,
+        ..Options::default()
+    });
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    (cluster, tempfile::tempdir().expect("temp dir"))
+}
+
 fn assert_ok(out: &Output, what: &str) {
     assert!(
         out.status.success(),
@@ -345,31 +355,25 @@ async fn plugins_load_work_and_broken_ones_are_skipped() {
 /// branch that changes it changes only its copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_branches_have_their_own_copy_of_what_they_capture() {
-    let cluster = TestCluster::start(Options {
-        nodes: 1,
-        ..Options::default()
-    });
-    cluster.wait_leader(Duration::from_secs(5)).await;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (cluster, dir) = one_node().await;
     let file = dir.path().join("captures.rhai");
     std::fs::write(
         &file,
-        "let seen = [1, 2, 3];
-         let lens = parallel(64, |i| {
-    let sum = 0;
-             for k in 0..2000 {
-        sum += seen[k % seen.len()];
-    }
-             seen.push(i);
-    [seen.len(), sum]
-});
-         for r in lens {
-    assert(r[0] == 4, `a branch saw another's push: ${r}`);
-             assert(r[1] == 3999, `a branch read ${r[1]}`);
-}
-         assert(seen.len() == 3, `the caller's array changed: ${seen}`);
-         print(\"own copies\");
-",
+        "let seen = [1, 2, 3];\n\
+         let lens = parallel(64, |i| {\n\
+             let sum = 0;\n\
+             for k in 0..2000 {\n\
+                 sum += seen[k % seen.len()];\n\
+             }\n\
+             seen.push(i);\n\
+             [seen.len(), sum]\n\
+         });\n\
+         for r in lens {\n\
+             assert(r[0] == 4, `a branch saw another's push: ${r}`);\n\
+             assert(r[1] == 3999, `a branch read ${r[1]}`);\n\
+         }\n\
+         assert(seen.len() == 3, `the caller's array changed: ${seen}`);\n\
+         print(\"own copies\");\n",
     )
     .expect("write");
     let out = run_script(&cluster, &file, &[]);
@@ -382,12 +386,7 @@ async fn parallel_branches_have_their_own_copy_of_what_they_capture() {
 /// uncaught it ends the script with `file:line:col`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_parallel_is_refused() {
-    let cluster = TestCluster::start(Options {
-        nodes: 1,
-        ..Options::default()
-    });
-    cluster.wait_leader(Duration::from_secs(5)).await;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (cluster, dir) = one_node().await;
 
     let caught = dir.path().join("caught.rhai");
     std::fs::write(
@@ -440,12 +439,7 @@ async fn nested_parallel_is_refused() {
 /// `file:line:col` and "the script ran longer than N s".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_time_limit_stops_sleeping_and_calling_loops() {
-    let cluster = TestCluster::start(Options {
-        nodes: 1,
-        ..Options::default()
-    });
-    cluster.wait_leader(Duration::from_secs(5)).await;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (cluster, dir) = one_node().await;
     let cases = [
         ("sleepy.rhai", "let n = 0;\nloop {\n    sleep(50);\n}\n", "sleepy.rhai:3:5: "),
         ("calls.rhai", "loop {\n    seats();\n}\n", "calls.rhai:2:5: "),
